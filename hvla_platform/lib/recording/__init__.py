@@ -1,0 +1,1 @@
+"""The raw-recording contract: topics, message types, joint names and metadata.yaml."""
