@@ -23,6 +23,10 @@ CAMERA_TOPICS: dict[str, str] = {
     "wrist_right": "/camera/wrist_right/image_raw/compressed",
 }
 
+#: Camera image size written by the simulated recorder (height, width), pixels.
+CAMERA_HEIGHT = 96
+CAMERA_WIDTH = 128
+
 # --- message types ------------------------------------------------------------------------
 MSG_JOINT_STATE = "sensor_msgs/msg/JointState"
 MSG_COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
