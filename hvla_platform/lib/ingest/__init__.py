@@ -1,0 +1,1 @@
+"""Getting recordings into the lake: the landing area and the write-once raw layer."""

@@ -1,0 +1,152 @@
+"""The landing area: where finished recordings are dropped before ingest.
+
+A recording is a folder holding one ``*.mcap`` (``<episode_id>_0.mcap``), ``metadata.yaml`` and
+optionally ``operator_notes.md``, as ``hvla sim record`` or a robot's uploader writes it. Landing
+copies it, unchanged, to ``landing/<capture_date>/<robot_id>/<episode_id>/`` with write-once
+objects; ``metadata.yaml`` is written **last**, so an episode counts as landed (complete) only
+when its metadata is there. A recording whose ids are unsafe or whose metadata cannot be parsed
+is copied to ``quarantine/_rejected/<sha256 prefix>/`` with a ``reason.json``; the source folder is
+never touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hvla_platform.lib.ingest.layout import (
+    LANDING,
+    QUARANTINE,
+    UnsafeIdError,
+    check_day,
+    check_id,
+    landing_prefix,
+)
+from hvla_platform.lib.storage.lake import Lake, ObjectExistsError, sha256_file
+
+METADATA = "metadata.yaml"
+NOTES = "operator_notes.md"
+
+
+@dataclass
+class LandingResult:
+    """Outcome of landing one recording folder.
+
+    ``status`` is ``landed``, ``already_landed`` (same content was there), ``conflict`` (different
+    content already landed under the same key: reported, not replaced) or ``rejected`` (quarantined).
+    """
+
+    source: str
+    status: str
+    capture_day: str | None = None
+    robot_id: str | None = None
+    episode_id: str | None = None
+    reason: str = ""
+
+
+def find_recordings(src: str | Path) -> list[Path]:
+    """Folders under ``src`` (recursively, ``src`` included) that hold a ``metadata.yaml`` and an ``.mcap``."""
+    src = Path(src)
+    out = []
+    for meta in sorted(src.rglob(METADATA)):
+        if any(p.suffix == ".mcap" for p in meta.parent.iterdir()):
+            out.append(meta.parent)
+    return out
+
+
+def read_identity(metadata: dict) -> tuple[str, str, str]:
+    """(capture_day, robot_id, episode_id) from a parsed ``metadata.yaml``, validated.
+
+    Raises:
+        UnsafeIdError: a field is missing or unsafe for use in a key.
+    """
+    if not isinstance(metadata, dict):
+        raise UnsafeIdError("metadata.yaml is not a mapping")
+    robot = metadata.get("robot")
+    robot_id = robot.get("id") if isinstance(robot, dict) else metadata.get("robot_id")
+    return (check_day(metadata.get("capture_date")), check_id(robot_id, "robot id"),
+            check_id(metadata.get("episode_id"), "episode id"))
+
+
+def _reject(lake: Lake, rec: Path, reason: str) -> LandingResult:
+    h = hashlib.sha256()
+    files = sorted(p for p in rec.iterdir() if p.is_file())
+    for p in files:
+        h.update(p.name.encode())
+        h.update(sha256_file(p).encode())
+    prefix = f"{QUARANTINE}/_rejected/{h.hexdigest()[:16]}"
+    for p in files:
+        try:
+            lake.put_file(p, f"{prefix}/files/{p.name}", write_once=True)
+        except ObjectExistsError:
+            pass  # identical rejected recording already kept
+    lake.write_json(f"{prefix}/reason.json", {
+        "source": str(rec), "stage": "landing", "reason": reason,
+        "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "files": [p.name for p in files],
+    })
+    return LandingResult(source=str(rec), status="rejected", reason=reason)
+
+
+def land_recording(lake: Lake, rec: str | Path) -> LandingResult:
+    """Copy one recording folder into the landing area (see module docstring).
+
+    Never raises for bad input: a bad recording gives ``status="rejected"`` with the reason.
+    """
+    rec = Path(rec)
+    meta_path = rec / METADATA
+    try:
+        metadata = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
+        day, robot, episode = read_identity(metadata)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return _reject(lake, rec, f"{meta_path}: cannot read metadata.yaml: {exc}")
+    except UnsafeIdError as exc:
+        return _reject(lake, rec, f"{meta_path}: {exc}")
+    mcaps = sorted(p for p in rec.iterdir() if p.suffix == ".mcap")
+    if len(mcaps) != 1:
+        return _reject(lake, rec, f"{rec}: expected exactly one .mcap file, found {[p.name for p in mcaps]}")
+    files = [mcaps[0]] + ([rec / NOTES] if (rec / NOTES).is_file() else []) + [meta_path]
+    prefix = landing_prefix(day, robot, episode)
+    result = LandingResult(source=str(rec), status="already_landed", capture_day=day, robot_id=robot, episode_id=episode)
+    for p in files:  # metadata.yaml last: it marks the episode complete
+        try:
+            check_id(p.name, "file name")
+        except UnsafeIdError as exc:
+            return _reject(lake, rec, str(exc))
+        key = f"{prefix}/{p.name}"
+        try:
+            lake.put_file(p, key, write_once=True)
+            result.status = "landed"
+        except ObjectExistsError:
+            if lake.sha256(key) != sha256_file(p):
+                result.status = "conflict"
+                result.reason = (f"{lake.uri(key)} already landed with different content; the new file "
+                                 f"{p} was not copied (landing is write-once)")
+                return result
+    return result
+
+
+def list_landing_partitions(lake: Lake) -> list[tuple[str, str]]:
+    """(capture_day, robot_id) pairs that have at least one complete landed episode."""
+    parts = set()
+    for key in lake.list_keys(LANDING):
+        segs = key.split("/")
+        if len(segs) == 5 and segs[4] == METADATA:
+            parts.add((segs[1], segs[2]))
+    return sorted(parts)
+
+
+def list_landed_episodes(lake: Lake, day: str, robot: str) -> list[str]:
+    """Episode ids landed completely (``metadata.yaml`` present) in a partition, sorted."""
+    eps = set()
+    prefix = landing_prefix(day, robot)
+    for key in lake.list_keys(prefix):
+        rest = key[len(prefix) + 1:].split("/")
+        if len(rest) == 2 and rest[1] == METADATA:
+            eps.add(rest[0])
+    return sorted(eps)

@@ -1,0 +1,281 @@
+"""Validate landed episodes and publish them to the write-once raw layer.
+
+For each complete landed episode of a (capture_day, robot_id) partition, :func:`ingest_partition`
+runs the raw checks and then:
+
+* publishes the episode under ``raw-mcap/<day>/<robot>/<episode>/`` (the MCAP, ``metadata.yaml``,
+  ``operator_notes.md``, ``index.json`` and, last, the manifest) with **write-once** objects,
+  provided the file is readable and its rights block is valid — the raw layer is evidence;
+* records every episode that failed any check in ``quarantine/<day>/<robot>/<episode>/reason.json``
+  (with copies of the files when they could not be published to raw), and marks it
+  ``convertible: false`` so it is not converted downstream.
+
+The landing copy is never modified or deleted. The partition's outcome is written to
+``raw-mcap/<day>/<robot>/_partition.json``.
+
+Raw checks (names used by the Dagster asset checks):
+
+``readable``          the MCAP opens and every record can be read (CRC, compression, truncation)
+``required_topics``   every contract topic is present, with its message type, and not empty
+``monotonic``         log times and header stamps never go backwards within a topic
+``rights``            ``metadata.yaml`` has a valid rights block (see :mod:`hvla_platform.lib.rights`)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hvla_platform.lib.ingest.landing import METADATA, NOTES, list_landed_episodes, read_identity
+from hvla_platform.lib.ingest.layout import (
+    PARTITION_INDEX,
+    UnsafeIdError,
+    landing_prefix,
+    mcap_name,
+    quarantine_prefix,
+    raw_prefix,
+)
+from hvla_platform.lib.manifest import InputRef, build_manifest
+from hvla_platform.lib.rawlog.errors import RawLogError
+from hvla_platform.lib.rawlog.index import McapIndex, index_mcap
+from hvla_platform.lib.recording.contract import REQUIRED_TOPICS
+from hvla_platform.lib.rights import Rights, RightsError
+from hvla_platform.lib.storage.lake import Lake, ObjectExistsError, sha256_file
+
+RAW_CHECKS = ("readable", "required_topics", "monotonic", "rights")
+
+
+@dataclass
+class EpisodeOutcome:
+    """What ingest concluded about one landed episode.
+
+    ``status``: ``published`` (newly in raw), ``cached`` (already in raw, same sha256),
+    ``quarantined`` (not publishable: unreadable or no valid rights), ``conflict`` (raw already
+    holds different content for this episode id; nothing was replaced).
+    ``checks`` maps each of :data:`RAW_CHECKS` to ``{"passed": bool, "detail": str}``.
+    """
+
+    episode_id: str
+    status: str
+    sha256: str = ""
+    mcap_uri: str = ""
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rights: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    index: dict[str, Any] | None = None
+
+    @property
+    def convertible(self) -> bool:
+        """True if every raw check passed (the episode may be converted to HDF5)."""
+        return self.status in ("published", "cached") and all(c["passed"] for c in self.checks.values())
+
+    @property
+    def reasons(self) -> list[str]:
+        """Human-readable reasons of the failed checks."""
+        return [f"{name}: {c['detail']}" for name, c in self.checks.items() if not c["passed"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["convertible"] = self.convertible
+        d["reasons"] = self.reasons
+        return d
+
+
+def _check_topics(idx: McapIndex) -> tuple[bool, str]:
+    problems = []
+    for topic, typ in REQUIRED_TOPICS.items():
+        st = idx.topics.get(topic)
+        if st is None:
+            problems.append(f"missing {topic}")
+        elif st.schema_name != typ:
+            problems.append(f"{topic} has type {st.schema_name!r}, expected {typ!r}")
+        elif st.message_count == 0:
+            problems.append(f"{topic} is empty")
+    return (not problems, "; ".join(problems) or f"all {len(REQUIRED_TOPICS)} required topics present")
+
+
+def _check_monotonic(idx: McapIndex) -> tuple[bool, str]:
+    bad = [f"{t}: {s.log_time_backwards} log-time and {s.stamp_backwards} header-stamp step(s) backwards"
+           for t, s in idx.topics.items() if not s.monotonic]
+    return (not bad, "; ".join(bad) or "log times and header stamps non-decreasing on every topic")
+
+
+def evaluate_episode(mcap_path: Path, metadata_path: Path) -> tuple[dict[str, dict[str, Any]], McapIndex | None, Rights | None, dict]:
+    """Run the raw checks on local copies of one episode's files.
+
+    Returns ``(checks, index or None, rights or None, metadata mapping)``. Never raises for bad
+    input: failures are reported in ``checks``.
+    """
+    checks: dict[str, dict[str, Any]] = {}
+    metadata: dict = {}
+    rights = None
+    try:
+        loaded = yaml.safe_load(metadata_path.read_text(encoding="utf-8"))
+        metadata = loaded if isinstance(loaded, dict) else {}
+        rights = Rights.from_episode_metadata(loaded)
+        checks["rights"] = {"passed": True, "detail": f"allowed uses: {sorted(rights.allowed_uses)}"}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RightsError) as exc:
+        checks["rights"] = {"passed": False, "detail": f"{metadata_path.name}: {exc}"}
+    idx = None
+    try:
+        idx = index_mcap(mcap_path)
+        checks["readable"] = {"passed": True, "detail": f"{idx.message_count} messages on {len(idx.topics)} topics, "
+                                                        f"{'indexed' if idx.has_summary else 'no summary: read by scanning'}"}
+        ok, detail = _check_topics(idx)
+        checks["required_topics"] = {"passed": ok, "detail": detail}
+        ok, detail = _check_monotonic(idx)
+        checks["monotonic"] = {"passed": ok, "detail": detail}
+    except RawLogError as exc:
+        checks["readable"] = {"passed": False, "detail": f"{mcap_path.name}: {exc.reason}: {exc.detail}"}
+        checks["required_topics"] = {"passed": False, "detail": "not checked: file unreadable"}
+        checks["monotonic"] = {"passed": False, "detail": "not checked: file unreadable"}
+    return checks, idx, rights, metadata
+
+
+def _quarantine(lake: Lake, day: str, robot: str, outcome: EpisodeOutcome, local_files: list[Path], copy_files: bool) -> None:
+    prefix = quarantine_prefix(day, robot, outcome.episode_id)
+    if copy_files:
+        for p in local_files:
+            try:
+                lake.put_file(p, f"{prefix}/files/{p.name}", write_once=True)
+            except ObjectExistsError:
+                pass  # the same landed file was quarantined by an earlier run
+    lake.write_json(f"{prefix}/reason.json", {
+        "episode_id": outcome.episode_id, "capture_day": day, "robot_id": robot, "stage": "raw_mcap",
+        "status": outcome.status, "reasons": outcome.reasons, "sha256": outcome.sha256,
+        "landing_uri": lake.uri(landing_prefix(day, robot, outcome.episode_id)),
+        "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
+def _publish_raw(lake: Lake, day: str, robot: str, ep: str, files: list[Path], idx: McapIndex, rights: Rights,
+                 metadata: dict) -> str:
+    """Write-once publish; returns ``published``, ``cached`` or ``conflict``."""
+    prefix = raw_prefix(day, robot, ep)
+    existing = lake.read_manifest(prefix)
+    if existing is not None:
+        return "cached" if existing.get("mcap_sha256") == idx.sha256 else "conflict"
+    for p in files:
+        try:
+            lake.put_file(p, f"{prefix}/{p.name}", write_once=True)
+        except ObjectExistsError:
+            # a previous run crashed before its manifest; keep the object if it is identical
+            if lake.sha256(f"{prefix}/{p.name}") != sha256_file(p):
+                return "conflict"
+    lake.write_json(f"{prefix}/index.json", idx.to_dict())
+    mcap_key = f"{prefix}/{files[0].name}"
+    manifest = build_manifest(
+        artifact_type="raw_mcap_episode",
+        artifact_uri=lake.uri(prefix),
+        inputs=[InputRef(uri=lake.uri(f"{landing_prefix(day, robot, ep)}/{files[0].name}"), sha256=idx.sha256,
+                         kind="landing", episode_ids=[ep])],
+        config={},
+        rights=rights,
+        episode_ids=[ep],
+        extra={"mcap_uri": lake.uri(mcap_key), "mcap_sha256": idx.sha256, "capture_day": day, "robot_id": robot,
+               "operator": metadata.get("operator"), "site": metadata.get("site"),
+               "customer": metadata.get("customer"), "task": metadata.get("task")},
+    )
+    try:
+        lake.write_json(lake.manifest_key(prefix), manifest, write_once=True)
+    except ObjectExistsError:
+        return "cached"
+    return "published"
+
+
+def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
+    """Check one landed episode and publish it to raw and/or quarantine it (see module docstring)."""
+    lp = landing_prefix(day, robot, ep)
+    with tempfile.TemporaryDirectory(prefix="hvla-ingest-") as tmp:
+        tmpd = Path(tmp)
+        landed = {k.rsplit("/", 1)[1] for k in lake.list_keys(lp)}
+        mcap = mcap_name(ep) if mcap_name(ep) in landed else next((n for n in sorted(landed) if n.endswith(".mcap")), None)
+        outcome = EpisodeOutcome(episode_id=ep, status="quarantined")
+        meta_local = lake.get_file(f"{lp}/{METADATA}", tmpd / METADATA)
+        files: list[Path] = []
+        if mcap is None:
+            outcome.checks = {"readable": {"passed": False, "detail": "no .mcap file landed"},
+                              "required_topics": {"passed": False, "detail": "not checked: no file"},
+                              "monotonic": {"passed": False, "detail": "not checked: no file"}}
+            checks2, _, rights, metadata = evaluate_episode(tmpd / "absent.mcap", meta_local)
+            outcome.checks["rights"] = checks2["rights"]
+            _quarantine(lake, day, robot, outcome, [meta_local], copy_files=True)
+            return outcome
+        mcap_local = lake.get_file(f"{lp}/{mcap}", tmpd / mcap)
+        files = [mcap_local, meta_local]
+        if NOTES in landed:
+            files.append(lake.get_file(f"{lp}/{NOTES}", tmpd / NOTES))
+        checks, idx, rights, metadata = evaluate_episode(mcap_local, meta_local)
+        # the ids inside metadata.yaml must agree with where the episode landed
+        try:
+            ident = read_identity(metadata)
+            if ident != (day, robot, ep):
+                checks["rights"] = {"passed": False, "detail": f"metadata.yaml names {ident}, but the episode "
+                                                               f"landed as {(day, robot, ep)}"}
+        except UnsafeIdError as exc:
+            checks["rights"] = {"passed": False, "detail": str(exc)}
+        outcome.checks = checks
+        outcome.metadata = {k: metadata.get(k) for k in ("operator", "site", "customer", "task", "capture_date")}
+        outcome.rights = rights.to_dict() if rights else None
+        if idx is not None:
+            outcome.sha256 = idx.sha256
+            outcome.index = idx.to_dict()
+        publishable = idx is not None and rights is not None and checks["rights"]["passed"]
+        if publishable:
+            outcome.status = _publish_raw(lake, day, robot, ep, files, idx, rights, metadata)
+            outcome.mcap_uri = lake.uri(f"{raw_prefix(day, robot, ep)}/{mcap_local.name}")
+            if outcome.status == "conflict":
+                outcome.checks["readable"] = {"passed": False, "detail": (
+                    f"raw layer already holds a different {mcap_local.name} for this episode id; nothing replaced")}
+        if not outcome.convertible:
+            _quarantine(lake, day, robot, outcome, files, copy_files=not publishable)
+        return outcome
+
+
+@dataclass
+class PartitionIngestResult:
+    """Outcome of :func:`ingest_partition` for one (capture_day, robot_id) partition."""
+
+    capture_day: str
+    robot_id: str
+    episodes: list[EpisodeOutcome]
+
+    def failing(self, check: str) -> list[str]:
+        """Episode ids that failed ``check``."""
+        return [e.episode_id for e in self.episodes if not e.checks.get(check, {}).get("passed", False)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"capture_day": self.capture_day, "robot_id": self.robot_id,
+                "episodes": [e.to_dict() for e in self.episodes]}
+
+
+def ingest_partition(lake: Lake, day: str, robot: str) -> PartitionIngestResult:
+    """Ingest every complete landed episode of a partition and write the partition index.
+
+    Raises:
+        ValueError: the partition has no landed episodes.
+    """
+    episodes = list_landed_episodes(lake, day, robot)
+    if not episodes:
+        raise ValueError(f"no complete episodes landed for partition {day}|{robot} "
+                         f"(expected {lake.uri(landing_prefix(day, robot))}/<episode>/metadata.yaml)")
+    result = PartitionIngestResult(day, robot, [ingest_episode(lake, day, robot, ep) for ep in episodes])
+    lake.write_json(f"{raw_prefix(day, robot)}/{PARTITION_INDEX}", result.to_dict())
+    return result
+
+
+def read_partition_index(lake: Lake, day: str, robot: str) -> dict[str, Any]:
+    """The ``_partition.json`` written by the last :func:`ingest_partition` of this partition.
+
+    Raises:
+        FileNotFoundError: the partition was never ingested.
+    """
+    key = f"{raw_prefix(day, robot)}/{PARTITION_INDEX}"
+    if not lake.exists(key):
+        raise FileNotFoundError(f"partition {day}|{robot} has not been ingested ({lake.uri(key)} missing)")
+    return lake.read_json(key)

@@ -1,0 +1,151 @@
+"""Decode the contract streams of one raw recording (ROS 2 CDR in MCAP) into arrays.
+
+Uses ``mcap_ros2.decoder.DecoderFactory`` (mcap-ros2-support) for CDR decoding. Times are the
+messages' ``header.stamp`` (the sample time on the robot), in ns since the Unix epoch; log times
+are kept beside them for diagnostics.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from mcap.exceptions import McapError
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+
+from hvla_platform.lib.rawlog.errors import RawLogError
+from hvla_platform.lib.recording.contract import (
+    CAMERA_TOPICS,
+    G1_ARM_JOINTS,
+    G1_JOINTS,
+    REQUIRED_TOPICS,
+    TOPIC_ARM_COMMAND,
+    TOPIC_JOINT_STATES,
+    TOPIC_LOCOMOTION_COMMAND,
+    TOPIC_TASK,
+)
+
+
+@dataclass
+class JointStream:
+    """A JointState-like stream.
+
+    Attributes:
+        stamps_ns: (N,) int64 header stamps, ns.
+        position: (N, J) float64 radians, columns in ``names`` order.
+        velocity: (N, J) float64 rad/s (zeros if the messages carry no velocity).
+        names: J joint names.
+    """
+
+    stamps_ns: np.ndarray
+    position: np.ndarray
+    velocity: np.ndarray
+    names: list[str]
+
+
+@dataclass
+class ImageStream:
+    """A CompressedImage stream: (N,) int64 stamps (ns) and N encoded frames (``format``)."""
+
+    stamps_ns: np.ndarray
+    frames: list[bytes]
+    formats: list[str]
+
+
+@dataclass
+class EpisodeStreams:
+    """All contract streams of one recording, decoded but not yet synchronised."""
+
+    joint_states: JointStream
+    arm_command: JointStream
+    locomotion_stamps_ns: np.ndarray
+    locomotion: np.ndarray  # (N, 4) float64: forward, lateral, yaw flags; stance height (m)
+    task: str
+    cameras: dict[str, ImageStream] = field(default_factory=dict)
+
+
+def _joint_stream(path: Path, topic: str, msgs: list, expected: list[str]) -> JointStream:
+    names = list(msgs[0].name)
+    missing = [j for j in expected if j not in names]
+    if missing:
+        raise RawLogError(path, "bad_joint_names", f"{topic} lacks joint(s) {missing[:5]}{'...' if len(missing) > 5 else ''}")
+    cols = [names.index(j) for j in expected]
+    n, j = len(msgs), len(expected)
+    pos = np.empty((n, j), np.float64)
+    vel = np.zeros((n, j), np.float64)
+    stamps = np.empty(n, np.int64)
+    for i, m in enumerate(msgs):
+        if list(m.name) != names:
+            raise RawLogError(path, "bad_joint_names", f"{topic} message {i} changes the joint name order")
+        p = np.asarray(m.position, np.float64)
+        if p.shape[0] != len(names):
+            raise RawLogError(path, "bad_message", f"{topic} message {i} has {p.shape[0]} positions for {len(names)} names")
+        pos[i] = p[cols]
+        if len(m.velocity) == len(names):
+            vel[i] = np.asarray(m.velocity, np.float64)[cols]
+        stamps[i] = m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
+    return JointStream(stamps_ns=stamps, position=pos, velocity=vel, names=list(expected))
+
+
+def read_episode_streams(path: str | os.PathLike[str]) -> EpisodeStreams:
+    """Decode the contract topics (:data:`REQUIRED_TOPICS`) of the MCAP at ``path``.
+
+    Other topics are ignored. Messages are taken in log-time order.
+
+    Raises:
+        RawLogError: ``unreadable`` (the file cannot be read), ``missing_topic`` (a required topic
+            is absent), ``empty_topic`` (present with no messages), ``wrong_type`` (a required topic
+            has another message type), ``bad_joint_names`` / ``bad_message``.
+    """
+    path = Path(path)
+    buckets: dict[str, list] = {t: [] for t in REQUIRED_TOPICS}
+    seen_types: dict[str, str] = {}
+    try:
+        with open(path, "rb") as f:
+            reader = make_reader(f, decoder_factories=[DecoderFactory()])
+            summary = reader.get_summary()
+            if summary is not None:
+                for ch in summary.channels.values():
+                    sch = summary.schemas.get(ch.schema_id)
+                    seen_types[ch.topic] = sch.name if sch else ""
+            for schema, channel, _message, decoded in reader.iter_decoded_messages(
+                topics=list(REQUIRED_TOPICS), log_time_order=True
+            ):
+                seen_types.setdefault(channel.topic, schema.name if schema else "")
+                if seen_types[channel.topic] != REQUIRED_TOPICS[channel.topic]:
+                    continue
+                buckets[channel.topic].append(decoded)
+    except RawLogError:
+        raise
+    except (McapError, EOFError, ValueError, KeyError, OSError, RuntimeError, IndexError) as exc:
+        raise RawLogError(path, "unreadable", f"{type(exc).__name__}: {exc}") from exc
+
+    for topic, typ in REQUIRED_TOPICS.items():
+        if topic not in seen_types:
+            raise RawLogError(path, "missing_topic", f"required topic {topic} ({typ}) is not in the file")
+        if seen_types[topic] != typ:
+            raise RawLogError(path, "wrong_type", f"topic {topic} has type {seen_types[topic]!r}, expected {typ!r}")
+        if not buckets[topic]:
+            raise RawLogError(path, "empty_topic", f"required topic {topic} has no messages")
+
+    joints = _joint_stream(path, TOPIC_JOINT_STATES, buckets[TOPIC_JOINT_STATES], G1_JOINTS)
+    arm = _joint_stream(path, TOPIC_ARM_COMMAND, buckets[TOPIC_ARM_COMMAND], G1_ARM_JOINTS)
+    loco_msgs = buckets[TOPIC_LOCOMOTION_COMMAND]
+    loco = np.array([[m.forward_flag, m.lateral_flag, m.yaw_flag, m.stance_height] for m in loco_msgs], np.float64)
+    loco_t = np.array([m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in loco_msgs], np.int64)
+    tasks = [m.data for m in buckets[TOPIC_TASK] if m.data.strip()]
+    if not tasks:
+        raise RawLogError(path, "empty_task", f"{TOPIC_TASK} carries only empty strings")
+    cams: dict[str, ImageStream] = {}
+    for cam, topic in CAMERA_TOPICS.items():
+        msgs = buckets[topic]
+        cams[cam] = ImageStream(
+            stamps_ns=np.array([m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in msgs], np.int64),
+            frames=[bytes(m.data) for m in msgs],
+            formats=[str(m.format) for m in msgs],
+        )
+    return EpisodeStreams(joint_states=joints, arm_command=arm, locomotion_stamps_ns=loco_t, locomotion=loco,
+                          task=tasks[0], cameras=cams)

@@ -1,0 +1,237 @@
+"""Load a Robo-DM training cache into numpy arrays and build action-chunk training samples.
+
+A cache directory (DESIGN.md: ``robodm-cache/<release>/``) holds ``episode_<NNNNNN>.vla`` files and
+``manifest.parquet``. Each ``.vla`` file stores one frame per feature per time step:
+
+* ``observation/state`` (D,) float32 — joint positions, radians;
+* ``action`` (A,) float32 — commanded arm joint targets, radians;
+* ``observation/locomotion_command`` (4,) float32 — not used by the policy;
+* ``observation/images/<camera>`` (H, W, 3) uint8.
+
+``robodm.Trajectory(path).load(return_type="numpy")`` returns ``{name: (T, ...) array}``.
+The manifest names each file's ``split`` (``train`` / ``heldout``); training reads ``train`` only,
+offline evaluation ``heldout`` only. The cache is flat, so a manifest's ``vla_path`` (which may be
+a lake key or an absolute path of the machine that built it) is looked up by its **file name**
+inside ``cache_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow.parquet as pq
+
+MANIFEST_FILE = "manifest.parquet"
+STATE_KEY = "observation/state"
+ACTION_KEY = "action"
+LOCOMOTION_KEY = "observation/locomotion_command"
+IMAGE_PREFIX = "observation/images/"
+SPLITS = ("train", "heldout")
+_MANIFEST_REQUIRED = ("vla_path", "episode_id", "split", "task")
+
+
+class CacheError(ValueError):
+    """The Robo-DM cache is missing, malformed or inconsistent with what was asked for."""
+
+
+@dataclass
+class Episode:
+    """One episode of the cache, fully loaded.
+
+    Attributes:
+        episode_id: raw episode id (manifest ``episode_id``).
+        task: task instruction (manifest ``task``).
+        state: (T, D) float32 joint positions, radians.
+        actions: (T, A) float32 arm joint targets, radians.
+        images: camera name → (T, H, W, 3) uint8.
+        vla_path: the ``.vla`` file read.
+    """
+
+    episode_id: str
+    task: str
+    state: np.ndarray
+    actions: np.ndarray
+    images: dict[str, np.ndarray]
+    vla_path: Path
+
+    @property
+    def length(self) -> int:
+        """Number of frames T."""
+        return int(self.state.shape[0])
+
+
+def read_manifest(cache_dir: str | Path) -> list[dict]:
+    """Rows of ``cache_dir/manifest.parquet`` as dicts, sorted by ``vla_path`` file name.
+
+    Raises:
+        CacheError: the manifest is missing or lacks a required column
+            (``vla_path``, ``episode_id``, ``split``, ``task``), or a split value is unknown.
+    """
+    path = Path(cache_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise CacheError(f"no {MANIFEST_FILE} in Robo-DM cache {cache_dir}")
+    table = pq.read_table(path)
+    missing = [c for c in _MANIFEST_REQUIRED if c not in table.column_names]
+    if missing:
+        raise CacheError(f"{path} lacks column(s) {missing}; has {table.column_names}")
+    rows = table.to_pylist()
+    bad = sorted({str(r["split"]) for r in rows} - set(SPLITS))
+    if bad:
+        raise CacheError(f"{path} has unknown split value(s) {bad}; expected {SPLITS}")
+    return sorted(rows, key=lambda r: Path(str(r["vla_path"])).name)
+
+
+def _load_vla(path: Path) -> dict[str, np.ndarray]:
+    import robodm  # noqa: PLC0415 - heavy import; also reconfigures the root logger
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        traj = robodm.Trajectory(str(path))
+        try:
+            return traj.load(return_type="numpy")
+        finally:
+            close = getattr(traj, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - closing a read-only container twice is harmless
+                    pass
+    finally:
+        # undo robodm's logging.basicConfig side effect on the host process
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+        root.setLevel(level)
+
+
+def load_episode(cache_dir: str | Path, row: dict, cameras: Sequence[str]) -> Episode:
+    """Load one manifest row's ``.vla`` file.
+
+    Raises:
+        CacheError: the file is missing, a required feature (state, action, each camera) is absent,
+            features have different lengths, or shapes/dtypes are wrong.
+    """
+    path = Path(cache_dir) / Path(str(row["vla_path"])).name
+    if not path.is_file():
+        raise CacheError(f"episode file {path} (manifest vla_path {row['vla_path']!r}) does not exist")
+    data = _load_vla(path)
+    needed = [STATE_KEY, ACTION_KEY] + [IMAGE_PREFIX + c for c in cameras]
+    missing = [k for k in needed if k not in data]
+    if missing:
+        raise CacheError(f"{path.name} lacks feature(s) {missing}; has {sorted(data)}")
+    lengths = {k: int(np.asarray(data[k]).shape[0]) for k in needed}
+    if len(set(lengths.values())) != 1:
+        raise CacheError(f"{path.name}: features have different frame counts {lengths}")
+    state = np.asarray(data[STATE_KEY], dtype=np.float32)
+    actions = np.asarray(data[ACTION_KEY], dtype=np.float32)
+    if state.ndim != 2 or actions.ndim != 2:
+        raise CacheError(f"{path.name}: state {state.shape} and action {actions.shape} must be (T, dim)")
+    if state.shape[0] == 0:
+        raise CacheError(f"{path.name} has no frames")
+    images = {}
+    for cam in cameras:
+        img = np.asarray(data[IMAGE_PREFIX + cam])
+        if img.ndim != 4 or img.shape[-1] != 3 or img.dtype != np.uint8:
+            raise CacheError(f"{path.name}: camera {cam!r} must be (T, H, W, 3) uint8, got {img.shape} {img.dtype}")
+        images[cam] = img
+    if not (np.all(np.isfinite(state)) and np.all(np.isfinite(actions))):
+        raise CacheError(f"{path.name}: state or action contains non-finite values")
+    return Episode(str(row["episode_id"]), str(row["task"]), state, actions, images, path)
+
+
+def load_split(cache_dir: str | Path, split: str, cameras: Sequence[str]) -> list[Episode]:
+    """All episodes of ``split`` (``"train"`` or ``"heldout"``), in file-name order.
+
+    Raises:
+        CacheError: see :func:`read_manifest` / :func:`load_episode`; also when the split is empty
+            or episodes disagree on state/action/image dimensions.
+    """
+    if split not in SPLITS:
+        raise CacheError(f"split must be one of {SPLITS}, got {split!r}")
+    rows = [r for r in read_manifest(cache_dir) if r["split"] == split]
+    if not rows:
+        raise CacheError(f"Robo-DM cache {cache_dir} has no '{split}' episodes")
+    episodes = [load_episode(cache_dir, r, cameras) for r in rows]
+    ref = episodes[0]
+    for ep in episodes[1:]:
+        if ep.state.shape[1] != ref.state.shape[1] or ep.actions.shape[1] != ref.actions.shape[1]:
+            raise CacheError(
+                f"episode {ep.episode_id} has state/action dims {ep.state.shape[1]}/{ep.actions.shape[1]}, "
+                f"episode {ref.episode_id} has {ref.state.shape[1]}/{ref.actions.shape[1]}"
+            )
+        for cam in cameras:
+            if ep.images[cam].shape[1:] != ref.images[cam].shape[1:]:
+                raise CacheError(f"camera {cam!r} image size differs between episodes "
+                                 f"{ref.episode_id} {ref.images[cam].shape[1:]} and {ep.episode_id} "
+                                 f"{ep.images[cam].shape[1:]}")
+    return episodes
+
+
+def action_chunks(actions: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Future-action chunks of one episode.
+
+    Args:
+        actions: (T, A) actions of one episode.
+        horizon: H ≥ 1.
+
+    Returns:
+        ``chunks`` (T, H, A) with ``chunks[t, k] = actions[min(t + k, T - 1)]`` (padded with the
+        last action past the end, as openpi's LeRobot loader does via delta timestamps clamping) and
+        ``valid`` (T, H) bool, True where ``t + k < T`` (a real, not padded, target).
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    t = actions.shape[0]
+    idx = np.minimum(np.arange(t)[:, None] + np.arange(horizon)[None, :], t - 1)
+    valid = (np.arange(t)[:, None] + np.arange(horizon)[None, :]) < t
+    return actions[idx], valid
+
+
+@dataclass
+class FrameArrays:
+    """All frames of a set of episodes, flattened, as training/evaluation samples.
+
+    Attributes:
+        state: (N, D) float32 raw state.
+        images: camera → (N, H, W, 3) uint8 raw images.
+        chunks: (N, Hz, A) float32 raw target action chunks (see :func:`action_chunks`).
+        valid: (N, Hz) bool, True where the chunk target is real rather than padding.
+        episode_index: (N,) int, index of the episode in the input list.
+        frame_index: (N,) int, frame index within its episode.
+        episode_ids: ids of the episodes, by ``episode_index``.
+    """
+
+    state: np.ndarray
+    images: dict[str, np.ndarray]
+    chunks: np.ndarray
+    valid: np.ndarray
+    episode_index: np.ndarray
+    frame_index: np.ndarray
+    episode_ids: list[str]
+
+    @property
+    def num_frames(self) -> int:
+        """N."""
+        return int(self.state.shape[0])
+
+
+def stack_frames(episodes: Sequence[Episode], horizon: int) -> FrameArrays:
+    """Concatenate episodes into :class:`FrameArrays` with H-step action chunks per frame."""
+    if not episodes:
+        raise CacheError("no episodes to stack")
+    cams = list(episodes[0].images)
+    chunks, valid = zip(*(action_chunks(ep.actions, horizon) for ep in episodes))
+    return FrameArrays(
+        state=np.concatenate([ep.state for ep in episodes]),
+        images={c: np.concatenate([ep.images[c] for ep in episodes]) for c in cams},
+        chunks=np.concatenate(chunks).astype(np.float32),
+        valid=np.concatenate(valid),
+        episode_index=np.concatenate([np.full(ep.length, i) for i, ep in enumerate(episodes)]),
+        frame_index=np.concatenate([np.arange(ep.length) for ep in episodes]),
+        episode_ids=[ep.episode_id for ep in episodes],
+    )

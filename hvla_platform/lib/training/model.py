@@ -1,0 +1,136 @@
+"""The small flax (linen) action-chunk policy.
+
+Architecture (trained from scratch; no pretrained weights are available offline):
+
+* every camera has its own CNN encoder: 3 × [3×3 conv, stride 2, ReLU] with 16/32/32 channels on the
+  image resized to ``image_size`` and scaled to [0, 1], then flatten → Dense(feature_dim) → ReLU.
+  Flattening (rather than global pooling) keeps *where* things are in the image, which a reaching
+  policy needs;
+* the normalized state goes through Dense(feature_dim) → ReLU;
+* the concatenated features go through an MLP (``hidden_dim`` × 2, ReLU) to ``H × A`` outputs,
+  reshaped to a (H, A) chunk of **normalized** future actions.
+
+The task prompt is not an input (one task per release in the demo; documented in docs/training.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """Sizes that fix the parameter shapes.
+
+    Attributes:
+        state_dim: D, length of ``observation/state``.
+        action_dim: A, length of one action.
+        action_horizon: H, actions per predicted chunk.
+        cameras: camera names, in input order.
+        image_size: (height, width) the images are resized to before the CNN.
+        conv_channels: channels of the three conv layers.
+        feature_dim: per-camera and state feature size.
+        hidden_dim: width of the two hidden layers of the head MLP.
+    """
+
+    state_dim: int
+    action_dim: int
+    action_horizon: int
+    cameras: tuple[str, ...]
+    image_size: tuple[int, int]
+    conv_channels: tuple[int, ...] = (16, 32, 32)
+    feature_dim: int = 64
+    hidden_dim: int = 256
+
+    def to_dict(self) -> dict:
+        """JSON form."""
+        d = asdict(self)
+        d["cameras"] = list(self.cameras)
+        d["image_size"] = list(self.image_size)
+        d["conv_channels"] = list(self.conv_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelDims":
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            state_dim=int(d["state_dim"]),
+            action_dim=int(d["action_dim"]),
+            action_horizon=int(d["action_horizon"]),
+            cameras=tuple(d["cameras"]),
+            image_size=(int(d["image_size"][0]), int(d["image_size"][1])),
+            conv_channels=tuple(int(c) for c in d["conv_channels"]),
+            feature_dim=int(d["feature_dim"]),
+            hidden_dim=int(d["hidden_dim"]),
+        )
+
+
+def preprocess_images(images: jax.Array, image_size: Sequence[int]) -> jax.Array:
+    """Resize uint8 images (..., H, W, 3) to (..., h, w, 3) float32 in [0, 1].
+
+    Bilinear with antialiasing (``jax.image.resize``), so downsampling averages neighbouring pixels.
+    The same function is used when building training arrays and at inference.
+    """
+    x = images.astype(jnp.float32) / 255.0
+    h, w = int(image_size[0]), int(image_size[1])
+    if x.shape[-3:-1] == (h, w):
+        return x
+    return jax.image.resize(x, x.shape[:-3] + (h, w, 3), method="linear", antialias=True)
+
+
+class CameraEncoder(nn.Module):
+    """CNN of one camera: (B, h, w, 3) float32 in [0, 1] → (B, feature_dim)."""
+
+    conv_channels: tuple[int, ...]
+    feature_dim: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for ch in self.conv_channels:
+            x = nn.relu(nn.Conv(ch, kernel_size=(3, 3), strides=(2, 2), padding="SAME")(x))
+        x = x.reshape((x.shape[0], -1))
+        return nn.relu(nn.Dense(self.feature_dim)(x))
+
+
+class ChunkPolicy(nn.Module):
+    """Maps (normalized state, preprocessed images) to a normalized action chunk.
+
+    Call: ``apply(params, state (B, D) float32, images tuple of (B, h, w, 3) float32 in camera order)``
+    → (B, H, A) float32 normalized actions.
+    """
+
+    dims: ModelDims
+
+    @nn.compact
+    def __call__(self, state: jax.Array, images: Sequence[jax.Array]) -> jax.Array:
+        d = self.dims
+        if len(images) != len(d.cameras):
+            raise ValueError(f"expected {len(d.cameras)} camera images, got {len(images)}")
+        feats = [
+            CameraEncoder(tuple(d.conv_channels), d.feature_dim, name=f"camera_{cam}")(img)
+            for cam, img in zip(d.cameras, images)
+        ]
+        feats.append(nn.relu(nn.Dense(d.feature_dim, name="state_proj")(state)))
+        x = jnp.concatenate(feats, axis=-1)
+        for i in range(2):
+            x = nn.relu(nn.Dense(d.hidden_dim, name=f"hidden_{i}")(x))
+        out = nn.Dense(d.action_horizon * d.action_dim, name="action_head")(x)
+        return out.reshape((state.shape[0], d.action_horizon, d.action_dim))
+
+
+def init_params(dims: ModelDims, seed: int) -> dict:
+    """Initial parameters (a nested dict of float32 arrays) for ``dims`` from ``seed``."""
+    model = ChunkPolicy(dims)
+    state = jnp.zeros((1, dims.state_dim), jnp.float32)
+    imgs = tuple(jnp.zeros((1, *dims.image_size, 3), jnp.float32) for _ in dims.cameras)
+    return model.init(jax.random.PRNGKey(seed), state, imgs)["params"]
+
+
+def count_params(params) -> int:
+    """Total number of scalars in a parameter pytree."""
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
