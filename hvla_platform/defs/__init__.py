@@ -1,0 +1,1 @@
+"""Dagster objects only, one folder per stage; loaded by ``dg.load_from_defs_folder``."""

@@ -1,0 +1,113 @@
+"""Dataset stage: LeRobot v3.0 release, norm stats, Robo-DM cache — partitioned by dataset release."""
+
+
+import dagster as dg
+
+from hvla_platform.defs.metadata import rights_metadata
+from hvla_platform.defs.partitions import release_partitions
+from hvla_platform.defs.resources import LakeResource
+from hvla_platform.lib.lerobot_release import schema_diff
+from hvla_platform.lib.norm_stats_build import MIN_STD, build_norm_stats
+from hvla_platform.lib.dataset_build import build_release
+from hvla_platform.lib.releases import load_release, previous_release_manifest
+
+ALL_UPSTREAM = dg.AllPartitionMapping()
+
+
+@dg.asset(
+    partitions_def=release_partitions,
+    deps=[dg.AssetDep("episodes_hdf5", partition_mapping=ALL_UPSTREAM)],
+    group_name="dataset",
+    owners=["team:dataset-curation"],
+    kinds={"lerobot", "parquet", "mp4"},
+    description="LeRobot v3.0 dataset release (Parquet + MP4), written with LeRobot's own writer, with a rights dataset card.",
+    check_specs=[
+        dg.AssetCheckSpec("episode_count", asset="lerobot_dataset", blocking=True,
+                          description="The dataset holds exactly the episodes the release spec selected."),
+        dg.AssetCheckSpec("schema_stable", asset="lerobot_dataset", blocking=True,
+                          description="Feature names, dtypes, shapes and fps equal the previous release of the same repo_id."),
+        dg.AssetCheckSpec("tasks_non_empty", asset="lerobot_dataset",
+                          description="Every episode has a non-empty task instruction."),
+    ],
+    metadata={"hvla/layer": "dataset", "hvla/canonical": "canonical for sharing"},
+)
+def lerobot_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Build the release named by the partition key from its registered spec (``release-specs/<name>.yaml``)."""
+    lk = lake.get_lake()
+    spec = load_release(lk, context.partition_key)
+    build = build_release(lk, spec, progress=context.log.info)
+    m = build.manifest
+    selected = len(build.selection.episodes) if build.selection else m["num_episodes"]
+    prev = previous_release_manifest(lk, spec)
+    diffs = schema_diff(prev["feature_schema"], m["feature_schema"]) if prev else []
+    tasks = m.get("tasks", [])
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/uri": build.uri,
+            "dagster/row_count": m["num_frames"],
+            "hvla/release": spec.name,
+            "hvla/repo_id": spec.repo_id,
+            "hvla/num_episodes": m["num_episodes"],
+            "hvla/num_frames": m["num_frames"],
+            "hvla/fps": m["fps"],
+            "hvla/train_episodes": ", ".join(m["train_episode_ids"]),
+            "hvla/heldout_episodes": ", ".join(m["heldout_episode_ids"]) or "(none)",
+            "hvla/excluded_episodes": dg.MetadataValue.json(m.get("excluded") or {}),
+            "hvla/partitions": ", ".join(m.get("partitions", [])),
+            "hvla/codebase_version": str(m.get("codebase_version")),
+            "hvla/reload_probe": dg.MetadataValue.json(build.probe),
+            "hvla/features": dg.MetadataValue.json(m["feature_schema"]),
+            "status": build.status,
+            **rights_metadata(build.rights),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name="episode_count", passed=m["num_episodes"] == selected,
+                                metadata={"hvla/selected": selected, "hvla/written": m["num_episodes"]}),
+            dg.AssetCheckResult(
+                check_name="schema_stable", passed=not diffs,
+                metadata={"hvla/previous_release": prev["release"] if prev else "(none: first release of this repo_id)",
+                          "hvla/differences": "\n".join(diffs) or "(none)"}),
+            dg.AssetCheckResult(check_name="tasks_non_empty", passed=bool(tasks) and all(t.strip() for t in tasks),
+                                metadata={"hvla/tasks": "\n".join(tasks) or "(none)"}),
+        ],
+    )
+
+
+@dg.asset(
+    partitions_def=release_partitions,
+    deps=["lerobot_dataset"],
+    group_name="dataset",
+    owners=["team:ml-training"],
+    kinds={"json"},
+    description="openpi norm_stats.json (mean, std, q01, q99 of state and actions) from the release's train split only.",
+    check_specs=[
+        dg.AssetCheckSpec("finite", asset="norm_stats", blocking=True, description="Every statistic is finite."),
+        dg.AssetCheckSpec("min_std", asset="norm_stats",
+                          description=f"No dimension has std below {MIN_STD} (feature units, radians for joints)."),
+    ],
+    metadata={"hvla/layer": "derived", "hvla/computed_from": "train_split_only", "hvla/reusable_across_customers": False},
+)
+def norm_stats(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Compute column-wise from the Parquet files (no video decoding)."""
+    lk = lake.get_lake()
+    spec = load_release(lk, context.partition_key)
+    b = build_norm_stats(lk, spec)
+    nonfinite = [p for p in b.problems if "non-finite" in p or "missing" in p]
+    low_std = [p for p in b.problems if "std" in p and p not in nonfinite]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/uri": b.uri,
+            "hvla/release": spec.name,
+            "hvla/num_frames": b.manifest["num_frames"],
+            "hvla/excluded_heldout_episodes": ", ".join(b.manifest["excluded_heldout_episode_ids"]) or "(none)",
+            "hvla/norm_stats": dg.MetadataValue.json(b.stats),
+            "status": b.status,
+            **rights_metadata(b.rights),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name="finite", passed=not nonfinite,
+                                metadata={"hvla/problems": "\n".join(nonfinite) or "(none)"}),
+            dg.AssetCheckResult(check_name="min_std", passed=not low_std, severity=dg.AssetCheckSeverity.WARN,
+                                metadata={"hvla/problems": "\n".join(low_std) or "(none)", "hvla/min_std": MIN_STD}),
+        ],
+    )

@@ -1,0 +1,67 @@
+"""Ingest stage: landed recordings → the write-once raw MCAP layer, per capture day × robot."""
+
+
+import dagster as dg
+
+from hvla_platform.defs.metadata import check_specs, episode_check, rights_metadata
+from hvla_platform.defs.partitions import day_robot, raw_partitions
+from hvla_platform.defs.resources import LakeResource
+from hvla_platform.lib.ingest.layout import quarantine_prefix, raw_prefix
+from hvla_platform.lib.ingest.raw import ingest_partition
+from hvla_platform.lib.rights import Rights, combine_rights
+
+RAW_CHECKS = [
+    ("readable", "Every landed MCAP opens and all records read (CRC, compression, truncation); "
+                 "files without a summary are read by scanning.", True),
+    ("required_topics", "Every contract topic (joint states, cameras, arm command, locomotion command, "
+                        "task) is present with its message type and is not empty.", True),
+    ("monotonic", "Log times and header stamps never go backwards within a topic.", True),
+    ("rights", "metadata.yaml carries a valid rights block (owner, license, consents, allowed uses, "
+               "retention) and ids that match where the episode landed.", True),
+]
+
+
+@dg.asset(
+    partitions_def=raw_partitions,
+    group_name="ingest",
+    owners=["team:data-collection"],
+    kinds={"mcap", "ros2"},
+    description="Raw robot logs (MCAP, ROS 2) of one capture day × robot, indexed and published write-once.",
+    check_specs=check_specs("raw_mcap", RAW_CHECKS),
+    metadata={"hvla/layer": "raw", "hvla/canonical": "source of truth"},
+)
+def raw_mcap(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Index and publish every episode landed for the partition; quarantine what fails (with the reason)."""
+    day, robot = day_robot(context)
+    lk = lake.get_lake()
+    result = ingest_partition(lk, day, robot)
+    usable = [e for e in result.episodes if e.convertible]
+    for e in result.episodes:
+        if not e.convertible:
+            context.log.warning(f"{e.episode_id} quarantined ({lk.uri(quarantine_prefix(day, robot, e.episode_id))}): "
+                                + "; ".join(e.reasons))
+    rights = combine_rights(Rights.from_dict(e.rights) for e in usable) if usable else None
+    statuses = {s: sum(1 for e in result.episodes if e.status == s) for s in ("published", "cached", "quarantined", "conflict")}
+    checks = [
+        episode_check("raw_mcap", name, {e.episode_id: e.checks[name] for e in result.episodes},
+                      usable=len(usable), description=desc)
+        for name, desc, _ in RAW_CHECKS
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/uri": lk.uri(raw_prefix(day, robot)),
+            "dagster/row_count": len(result.episodes),
+            "hvla/num_episodes": len(usable),
+            "hvla/num_quarantined": len(result.episodes) - len(usable),
+            "hvla/quarantined": dg.MetadataValue.json({e.episode_id: e.reasons for e in result.episodes
+                                                       if not e.convertible}) if len(usable) < len(result.episodes) else "(none)",
+            "hvla/episode_ids": ", ".join(e.episode_id for e in usable),
+            "hvla/total_bytes": sum((e.index or {}).get("size_bytes", 0) for e in usable),
+            "hvla/total_duration_s": round(sum((e.index or {}).get("duration_s", 0.0) for e in usable), 3),
+            "hvla/operators": ", ".join(sorted({str(e.metadata.get("operator")) for e in usable})),
+            "status": "cached" if statuses["cached"] == len(result.episodes) else "materialized",
+            **{f"hvla/episodes_{k}": v for k, v in statuses.items()},
+            **rights_metadata(rights),
+        },
+        check_results=checks,
+    )

@@ -1,0 +1,147 @@
+"""Registering release specs in the lake and resolving which episodes a release contains."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from hvla_platform.lib.ingest.layout import EPISODES, LEROBOT, RELEASE_SPECS, episodes_prefix
+from hvla_platform.lib.ingest.raw import read_partition_index
+from hvla_platform.lib.manifest import manifest_sha256
+from hvla_platform.lib.release_spec import ReleaseSpec
+from hvla_platform.lib.rights import Rights
+from hvla_platform.lib.storage.lake import Lake
+
+
+def spec_key(release: str) -> str:
+    """Lake key of a registered release spec."""
+    return f"{RELEASE_SPECS}/{release}.yaml"
+
+
+def register_release(lake: Lake, spec_yaml: str) -> ReleaseSpec:
+    """Validate a release spec and store it in the lake (replacing an earlier spec of that name).
+
+    Raises:
+        ReleaseSpecError: the spec is invalid.
+    """
+    spec = ReleaseSpec.from_yaml(spec_yaml)
+    lake.write_bytes(spec_key(spec.name), spec_yaml.encode() if isinstance(spec_yaml, str) else spec_yaml)
+    return spec
+
+
+def load_release(lake: Lake, release: str) -> ReleaseSpec:
+    """The registered spec of ``release``.
+
+    Raises:
+        FileNotFoundError: no spec is registered under that name.
+        ReleaseSpecError: the stored spec is invalid, or its ``name`` differs from ``release``.
+    """
+    key = spec_key(release)
+    if not lake.exists(key):
+        raise FileNotFoundError(f"release {release!r} has no registered spec ({lake.uri(key)}); "
+                                "register it with `hvla release register <spec.yaml>`")
+    spec = ReleaseSpec.from_yaml(lake.read_bytes(key))
+    if spec.name != release:
+        from hvla_platform.lib.release_spec import ReleaseSpecError
+        raise ReleaseSpecError(f"{lake.uri(key)} declares name {spec.name!r}, expected {release!r}")
+    return spec
+
+
+def lerobot_prefix(spec: ReleaseSpec) -> str:
+    """``lerobot/<repo_id>/<release>``: releases of one repo_id are kept side by side."""
+    return f"{LEROBOT}/{spec.repo_id}/{spec.name}"
+
+
+@dataclass
+class SelectedEpisode:
+    """One episode chosen for a release, with where its HDF5 lives and its rights."""
+
+    episode_id: str
+    capture_day: str
+    robot_id: str
+    hdf5_key: str
+    hdf5_sha256: str
+    rights: Rights
+    task: str
+    operator: str | None = None
+    site: str | None = None
+    raw_mcap_uri: str = ""
+    raw_sha256: str = ""
+
+
+@dataclass
+class Selection:
+    """Episodes a release takes, and the ones it leaves out with reasons."""
+
+    episodes: list[SelectedEpisode]
+    excluded: dict[str, str] = field(default_factory=dict)
+    partitions: list[tuple[str, str]] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # episodes_hdf5 artifacts used
+
+
+def available_episode_partitions(lake: Lake) -> list[tuple[str, str]]:
+    """(capture_day, robot_id) pairs with a committed ``episodes-hdf5`` artifact."""
+    out = []
+    for prefix in lake.list_artifacts(EPISODES):
+        parts = prefix.split("/")
+        if len(parts) == 3:
+            out.append((parts[1], parts[2]))
+    return sorted(out)
+
+
+def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = None) -> Selection:
+    """Resolve the episodes of ``spec`` from the committed HDF5 artifacts.
+
+    Episodes past their retention date (``today`` > ``retention_until``) are excluded with the
+    reason, so expired data never enters a new release.
+
+    Raises:
+        FileNotFoundError: a partition named by the spec has no HDF5 artifact.
+        ValueError: the spec selects no episode at all.
+    """
+    today = today or dt.date.today()
+    wanted = list(spec.partitions) or available_episode_partitions(lake)
+    sel = Selection(episodes=[], partitions=wanted)
+    for day, robot in wanted:
+        prefix = episodes_prefix(day, robot)
+        manifest = lake.read_manifest(prefix)
+        if manifest is None:
+            raise FileNotFoundError(f"release {spec.name}: partition {day}|{robot} has no episodes_hdf5 artifact "
+                                    f"({lake.uri(prefix)}); materialize episodes_hdf5 for it first")
+        sel.inputs.append({"uri": lake.uri(prefix), "sha256": manifest_sha256(manifest), "kind": "episodes_hdf5",
+                           "partition": f"{day}|{robot}"})
+        raw = {e["episode_id"]: e for e in read_partition_index(lake, day, robot)["episodes"]}
+        files = {f["path"]: f["sha256"] for f in manifest.get("files", [])}
+        for conv in manifest["conversions"]:
+            ep = conv["episode_id"]
+            if conv["status"] != "converted":
+                sel.excluded[ep] = f"not converted: {conv['reason']}"
+                continue
+            r = raw[ep]
+            rights = Rights.from_dict(r["rights"])
+            if rights.is_expired(today):
+                sel.excluded[ep] = f"retention ended {rights.retention_until.isoformat()}"
+                continue
+            sel.episodes.append(SelectedEpisode(
+                episode_id=ep, capture_day=day, robot_id=robot, hdf5_key=f"{prefix}/{conv['file']}",
+                hdf5_sha256=files.get(conv["file"], conv["sha256"]), rights=rights, task=conv.get("task", ""),
+                operator=r["metadata"].get("operator"), site=r["metadata"].get("site"),
+                raw_mcap_uri=r.get("mcap_uri", ""), raw_sha256=r.get("sha256", ""),
+            ))
+    if not sel.episodes:
+        raise ValueError(f"release {spec.name} selects no usable episode (excluded: {sel.excluded or 'none'})")
+    sel.episodes.sort(key=lambda e: e.episode_id)
+    return sel
+
+
+def previous_release_manifest(lake: Lake, spec: ReleaseSpec) -> dict[str, Any] | None:
+    """The most recently created other release of the same ``repo_id``, or ``None``."""
+    best = None
+    for prefix in lake.list_artifacts(f"{LEROBOT}/{spec.repo_id}"):
+        if prefix == lerobot_prefix(spec):
+            continue
+        m = lake.read_manifest(prefix)
+        if m and (best is None or m["created_at"] > best["created_at"]):
+            best = m
+    return best
