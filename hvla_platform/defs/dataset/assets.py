@@ -10,6 +10,8 @@ from hvla_platform.lib.lerobot_release import schema_diff
 from hvla_platform.lib.norm_stats_build import MIN_STD, build_norm_stats
 from hvla_platform.lib.dataset_build import build_release
 from hvla_platform.lib.releases import load_release, previous_release_manifest
+from hvla_platform.lib.robodm_build import build_cache
+from hvla_platform.lib.robodm_cache import DEFAULT_IMAGE_ATOL, DEFAULT_VIDEO_CODEC
 
 ALL_UPSTREAM = dg.AllPartitionMapping()
 
@@ -109,5 +111,63 @@ def norm_stats(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
                                 metadata={"hvla/problems": "\n".join(nonfinite) or "(none)"}),
             dg.AssetCheckResult(check_name="min_std", passed=not low_std, severity=dg.AssetCheckSeverity.WARN,
                                 metadata={"hvla/problems": "\n".join(low_std) or "(none)", "hvla/min_std": MIN_STD}),
+        ],
+    )
+
+
+class RoboDMConfig(dg.Config):
+    """Robo-DM cache settings."""
+
+    video_codec: str = DEFAULT_VIDEO_CODEC
+    image_atol: float = DEFAULT_IMAGE_ATOL
+    roundtrip_seed: int = 0
+
+
+@dg.asset(
+    partitions_def=release_partitions,
+    deps=["lerobot_dataset"],
+    group_name="dataset",
+    owners=["team:ml-training"],
+    kinds={"robodm", "parquet"},
+    description="Robo-DM .vla training cache (one file per episode) + manifest.parquet, rebuildable from the LeRobot release.",
+    check_specs=[
+        dg.AssetCheckSpec("one_file_per_episode", asset="robodm_cache", blocking=True,
+                          description="manifest.parquet lists exactly one .vla per episode of the release and every file exists with its size."),
+        dg.AssetCheckSpec("codec_written", asset="robodm_cache", blocking=True,
+                          description="Every image stream was written with the configured codec (robodm 0.1.0 silently falls back to rawvideo with PyAV ≥ 14)."),
+        dg.AssetCheckSpec("roundtrip", asset="robodm_cache", blocking=True,
+                          description="A sampled episode read back with robodm equals its LeRobot source (state/action exact, images within tolerance)."),
+    ],
+    metadata={"hvla/layer": "cache", "hvla/canonical": "derived, disposable"},
+)
+def robodm_cache(context: dg.AssetExecutionContext, config: RoboDMConfig, lake: LakeResource) -> dg.MaterializeResult:
+    """Convert the release's LeRobot dataset episode by episode through robodm's ``Trajectory``."""
+    lk = lake.get_lake()
+    spec = load_release(lk, context.partition_key)
+    b = build_cache(lk, spec, video_codec=config.video_codec, image_atol=config.image_atol,
+                    roundtrip_seed=config.roundtrip_seed)
+    m = b.manifest
+    codec_problems = [p for p in b.problems if "expected" in p and "is " in p]
+    other = [p for p in b.problems if p not in codec_problems]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/uri": b.uri,
+            "dagster/row_count": m["num_frames"],
+            "hvla/release": spec.name,
+            "hvla/num_episodes": m["num_episodes"],
+            "hvla/bytes": m["bytes"],
+            "hvla/video_codec": m["config"]["video_codec"],
+            "hvla/codecs_written": dg.MetadataValue.json(m["codecs"]),
+            "status": b.status,
+            **rights_metadata(b.rights),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name="one_file_per_episode", passed=not other,
+                                metadata={"hvla/problems": "\n".join(other) or "(none)"}),
+            dg.AssetCheckResult(check_name="codec_written", passed=not codec_problems,
+                                metadata={"hvla/problems": "\n".join(codec_problems) or "(none)",
+                                          "hvla/configured": config.video_codec}),
+            dg.AssetCheckResult(check_name="roundtrip", passed=bool(b.roundtrip.get("ok")),
+                                metadata={"hvla/result": dg.MetadataValue.json(b.roundtrip)}),
         ],
     )
