@@ -17,7 +17,6 @@ inside ``cache_dir``.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -86,27 +85,14 @@ def read_manifest(cache_dir: str | Path) -> list[dict]:
 
 
 def _load_vla(path: Path) -> dict[str, np.ndarray]:
-    import robodm  # noqa: PLC0415 - heavy import; also reconfigures the root logger
+    # compat.import_robodm keeps robodm from reconfiguring the host's root logger
+    from hvla_platform.lib.compat import import_robodm  # noqa: PLC0415 - heavy import
 
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
+    traj = import_robodm().Trajectory(str(path))
     try:
-        traj = robodm.Trajectory(str(path))
-        try:
-            return traj.load(return_type="numpy")
-        finally:
-            close = getattr(traj, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:  # noqa: BLE001 - closing a read-only container twice is harmless
-                    pass
+        return traj.load(return_type="numpy")
     finally:
-        # undo robodm's logging.basicConfig side effect on the host process
-        for h in list(root.handlers):
-            if h not in handlers:
-                root.removeHandler(h)
-        root.setLevel(level)
+        traj.close()  # read mode: only marks the trajectory closed
 
 
 def load_episode(cache_dir: str | Path, row: dict, cameras: Sequence[str]) -> Episode:

@@ -1,0 +1,34 @@
+"""Policy training on a Robo-DM cache: data loading, the flax model, the JAX training loop, orbax
+checkpoints with seed 000's checkpoint manifest, MLflow tracking and the inference wrapper.
+
+Public API::
+
+    from hvla_platform.lib.training import TrainConfig, TrainResult, train_policy, Policy
+
+No Dagster imports here (DESIGN.md: lib/ is plain Python).
+"""
+
+from hvla_platform.lib.training.checkpoint import CheckpointError, build_checkpoint_manifest, checkpoint_key
+from hvla_platform.lib.training.data import CacheError, load_split, read_manifest
+from hvla_platform.lib.training.normalize import NormStats, compute_norm_stats, normalize, unnormalize
+from hvla_platform.lib.training.policy import Policy
+from hvla_platform.lib.training.train import TRAINING_USE, TrainConfig, TrainResult, check_training_rights, train_policy
+
+__all__ = [
+    "CacheError",
+    "CheckpointError",
+    "NormStats",
+    "Policy",
+    "TRAINING_USE",
+    "TrainConfig",
+    "TrainResult",
+    "build_checkpoint_manifest",
+    "check_training_rights",
+    "checkpoint_key",
+    "compute_norm_stats",
+    "load_split",
+    "normalize",
+    "read_manifest",
+    "train_policy",
+    "unnormalize",
+]

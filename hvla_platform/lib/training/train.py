@@ -1,0 +1,391 @@
+"""Train the small action-chunk policy on a Robo-DM cache (JAX + flax + optax, orbax, MLflow).
+
+Recipe (see docs/training.md):
+
+* samples: every frame ``t`` of every ``train``-split episode; input = state ``s_t`` and the camera
+  images at ``t``; target = the chunk ``a_t .. a_{t+H-1}`` (padded with the episode's last action);
+* normalization with the release's openpi norm stats (``quantile`` as in pi0.5, or ``zscore``);
+  the normalized state is clipped to ``[-state_clip, state_clip]``;
+* loss: mean squared error on normalized actions; optimizer: Adam (optax) after global-norm
+  gradient clipping at 1.0; minibatches drawn uniformly with replacement from all train frames with
+  ``numpy.random.default_rng(seed)``;
+* the loss curve logged is the per-step minibatch loss; ``initial_loss`` / ``final_loss`` are the
+  mean loss over (up to 1024 evenly spaced) train frames before and after training, which is
+  less noisy than one minibatch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from hvla_platform.lib.rights import Rights, RightsError
+from hvla_platform.lib.training import checkpoint as ckpt
+from hvla_platform.lib.training.data import CacheError, load_split, read_manifest, stack_frames
+from hvla_platform.lib.training.model import ModelDims, count_params, init_params, preprocess_images
+from hvla_platform.lib.training.normalize import NormStats, check_normalization, normalize
+
+#: The allowed use a dataset must grant for a policy to be trained on it (lib/rights.py).
+TRAINING_USE = "internal_training"
+_EVAL_FRAMES = 1024
+_PREPROCESS_CHUNK = 256
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """What to train and how.
+
+    Attributes:
+        config_name: openpi-style training config name (first level of the checkpoint path).
+        exp_name: experiment name (second level of the checkpoint path).
+        release: dataset release name the data comes from.
+        steps: optimizer steps.
+        batch_size: frames per minibatch.
+        learning_rate: Adam learning rate.
+        seed: seeds parameter init and minibatch sampling.
+        action_horizon: H, actions per predicted chunk.
+        image_size: (height, width) images are resized to, pixels.
+        cameras: camera names used as inputs.
+        normalization: ``"quantile"`` (q01..q99 → -1..1, pi0.5) or ``"zscore"``.
+        base_model: recorded in the checkpoint manifest.
+        state_clip: bound on the normalized state (see docs/training.md).
+        save_every: also save a checkpoint every this many steps (0: only the final step).
+        log_every: call ``log`` with the loss every this many steps.
+    """
+
+    config_name: str = "hvla_g1_reach_small"
+    exp_name: str
+    release: str
+    steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    action_horizon: int = 10
+    image_size: tuple[int, int] = (48, 64)
+    cameras: tuple[str, ...] = ("head", "wrist_right")
+    normalization: str = "quantile"
+    base_model: str = "none (trained from scratch)"
+    state_clip: float = 5.0
+    save_every: int = 0
+    log_every: int = 50
+
+    def validate(self) -> None:
+        """Raise ValueError if a field is out of range."""
+        for name in ("steps", "batch_size", "action_horizon"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ValueError(f"TrainConfig.image_size must be (h, w) with both >= 8, got {self.image_size}")
+        if not self.cameras:
+            raise ValueError("TrainConfig.cameras must name at least one camera")
+        if not self.state_clip > 0:
+            raise ValueError(f"TrainConfig.state_clip must be > 0, got {self.state_clip}")
+        if self.save_every < 0 or self.log_every < 1:
+            raise ValueError("TrainConfig.save_every must be >= 0 and log_every >= 1")
+        for name in ("config_name", "exp_name", "release"):
+            v = getattr(self, name)
+            if not v or "/" in v or v in (".", ".."):
+                raise ValueError(f"TrainConfig.{name} must be a non-empty name without '/', got {v!r}")
+        check_normalization(self.normalization)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        d = asdict(self)
+        d["image_size"] = list(self.image_size)
+        d["cameras"] = list(self.cameras)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict` (unknown keys raise TypeError)."""
+        d = dict(d)
+        d["image_size"] = tuple(d.get("image_size", (48, 64)))
+        d["cameras"] = tuple(d.get("cameras", ("head", "wrist_right")))
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_policy`.
+
+    Attributes:
+        step_dir: the final checkpoint directory.
+        final_loss, initial_loss: mean normalized-action MSE over train frames after / before training.
+        loss_curve: per-step minibatch loss (``loss_curve[i]`` is step ``i + 1``).
+        mlflow_run_id: the MLflow run, or None when no tracking URI was given.
+        num_train_frames: training samples (frames of train episodes).
+        seconds: wall time of the whole call (loading, compiling, training, saving, logging).
+        timings: seconds per phase (``load``, ``train``, ``save``, ``mlflow``).
+        checkpoint_dirs: every checkpoint written (intermediate ones first).
+        num_params: model parameter count.
+        train_episode_ids: episodes trained on.
+    """
+
+    step_dir: Path
+    final_loss: float
+    initial_loss: float
+    loss_curve: list[float]
+    mlflow_run_id: str | None
+    num_train_frames: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    checkpoint_dirs: list[Path] = field(default_factory=list)
+    num_params: int = 0
+    train_episode_ids: list[str] = field(default_factory=list)
+
+
+def check_training_rights(rights: Mapping[str, Any] | None, *, today: dt.date | None = None) -> Rights | None:
+    """Enforce the data's rights before training.
+
+    Raises:
+        RightsError: the rights are malformed, do not include ``internal_training``, or the
+            retention date has passed.
+    """
+    if rights is None:
+        return None
+    r = Rights.from_dict(rights)
+    if TRAINING_USE not in r.allowed_uses:
+        raise RightsError(
+            f"the training data's rights do not allow '{TRAINING_USE}' (allowed: {sorted(r.allowed_uses)})")
+    today = today or dt.date.today()
+    if r.is_expired(today):
+        raise RightsError(f"the training data's retention ended on {r.retention_until.isoformat()}")
+    return r
+
+
+def _preprocess_all(images: np.ndarray, size: tuple[int, int]):
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    fn = jax.jit(lambda x: preprocess_images(x, size))
+    parts = []
+    n = images.shape[0]
+    for i in range(0, n, _PREPROCESS_CHUNK):
+        chunk = images[i:i + _PREPROCESS_CHUNK]
+        if chunk.shape[0] < _PREPROCESS_CHUNK and n > _PREPROCESS_CHUNK:  # keep one compiled shape
+            pad = np.zeros((_PREPROCESS_CHUNK - chunk.shape[0], *chunk.shape[1:]), chunk.dtype)
+            parts.append(fn(np.concatenate([chunk, pad]))[: chunk.shape[0]])
+        else:
+            parts.append(fn(chunk))
+    return jnp.concatenate(parts)
+
+
+def train_policy(
+    cache_dir: str | Path,
+    norm_stats: Mapping[str, Any],
+    config: TrainConfig,
+    *,
+    out_dir: str | Path,
+    log: Callable[[str], None] | None = None,
+    mlflow_tracking_uri: str | None = None,
+    mlflow_experiment: str = "hvla-training",
+    mlflow_artifact_dir: str | Path | None = None,
+    dataset_info: Mapping[str, Any] | None = None,
+    rights: Mapping[str, Any] | None = None,
+    state_names: Sequence[str] | None = None,
+    action_names: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train the policy on the ``train`` split of a Robo-DM cache and save checkpoint(s).
+
+    Args:
+        cache_dir: Robo-DM cache directory (``episode_*.vla`` + ``manifest.parquet``).
+        norm_stats: openpi norm stats (``{"norm_stats": {"state": ..., "actions": ...}}``) of the
+            release's train split; their dims must match the cache's state/action dims.
+        config: :class:`TrainConfig`.
+        out_dir: ``.../checkpoints/<config_name>/<exp_name>``; checkpoints go to ``out_dir/<step>``.
+        log: progress callback (one line per call), e.g. a Dagster ``context.log.info``.
+        mlflow_tracking_uri: MLflow tracking URI (``sqlite:////abs/mlflow.db``); None: no tracking.
+        mlflow_experiment: MLflow experiment name.
+        mlflow_artifact_dir: artifact location for a newly created experiment.
+        dataset_info: optional ``repo_id``, ``release`` (default ``config.release``), ``source``
+            (dataset source recorded in MLflow; default the release name) and ``norm_stats_ref``
+            (where the norm stats live; default ``norm-stats/<release>/norm_stats.json``).
+        rights: combined rights of the training data (:meth:`Rights.to_dict` form); they must allow
+            ``internal_training``; they decide ``serving_allowed``/``serving_blocked``. None: the
+            checkpoint is marked as undeclared and every serving use is blocked.
+        state_names, action_names: joint names of the state (D) and action (A) dims, stored in
+            ``config.json`` (evaluation needs them to build the hold-position baseline and to
+            select state joints in closed loop).
+        overwrite: replace existing step directories instead of raising FileExistsError.
+
+    Returns:
+        :class:`TrainResult`.
+
+    Raises:
+        ValueError: invalid config, norm stats or names; :class:`CacheError` for cache problems;
+        :class:`RightsError` when the rights forbid training; FileExistsError when the final step
+        directory exists and ``overwrite`` is false.
+    """
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+    import optax  # noqa: PLC0415
+
+    from hvla_platform.lib.training.model import ChunkPolicy  # noqa: PLC0415
+
+    t_start = time.perf_counter()
+    say = log or (lambda _msg: None)
+    config.validate()
+    check_training_rights(rights)
+    stats = NormStats.from_dict(norm_stats)
+    info = dict(dataset_info or {})
+    release = str(info.get("release", config.release))
+    out_dir = Path(out_dir).absolute()
+    final_dir = out_dir / str(config.steps)
+    if final_dir.exists() and not overwrite:
+        raise FileExistsError(f"checkpoint {final_dir} already exists (pass overwrite=True to replace it)")
+
+    # ---- data ---------------------------------------------------------------------------
+    episodes = load_split(cache_dir, "train", config.cameras)
+    frames = stack_frames(episodes, config.action_horizon)
+    d, a = frames.state.shape[1], frames.chunks.shape[2]
+    if stats.state.dim != d or stats.actions.dim != a:
+        raise ValueError(f"norm stats have state/action dims {stats.state.dim}/{stats.actions.dim}, "
+                         f"the cache has {d}/{a}")
+    if state_names is not None and len(state_names) != d:
+        raise ValueError(f"{len(state_names)} state_names for state dim {d}")
+    if action_names is not None and len(action_names) != a:
+        raise ValueError(f"{len(action_names)} action_names for action dim {a}")
+    if state_names is not None and action_names is not None:
+        missing = [n for n in action_names if n not in state_names]
+        if missing:
+            raise ValueError(f"action joints {missing} are not state joints")
+    n = frames.num_frames
+    camera_shapes = {c: list(frames.images[c].shape[1:]) for c in config.cameras}
+    size = (int(config.image_size[0]), int(config.image_size[1]))
+    data = {
+        "state": jnp.asarray(np.clip(normalize(frames.state, stats.state, config.normalization),
+                                     -config.state_clip, config.state_clip), jnp.float32),
+        "images": tuple(_preprocess_all(frames.images[c], size) for c in config.cameras),
+        "target": jnp.asarray(normalize(frames.chunks, stats.actions, config.normalization), jnp.float32),
+    }
+    frames.images = {}  # the raw uint8 copies are no longer needed
+    t_loaded = time.perf_counter()
+    tasks = sorted({ep.task for ep in episodes})
+    say(f"loaded {len(episodes)} train episodes, {n} frames (state {d}, action {a}, "
+        f"cameras {list(config.cameras)}) in {t_loaded - t_start:.1f}s")
+
+    # ---- model + optimizer ----------------------------------------------------------------
+    dims = ModelDims(state_dim=d, action_dim=a, action_horizon=config.action_horizon,
+                     cameras=tuple(config.cameras), image_size=size)
+    model = ChunkPolicy(dims)
+    params = init_params(dims, config.seed)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(config.learning_rate))
+    opt_state = tx.init(params)
+
+    def loss_fn(p, batch_state, batch_images, batch_target):
+        pred = model.apply({"params": p}, batch_state, batch_images)
+        return jnp.mean((pred - batch_target) ** 2)
+
+    @jax.jit
+    def train_step(p, o, dat, idx):
+        loss, grads = jax.value_and_grad(loss_fn)(
+            p, dat["state"][idx], tuple(im[idx] for im in dat["images"]), dat["target"][idx])
+        updates, o = tx.update(grads, o, p)
+        return optax.apply_updates(p, updates), o, loss
+
+    @jax.jit
+    def batch_loss(p, dat, idx):
+        return loss_fn(p, dat["state"][idx], tuple(im[idx] for im in dat["images"]), dat["target"][idx])
+
+    eval_idx = np.unique(np.linspace(0, n - 1, min(n, _EVAL_FRAMES)).astype(np.int32))
+
+    def mean_loss(p) -> float:
+        return float(batch_loss(p, data, eval_idx))
+
+    # ---- tracking -------------------------------------------------------------------------
+    run = None
+    if mlflow_tracking_uri:
+        from hvla_platform.lib.training.tracking import TrackedRun  # noqa: PLC0415
+
+        run = TrackedRun(mlflow_tracking_uri, mlflow_experiment, run_name=f"{config.exp_name}",
+                         artifact_dir=mlflow_artifact_dir,
+                         tags={"hvla.config_name": config.config_name, "hvla.exp_name": config.exp_name,
+                               "hvla.release": release})
+    try:
+        if run is not None:
+            run.log_params({"train": config.to_dict(), "model": dims.to_dict(), "num_params": count_params(params),
+                            "num_train_frames": n, "num_train_episodes": len(episodes),
+                            "repo_id": info.get("repo_id"), "release": release})
+            import pandas as pd  # noqa: PLC0415
+
+            rows = [r for r in read_manifest(cache_dir) if r["split"] == "train"]
+            df = pd.DataFrame(rows)
+            run.log_dataset(df, name=release, source=str(info.get("source", release)), context="training")
+
+        # ---- training loop ----------------------------------------------------------------
+        rng = np.random.default_rng(config.seed)
+        initial_loss = mean_loss(params)
+        say(f"model has {count_params(params)} params; initial train loss {initial_loss:.4f}")
+        losses = []
+        saved: list[Path] = []
+        t_train = time.perf_counter()
+        t_save = 0.0
+        manifest_common = dict(
+            config_name=config.config_name, exp_name=config.exp_name, base_model=config.base_model,
+            release=release, repo_id=info.get("repo_id"), train_episode_ids=frames.episode_ids,
+            norm_stats_ref=str(info.get("norm_stats_ref", f"norm-stats/{release}/norm_stats.json")),
+            rights=rights,
+        )
+        for step in range(1, config.steps + 1):
+            idx = rng.integers(0, n, size=config.batch_size).astype(np.int32)
+            params, opt_state, loss = train_step(params, opt_state, data, idx)
+            losses.append(loss)
+            if step % config.log_every == 0 or step == config.steps:
+                say(f"step {step}/{config.steps} loss {float(loss):.4f} "
+                    f"({time.perf_counter() - t_train:.1f}s)")
+            if step == config.steps or (config.save_every and step % config.save_every == 0):
+                t0 = time.perf_counter()
+                curve = [float(v) for v in jax.device_get(losses)]
+                cfg = {
+                    "train_config": config.to_dict(), "model": dims.to_dict(), "step": step,
+                    "state_names": list(state_names) if state_names is not None else None,
+                    "action_names": list(action_names) if action_names is not None else None,
+                    "camera_shapes": camera_shapes, "num_train_frames": n,
+                    "train_episode_ids": frames.episode_ids, "tasks": tasks, "prompt_used": False,
+                    "num_params": count_params(params), "dataset": {"release": release, **info},
+                }
+                manifest = ckpt.build_checkpoint_manifest(step=step, **manifest_common)
+                saved.append(ckpt.write_checkpoint(
+                    out_dir / str(step), params=jax.device_get(params), norm_stats=stats.to_dict(), config=cfg,
+                    manifest=manifest, loss_curve=curve, overwrite=overwrite))
+                t_save += time.perf_counter() - t0
+                say(f"saved checkpoint {saved[-1]}")
+        loss_curve = [float(v) for v in jax.device_get(losses)]
+        final_loss = mean_loss(params)
+        t_trained = time.perf_counter()
+        say(f"final train loss {final_loss:.4f} (initial {initial_loss:.4f})")
+
+        t0 = time.perf_counter()
+        if run is not None:
+            run.log_metric_series("train/loss", loss_curve)
+            run.log_metrics({"train/initial_loss": initial_loss, "train/final_loss": final_loss,
+                             "train/seconds": t_trained - t_train - t_save}, step=config.steps)
+            run.log_artifacts(saved[-1], f"checkpoint/{saved[-1].name}")
+            run.set_tags({"hvla.checkpoint": ckpt.checkpoint_key(config.config_name, config.exp_name,
+                                                                 config.steps)})
+            run.finish("FINISHED")
+        t_mlflow = time.perf_counter() - t0
+    except BaseException:
+        if run is not None:
+            run.finish("FAILED")
+        raise
+
+    seconds = time.perf_counter() - t_start
+    return TrainResult(
+        step_dir=saved[-1], final_loss=final_loss, initial_loss=initial_loss, loss_curve=loss_curve,
+        mlflow_run_id=run.run_id if run is not None else None, num_train_frames=n, seconds=seconds,
+        timings={"load": t_loaded - t_start, "train": t_trained - t_train - t_save, "save": t_save,
+                 "mlflow": t_mlflow},
+        checkpoint_dirs=saved, num_params=count_params(params), train_episode_ids=frames.episode_ids,
+    )
+
+
+__all__ = ["TrainConfig", "TrainResult", "train_policy", "check_training_rights", "CacheError", "TRAINING_USE"]
