@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Iterator
 
 #: File name of the lineage manifest every artifact carries; written last.
@@ -48,8 +48,8 @@ def validate_key(key: str) -> str:
     """
     if not key or key.startswith("/") or "\\" in key or "\x00" in key:
         raise ValueError(f"invalid lake key {key!r}")
-    parts = PurePosixPath(key).parts
-    if any(p in ("..", ".", "") for p in parts):
+    parts = key.split("/")
+    if any(p in ("..", ".", "") for p in parts[:-1]) or parts[-1] in ("..", "."):
         raise ValueError(f"invalid lake key {key!r}: '.' and '..' segments are not allowed")
     return key
 
