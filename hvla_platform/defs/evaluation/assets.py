@@ -1,0 +1,69 @@
+"""Evaluation stage: the eval report of an experiment's checkpoint (offline + closed loop in simulation)."""
+
+import dagster as dg
+
+from hvla_platform.defs.metadata import rights_metadata
+from hvla_platform.defs.partitions import experiment_partitions
+from hvla_platform.defs.resources import LakeResource, MlflowResource
+from hvla_platform.lib.eval_build import EvalConfig, evaluate_experiment
+
+
+class EvalReportConfig(dg.Config):
+    """Evaluation settings (see ``hvla_platform.lib.eval_build.EvalConfig``)."""
+
+    closed_loop_trials: int = 4
+    seed: int = 1000
+    max_steps: int = 140
+    replan_every: int = 5
+    control_hz: float = 20.0
+
+
+@dg.asset(
+    partitions_def=experiment_partitions,
+    deps=["checkpoint"],
+    group_name="evaluation",
+    owners=["team:ml-evaluation"],
+    kinds={"html", "mlflow"},
+    description="Eval report of the experiment's checkpoint: held-out action error vs a hold-position baseline, closed-loop success in the G1 simulator.",
+    check_specs=[dg.AssetCheckSpec("metrics_finite", asset="eval_report",
+                                   description="The offline error metrics are finite numbers (the evaluation ran on real frames).")],
+    metadata={"hvla/layer": "evaluation"},
+)
+def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lake: LakeResource,
+                mlflow: MlflowResource) -> dg.MaterializeResult:
+    """Evaluate and publish ``eval-reports/<experiment>/<step>/`` (report.html + metrics.json)."""
+    lk = lake.get_lake()
+    cfg = EvalConfig(closed_loop_trials=config.closed_loop_trials, seed=config.seed, max_steps=config.max_steps,
+                     replan_every=config.replan_every)
+
+    def env_factory():
+        from hvla_platform.lib.sim.env import ReachEnv
+
+        return ReachEnv(control_hz=config.control_hz)
+
+    b = evaluate_experiment(lk, context.partition_key, cfg, env_factory=env_factory if config.closed_loop_trials else None,
+                            tracking_uri=mlflow.uri(), artifact_root=mlflow.artifacts(), log=context.log.info)
+    off = b.metrics.get("offline", {})
+    comp = off.get("comparison", {})
+    closed = b.metrics.get("closed_loop") or {}
+    pol_mae = (off.get("policy", {}).get("first", {}) or {}).get("mae")
+    base_mae = (off.get("baseline", {}).get("first", {}) or {}).get("mae")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/uri": b.uri,
+            "hvla/report": dg.MetadataValue.url(b.uri.rstrip("/") + "/report.html"),
+            "hvla/checkpoint": b.manifest["checkpoint"],
+            "hvla/heldout_episodes": ", ".join(b.manifest["episode_ids"]) or "(none)",
+            "hvla/policy_mae_rad": pol_mae if pol_mae is not None else "n/a",
+            "hvla/baseline_mae_rad": base_mae if base_mae is not None else "n/a",
+            "hvla/mae_ratio_vs_baseline": comp.get("first_mae_ratio") if comp.get("first_mae_ratio") is not None else "n/a",
+            "hvla/closed_loop_success_rate": closed.get("success_rate", "not run"),
+            "hvla/closed_loop_trials": closed.get("trials", 0),
+            "status": b.status,
+            **rights_metadata(b.rights),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="metrics_finite",
+            passed=isinstance(pol_mae, (int, float)) and isinstance(base_mae, (int, float)),
+            metadata={"hvla/policy_mae_rad": str(pol_mae), "hvla/baseline_mae_rad": str(base_mae)})],
+    )
