@@ -108,7 +108,7 @@ class TrackedRun:
             src = resolve_dataset_source(source)
             # ...and hints about integer columns when inferring the DataFrame's schema
             ds = mlflow.data.from_pandas(df, source=src, name=name)
-        entity = ds._to_mlflow_entity()
+            entity = ds._to_mlflow_entity()
         self.client.log_inputs(
             self.run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
         )

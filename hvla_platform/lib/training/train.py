@@ -235,6 +235,8 @@ def train_policy(
     config.validate()
     check_training_rights(rights)
     stats = NormStats.from_dict(norm_stats)
+    # the checkpoint stores the caller's norm stats verbatim (openpi wrapper added if absent)
+    norm_stats_copy = dict(norm_stats) if "norm_stats" in norm_stats else {"norm_stats": dict(norm_stats)}
     info = dict(dataset_info or {})
     release = str(info.get("release", config.release))
     out_dir = Path(out_dir).absolute()
@@ -354,7 +356,7 @@ def train_policy(
                 }
                 manifest = ckpt.build_checkpoint_manifest(step=step, **manifest_common)
                 saved.append(ckpt.write_checkpoint(
-                    out_dir / str(step), params=jax.device_get(params), norm_stats=stats.to_dict(), config=cfg,
+                    out_dir / str(step), params=jax.device_get(params), norm_stats=norm_stats_copy, config=cfg,
                     manifest=manifest, loss_curve=curve, overwrite=overwrite))
                 t_save += time.perf_counter() - t0
                 say(f"saved checkpoint {saved[-1]}")
