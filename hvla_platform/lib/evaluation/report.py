@@ -1,0 +1,339 @@
+"""Evaluation report: ``metrics.json`` + a self-contained ``report.html`` (plots embedded as PNG).
+
+The HTML has: the checkpoint and its data/rights, headline numbers, the loss curve, per-joint action
+error of policy vs the hold-position baseline, error along the chunk, closed-loop outcomes, and a
+plain-language section on what the numbers mean and their limits. Plots use matplotlib's Agg
+backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+
+
+def fmt(x: Any, digits: int = 4) -> str:
+    """How numbers appear in the report: ``f"{x:.{digits}f}"``, ``n/a`` for None/NaN/inf."""
+    if x is None:
+        return "n/a"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return html.escape(str(x))
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v:.{digits}f}"
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace NaN/inf by None and numpy scalars/arrays by Python values, recursively."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plots(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | None,
+           loss_curve: Sequence[float]) -> dict[str, str]:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    out: dict[str, str] = {}
+    if loss_curve:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        ax.plot(np.arange(1, len(loss_curve) + 1), loss_curve, lw=1)
+        if min(loss_curve) > 0:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("minibatch MSE (normalized actions)")
+        ax.set_title("Training loss")
+        ax.grid(alpha=0.3)
+        out["loss_curve"] = _png(fig)
+
+    names = offline.get("action_names") or [str(i) for i in range(len(offline["policy"]["first"]["mae_per_dim"]))]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names)), 3.6))
+    ax.bar(x - 0.2, offline["policy"]["first"]["mae_per_dim"], 0.4, label="policy")
+    ax.bar(x + 0.2, offline["baseline"]["first"]["mae_per_dim"], 0.4, label="hold position")
+    ax.set_xticks(x)
+    ax.set_xticklabels([n.replace("_joint", "") for n in names], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("MAE of first action (rad)")
+    ax.set_title("Held-out action error per joint")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    out["per_dim_error"] = _png(fig)
+
+    ps = offline["policy"]["chunk"].get("mae_per_step") or []
+    bs = offline["baseline"]["chunk"].get("mae_per_step") or []
+    if ps:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        k = np.arange(len(ps))
+        ax.plot(k, [np.nan if v is None else v for v in ps], "o-", label="policy")
+        ax.plot(k, [np.nan if v is None else v for v in bs], "s--", label="hold position")
+        ax.set_xlabel("chunk step k (frames ahead)")
+        ax.set_ylabel("MAE (rad)")
+        ax.set_title("Error along the predicted chunk")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        out["chunk_error"] = _png(fig)
+
+    if closed_loop and closed_loop.get("per_trial"):
+        trials = closed_loop["per_trial"]
+        fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(trials)), 3.2))
+        colors = ["tab:green" if t["success"] else "tab:red" for t in trials]
+        ax.bar([t["trial"] for t in trials], [t["steps"] for t in trials], color=colors)
+        ax.axhline(closed_loop["config"]["max_steps"], color="grey", ls=":", label="max steps")
+        ax.set_xlabel("trial")
+        ax.set_ylabel("env steps")
+        ax.set_title(f"Closed loop: {closed_loop['successes']}/{closed_loop['trials']} successes "
+                     "(green = success)")
+        ax.legend()
+        out["closed_loop"] = _png(fig)
+    return out
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _explanation(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | None,
+                 num_train_frames: int | None) -> str:
+    p, b = offline["policy"]["first"], offline["baseline"]["first"]
+    imp = offline["comparison"].get("first_mae_improvement")
+    verdict = ("better than" if imp is not None and imp > 0 else "not better than")
+    parts = [
+        f"<p><b>Action error.</b> On {offline['num_frames']} frames of {offline['num_episodes']} held-out "
+        f"episode(s) the policy's next arm joint target is off by {fmt(p['mae'])} rad on average "
+        f"(≈ {fmt(math.degrees(p['mae']), 2)}°; RMSE {fmt(p['rmse'])} rad). Simply holding the current joint "
+        f"positions is off by {fmt(b['mae'])} rad. The policy is <b>{verdict}</b> that trivial baseline"
+        + (f" (it removes {fmt(100 * imp, 1)}% of the baseline's error)." if imp is not None else ".")
+        + " These are errors against what the demonstrator commanded, not task success: a small error can "
+          "still accumulate into a miss, and a different but valid motion counts as error.</p>",
+    ]
+    if closed_loop:
+        parts.append(
+            f"<p><b>Closed loop.</b> In simulation the policy solved {closed_loop['successes']} of "
+            f"{closed_loop['trials']} trials (success rate {fmt(closed_loop['success_rate'], 2)}). With this few "
+            "trials the rate is a rough estimate: one trial more or less changes it by "
+            f"{fmt(100 / max(1, closed_loop['trials']), 0)} percentage points.</p>")
+    else:
+        parts.append("<p><b>Closed loop.</b> Not run for this report.</p>")
+    frames = f"{num_train_frames} training frames" if num_train_frames else "a few hundred training frames"
+    parts.append(
+        "<p><b>Limits.</b> This is a deliberately tiny setup: a small CNN + MLP (trained from scratch, "
+        f"no pretrained vision or language model) on {frames}, trained for a few minutes on a CPU. "
+        "The task prompt is not used. Held-out episodes come from the same robot, scene and task "
+        "distribution as the training episodes, so these numbers say nothing about generalisation to "
+        "new scenes, objects or instructions, and simulation success does not imply real-robot "
+        "success. Use the report to catch regressions and data problems, not to certify a policy.</p>")
+    return "\n".join(parts)
+
+
+def write_eval_report(
+    out_dir: str | Path,
+    *,
+    offline: Mapping[str, Any],
+    closed_loop: Mapping[str, Any] | None,
+    checkpoint_manifest: Mapping[str, Any],
+    loss_curve: Sequence[float],
+    title: str | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``metrics.json`` and ``report.html`` into ``out_dir`` and return the HTML path.
+
+    Args:
+        out_dir: report directory (created), e.g. ``eval-reports/<exp_name>/<step>``.
+        offline: result of :func:`~hvla_platform.lib.evaluation.offline.evaluate_offline`.
+        closed_loop: result of :func:`~hvla_platform.lib.evaluation.closed_loop.run_closed_loop`, or None.
+        checkpoint_manifest: the checkpoint's ``checkpoint_manifest.yaml`` contents.
+        loss_curve: per-step training loss of the checkpoint.
+        title: page title (default: the checkpoint path).
+        training: extra training facts to record (e.g. ``num_train_frames``, ``seconds``, ``mlflow_run_id``).
+
+    ``metrics.json`` = ``{"checkpoint", "checkpoint_manifest", "training": {"steps", "final_minibatch_loss",
+    ...}, "offline", "closed_loop"}`` with NaN/inf written as null.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    training_d = {"steps": len(loss_curve), "first_minibatch_loss": loss_curve[0] if loss_curve else None,
+                  "final_minibatch_loss": loss_curve[-1] if loss_curve else None, **dict(training or {})}
+    metrics = _json_safe({
+        "checkpoint": checkpoint_manifest.get("checkpoint"),
+        "checkpoint_manifest": dict(checkpoint_manifest),
+        "training": training_d,
+        "offline": dict(offline),
+        "closed_loop": dict(closed_loop) if closed_loop is not None else None,
+    })
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
+
+    plots = _plots(offline, closed_loop, loss_curve)
+    title = title or f"Evaluation of {checkpoint_manifest.get('checkpoint', 'checkpoint')}"
+    p, b, c = offline["policy"], offline["baseline"], offline["comparison"]
+    headline = _table(
+        ["metric (rad)", "policy", "hold position", "policy / baseline", "improvement"],
+        [
+            ["first action MAE", fmt(p["first"]["mae"]), fmt(b["first"]["mae"]), fmt(c["first_mae_ratio"], 3),
+             fmt(c["first_mae_improvement"], 3)],
+            ["first action RMSE", fmt(p["first"]["rmse"]), fmt(b["first"]["rmse"]), fmt(c["first_rmse_ratio"], 3),
+             fmt(c["first_rmse_improvement"], 3)],
+            ["whole chunk MAE", fmt(p["chunk"]["mae"]), fmt(b["chunk"]["mae"]), fmt(c["chunk_mae_ratio"], 3),
+             fmt(c["chunk_mae_improvement"], 3)],
+            ["whole chunk RMSE", fmt(p["chunk"]["rmse"]), fmt(b["chunk"]["rmse"]), fmt(c["chunk_rmse_ratio"], 3),
+             fmt(c["chunk_rmse_improvement"], 3)],
+        ],
+    )
+    names = offline.get("action_names") or []
+    per_dim = _table(
+        ["joint", "policy MAE", "baseline MAE", "policy RMSE", "baseline RMSE"],
+        [[html.escape(n), fmt(p["first"]["mae_per_dim"][i]), fmt(b["first"]["mae_per_dim"][i]),
+          fmt(p["first"]["rmse_per_dim"][i]), fmt(b["first"]["rmse_per_dim"][i])] for i, n in enumerate(names)],
+    )
+    cl_html = "<p>Not run.</p>"
+    if closed_loop:
+        tm = closed_loop.get("timing", {})
+        cl_html = (
+            f"<p>Success rate <b>{fmt(closed_loop['success_rate'], 2)}</b> "
+            f"({closed_loop['successes']}/{closed_loop['trials']} trials, max {closed_loop['config']['max_steps']} "
+            f"steps, re-planning every {closed_loop['config']['replan_every']} actions). Inference "
+            f"{fmt(tm.get('infer_ms_mean'), 2)} ms mean, {fmt(tm.get('infer_ms_p95'), 2)} ms p95.</p>"
+            + _table(["trial", "seed", "success", "steps", "sim time (s)", "queries"],
+                     [[str(t["trial"]), str(t["seed"]), "yes" if t["success"] else "no", str(t["steps"]),
+                       fmt(t["sim_time_s"], 2), str(t["queries"])] for t in closed_loop["per_trial"]])
+        )
+    img = lambda k, alt: (f'<img alt="{alt}" src="data:image/png;base64,{plots[k]}">' if k in plots else "")  # noqa: E731
+    m = checkpoint_manifest
+    ckpt_rows = [
+        ["checkpoint", html.escape(str(m.get("checkpoint")))],
+        ["base model", html.escape(str(m.get("base_model")))],
+        ["training data", html.escape(", ".join(
+            f"{d.get('repo_id')} @ {d.get('release')} ({d.get('split')}, {d.get('num_episodes')} episodes)"
+            for d in m.get("training_data", [])))],
+        ["norm stats", html.escape(str(m.get("norm_stats")))],
+        ["serving allowed", html.escape(", ".join(m.get("serving_allowed", [])) or "(none)")],
+        ["serving blocked", html.escape(", ".join(m.get("serving_blocked", [])) or "(none)")],
+        ["training steps", str(training_d["steps"])],
+        ["final minibatch loss", fmt(training_d["final_minibatch_loss"], 6)],
+    ]
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; font-size: 0.9em; }}
+th {{ background: #f3f3f3; }} td:first-child {{ text-align: left; }}
+img {{ max-width: 100%; display: block; margin: 0.5em 0; }}
+pre {{ background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<h2>What the numbers mean</h2>
+{_explanation(offline, closed_loop, (training or {}).get("num_train_frames"))}
+<h2>Checkpoint</h2>
+{_table(["", ""], ckpt_rows)}
+<h2>Held-out action error (split: {html.escape(str(offline['split']))}, {offline['num_episodes']} episodes,
+{offline['num_frames']} frames, chunk length {offline['horizon']})</h2>
+{headline}
+{img("per_dim_error", "per-joint error")}
+{img("chunk_error", "error along the chunk")}
+<details><summary>Per-joint numbers (first action, rad)</summary>{per_dim}</details>
+<h2>Closed loop</h2>
+{cl_html}
+{img("closed_loop", "closed-loop outcomes")}
+<h2>Training</h2>
+{img("loss_curve", "loss curve")}
+<h2>Checkpoint manifest</h2>
+<pre>{html.escape(yaml.safe_dump(_json_safe(dict(m)), sort_keys=False))}</pre>
+</body></html>
+"""
+    path = out_dir / REPORT_FILE
+    path.write_text(doc, encoding="utf-8")
+    return path
+
+
+def eval_summary_metrics(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | None) -> dict[str, float]:
+    """Flat scalar metrics for tracking (``offline/...``, ``closed_loop/...``); None values dropped."""
+    out: dict[str, Any] = {
+        "offline/policy_first_mae": offline["policy"]["first"]["mae"],
+        "offline/policy_first_rmse": offline["policy"]["first"]["rmse"],
+        "offline/policy_chunk_mae": offline["policy"]["chunk"]["mae"],
+        "offline/baseline_first_mae": offline["baseline"]["first"]["mae"],
+        "offline/baseline_first_rmse": offline["baseline"]["first"]["rmse"],
+        "offline/baseline_chunk_mae": offline["baseline"]["chunk"]["mae"],
+        "offline/first_mae_improvement": offline["comparison"].get("first_mae_improvement"),
+        "offline/chunk_mae_improvement": offline["comparison"].get("chunk_mae_improvement"),
+        "offline/num_frames": offline["num_frames"],
+    }
+    if closed_loop:
+        out.update({
+            "closed_loop/success_rate": closed_loop["success_rate"],
+            "closed_loop/trials": closed_loop["trials"],
+            "closed_loop/infer_ms_mean": closed_loop["timing"].get("infer_ms_mean"),
+        })
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
+
+
+def log_eval_to_mlflow(
+    report_dir: str | Path,
+    *,
+    tracking_uri: str,
+    offline: Mapping[str, Any],
+    closed_loop: Mapping[str, Any] | None,
+    checkpoint_manifest: Mapping[str, Any],
+    experiment: str = "hvla-evaluation",
+    run_name: str | None = None,
+    training_run_id: str | None = None,
+    artifact_dir: str | Path | None = None,
+) -> str:
+    """Log an evaluation as its own MLflow run and return the run id.
+
+    Logs :func:`eval_summary_metrics`, the report directory as artifacts (``eval_report/``), and
+    tags ``hvla.checkpoint`` and (if given) ``hvla.training_run_id`` linking back to the training run.
+    """
+    from hvla_platform.lib.training.tracking import TrackedRun  # noqa: PLC0415
+
+    tags = {"hvla.checkpoint": str(checkpoint_manifest.get("checkpoint")), "hvla.kind": "evaluation"}
+    if training_run_id:
+        tags["hvla.training_run_id"] = training_run_id
+    run = TrackedRun(tracking_uri, experiment, run_name=run_name or f"eval {checkpoint_manifest.get('checkpoint')}",
+                     artifact_dir=artifact_dir, tags=tags)
+    try:
+        run.log_params({"checkpoint": checkpoint_manifest.get("checkpoint"), "split": offline.get("split"),
+                        "episode_ids": ",".join(offline.get("episode_ids", [])),
+                        "closed_loop_trials": closed_loop["trials"] if closed_loop else 0})
+        run.log_metrics(eval_summary_metrics(offline, closed_loop))
+        run.log_artifacts(report_dir, "eval_report")
+        run.finish("FINISHED")
+    except BaseException:
+        run.finish("FAILED")
+        raise
+    return run.run_id
