@@ -8,7 +8,13 @@ Architecture (trained from scratch; no pretrained weights are available offline)
   policy needs;
 * the normalized state goes through Dense(feature_dim) → ReLU;
 * the concatenated features go through an MLP (``hidden_dim`` × 2, ReLU) to ``H × A`` outputs,
-  reshaped to a (H, A) chunk of **normalized** future actions.
+  reshaped to a (H, A) chunk of **normalized** future actions;
+* with ``residual=True`` the chunk is predicted as a correction to ``base``: the current positions
+  of the action joints, normalized with the *action* statistics and repeated over the chunk. The
+  output layer starts at zero, so the untrained policy is exactly the "hold position" baseline and
+  training learns the motion relative to it (the same idea as openpi's ``DeltaActions`` transform,
+  but keeping the loss and norm stats on absolute actions, which is what the release's openpi
+  norm stats describe).
 
 The task prompt is not an input (one task per release in the demo; documented in docs/training.md).
 """
@@ -36,6 +42,7 @@ class ModelDims:
         conv_channels: channels of the three conv layers.
         feature_dim: per-camera and state feature size.
         hidden_dim: width of the two hidden layers of the head MLP.
+        residual: predict the chunk as a correction to ``base`` (see the module docstring).
     """
 
     state_dim: int
@@ -46,6 +53,7 @@ class ModelDims:
     conv_channels: tuple[int, ...] = (16, 32, 32)
     feature_dim: int = 64
     hidden_dim: int = 256
+    residual: bool = False
 
     def to_dict(self) -> dict:
         """JSON form."""
@@ -67,6 +75,7 @@ class ModelDims:
             conv_channels=tuple(int(c) for c in d["conv_channels"]),
             feature_dim=int(d["feature_dim"]),
             hidden_dim=int(d["hidden_dim"]),
+            residual=bool(d.get("residual", False)),
         )
 
 
@@ -100,15 +109,18 @@ class CameraEncoder(nn.Module):
 class ChunkPolicy(nn.Module):
     """Maps (normalized state, preprocessed images) to a normalized action chunk.
 
-    Call: ``apply(params, state (B, D) float32, images tuple of (B, h, w, 3) float32 in camera order)``
+    Call: ``apply(params, state (B, D) float32, images tuple of (B, h, w, 3) float32 in camera order,
+    base (B, A) float32 normalized current action-joint positions, required iff dims.residual)``
     → (B, H, A) float32 normalized actions.
     """
 
     dims: ModelDims
 
     @nn.compact
-    def __call__(self, state: jax.Array, images: Sequence[jax.Array]) -> jax.Array:
+    def __call__(self, state: jax.Array, images: Sequence[jax.Array], base: jax.Array | None = None) -> jax.Array:
         d = self.dims
+        if d.residual and base is None:
+            raise ValueError("a residual policy needs 'base' (normalized current action-joint positions)")
         if len(images) != len(d.cameras):
             raise ValueError(f"expected {len(d.cameras)} camera images, got {len(images)}")
         feats = [
@@ -119,8 +131,12 @@ class ChunkPolicy(nn.Module):
         x = jnp.concatenate(feats, axis=-1)
         for i in range(2):
             x = nn.relu(nn.Dense(d.hidden_dim, name=f"hidden_{i}")(x))
-        out = nn.Dense(d.action_horizon * d.action_dim, name="action_head")(x)
-        return out.reshape((state.shape[0], d.action_horizon, d.action_dim))
+        init = nn.initializers.zeros if d.residual else nn.initializers.lecun_normal()
+        out = nn.Dense(d.action_horizon * d.action_dim, kernel_init=init, name="action_head")(x)
+        out = out.reshape((state.shape[0], d.action_horizon, d.action_dim))
+        if d.residual:
+            out = out + base[:, None, :]
+        return out
 
 
 def init_params(dims: ModelDims, seed: int) -> dict:
@@ -128,7 +144,8 @@ def init_params(dims: ModelDims, seed: int) -> dict:
     model = ChunkPolicy(dims)
     state = jnp.zeros((1, dims.state_dim), jnp.float32)
     imgs = tuple(jnp.zeros((1, *dims.image_size, 3), jnp.float32) for _ in dims.cameras)
-    return model.init(jax.random.PRNGKey(seed), state, imgs)["params"]
+    base = jnp.zeros((1, dims.action_dim), jnp.float32) if dims.residual else None
+    return model.init(jax.random.PRNGKey(seed), state, imgs, base)["params"]
 
 
 def count_params(params) -> int:

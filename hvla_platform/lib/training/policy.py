@@ -50,11 +50,17 @@ class Policy:
         self._params = params
         model = ChunkPolicy(dims)
         kind, clip, size = self._normalization, self._state_clip, dims.image_size
+        idx = config.get("action_state_index")
+        if dims.residual and (not idx or len(idx) != dims.action_dim):
+            raise ValueError(f"{step_dir}/config.json: a residual policy needs 'action_state_index' of length "
+                             f"{dims.action_dim}, got {idx!r}")
+        arm_idx = np.asarray(idx, dtype=np.int32) if dims.residual else None
 
         def _infer(p, state, images):
             s = jnp.clip(normalize(state, stats.state, kind), -clip, clip)
             imgs = tuple(preprocess_images(im, size) for im in images)
-            out = model.apply({"params": p}, s, imgs)
+            base = normalize(state[:, arm_idx], stats.actions, kind) if arm_idx is not None else None
+            out = model.apply({"params": p}, s, imgs, base)
             return unnormalize(out, stats.actions, kind)
 
         self._infer_fn = jax.jit(_infer)
@@ -75,6 +81,7 @@ class Policy:
             "state_names": config.get("state_names"),
             "action_names": config.get("action_names"),
             "normalization": self._normalization,
+            "residual_to_state": dims.residual,
             "prompt_used": bool(config.get("prompt_used", False)),
             "tasks": config.get("tasks", []),
             "serving_allowed": manifest.get("serving_allowed", []),

@@ -6,6 +6,9 @@ Recipe (see docs/training.md):
   images at ``t``; target = the chunk ``a_t .. a_{t+H-1}`` (padded with the episode's last action);
 * normalization with the release's openpi norm stats (``quantile`` as in pi0.5, or ``zscore``);
   the normalized state is clipped to ``[-state_clip, state_clip]``;
+* with ``residual_to_state`` (default) the model predicts the chunk relative to the current
+  positions of the action joints (picked from the state by name; see ``model.py``), so it starts
+  as the hold-position baseline;
 * loss: mean squared error on normalized actions; optimizer: Adam (optax) after global-norm
   gradient clipping at 1.0; minibatches drawn uniformly with replacement from all train frames with
   ``numpy.random.default_rng(seed)``;
@@ -56,6 +59,8 @@ class TrainConfig:
         state_clip: bound on the normalized state (see docs/training.md).
         save_every: also save a checkpoint every this many steps (0: only the final step).
         log_every: call ``log`` with the loss every this many steps.
+        residual_to_state: predict actions as a correction to the current action-joint positions
+            (needs ``state_names`` and ``action_names``).
     """
 
     config_name: str = "hvla_g1_reach_small"
@@ -73,6 +78,7 @@ class TrainConfig:
     state_clip: float = 5.0
     save_every: int = 0
     log_every: int = 50
+    residual_to_state: bool = True
 
     def validate(self) -> None:
         """Raise ValueError if a field is out of range."""
@@ -255,10 +261,15 @@ def train_policy(
         raise ValueError(f"{len(state_names)} state_names for state dim {d}")
     if action_names is not None and len(action_names) != a:
         raise ValueError(f"{len(action_names)} action_names for action dim {a}")
+    action_state_index: list[int] | None = None
     if state_names is not None and action_names is not None:
         missing = [n for n in action_names if n not in state_names]
         if missing:
             raise ValueError(f"action joints {missing} are not state joints")
+        action_state_index = [list(state_names).index(nm) for nm in action_names]
+    if config.residual_to_state and action_state_index is None:
+        raise ValueError("TrainConfig.residual_to_state needs state_names and action_names (to find the "
+                         "action joints in the state); pass them or set residual_to_state=False")
     n = frames.num_frames
     camera_shapes = {c: list(frames.images[c].shape[1:]) for c in config.cameras}
     size = (int(config.image_size[0]), int(config.image_size[1]))
@@ -268,6 +279,9 @@ def train_policy(
         "images": tuple(_preprocess_all(frames.images[c], size) for c in config.cameras),
         "target": jnp.asarray(normalize(frames.chunks, stats.actions, config.normalization), jnp.float32),
     }
+    if config.residual_to_state:
+        data["base"] = jnp.asarray(normalize(frames.state[:, action_state_index], stats.actions,
+                                             config.normalization), jnp.float32)
     frames.images = {}  # the raw uint8 copies are no longer needed
     t_loaded = time.perf_counter()
     tasks = sorted({ep.task for ep in episodes})
@@ -276,26 +290,24 @@ def train_policy(
 
     # ---- model + optimizer ----------------------------------------------------------------
     dims = ModelDims(state_dim=d, action_dim=a, action_horizon=config.action_horizon,
-                     cameras=tuple(config.cameras), image_size=size)
+                     cameras=tuple(config.cameras), image_size=size, residual=config.residual_to_state)
     model = ChunkPolicy(dims)
     params = init_params(dims, config.seed)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(config.learning_rate))
     opt_state = tx.init(params)
 
-    def loss_fn(p, batch_state, batch_images, batch_target):
-        pred = model.apply({"params": p}, batch_state, batch_images)
-        return jnp.mean((pred - batch_target) ** 2)
+    def loss_fn(p, dat, idx):
+        base = dat["base"][idx] if "base" in dat else None
+        pred = model.apply({"params": p}, dat["state"][idx], tuple(im[idx] for im in dat["images"]), base)
+        return jnp.mean((pred - dat["target"][idx]) ** 2)
 
     @jax.jit
     def train_step(p, o, dat, idx):
-        loss, grads = jax.value_and_grad(loss_fn)(
-            p, dat["state"][idx], tuple(im[idx] for im in dat["images"]), dat["target"][idx])
+        loss, grads = jax.value_and_grad(loss_fn)(p, dat, idx)
         updates, o = tx.update(grads, o, p)
         return optax.apply_updates(p, updates), o, loss
 
-    @jax.jit
-    def batch_loss(p, dat, idx):
-        return loss_fn(p, dat["state"][idx], tuple(im[idx] for im in dat["images"]), dat["target"][idx])
+    batch_loss = jax.jit(loss_fn)
 
     eval_idx = np.unique(np.linspace(0, n - 1, min(n, _EVAL_FRAMES)).astype(np.int32))
 
@@ -350,6 +362,7 @@ def train_policy(
                     "train_config": config.to_dict(), "model": dims.to_dict(), "step": step,
                     "state_names": list(state_names) if state_names is not None else None,
                     "action_names": list(action_names) if action_names is not None else None,
+                    "action_state_index": action_state_index,
                     "camera_shapes": camera_shapes, "num_train_frames": n,
                     "train_episode_ids": frames.episode_ids, "tasks": tasks, "prompt_used": False,
                     "num_params": count_params(params), "dataset": {"release": release, **info},
