@@ -20,6 +20,8 @@ import yaml
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+#: |improvement| below this (5 % of the baseline's error) is reported as "about as good as".
+SAME_BAND = 0.05
 
 
 def fmt(x: Any, digits: int = 4) -> str:
@@ -131,13 +133,20 @@ def _explanation(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | No
                  num_train_frames: int | None) -> str:
     p, b = offline["policy"]["first"], offline["baseline"]["first"]
     imp = offline["comparison"].get("first_mae_improvement")
-    verdict = ("better than" if imp is not None and imp > 0 else "not better than")
+    if imp is None:
+        verdict = "not comparable with"
+    elif imp > SAME_BAND:
+        verdict = "better than"
+    elif imp < -SAME_BAND:
+        verdict = "worse than"
+    else:
+        verdict = "about as good as"
     parts = [
         f"<p><b>Action error.</b> On {offline['num_frames']} frames of {offline['num_episodes']} held-out "
         f"episode(s) the policy's next arm joint target is off by {fmt(p['mae'])} rad on average "
         f"(≈ {fmt(math.degrees(p['mae']), 2)}°; RMSE {fmt(p['rmse'])} rad). Simply holding the current joint "
         f"positions is off by {fmt(b['mae'])} rad. The policy is <b>{verdict}</b> that trivial baseline"
-        + (f" (it removes {fmt(100 * imp, 1)}% of the baseline's error)." if imp is not None else ".")
+        + (f" (error change vs the baseline: {fmt(-100 * imp, 1)}%)." if imp is not None else ".")
         + " These are errors against what the demonstrator commanded, not task success: a small error can "
           "still accumulate into a miss, and a different but valid motion counts as error.</p>",
     ]

@@ -148,4 +148,4 @@ def test_report_without_closed_loop(cache, heldout, tmp_path):
                              action_names=tc.ACTION_NAMES)
     page = write_eval_report(tmp_path / "worse", offline=worse, closed_loop=None,
                              checkpoint_manifest={"checkpoint": "c"}, loss_curve=[0.5]).read_text()
-    assert "<b>not better than</b>" in page
+    assert "<b>worse than</b>" in page
