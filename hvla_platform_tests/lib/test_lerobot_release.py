@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from hvla_platform.lib import lerobot_release as lr
-from hvla_platform.lib.episodes_h5 import read_episode_h5
+from hvla_platform.lib.episodes_h5 import read_episode_h5, write_episode_h5
 from hvla_platform.lib.recording.contract import G1_ARM_JOINTS, G1_WAIST_JOINTS
 from hvla_platform.lib.release_spec import ReleaseSpec
 from hvla_platform.lib.rights import Rights
 from hvla_platform_tests.lib.episode_factory import make_episode, write_episodes
-from hvla_platform.lib.episodes_h5 import write_episode_h5
 
 RIGHTS = Rights.from_dict({
     "data_owners": ["Acme Robotics"], "sites": ["lab-hanoi"], "customers": ["internal"],
