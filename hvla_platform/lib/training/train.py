@@ -29,7 +29,7 @@ import numpy as np
 
 from hvla_platform.lib.rights import Rights, RightsError
 from hvla_platform.lib.training import checkpoint as ckpt
-from hvla_platform.lib.training.data import CacheError, load_split, read_manifest, stack_frames
+from hvla_platform.lib.training.data import load_split, read_manifest, stack_frames
 from hvla_platform.lib.training.model import ModelDims, count_params, init_params, preprocess_images
 from hvla_platform.lib.training.normalize import NormStats, check_normalization, normalize
 
@@ -403,4 +403,4 @@ def train_policy(
     )
 
 
-__all__ = ["TrainConfig", "TrainResult", "train_policy", "check_training_rights", "CacheError", "TRAINING_USE"]
+__all__ = ["TrainConfig", "TrainResult", "train_policy", "check_training_rights", "TRAINING_USE"]
