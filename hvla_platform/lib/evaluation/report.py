@@ -113,6 +113,7 @@ def _plots(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | None,
         fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(trials)), 3.2))
         colors = ["tab:green" if t["success"] else "tab:red" for t in trials]
         ax.bar([t["trial"] for t in trials], [t["steps"] for t in trials], color=colors)
+        ax.set_xticks([t["trial"] for t in trials])
         ax.axhline(closed_loop["config"]["max_steps"], color="grey", ls=":", label="max steps")
         ax.set_xlabel("trial")
         ax.set_ylabel("env steps")
