@@ -30,7 +30,6 @@ plus LeRobot's default ``timestamp`` (s, = frame_index / fps), ``frame_index``, 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from hvla_platform.lib.compat import import_lerobot_dataset
 from hvla_platform.lib.episodes_h5 import EpisodeData, read_episode_h5
 from hvla_platform.lib.recording.contract import LOCOMOTION_COMMAND_NAMES
 from hvla_platform.lib.release_spec import ReleaseSpec
+from hvla_platform.lib.storage.lake import sha256_file
 
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
@@ -117,14 +117,6 @@ def lerobot_features(spec: ReleaseSpec, image_shapes: Mapping[str, tuple[int, in
             "dtype": "video", "shape": tuple(image_shapes[cam]), "names": ["height", "width", "channels"],
         }
     return feats
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_lerobot_dataset(
@@ -240,7 +232,7 @@ def build_lerobot_dataset(
                 "episode_index": ep_index, "episode_id": ep_id, "robot_id": ep.robot_id,
                 "capture_day": ep.capture_day, "task": ep.task,
                 "split": "heldout" if ep_id in held_set else "train", "num_frames": ep.num_frames,
-                "hdf5_uri": (source_uris or {}).get(str(path), str(path)), "hdf5_sha256": _sha256(path),
+                "hdf5_uri": (source_uris or {}).get(str(path), str(path)), "hdf5_sha256": sha256_file(path),
                 "source_uri": str(ep.attrs.get("source_uri", "")),
                 "source_sha256": str(ep.attrs.get("source_sha256", "")),
             })

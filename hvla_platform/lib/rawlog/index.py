@@ -7,7 +7,6 @@ index are read by scanning, like any other (mcap's reader falls back to a linear
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from mcap.reader import make_reader
 
 from hvla_platform.lib.rawlog.cdr import header_stamp_ns, schema_starts_with_header
 from hvla_platform.lib.rawlog.errors import RawLogError
+from hvla_platform.lib.storage.lake import sha256_file
 
 
 @dataclass
@@ -102,14 +102,6 @@ class McapIndex:
         return d
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def index_mcap(path: str | os.PathLike[str]) -> McapIndex:
     """Read ``path`` once and return its :class:`McapIndex`.
 
@@ -122,7 +114,7 @@ def index_mcap(path: str | os.PathLike[str]) -> McapIndex:
         size = path.stat().st_size
     except OSError as exc:
         raise RawLogError(path, "unreadable", f"cannot stat file: {exc}") from exc
-    digest = _sha256(path)
+    digest = sha256_file(path)
     header_schema: dict[int, bool] = {}
     try:
         with open(path, "rb") as f:
