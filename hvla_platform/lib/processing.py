@@ -180,6 +180,6 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
             extra={"capture_day": day, "robot_id": robot, "conversions": [asdict(c) for c in conversions],
                    "skipped": skipped},
         )
-        manifest["fingerprint"] = fp
+        assert manifest["fingerprint"] == fp  # same inputs + config as the cache lookup above
         lake.publish_artifact(prefix, out, manifest)
     return PartitionConversion(day, robot, "materialized", lake.uri(prefix), conversions, skipped, rights, manifest)
