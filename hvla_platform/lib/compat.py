@@ -117,6 +117,9 @@ def import_lerobot_dataset() -> type:
     """
     import_torchvision()
     mod = importlib.import_module("lerobot.datasets.lerobot_dataset")
+    # LeRobot builds episodes through `datasets`, which draws a progress bar per episode and per
+    # file; in Dagster logs and CI output those bars are noise.
+    importlib.import_module("datasets").disable_progress_bars()
     return mod.LeRobotDataset
 
 
