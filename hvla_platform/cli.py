@@ -129,7 +129,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     home = ensure_dagster_home()
     lake = _lake()
-    _echo(f"hvla demo — lake {lake.uri('')}, Dagster instance {home}, MLflow {settings.mlflow_tracking_uri()}")
+    _echo(f"hvla demo — lake {lake.root_uri()}, Dagster instance {home}, MLflow {settings.mlflow_tracking_uri()}")
     defs, inst = load_defs(), instance()
     failures = []
 
@@ -165,7 +165,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not o.success:
         failures.append(o)
 
-    _echo(f"\nartifacts (lake {lake.uri('')}):")
+    _echo(f"\nartifacts (lake {lake.root_uri()}):")
     for prefix in ("raw-mcap", "episodes-hdf5", "lerobot", "norm-stats", "robodm-cache", "checkpoints", "eval-reports",
                    "quarantine"):
         arts = lake.list_artifacts(prefix) if prefix != "quarantine" else sorted(

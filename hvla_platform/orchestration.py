@@ -64,10 +64,15 @@ class JobOutcome:
 
 
 def run_job(defs: dg.Definitions, inst: dg.DagsterInstance, job_name: str, partition_key: str | dg.MultiPartitionKey,
-            run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None) -> JobOutcome:
-    """Execute ``job_name`` for one partition in-process on ``inst`` and summarise the result."""
+            run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
+            log_level: str = "INFO") -> JobOutcome:
+    """Execute ``job_name`` for one partition in-process on ``inst`` and summarise the result.
+
+    ``log_level`` is the console logger's level (the full DEBUG event stream is in the instance's
+    event log either way, visible in the UI)."""
     job = defs.resolve_job_def(job_name)
-    res = job.execute_in_process(instance=inst, partition_key=partition_key, run_config=run_config or {},
+    config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
+    res = job.execute_in_process(instance=inst, partition_key=partition_key, run_config=config,
                                  raise_on_error=False, tags=tags or {})
     out = JobOutcome(job=job_name, partition=str(partition_key), success=res.success, run_id=res.run_id)
     for ev in res.all_events:

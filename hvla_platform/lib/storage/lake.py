@@ -109,6 +109,10 @@ class Lake(ABC):
         with tempfile.TemporaryDirectory() as tmp:
             return sha256_file(self.get_file(key, Path(tmp) / "obj"))
 
+    @abstractmethod
+    def root_uri(self) -> str:
+        """URI of the lake's root."""
+
     def read_json(self, key: str) -> Any:
         """Parse the object at ``key`` as JSON."""
         return json.loads(self.read_bytes(key))
@@ -169,6 +173,9 @@ class LocalLake(Lake):
 
     def uri(self, key: str) -> str:
         return self.path(key).as_uri()
+
+    def root_uri(self) -> str:
+        return self.root.as_uri()
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -280,6 +287,9 @@ class S3Lake(Lake):
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._k(key)}"
+
+    def root_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
 
     def exists(self, key: str) -> bool:
         try:
