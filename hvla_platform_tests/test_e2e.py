@@ -63,7 +63,8 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(env):
     o = run_job(defs, inst, "release_job", release)
     assert o.success, o.error
     add_partitions(inst, "experiment", ["e2e-exp"])
-    cfg = training_run_config(release, steps=60, seed=0, trials=0, config_name="hvla_test")
+    cfg = training_run_config(release, steps=60, seed=0, trials=1, config_name="hvla_test")
+    cfg["ops"]["eval_report"]["config"]["max_steps"] = 10  # one short closed-loop trial in the G1 simulator
     o = run_job(defs, inst, "training_job", "e2e-exp", run_config=cfg)
     assert o.success, o.error
 
@@ -103,6 +104,9 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(env):
     assert m["excluded_heldout_episode_ids"] == ["ep-b-2"]
     assert lake.read_manifest("checkpoints/hvla_test/e2e-exp/60")["serving_blocked"] == ["public_api", "third_party_resale"]
     assert any(k.endswith("report.html") for k in lake.list_keys("eval-reports/e2e-exp"))
+    metrics = lake.read_json("eval-reports/e2e-exp/60/metrics.json")
+    assert metrics["closed_loop"]["trials"] == 1 and metrics["closed_loop"]["per_trial"][0]["steps"] == 10
+    assert metrics["offline"]["episode_ids"] == ["ep-b-2"]
 
     # re-running the release is idempotent
     o = run_job(defs, inst, "release_job", release)
