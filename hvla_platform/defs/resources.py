@@ -9,6 +9,12 @@ from hvla_platform.lib import settings
 from hvla_platform.lib.storage import Lake, LocalLake, S3Lake
 
 
+def _resolve(value: "str | dg.EnvVar") -> str:
+    """The value of a field that may still hold an unresolved ``dg.EnvVar`` (when the resource is
+    used outside a Dagster run, e.g. by the ``hvla`` CLI)."""
+    return value.get_value() or "" if isinstance(value, dg.EnvVar) else value
+
+
 class LakeResource(dg.ConfigurableResource):
     """The lake. ``backend="local"`` (embedded default) keeps it in ``root``; ``backend="s3"`` uses
     boto3 against ``endpoint_url`` (RustFS/MinIO, path-style addressing) or AWS when it is empty.
@@ -35,8 +41,8 @@ class LakeResource(dg.ConfigurableResource):
                 "s3",
                 endpoint_url=self.endpoint_url or None,
                 region_name=self.region_name,
-                aws_access_key_id=self.access_key_id or None,
-                aws_secret_access_key=self.secret_access_key or None,
+                aws_access_key_id=_resolve(self.access_key_id) or None,
+                aws_secret_access_key=_resolve(self.secret_access_key) or None,
                 config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
             )
             return S3Lake(self.bucket, client, prefix=self.prefix)
