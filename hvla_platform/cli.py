@@ -46,6 +46,7 @@ def land_folder(folder: Path) -> list[tuple[str, str]]:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """`hvla ingest DIR [--materialize]`: land recordings, register partitions, optionally run ingest_job."""
     from hvla_platform.orchestration import instance, load_defs, print_outcome, run_job
     import dagster as dg
 
@@ -74,6 +75,7 @@ def register_release_file(spec_path: Path) -> str:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    """`hvla release register SPEC` / `hvla release build NAME`."""
     from hvla_platform.orchestration import instance, load_defs, print_outcome, run_job
 
     if args.action == "register":
@@ -95,6 +97,7 @@ def training_run_config(release: str, steps: int, seed: int, trials: int, config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """`hvla train`: register the experiment partition and run training_job (checkpoint + eval_report)."""
     from hvla_platform.orchestration import add_partitions, instance, load_defs, print_outcome, run_job
 
     inst = instance()
@@ -108,6 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ---- simulation -------------------------------------------------------------------------------
 def cmd_sim_record(args: argparse.Namespace) -> int:
+    """`hvla sim record`: record simulated G1 episodes as MCAP + metadata.yaml."""
     from hvla_platform.lib.sim.recorder import record_episodes
 
     out = Path(args.out)
@@ -194,6 +198,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``hvla`` command."""
     p = argparse.ArgumentParser(prog="hvla", description="hvla-platform: humanoid VLA data platform")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -57,6 +57,7 @@ class InputRef:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form as stored in manifests (episode ids sorted)."""
         d = {"uri": self.uri, "sha256": self.sha256, "kind": self.kind, "episode_ids": sorted(self.episode_ids)}
         if self.extra:
             d["extra"] = self.extra

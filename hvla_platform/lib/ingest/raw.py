@@ -80,6 +80,7 @@ class EpisodeOutcome:
         return [f"{name}: {c['detail']}" for name, c in self.checks.items() if not c["passed"]]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form, with the derived ``convertible`` flag and ``reasons``."""
         d = asdict(self)
         d["convertible"] = self.convertible
         d["reasons"] = self.reasons
@@ -250,6 +251,7 @@ class PartitionIngestResult:
         return [e.episode_id for e in self.episodes if not e.checks.get(check, {}).get("passed", False)]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form (the content of ``_partition.json``)."""
         return {"capture_day": self.capture_day, "robot_id": self.robot_id,
                 "episodes": [e.to_dict() for e in self.episodes]}
 
