@@ -89,10 +89,13 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 # ---- training -------------------------------------------------------------------------------
 def training_run_config(release: str, steps: int, seed: int, trials: int, config_name: str) -> dict:
-    """Run config of ``training_job`` (checkpoint + eval_report)."""
+    """Run config of ``training_job`` (checkpoint + eval_report).
+
+    ``seed`` seeds training only; the closed-loop trials keep their own seeds (``EvalReportConfig.seed``,
+    1000 + i), disjoint from the recordings' seeds, so no trial replays a training scene."""
     return {"ops": {
         "checkpoint": {"config": {"release": release, "steps": steps, "seed": seed, "config_name": config_name}},
-        "eval_report": {"config": {"closed_loop_trials": trials, "seed": seed}},
+        "eval_report": {"config": {"closed_loop_trials": trials}},
     }}
 
 
