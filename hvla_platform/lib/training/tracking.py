@@ -25,13 +25,19 @@ def _client(tracking_uri: str):
 def get_or_create_experiment(tracking_uri: str, name: str, artifact_dir: str | Path | None = None) -> str:
     """Id of experiment ``name``, creating it (with artifacts under ``artifact_dir``) if absent.
 
+    ``artifact_dir`` is a local path or a URI (``file:///…``, ``s3://…``, used as given).
     An existing experiment keeps its own artifact location.
     """
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = Path(artifact_dir).absolute().as_uri() if artifact_dir is not None else None
+    if artifact_dir is None:
+        location = None
+    elif "://" in str(artifact_dir):
+        location = str(artifact_dir)
+    else:
+        location = Path(artifact_dir).absolute().as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 
