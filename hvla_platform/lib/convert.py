@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +52,71 @@ def decode_image(data: bytes, fmt: str, *, path: str | os.PathLike[str] = "", wh
         raise RawLogError(path, "undecodable_frame", f"{where} ({fmt}): {exc}") from exc
 
 
-def synchronise(streams: EpisodeStreams, cfg: SyncConfig, *, path: str | os.PathLike[str] = "") -> dict[str, Any]:
+@dataclass
+class DecodedCamera:
+    """One camera's source frames after decoding.
+
+    Attributes:
+        stamps_ns: (N,) int64 stamps of the decodable frames.
+        frames: (N, H, W, 3) uint8 decodable frames.
+        undecodable: indices (into the original stream) of frames that did not decode, with reasons
+            in ``errors``.
+        total: number of frames in the original stream.
+    """
+
+    stamps_ns: np.ndarray
+    frames: np.ndarray
+    undecodable: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    total: int = 0
+
+
+def decode_cameras(streams: EpisodeStreams, *, path: str | os.PathLike[str] = "") -> dict[str, DecodedCamera]:
+    """Decode every frame of every camera stream, keeping the undecodable ones' indices and reasons.
+
+    Raises:
+        RawLogError: ``undecodable_frame`` if a camera has no decodable frame at all, or
+            ``bad_message`` if its decodable frames change resolution.
+    """
+    out: dict[str, DecodedCamera] = {}
+    for name, cam in streams.cameras.items():
+        ok_t, ok_f, bad, errs = [], [], [], []
+        for i, (data, fmt) in enumerate(zip(cam.frames, cam.formats)):
+            try:
+                ok_f.append(decode_image(data, fmt, path=path, where=f"camera {name} message {i}"))
+                ok_t.append(int(cam.stamps_ns[i]))
+            except RawLogError as exc:
+                bad.append(i)
+                errs.append(exc.detail)
+        if not ok_f:
+            raise RawLogError(path, "undecodable_frame", f"camera {name}: none of its {len(cam.frames)} frames decodes"
+                              + (f" (first error: {errs[0]})" if errs else ""))
+        shapes = {f.shape for f in ok_f}
+        if len(shapes) != 1:
+            raise RawLogError(path, "bad_message", f"camera {name} changes resolution within the episode: {shapes}")
+        out[name] = DecodedCamera(np.array(ok_t, np.int64), np.stack(ok_f), bad, errs, len(cam.frames))
+    return out
+
+
+def synchronise(streams: EpisodeStreams, cfg: SyncConfig, *, path: str | os.PathLike[str] = "",
+                cameras: dict[str, DecodedCamera] | None = None) -> dict[str, Any]:
     """Resample decoded streams onto frame times at ``cfg.fps``.
+
+    Camera frames are matched among the *decodable* source frames (``cameras``, decoded here if not
+    given); an undecodable frame therefore shows up as a larger skew at the frames that needed it.
 
     Returns a dict with ``times_ns`` (T,) int64, ``state``/``velocity`` (T, 29) float32,
     ``action`` (T, 14) float32, ``locomotion_command`` (T, 4) float32, ``images`` camera →
     (T, H, W, 3) uint8, ``skew`` camera → (T,) float32 seconds.
 
     Raises:
-        RawLogError: reason ``sync_failed`` (no overlap, unsorted stamps) or ``undecodable_frame``.
+        RawLogError: reason ``sync_failed`` (no overlap, unsorted stamps), ``undecodable_frame``.
     """
+    cameras = cameras if cameras is not None else decode_cameras(streams, path=path)
     js, arm = streams.joint_states, streams.arm_command
     starts = [int(js.stamps_ns[0]), int(arm.stamps_ns[0]), int(streams.locomotion_stamps_ns[0])]
     ends = [int(js.stamps_ns[-1]), int(arm.stamps_ns[-1]), int(streams.locomotion_stamps_ns[-1])]
-    for cam in streams.cameras.values():
+    for cam in cameras.values():
         starts.append(int(cam.stamps_ns[0]))
         ends.append(int(cam.stamps_ns[-1]))
     try:
@@ -76,19 +127,9 @@ def synchronise(streams: EpisodeStreams, cfg: SyncConfig, *, path: str | os.Path
         loco = sample_and_hold(streams.locomotion_stamps_ns, streams.locomotion, t, "locomotion command")
         images: dict[str, np.ndarray] = {}
         skews: dict[str, np.ndarray] = {}
-        for name, cam in streams.cameras.items():
+        for name, cam in cameras.items():
             idx, skew = match_nearest(cam.stamps_ns, t, f"camera {name}")
-            decoded: dict[int, np.ndarray] = {}
-            frames = []
-            for k, i in enumerate(idx):
-                if int(i) not in decoded:
-                    decoded[int(i)] = decode_image(cam.frames[i], cam.formats[i], path=path,
-                                                   where=f"camera {name} message {int(i)}")
-                frames.append(decoded[int(i)])
-            shapes = {f.shape for f in frames}
-            if len(shapes) != 1:
-                raise RawLogError(path, "bad_message", f"camera {name} changes resolution within the episode: {shapes}")
-            images[name] = np.stack(frames)
+            images[name] = cam.frames[idx]
             skews[name] = skew
     except SyncError as exc:
         raise RawLogError(path, "sync_failed", str(exc)) from exc
@@ -101,6 +142,31 @@ def synchronise(streams: EpisodeStreams, cfg: SyncConfig, *, path: str | os.Path
         "images": images,
         "skew": skews,
     }
+
+
+def to_episode(streams: EpisodeStreams, synced: dict[str, Any], *, episode_id: str, robot_id: str, capture_day: str,
+               fps: float, attrs: dict[str, Any] | None = None) -> EpisodeData:
+    """Assemble an :class:`EpisodeData` from :func:`synchronise`'s output."""
+    t = synced["times_ns"]
+    return EpisodeData(
+        episode_id=episode_id,
+        robot_id=robot_id,
+        capture_day=capture_day,
+        task=streams.task,
+        fps=float(fps),
+        timestamps=((t - t[0]) / 1e9).astype(np.float64),
+        state=synced["state"],
+        state_names=list(streams.joint_states.names),
+        velocity=synced["velocity"],
+        action=synced["action"],
+        action_names=list(streams.arm_command.names),
+        locomotion_command=synced["locomotion_command"],
+        images=synced["images"],
+        skew=synced["skew"],
+        start_time_ns=int(t[0]),
+        attrs={k: (v if isinstance(v, (str, int, float, bool)) else json.dumps(v, default=str))
+               for k, v in (attrs or {}).items()},
+    )
 
 
 def mcap_to_episode(
@@ -121,24 +187,6 @@ def mcap_to_episode(
     """
     mcap_path = Path(mcap_path)
     streams = read_episode_streams(mcap_path)
-    s = synchronise(streams, cfg, path=mcap_path)
-    t = s["times_ns"]
-    return EpisodeData(
-        episode_id=episode_id,
-        robot_id=robot_id,
-        capture_day=capture_day,
-        task=streams.task,
-        fps=float(cfg.fps),
-        timestamps=((t - t[0]) / 1e9).astype(np.float64),
-        state=s["state"],
-        state_names=list(streams.joint_states.names),
-        velocity=s["velocity"],
-        action=s["action"],
-        action_names=list(streams.arm_command.names),
-        locomotion_command=s["locomotion_command"],
-        images=s["images"],
-        skew=s["skew"],
-        start_time_ns=int(t[0]),
-        attrs={k: (v if isinstance(v, (str, int, float, bool)) else json.dumps(v, default=str))
-               for k, v in (attrs or {}).items()},
-    )
+    synced = synchronise(streams, cfg, path=mcap_path)
+    return to_episode(streams, synced, episode_id=episode_id, robot_id=robot_id, capture_day=capture_day,
+                      fps=cfg.fps, attrs=attrs)

@@ -21,7 +21,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hvla_platform.lib.convert import SyncConfig, mcap_to_episode
+from hvla_platform.lib.convert import SyncConfig, decode_cameras, synchronise, to_episode
+from hvla_platform.lib.qa.metrics import QA_CHECKS, assess_signals, assess_streams
+from hvla_platform.lib.qa.report import save_thumbnails, write_qa_report
+from hvla_platform.lib.qa.score import quality_score
+from hvla_platform.lib.qa.thresholds import QAThresholds
+from hvla_platform.lib.rawlog.streams import read_episode_streams
 from hvla_platform.lib.episodes_h5 import write_episode_h5
 from hvla_platform.lib.ingest.layout import episodes_prefix, quarantine_prefix, raw_prefix
 from hvla_platform.lib.ingest.raw import read_partition_index
@@ -55,6 +60,11 @@ class EpisodeConversion:
     sha256: str = ""
     task: str = ""
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    qa_checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    qa_metrics: dict[str, Any] = field(default_factory=dict)
+    quality_score: float | None = None
+    quality_components: dict[str, float] = field(default_factory=dict)
+    thumbnails: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -95,17 +105,33 @@ def _episode_checks(conv: EpisodeConversion, cfg: SyncConfig) -> dict[str, dict[
 
 
 def convert_episode(mcap_path: Path, out_dir: Path, *, day: str, robot: str, episode_id: str, cfg: SyncConfig,
-                    attrs: dict[str, Any]) -> EpisodeConversion:
-    """Convert one local MCAP to ``out_dir/<episode_id>.h5`` if it passes the processing checks.
+                    attrs: dict[str, Any], qa: QAThresholds = QAThresholds()) -> EpisodeConversion:
+    """Decode, QA and synchronise one local MCAP; write ``out_dir/<episode_id>.h5`` if it passes
+    the processing checks (the QA checks only flag: quarantine by score happens at release time).
 
     Never raises for bad input; returns ``status="failed"`` with the reason instead.
     """
     try:
-        ep = mcap_to_episode(mcap_path, episode_id=episode_id, robot_id=robot, capture_day=day, cfg=cfg, attrs=attrs)
+        streams = read_episode_streams(mcap_path)
+        cams = decode_cameras(streams, path=mcap_path)
     except RawLogError as exc:
         conv = EpisodeConversion(episode_id=episode_id, status="failed", reason=f"{exc.reason}: {exc.detail}")
         conv.checks = _episode_checks(conv, cfg)
         return conv
+    try:
+        synced = synchronise(streams, cfg, path=mcap_path, cameras=cams)
+        ep = to_episode(streams, synced, episode_id=episode_id, robot_id=robot, capture_day=day, fps=cfg.fps,
+                        attrs=attrs)
+    except RawLogError as exc:
+        conv = EpisodeConversion(episode_id=episode_id, status="failed", reason=f"{exc.reason}: {exc.detail}")
+        conv.checks = _episode_checks(conv, cfg)
+        conv.qa_checks, conv.qa_metrics = assess_streams(streams, cams, None, qa)
+        return conv
+    qa_checks, qa_metrics = assess_streams(streams, cams, ep, qa)
+    sig_checks, sig_metrics = assess_signals(streams, ep, qa)
+    qa_checks.update(sig_checks)
+    qa_metrics.update(sig_metrics)
+    score, components = quality_score(qa_checks, qa_metrics, qa)
     low = np.concatenate([ep.state.ravel(), ep.velocity.ravel(), ep.action.ravel(), ep.locomotion_command.ravel()])
     conv = EpisodeConversion(
         episode_id=episode_id, status="converted", num_frames=ep.num_frames,
@@ -113,8 +139,11 @@ def convert_episode(mcap_path: Path, out_dir: Path, *, day: str, robot: str, epi
         coverage={c: coverage(s, cfg.max_camera_skew_s) for c, s in ep.skew.items()},
         max_skew_s={c: float(s[s <= cfg.max_camera_skew_s].max(initial=0.0)) for c, s in ep.skew.items()},
         nan_count=int((~np.isfinite(low)).sum()), task=ep.task,
+        qa_checks={k: qa_checks[k] for k in QA_CHECKS}, qa_metrics=qa_metrics, quality_score=score,
+        quality_components=components,
     )
     conv.checks = _episode_checks(conv, cfg)
+    conv.thumbnails = save_thumbnails(out_dir, episode_id, {**conv.checks, **conv.qa_checks}, ep.images)
     failed = [f"{n}: {c['detail']}" for n, c in conv.checks.items() if not c["passed"]]
     if failed:
         conv.status, conv.reason = "failed", "; ".join(failed)
@@ -125,6 +154,7 @@ def convert_episode(mcap_path: Path, out_dir: Path, *, day: str, robot: str, epi
 
 
 def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncConfig(), *,
+                      qa: QAThresholds = QAThresholds(),
                       progress: Callable[[str], None] | None = None) -> PartitionConversion:
     """Convert every convertible raw episode of a partition and publish the HDF5 artifact.
 
@@ -137,7 +167,8 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
     skipped = [{"episode_id": e["episode_id"], "reasons": e["reasons"]} for e in index["episodes"] if not e["convertible"]]
     if not usable:
         raise ValueError(f"partition {day}|{robot} has no convertible raw episode; see {lake.uri(raw_prefix(day, robot))}")
-    config = {"fps": cfg.fps, "max_camera_skew_s": cfg.max_camera_skew_s, "min_camera_coverage": cfg.min_camera_coverage}
+    config = {"fps": cfg.fps, "max_camera_skew_s": cfg.max_camera_skew_s, "min_camera_coverage": cfg.min_camera_coverage,
+              "qa": qa.to_dict()}
     inputs = [InputRef(uri=e["mcap_uri"], sha256=e["sha256"], kind="raw_mcap", episode_ids=[e["episode_id"]])
               for e in usable]
     fp = fingerprint([i.to_dict() for i in inputs], config)
@@ -158,7 +189,7 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
                 progress(f"converting {day}|{robot}|{ep}")
             mcap_key = e["mcap_uri"].split(raw_prefix(day, robot, ep), 1)[-1].lstrip("/")
             local = lake.get_file(f"{raw_prefix(day, robot, ep)}/{mcap_key}", tmpd / "in" / f"{ep}.mcap")
-            conv = convert_episode(local, out, day=day, robot=robot, episode_id=ep, cfg=cfg, attrs={
+            conv = convert_episode(local, out, day=day, robot=robot, episode_id=ep, cfg=cfg, qa=qa, attrs={
                 "source_uri": e["mcap_uri"], "source_sha256": e["sha256"], "rights": e["rights"],
                 "operator": e["metadata"].get("operator") or "", "site": e["metadata"].get("site") or "",
             })
@@ -168,6 +199,8 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
                 lake.write_json(f"{quarantine_prefix(day, robot, ep)}/reason.json", {
                     "episode_id": ep, "capture_day": day, "robot_id": robot, "stage": "episodes_hdf5",
                     "reasons": [conv.reason], "sha256": e["sha256"], "raw_uri": e["mcap_uri"]})
+        write_qa_report(out, partition=f"{day}|{robot}", conversions=[asdict(c) for c in conversions], skipped=skipped,
+                        thresholds=qa.to_dict(), thumbnails={c.episode_id: c.thumbnails for c in conversions})
         ok = [c for c in conversions if c.status == "converted"]
         rights = combine_rights(Rights.from_dict(e["rights"]) for e in usable
                                 if e["episode_id"] in {c.episode_id for c in ok}) if ok else None

@@ -12,8 +12,9 @@ topic                          rate     stamps / log times
 ``/joint_states``              100 Hz   stamp = sample time; encoder noise σ = 0.2 mrad;
                                         log time = stamp + U(0.5, 3) ms
 ``/arm_controller/joint_command`` 50 Hz stamp = command time; log = stamp + U(0.2, 1) ms
-``/camera/*/image_raw/compressed`` 15 Hz stamp = exposure time + N(0, 1 ms) driver jitter, JPEG
-                                        q=85; log = stamp + U(5, 20) ms; cameras start 30 ms late
+``/camera/*/image_raw/compressed`` 15 Hz stamp = exposure time + N(0, 1 ms) driver jitter, sensor
+                                        noise σ = 2 levels, JPEG q=85; log = stamp + U(5, 20) ms;
+                                        cameras start 30 ms late
 ``/locomotion/command``        10 Hz    constant (pelvis fixed): 0, 0, 0, stance height
 ``/task/instruction``          1 Hz     the instruction string
 =============================  =======  =====================================================
@@ -33,7 +34,14 @@ import yaml
 from PIL import Image
 
 from hvla_platform import __version__
-from hvla_platform.lib.recording.contract import CAMERA_TOPICS, G1_ARM_JOINTS, G1_JOINTS, ROBOT_MODEL_G1
+from hvla_platform.lib.recording.contract import (
+    CAMERA_HEIGHT,
+    CAMERA_TOPICS,
+    CAMERA_WIDTH,
+    G1_ARM_JOINTS,
+    G1_JOINTS,
+    ROBOT_MODEL_G1,
+)
 from hvla_platform.lib.recording.mcap_writer import RecordingWriter
 from hvla_platform.lib.sim.core import G1Sim
 from hvla_platform.lib.sim.task import SUCCESS_DISTANCE, plan_expert, sample_task
@@ -43,6 +51,9 @@ ENCODER_NOISE_RAD = 2e-4
 CAMERA_START_DELAY_S = 0.03
 DEFAULT_DURATION_S = 4.5
 JPEG_QUALITY = 85
+#: Image sensor noise, σ in 8-bit intensity levels (read + shot noise of a small CMOS camera; a
+#: real camera never delivers two bit-identical frames, which is what the frozen-camera check uses).
+CAMERA_NOISE_SIGMA = 2.0
 
 
 def default_rights(capture_day: str, consent_ref: str = "consent-2026-0042") -> dict:
@@ -121,7 +132,8 @@ def record_episode(out_root: Path, *, episode_id: str, robot_id: str, capture_da
         if t + 1e-9 >= next_cam:
             for cam in CAMERA_TOPICS:
                 stamp = ns(t) + int(rng.normal(0.0, 1e6))
-                w.image(cam, stamp, stamp + int(rng.uniform(5e6, 20e6)), _jpeg(sim.render(cam)))
+                img = sim.render(cam).astype(np.float32) + rng.normal(0.0, CAMERA_NOISE_SIGMA, (CAMERA_HEIGHT, CAMERA_WIDTH, 3))
+                w.image(cam, stamp, stamp + int(rng.uniform(5e6, 20e6)), _jpeg(np.clip(np.rint(img), 0, 255).astype(np.uint8)))
             next_cam += 1.0 / CAMERA_RATE_HZ
         if t + 1e-9 >= next_loco:
             w.locomotion(ns(t), ns(t) + int(rng.uniform(0.3e6, 1.5e6)), 0, 0, 0, stance)
