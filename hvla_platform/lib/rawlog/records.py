@@ -35,24 +35,28 @@ underlying exception's type and message as detail.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import io
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mcap.exceptions import McapError
 from mcap.opcode import Opcode
-from mcap.reader import make_reader
-from mcap.records import Channel, Chunk, Footer, McapRecord, Message, Schema
+from mcap.data_stream import ReadDataStream
+from mcap.records import (AttachmentIndex, Channel, Chunk, ChunkIndex, Footer, McapRecord, Message,
+                          MetadataIndex, Schema, Statistics)
 from mcap.stream_reader import StreamReader, get_chunk_data_stream
+from mcap.summary import Summary
 
 from hvla_platform.lib.rawlog.errors import RawLogError
 
-__all__ = ["iter_records", "record_to_conformance_json", "indexed_view"]
+__all__ = ["iter_records", "iter_indexed_messages", "read_summary_view", "record_to_conformance_json",
+           "indexed_view"]
 
 # Records a Chunk may contain (MCAP spec, "Chunk": Schema, Channel and Message records).
 _CHUNK_RECORD_READERS = {
@@ -60,6 +64,9 @@ _CHUNK_RECORD_READERS = {
     Opcode.CHANNEL: lambda stream, length: Channel.read(stream),
     Opcode.MESSAGE: lambda stream, length: Message.read(stream, length),
 }
+
+# Chunk compressions the spec defines ("" is none).
+_COMPRESSIONS = frozenset(["", "zstd", "lz4"])
 
 # Byte offset of the end of Footer.summary_offset_start inside the Footer record:
 # opcode (1) + record length (8) + summary_start (8) + summary_offset_start (8).
@@ -83,31 +90,48 @@ def _unreadable(path: Path) -> Iterator[None]:
         raise
 
 
-def _chunk_records(path: Path, chunk: Chunk) -> Iterator[McapRecord]:
+def _iter_bodies(path: Path, data: bytes, readers: dict, where: str) -> Iterator[McapRecord]:
+    """Parse the records laid end to end in ``data`` (a chunk's or the summary's content).
+
+    Each record is parsed from exactly its declared length: trailing bytes past the known fields
+    are skipped, a record that needs more than its length or overruns ``data`` is an error, and
+    opcodes not in ``readers`` are skipped.
+    """
+    size, pos = len(data), 0
+    while pos < size:
+        if size - pos < 9:
+            raise RawLogError(path, "unreadable", f"{size - pos} stray bytes at the end of {where}")
+        opcode = data[pos]
+        (length,) = struct.unpack_from("<Q", data, pos + 1)
+        start, pos = pos + 9, pos + 9 + length
+        if pos > size:
+            raise RawLogError(path, "unreadable",
+                              f"record (opcode {opcode:#04x}) of {length} bytes overruns {where}")
+        reader = readers.get(opcode)
+        if reader is None:
+            continue
+        stream = ReadDataStream(io.BytesIO(data[start:pos]))
+        try:
+            record = reader(stream, length)
+        except (EOFError, struct.error) as exc:
+            raise RawLogError(path, "unreadable",
+                              f"record (opcode {opcode:#04x}) is longer than its declared {length} "
+                              f"bytes in {where}") from exc
+        yield record
+
+
+def _chunk_records(path: Path, chunk: Chunk, where: str = "its chunk") -> Iterator[McapRecord]:
     """Yield the records inside ``chunk``, honouring each inner record's declared length.
 
     The spec lets a record carry bytes after its known fields (newer minor versions may add
     fields); a reader must skip them using the record length, inside chunks as elsewhere.
-    Unknown record types are skipped. The chunk's uncompressed CRC is checked when non-zero.
+    Unknown record types are skipped. The chunk's uncompressed CRC is checked when non-zero, and
+    a compression the spec does not define is an error (the library would treat it as none).
     """
+    if chunk.compression not in _COMPRESSIONS:
+        raise RawLogError(path, "unreadable", f"unknown chunk compression {chunk.compression!r}")
     stream, size = get_chunk_data_stream(chunk, validate_crc=True)
-    while stream.count < size:
-        opcode = stream.read1()
-        length = stream.read8()
-        start = stream.count
-        if start + length > size:
-            raise RawLogError(path, "unreadable",
-                              f"record (opcode {opcode:#04x}) of {length} bytes overruns its chunk")
-        reader = _CHUNK_RECORD_READERS.get(opcode)
-        record = reader(stream, length) if reader is not None else None
-        used = stream.count - start
-        if used > length:
-            raise RawLogError(path, "unreadable",
-                              f"record (opcode {opcode:#04x}) is longer than its declared {length} bytes")
-        if used < length:
-            stream.read(length - used)
-        if record is not None:
-            yield record
+    yield from _iter_bodies(path, stream.read(size), _CHUNK_RECORD_READERS, where)
 
 
 def _check_summary_crc(path: Path, f: io.BufferedReader, footer: Footer, footer_start: int) -> None:
@@ -215,48 +239,317 @@ def record_to_conformance_json(record: McapRecord) -> dict[str, Any]:
     return {"type": type(record).__name__, "fields": [list(pair) for pair in fields]}
 
 
-def indexed_view(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
-    """Read ``path`` the way ingest does and return what an indexed reader reports, as JSON.
+# --- indexed reading -------------------------------------------------------------------------
 
-    Uses ``mcap.reader.make_reader(f)`` (default options, like ``index.py``/``streams.py``),
-    ``get_summary()`` and ``iter_messages(log_time_order=True)``. Returns::
+# Records the summary section may hold (MCAP spec, "Summary Section"). SummaryOffset records are
+# only pointers into the summary itself and are skipped, like unknown opcodes.
+_SUMMARY_RECORD_READERS = {
+    Opcode.SCHEMA: lambda stream, length: Schema.read(stream),
+    Opcode.CHANNEL: lambda stream, length: Channel.read(stream),
+    Opcode.STATISTICS: lambda stream, length: Statistics.read(stream),
+    Opcode.CHUNK_INDEX: lambda stream, length: ChunkIndex.read(stream),
+    Opcode.ATTACHMENT_INDEX: lambda stream, length: AttachmentIndex.read(stream),
+    Opcode.METADATA_INDEX: lambda stream, length: MetadataIndex.read(stream),
+}
+
+_MAGIC = b"\x89MCAP0\r\n"
+_FOOTER_BODY_LENGTH = 8 + 8 + 4  # summary_start, summary_offset_start, summary_crc
+_FOOTER_RECORD_LENGTH = 1 + 8 + _FOOTER_BODY_LENGTH
+
+
+def _read_footer(path: Path, f: io.BufferedReader) -> tuple[Footer, int]:
+    """Check both magics and return the Footer and its byte offset."""
+    size = f.seek(0, io.SEEK_END)
+    if size < 2 * len(_MAGIC) + _FOOTER_RECORD_LENGTH:
+        raise RawLogError(path, "unreadable", f"file of {size} bytes is too short to be MCAP")
+    f.seek(0)
+    if f.read(len(_MAGIC)) != _MAGIC:
+        raise RawLogError(path, "unreadable", "no MCAP magic at the start of the file")
+    footer_start = size - len(_MAGIC) - _FOOTER_RECORD_LENGTH
+    f.seek(footer_start)
+    tail = f.read(_FOOTER_RECORD_LENGTH + len(_MAGIC))
+    if tail[_FOOTER_RECORD_LENGTH:] != _MAGIC:
+        raise RawLogError(path, "unreadable", "no MCAP magic at the end of the file (truncated?)")
+    opcode, length = tail[0], struct.unpack_from("<Q", tail, 1)[0]
+    if opcode != Opcode.FOOTER or length != _FOOTER_BODY_LENGTH:
+        raise RawLogError(path, "unreadable", "no Footer record before the closing magic")
+    return Footer(*struct.unpack_from("<QQI", tail, 9)), footer_start
+
+
+def _read_summary(path: Path, f: io.BufferedReader) -> Summary | None:
+    footer, footer_start = _read_footer(path, f)
+    if footer.summary_start == 0:
+        return None
+    if not len(_MAGIC) <= footer.summary_start <= footer_start:
+        raise RawLogError(path, "unreadable",
+                          f"footer summary_start {footer.summary_start} lies outside the file")
+    _check_summary_crc(path, f, footer, footer_start)
+    f.seek(footer.summary_start)
+    data = f.read(footer_start - footer.summary_start)
+    summary = Summary()
+    for record in _iter_bodies(path, data, _SUMMARY_RECORD_READERS, "the summary section"):
+        if isinstance(record, Schema):
+            summary.schemas.setdefault(record.id, record)
+        elif isinstance(record, Channel):
+            summary.channels.setdefault(record.id, record)
+        elif isinstance(record, Statistics):
+            summary.statistics = record
+        elif isinstance(record, ChunkIndex):
+            summary.chunk_indexes.append(record)
+        elif isinstance(record, AttachmentIndex):
+            summary.attachment_indexes.append(record)
+        elif isinstance(record, MetadataIndex):
+            summary.metadata_indexes.append(record)
+    return summary
+
+
+def read_summary_view(path: str | os.PathLike[str]) -> Summary | None:
+    """Read the summary section of the MCAP file at ``path`` (``None`` if it has none).
+
+    The equivalent of ``mcap.reader.make_reader(f).get_summary()``, but: both magics and the
+    Footer are checked, the footer's ``summary_crc`` is verified when non-zero, every summary
+    record is parsed from exactly its declared length (trailing bytes skipped), and the first
+    Schema/Channel record of an id wins. The result is an ``mcap.summary.Summary``.
+
+    It is a *view of what the summary section stores*, nothing more: a file need not repeat its
+    Schema and Channel records there, so ``schemas``/``channels`` may be incomplete or empty (use
+    :func:`iter_indexed_messages`, which finds them wherever the file keeps them), and
+    ``statistics`` is ``None`` when the writer wrote no Statistics record.
+
+    Raises:
+        RawLogError: reason ``unreadable``.
+    """
+    path = Path(path)
+    with _unreadable(path):
+        with open(path, "rb") as f:
+            return _read_summary(path, f)
+
+
+def _read_indexed_chunk(path: Path, f: io.BufferedReader, index: ChunkIndex) -> Chunk:
+    """Read the Chunk record a ChunkIndex points to."""
+    f.seek(index.chunk_start_offset)
+    head = f.read(9)
+    if len(head) < 9 or head[0] != Opcode.CHUNK:
+        raise RawLogError(path, "unreadable",
+                          f"chunk index points at offset {index.chunk_start_offset}, "
+                          "which does not hold a Chunk record")
+    (length,) = struct.unpack_from("<Q", head, 1)
+    body = f.read(length)
+    if len(body) < length:
+        raise RawLogError(path, "unreadable",
+                          f"Chunk at offset {index.chunk_start_offset} runs past the end of the file")
+    return Chunk.read(ReadDataStream(io.BytesIO(body)))
+
+
+def _topic_set(topics: Iterable[str] | str | None) -> frozenset[str] | None:
+    if topics is None:
+        return None
+    return frozenset([topics] if isinstance(topics, str) else topics)
+
+
+class _Definitions:
+    """Schemas and channels known so far; falls back to one full scan for ids not yet seen."""
+
+    def __init__(self, path: Path, schemas: dict[int, Schema], channels: dict[int, Channel]):
+        self.path = path
+        self.schemas = dict(schemas)
+        self.channels = dict(channels)
+        self._scanned = False
+
+    def add(self, record: McapRecord) -> None:
+        if isinstance(record, Schema):
+            self.schemas.setdefault(record.id, record)
+        elif isinstance(record, Channel):
+            self.channels.setdefault(record.id, record)
+
+    def _scan(self) -> None:
+        # Definitions kept somewhere the index does not lead to (the data section outside
+        # chunks, or a chunk not yet decoded): read the whole file once.
+        self._scanned = True
+        for record in iter_records(self.path):
+            self.add(record)
+
+    def resolve(self, message: Message) -> tuple[Schema | None, Channel]:
+        channel = self.channels.get(message.channel_id)
+        if channel is None and not self._scanned:
+            self._scan()
+            channel = self.channels.get(message.channel_id)
+        if channel is None:
+            raise RawLogError(self.path, "unreadable",
+                              f"message refers to channel {message.channel_id}, "
+                              "which the file does not define")
+        if channel.schema_id == 0:
+            return None, channel
+        schema = self.schemas.get(channel.schema_id)
+        if schema is None and not self._scanned:
+            self._scan()
+            schema = self.schemas.get(channel.schema_id)
+        if schema is None:
+            raise RawLogError(self.path, "unreadable",
+                              f"channel {channel.id} refers to schema {channel.schema_id}, "
+                              "which the file does not define")
+        return schema, channel
+
+
+def _iter_linear(path: Path, topics: frozenset[str] | None
+                 ) -> Iterator[tuple[Schema | None, Channel, Message]]:
+    """No chunk index to use: read every record (like ``mcap``'s NonSeekingReader), then sort."""
+    definitions = _Definitions(path, {}, {})
+    messages: list[Message] = []
+    for record in iter_records(path):
+        if isinstance(record, Message):
+            messages.append(record)
+        else:
+            definitions.add(record)
+    definitions._scanned = True  # everything the file defines has been seen
+    messages.sort(key=lambda m: m.log_time)  # stable: equal log times keep file order
+    for message in messages:
+        schema, channel = definitions.resolve(message)
+        if topics is None or channel.topic in topics:
+            yield schema, channel, message
+
+
+def _chunk_may_match(index: ChunkIndex, topics: frozenset[str] | None,
+                     channels: dict[int, Channel]) -> bool:
+    """Use the chunk index's message-index offsets (the channels present) to skip chunks."""
+    if topics is None or not index.message_index_offsets:
+        return True
+    for channel_id in index.message_index_offsets:
+        channel = channels.get(channel_id)
+        if channel is None or channel.topic in topics:
+            return True  # unknown from the summary alone: the chunk must be read
+    return False
+
+
+def _iter_chunk_indexed(path: Path, f: io.BufferedReader, summary: Summary,
+                        topics: frozenset[str] | None
+                        ) -> Iterator[tuple[Schema | None, Channel, Message]]:
+    """Merge the indexed chunks in log-time order, decoding each only when its turn comes.
+
+    The heap holds chunks keyed ``(message_start_time, chunk offset, -1)`` and decoded messages
+    keyed ``(log_time, chunk offset, position in chunk)``: a chunk is opened before any message
+    at or after its start time is yielded, and equal log times come out in file order.
+    """
+    definitions = _Definitions(path, summary.schemas, summary.channels)
+    by_offset = {ci.chunk_start_offset: ci for ci in summary.chunk_indexes}
+    heap: list[tuple[int, int, int, Any]] = [
+        (ci.message_start_time, offset, -1, ci) for offset, ci in by_offset.items()
+        if _chunk_may_match(ci, topics, definitions.channels)
+    ]
+    heapq.heapify(heap)
+    count = 0
+    while heap:
+        log_time, offset, position, item = heapq.heappop(heap)
+        if position >= 0:
+            schema, channel = definitions.resolve(item)
+            if topics is None or channel.topic in topics:
+                count += 1
+                yield schema, channel, item
+            continue
+        where = f"the Chunk at offset {offset}"
+        chunk = _read_indexed_chunk(path, f, item)
+        for n, record in enumerate(_chunk_records(path, chunk, where)):
+            if not isinstance(record, Message):
+                definitions.add(record)
+                continue
+            if record.log_time < item.message_start_time:
+                raise RawLogError(path, "unreadable",
+                                  f"chunk index says {where} starts at log time "
+                                  f"{item.message_start_time}, but it holds a message at "
+                                  f"{record.log_time}")
+            heapq.heappush(heap, (record.log_time, offset, n, record))
+    stats = summary.statistics
+    if topics is None and stats is not None and stats.message_count != count:
+        raise RawLogError(path, "unreadable",
+                          f"statistics count {stats.message_count} messages, the indexed chunks "
+                          f"hold {count}")
+
+
+def iter_indexed_messages(path: str | os.PathLike[str], topics: Iterable[str] | str | None = None
+                          ) -> Iterator[tuple[Schema | None, Channel, Message]]:
+    """Yield ``(schema, channel, message)`` for the messages of the MCAP file at ``path``.
+
+    The project's replacement for ``mcap.reader.make_reader(f).iter_messages()`` (default
+    ``log_time_order=True``): messages come in ascending log time, equal log times in file order,
+    and ``schema`` is ``None`` for schemaless channels (``schema_id`` 0). With ``topics`` (one
+    topic or an iterable of them) only messages on those topics are yielded.
+
+    How the file is read:
+
+    * **chunk-indexed** (summary with ChunkIndex records): only the chunks the index lists are read
+      (seek + decode, chunk CRC checked when non-zero, inner records parsed by their declared
+      lengths), lazily, merged by log time; with ``topics``, chunks whose message-index offsets
+      name only other topics' channels are not read. Schemas and channels come from the summary
+      and, when the summary does not repeat them, from the chunks themselves; if a message's
+      channel (or a channel's schema) is still unknown, the whole file is scanned once for its
+      definition (it may sit in the data section outside the chunks). If Statistics are present,
+      their ``chunk_count`` must match the chunk index (otherwise the index is incomplete and the
+      file is read linearly) and, without ``topics``, their ``message_count`` must equal the
+      number of messages read.
+    * **linear** (no summary, or a summary without a chunk index): every record is read with
+      :func:`iter_records` (all CRCs checked), then messages are stably sorted by log time. Like
+      ``mcap``'s NonSeekingReader, this holds the file's messages in memory.
+
+    The summary CRC is checked when non-zero; the data-section CRC only on the linear path (the
+    indexed path does not read the whole data section, as with ``mcap``'s SeekingReader).
+
+    Raises:
+        RawLogError: reason ``unreadable`` (missing file, bad magic, truncated, bad CRC, bad or
+            unknown compression, malformed record, a chunk index that does not point at a Chunk or
+            understates its start time, a message whose channel or schema the file never
+            defines, statistics that disagree with the chunks). Raised when the bad part is
+            reached, so some messages may already have been yielded.
+    """
+    path = Path(path)
+    wanted = _topic_set(topics)
+    with _unreadable(path):
+        with open(path, "rb") as f:
+            summary = _read_summary(path, f)
+            indexed = summary is not None and len(summary.chunk_indexes) > 0
+            if indexed and summary.statistics is not None:
+                distinct = {ci.chunk_start_offset for ci in summary.chunk_indexes}
+                indexed = summary.statistics.chunk_count == len(distinct)
+            if indexed:
+                yield from _iter_chunk_indexed(path, f, summary, wanted)
+                return
+        yield from _iter_linear(path, wanted)
+
+
+def indexed_view(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
+    """What the project's indexed reader reports for ``path``, in conformance JSON form.
+
+    Uses :func:`read_summary_view` and :func:`iter_indexed_messages` (what ingest uses).
+    Returns::
 
         {"schemas": [...], "channels": [...], "messages": [...], "statistics": [...]}
 
-    * ``schemas``/``channels``: every Schema/Channel the reader knows of — those in the summary
-      section plus those it returned with messages — deduplicated by id (first seen wins),
-      sorted by id;
-    * ``messages``: in the order ``iter_messages(log_time_order=True)`` yields them;
+    * ``schemas``/``channels``: those in the summary section plus those returned with messages,
+      deduplicated by id (first seen wins), sorted by id;
+    * ``messages``: in the order :func:`iter_indexed_messages` yields them (log time, ties in
+      file order);
     * ``statistics``: the summary's Statistics record, if any (a list of zero or one).
 
     Each entry is in :func:`record_to_conformance_json` form.
 
     Raises:
-        RawLogError: reason ``unreadable`` for anything the library cannot read, including a
-            ``KeyError`` from a chunk-indexed file whose summary lacks the Schema/Channel records
-            its messages refer to (the library resolves those from the summary only).
+        RawLogError: reason ``unreadable`` for anything the reader cannot read.
     """
     path = Path(path)
     schemas: dict[int, Schema] = {}
     channels: dict[int, Channel] = {}
     messages: list[Message] = []
     statistics = []
-    with _unreadable(path):
-        with open(path, "rb") as f:
-            reader = make_reader(f)
-            summary = reader.get_summary()
-            if summary is not None:
-                for schema_id, schema in summary.schemas.items():
-                    schemas.setdefault(schema_id, schema)
-                for channel_id, channel in summary.channels.items():
-                    channels.setdefault(channel_id, channel)
-                if summary.statistics is not None:
-                    statistics.append(summary.statistics)
-            for schema, channel, message in reader.iter_messages(log_time_order=True):
-                if schema is not None:
-                    schemas.setdefault(schema.id, schema)
-                channels.setdefault(channel.id, channel)
-                messages.append(message)
+    summary = read_summary_view(path)
+    if summary is not None:
+        schemas.update(summary.schemas)
+        channels.update(summary.channels)
+        if summary.statistics is not None:
+            statistics.append(summary.statistics)
+    for schema, channel, message in iter_indexed_messages(path):
+        if schema is not None:
+            schemas.setdefault(schema.id, schema)
+        channels.setdefault(channel.id, channel)
+        messages.append(message)
     return {
         "schemas": [record_to_conformance_json(schemas[i]) for i in sorted(schemas)],
         "channels": [record_to_conformance_json(channels[i]) for i in sorted(channels)],

@@ -2,27 +2,41 @@
 
 * streamed: ``iter_records`` (StreamReader, CRCs on), MessageIndex records left out, serialized
   with ``record_to_conformance_json``, must equal the case's ``.json`` "records" exactly.
-* indexed: ``indexed_view`` (make_reader + get_summary + iter_messages(log_time_order=True)) must
-  equal what upstream's indexed runners derive from the same "records": schemas and channels
-  deduplicated by id (first occurrence) and sorted by id, messages stably sorted by log time,
-  and the Statistics records.
+* indexed: ``indexed_view`` (``read_summary_view`` + ``iter_indexed_messages``, the reader ingest
+  uses) must equal what upstream's indexed runners derive from the same "records": schemas and
+  channels deduplicated by id (first occurrence) and sorted by id, messages stably sorted by log
+  time, and the Statistics records.
 
-Cases the ``mcap`` library's indexed reader cannot read are ``xfail(strict=True)``: see
-``docs/mcap_conformance.md``.
+All 416 cases must pass in both modes, including the 112 chunk-indexed files whose summary does
+not repeat their schemas/channels, which ``mcap``'s own SeekingReader cannot read (see
+``docs/mcap_conformance.md``). Further tests check that the comparison can fail, that
+``iter_indexed_messages`` agrees with ``mcap``'s reader wherever that reader works, and the
+indexed reader's own paths and errors on purpose-built files.
 """
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
+from mcap.reader import make_reader
 from mcap.records import Channel, Chunk, DataEnd, Footer, Header, Message, MessageIndex, Schema
+from mcap.writer import CompressionType, Writer
 
+from hvla_platform.lib.rawlog import records as records_module
 from hvla_platform.lib.rawlog.errors import RawLogError
-from hvla_platform.lib.rawlog.records import indexed_view, iter_records, record_to_conformance_json
+from hvla_platform.lib.rawlog.records import (
+    indexed_view,
+    iter_indexed_messages,
+    iter_records,
+    read_summary_view,
+    record_to_conformance_json,
+)
 
 TESTDATA = Path(__file__).resolve().parents[3].parent / "shared" / "testdata"
 SUITE = TESTDATA / "mcap-conformance"
@@ -66,12 +80,12 @@ def _expected_indexed(records: list[dict]) -> dict[str, list[dict]]:
     }
 
 
-def _library_cannot_index(records: list[dict]) -> bool:
+def _summary_lacks_definitions(records: list[dict]) -> bool:
     """True if the file is chunk-indexed but its summary lacks a Schema/Channel a message needs.
 
-    mcap's SeekingReader then resolves channels and schemas from the summary section only and
-    raises KeyError (mcap/reader.py, SeekingReader.iter_messages), though the records are in the
-    chunks. Upstream's own Python indexed runner skips exactly these variants.
+    mcap 1.6.0's SeekingReader resolves channels and schemas from the summary section only and
+    raises KeyError on these files (mcap/reader.py, SeekingReader.iter_messages), though the
+    records are in the chunks. Upstream's own Python indexed runner skips exactly these variants.
     """
     types = [r["type"] for r in records]
     if "ChunkIndex" not in types:
@@ -91,20 +105,12 @@ def _library_cannot_index(records: list[dict]) -> bool:
     return False
 
 
-LIBRARY_LIMIT = (
-    "mcap 1.6.0 SeekingReader.iter_messages looks up message channels/schemas in the summary "
-    "section only; this file repeats none or only some of them there, so it raises KeyError"
-)
+SUMMARY_LACKS_DEFINITIONS = [c for c in CASES if _summary_lacks_definitions(_expected_records(c))]
 
 
-def _indexed_params() -> list:
-    params = []
-    for case in CASES:
-        marks = []
-        if _library_cannot_index(_expected_records(case)):
-            marks.append(pytest.mark.xfail(strict=True, raises=RawLogError, reason=LIBRARY_LIMIT))
-        params.append(pytest.param(case, id=case.stem, marks=marks))
-    return params
+def _mcap_messages(path: Path, topics=None) -> list[tuple]:
+    with open(path, "rb") as f:
+        return list(make_reader(f).iter_messages(topics=topics, log_time_order=True))
 
 
 def test_suite_is_complete():
@@ -121,24 +127,76 @@ def test_streamed_reader_matches_expected_records(case: Path):
     assert got == _expected_records(case)
 
 
-@pytest.mark.parametrize("case", _indexed_params())
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_indexed_reader_matches_expected_records(case: Path):
+    assert indexed_view(case) == _expected_indexed(_expected_records(case))
+
+
+def test_cases_the_mcap_library_cannot_index_are_real_and_read_by_us():
+    """The 112 files mcap's SeekingReader fails on (KeyError) are in the suite; we read them."""
+    assert len(SUMMARY_LACKS_DEFINITIONS) == 112
+    for case in SUMMARY_LACKS_DEFINITIONS:
+        f = _features(case)
+        assert {"ch", "chx"} <= f and not {"rch", "rsh"} <= f, case.stem
+        with pytest.raises(KeyError):
+            _mcap_messages(case)
+        expected = _expected_indexed(_expected_records(case))["messages"]
+        assert [record_to_conformance_json(m) for _, _, m in iter_indexed_messages(case)] == expected
+
+
+def test_indexed_comparison_detects_wrong_order_and_wrong_records():
+    """The indexed comparison is not vacuous: file order, swapped ties or a lost record fail it."""
+    case = _case("TenMessages-ch-chx-mx-rch-rsh-st-sum")
     expected = _expected_indexed(_expected_records(case))
-    try:
-        got = indexed_view(case)
-    except RawLogError as exc:
-        # The only failure we accept (as xfail) is the library's summary lookup KeyError.
-        assert exc.reason == "unreadable" and exc.detail.startswith("KeyError: "), exc.detail
-        raise
+    got = indexed_view(case)
     assert got == expected
+    log_times = [int(_fields(m)["log_time"]) for m in got["messages"]]
+    assert log_times == sorted(log_times) and len(set(log_times)) < len(log_times), "has ties"
+
+    file_order = copy.deepcopy(got)
+    file_order["messages"] = [r for r in _expected_records(case) if r["type"] == "Message"]
+    assert file_order["messages"] != got["messages"], "the case's messages are not in log-time order"
+    assert file_order != expected
+
+    swapped = copy.deepcopy(got)
+    i = next(k for k in range(len(log_times) - 1) if log_times[k] == log_times[k + 1])
+    msgs = swapped["messages"]
+    msgs[i], msgs[i + 1] = msgs[i + 1], msgs[i]
+    assert msgs[i] != msgs[i + 1] and swapped != expected  # equal log times must keep file order
+
+    for key in ("schemas", "channels", "messages", "statistics"):
+        missing = copy.deepcopy(got)
+        missing[key] = missing[key][1:]
+        assert missing != expected, key
 
 
-def test_library_limit_cases_are_the_chunk_indexed_ones_without_full_summary_repeats():
-    limited = {c.stem for c in CASES if _library_cannot_index(_expected_records(c))}
-    assert len(limited) == 112
-    for stem in limited:
-        f = set(stem.split("-")[1:])
-        assert {"ch", "chx"} <= f and not {"rch", "rsh"} <= f, stem
+ROSBAGS = sorted((TESTDATA / "rosbag2").rglob("*.mcap"))
+
+
+def _as_tuples(items) -> list[tuple]:
+    return [(s, c, m) for s, c, m in items]
+
+
+@pytest.mark.parametrize("path", ROSBAGS + [c for c in CASES if c not in SUMMARY_LACKS_DEFINITIONS],
+                         ids=lambda p: p.stem)
+def test_iter_indexed_messages_agrees_with_mcap_reader(path: Path):
+    """Wherever ``mcap``'s own reader works, ours yields the same (schema, channel, message)s."""
+    assert _as_tuples(iter_indexed_messages(path)) == _mcap_messages(path)
+    if path in ROSBAGS:
+        topics = sorted({c.topic for c in read_summary_view(path).channels.values()})
+        assert len(topics) > 1
+        non_empty = 0
+        for topic in topics:
+            got = _as_tuples(iter_indexed_messages(path, topics=topic))
+            assert got == _mcap_messages(path, topics=[topic]), topic
+            assert {c.topic for _, c, _ in got} <= {topic}
+            non_empty += bool(got)
+        assert non_empty >= 1
+        assert _as_tuples(iter_indexed_messages(path, topics=topics[:2])) == _mcap_messages(path, topics[:2])
+
+
+def test_rosbags_are_present():
+    assert len(ROSBAGS) >= 5, f"rosbag2 test data missing under {TESTDATA / 'rosbag2'}"
 
 
 def test_streamed_reader_emits_message_indexes_and_raw_chunks_on_request():
