@@ -1,8 +1,9 @@
 """Decode the contract streams of one raw recording (ROS 2 CDR in MCAP) into arrays.
 
-Uses ``mcap_ros2.decoder.DecoderFactory`` (mcap-ros2-support) for CDR decoding. Times are the
-messages' ``header.stamp`` (the sample time on the robot), in ns since the Unix epoch; log times
-are kept beside them for diagnostics.
+The file is read with :class:`~hvla_platform.lib.rawlog.index.McapScan` (the same validating
+linear scan ingest uses: CRCs, truncation, record-size limit; no summary needed) and messages are
+decoded with ``mcap_ros2.decoder.DecoderFactory`` (mcap-ros2-support). Times are the messages'
+``header.stamp`` (the sample time on the robot), in ns since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import struct
+from typing import Any, Callable
+
 import numpy as np
 from mcap.exceptions import McapError
-from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
 from hvla_platform.lib.rawlog.errors import RawLogError
+from hvla_platform.lib.rawlog.index import McapScan
 from hvla_platform.lib.recording.contract import (
     CAMERA_TOPICS,
     G1_ARM_JOINTS,
@@ -93,35 +97,46 @@ def _joint_stream(path: Path, topic: str, msgs: list, expected: list[str]) -> Jo
 def read_episode_streams(path: str | os.PathLike[str]) -> EpisodeStreams:
     """Decode the contract topics (:data:`REQUIRED_TOPICS`) of the MCAP at ``path``.
 
-    Other topics are ignored. Messages are taken in log-time order.
+    Other topics are ignored. Messages are taken in log-time order (file order among equal log
+    times).
 
     Raises:
-        RawLogError: ``unreadable`` (the file cannot be read), ``missing_topic`` (a required topic
-            is absent), ``empty_topic`` (present with no messages), ``wrong_type`` (a required topic
-            has another message type), ``bad_joint_names`` / ``bad_message``.
+        RawLogError: ``unreadable`` / ``too_large`` (the file cannot be read, see
+            :meth:`McapScan.messages`), ``undecodable`` (a required message does not decode),
+            ``missing_topic`` (a required topic is absent), ``empty_topic`` (its channel is
+            registered but carries no message), ``wrong_type`` (a required topic has another
+            message type), ``bad_joint_names`` / ``bad_message``, ``empty_task``.
     """
     path = Path(path)
-    buckets: dict[str, list] = {t: [] for t in REQUIRED_TOPICS}
+    buckets: dict[str, list[tuple[int, int, Any]]] = {t: [] for t in REQUIRED_TOPICS}
     seen_types: dict[str, str] = {}
-    try:
-        with open(path, "rb") as f:
-            reader = make_reader(f, decoder_factories=[DecoderFactory()])
-            summary = reader.get_summary()
-            if summary is not None:
-                for ch in summary.channels.values():
-                    sch = summary.schemas.get(ch.schema_id)
-                    seen_types[ch.topic] = sch.name if sch else ""
-            for schema, channel, _message, decoded in reader.iter_decoded_messages(
-                topics=list(REQUIRED_TOPICS), log_time_order=True
-            ):
-                seen_types.setdefault(channel.topic, schema.name if schema else "")
-                if seen_types[channel.topic] != REQUIRED_TOPICS[channel.topic]:
-                    continue
-                buckets[channel.topic].append(decoded)
-    except RawLogError:
-        raise
-    except (McapError, EOFError, ValueError, KeyError, OSError, RuntimeError, IndexError) as exc:
-        raise RawLogError(path, "unreadable", f"{type(exc).__name__}: {exc}") from exc
+    decoders: dict[int, Callable[[bytes], Any]] = {}
+    factory = DecoderFactory()
+    scan = McapScan(path)
+    for n, (schema, channel, message) in enumerate(scan.messages()):
+        topic = channel.topic
+        if topic not in buckets:
+            continue
+        seen_types.setdefault(topic, schema.name if schema else "")
+        if seen_types[topic] != REQUIRED_TOPICS[topic]:
+            continue
+        try:
+            decode = decoders.get(channel.id)
+            if decode is None:
+                decode = factory.decoder_for(channel.message_encoding, schema)
+                if decode is None:
+                    raise RawLogError(path, "undecodable", f"topic {topic}: no decoder for message encoding "
+                                                           f"{channel.message_encoding!r}")
+                decoders[channel.id] = decode
+            decoded = decode(message.data)
+        except (McapError, ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
+            raise RawLogError(path, "undecodable", f"topic {topic} message {len(buckets[topic])} "
+                                                   f"(log time {message.log_time}): {type(exc).__name__}: {exc}") from exc
+        buckets[topic].append((message.log_time, n, decoded))
+    for ch in scan.channels.values():  # registered channels without messages count as present
+        if ch.topic in buckets and ch.topic not in seen_types:
+            sch = scan.schemas.get(ch.schema_id)
+            seen_types[ch.topic] = sch.name if sch else ""
 
     for topic, typ in REQUIRED_TOPICS.items():
         if topic not in seen_types:
@@ -131,21 +146,22 @@ def read_episode_streams(path: str | os.PathLike[str]) -> EpisodeStreams:
         if not buckets[topic]:
             raise RawLogError(path, "empty_topic", f"required topic {topic} has no messages")
 
-    joints = _joint_stream(path, TOPIC_JOINT_STATES, buckets[TOPIC_JOINT_STATES], G1_JOINTS)
-    arm = _joint_stream(path, TOPIC_ARM_COMMAND, buckets[TOPIC_ARM_COMMAND], G1_ARM_JOINTS)
-    loco_msgs = buckets[TOPIC_LOCOMOTION_COMMAND]
+    msgs = {t: [d for _, _, d in sorted(b, key=lambda x: (x[0], x[1]))] for t, b in buckets.items()}  # log-time order
+    joints = _joint_stream(path, TOPIC_JOINT_STATES, msgs[TOPIC_JOINT_STATES], G1_JOINTS)
+    arm = _joint_stream(path, TOPIC_ARM_COMMAND, msgs[TOPIC_ARM_COMMAND], G1_ARM_JOINTS)
+    loco_msgs = msgs[TOPIC_LOCOMOTION_COMMAND]
     loco = np.array([[m.forward_flag, m.lateral_flag, m.yaw_flag, m.stance_height] for m in loco_msgs], np.float64)
     loco_t = np.array([m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in loco_msgs], np.int64)
-    tasks = [m.data for m in buckets[TOPIC_TASK] if m.data.strip()]
+    tasks = [m.data for m in msgs[TOPIC_TASK] if m.data.strip()]
     if not tasks:
         raise RawLogError(path, "empty_task", f"{TOPIC_TASK} carries only empty strings")
     cams: dict[str, ImageStream] = {}
     for cam, topic in CAMERA_TOPICS.items():
-        msgs = buckets[topic]
+        frames = msgs[topic]
         cams[cam] = ImageStream(
-            stamps_ns=np.array([m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in msgs], np.int64),
-            frames=[bytes(m.data) for m in msgs],
-            formats=[str(m.format) for m in msgs],
+            stamps_ns=np.array([m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in frames], np.int64),
+            frames=[bytes(m.data) for m in frames],
+            formats=[str(m.format) for m in frames],
         )
     return EpisodeStreams(joint_states=joints, arm_command=arm, locomotion_stamps_ns=loco_t, locomotion=loco,
                           task=tasks[0], cameras=cams)
