@@ -5,8 +5,9 @@ optionally ``operator_notes.md``, as ``hvla sim record`` or a robot's uploader w
 copies it, unchanged, to ``landing/<capture_date>/<robot_id>/<episode_id>/`` with write-once
 objects; ``metadata.yaml`` is written **last**, so an episode counts as landed (complete) only
 when its metadata is there. A recording whose ids are unsafe or whose metadata cannot be parsed
-is copied to ``quarantine/_rejected/<sha256 prefix>/`` with a ``reason.json``; the source folder is
-never touched.
+is copied to ``quarantine/_rejected/<sha256 prefix>/`` with a ``reason.json``; so is a folder holding
+an ``.mcap`` but no ``metadata.yaml``, or a symbolic link instead of a regular file. The source
+folder is never touched, and nothing outside it is ever read.
 """
 
 from __future__ import annotations
@@ -50,13 +51,13 @@ class LandingResult:
 
 
 def find_recordings(src: str | Path) -> list[Path]:
-    """Folders under ``src`` (recursively, ``src`` included) that hold a ``metadata.yaml`` and an ``.mcap``."""
+    """Folders under ``src`` (recursively, ``src`` included) that hold an ``.mcap`` file.
+
+    A folder with an ``.mcap`` but no ``metadata.yaml`` is included on purpose: :func:`land_recording`
+    rejects it with a reason instead of it being skipped silently.
+    """
     src = Path(src)
-    out = []
-    for meta in sorted(src.rglob(METADATA)):
-        if any(p.suffix == ".mcap" for p in meta.parent.iterdir()):
-            out.append(meta.parent)
-    return out
+    return sorted({p.parent for p in src.rglob("*.mcap") if p.is_file()})
 
 
 def read_identity(metadata: dict) -> tuple[str, str, str]:
@@ -66,7 +67,7 @@ def read_identity(metadata: dict) -> tuple[str, str, str]:
         UnsafeIdError: a field is missing or unsafe for use in a key.
     """
     if not isinstance(metadata, dict):
-        raise UnsafeIdError("metadata.yaml is not a mapping")
+        raise UnsafeIdError(f"metadata.yaml must be a mapping, it holds a {type(metadata).__name__}")
     robot = metadata.get("robot")
     robot_id = robot.get("id") if isinstance(robot, dict) else metadata.get("robot_id")
     return (check_day(metadata.get("capture_date")), check_id(robot_id, "robot id"),
@@ -75,7 +76,8 @@ def read_identity(metadata: dict) -> tuple[str, str, str]:
 
 def _reject(lake: Lake, rec: Path, reason: str) -> LandingResult:
     h = hashlib.sha256()
-    files = sorted(p for p in rec.iterdir() if p.is_file())
+    # regular files only: a symbolic link could point anywhere on the host
+    files = sorted(p for p in rec.iterdir() if p.is_file() and not p.is_symlink())
     for p in files:
         h.update(p.name.encode())
         h.update(sha256_file(p).encode())
@@ -96,18 +98,29 @@ def _reject(lake: Lake, rec: Path, reason: str) -> LandingResult:
 def land_recording(lake: Lake, rec: str | Path) -> LandingResult:
     """Copy one recording folder into the landing area (see module docstring).
 
-    Never raises for bad input: a bad recording gives ``status="rejected"`` with the reason.
+    Never raises for bad input: a bad recording gives ``status="rejected"`` with a reason that
+    names the offending file (missing or unparsable ``metadata.yaml``, unsafe ids, not exactly
+    one ``.mcap``, a symbolic link), and a copy under ``quarantine/_rejected/``.
+
+    Raises:
+        OSError: ``rec`` is not a readable folder, or the lake cannot be written.
     """
     rec = Path(rec)
     meta_path = rec / METADATA
+    mcaps = sorted(p for p in rec.iterdir() if p.suffix == ".mcap")
+    links = sorted(p.name for p in rec.iterdir() if p.is_symlink())
+    if links:
+        return _reject(lake, rec, f"{rec}: {links} are symbolic links; a recording must consist of regular files")
+    if not meta_path.is_file():
+        return _reject(lake, rec, f"{rec}: no metadata.yaml beside {[p.name for p in mcaps]}; a recording needs one "
+                                  "(episode_id, robot.id, capture_date and the rights block)")
     try:
         metadata = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
         day, robot, episode = read_identity(metadata)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        return _reject(lake, rec, f"{meta_path}: cannot read metadata.yaml: {exc}")
+        return _reject(lake, rec, f"{meta_path}: cannot read metadata.yaml: {type(exc).__name__}: {exc}")
     except UnsafeIdError as exc:
         return _reject(lake, rec, f"{meta_path}: {exc}")
-    mcaps = sorted(p for p in rec.iterdir() if p.suffix == ".mcap")
     if len(mcaps) != 1:
         return _reject(lake, rec, f"{rec}: expected exactly one .mcap file, found {[p.name for p in mcaps]}")
     files = [mcaps[0]] + ([rec / NOTES] if (rec / NOTES).is_file() else []) + [meta_path]
@@ -117,7 +130,7 @@ def land_recording(lake: Lake, rec: str | Path) -> LandingResult:
         try:
             check_id(p.name, "file name")
         except UnsafeIdError as exc:
-            return _reject(lake, rec, str(exc))
+            return _reject(lake, rec, f"{p}: {exc}")
         key = f"{prefix}/{p.name}"
         try:
             lake.put_file(p, key, write_once=True)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # used with fullmatch: no trailing newline
+_DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MAX_ID = 128
 
 LANDING = "landing"
 RAW = "raw-mcap"
@@ -24,35 +27,75 @@ class UnsafeIdError(ValueError):
     """An id (episode, robot, day) would not make a safe, single path segment."""
 
 
+def _shown(value: object) -> str:
+    """``repr`` of an untrusted value, cut to 80 characters (a 10 000-character id stays readable)."""
+    r = repr(value)
+    return r if len(r) <= 80 else f"{r[:77]}... ({len(value) if isinstance(value, str) else len(r)} characters)"
+
+
+def _why_unsafe(value: str) -> str:
+    if value in (".", ".."):
+        return "'.' and '..' would name a parent or the current folder"
+    if len(value) > _MAX_ID:
+        return f"it has {len(value)} characters, more than {_MAX_ID}"
+    if not value:
+        return "it is empty"
+    for i, ch in enumerate(value):
+        if ch == "/" or ch == "\\":
+            return f"it contains a path separator {ch!r} at position {i}"
+        if not ch.isascii():
+            name = unicodedata.name(ch, unicodedata.category(ch))
+            return f"it contains the non-ASCII character U+{ord(ch):04X} ({name}) at position {i}"
+        if not (ch.isalnum() or ch in "._-"):
+            return f"it contains {ch!r} at position {i}"
+    return "it must start with a letter or digit"
+
+
 def check_id(value: object, what: str) -> str:
     """Return ``value`` if it is a safe id: ``[A-Za-z0-9][A-Za-z0-9._-]{0,127}`` (ASCII only).
 
-    This rejects ``..``, ``/``, absolute paths, whitespace and non-ASCII look-alikes, so an id from
-    an untrusted ``metadata.yaml`` can never escape its folder.
+    The whole string must match (a trailing newline is not allowed). This rejects ``..``, ``/``,
+    absolute paths, whitespace, control characters (NUL, RTL marks) and non-ASCII look-alikes,
+    so an id from an untrusted ``metadata.yaml`` can never escape its folder. The message says
+    which character is at fault (e.g. ``U+0435 (CYRILLIC SMALL LETTER IE) at position 1``) and
+    shows at most 80 characters of the value.
 
     Raises:
-        UnsafeIdError: naming ``what`` and the offending value.
+        UnsafeIdError: naming ``what``, the offending value and why it is unsafe.
     """
-    if not isinstance(value, str) or not _ID_RE.match(value) or value in (".", ".."):
-        raise UnsafeIdError(f"{what} {value!r} is not a safe id (allowed: letters, digits, '.', '_', '-'; "
-                            "must start with a letter or digit; at most 128 characters)")
+    if value is None:
+        raise UnsafeIdError(f"{what} is missing")
+    if not isinstance(value, str):
+        raise UnsafeIdError(f"{what} {_shown(value)} is not a string (it is a {type(value).__name__})")
+    if not _ID_RE.fullmatch(value) or value in (".", ".."):
+        raise UnsafeIdError(f"{what} {_shown(value)} is not a safe id: {_why_unsafe(value)} (allowed: ASCII "
+                            "letters, digits, '.', '_', '-'; must start with a letter or digit; at most "
+                            f"{_MAX_ID} characters)")
     return value
 
 
 def check_day(value: object) -> str:
     """Return ``value`` as ``YYYY-MM-DD`` if it is a valid calendar date.
 
+    Accepts a ``datetime.date`` (YAML's unquoted ``2026-11-10``) or a string of exactly
+    ``YYYY-MM-DD``. A timestamp (``datetime``), a week date, a number or any other text is refused:
+    the capture date becomes a key segment and must be unambiguous.
+
     Raises:
-        UnsafeIdError: not an ISO date.
+        UnsafeIdError: not an ISO calendar date.
     """
+    if isinstance(value, dt.datetime):
+        raise UnsafeIdError(f"capture date {_shown(value)} is a timestamp, not a date (YYYY-MM-DD)")
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, str):
+    if isinstance(value, str) and _DAY_RE.fullmatch(value):
         try:
             return dt.date.fromisoformat(value).isoformat()
-        except ValueError:
-            pass
-    raise UnsafeIdError(f"capture date {value!r} is not an ISO date (YYYY-MM-DD)")
+        except ValueError as exc:
+            raise UnsafeIdError(f"capture date {_shown(value)} is not a valid calendar date: {exc}") from exc
+    if value is None:
+        raise UnsafeIdError("capture date is missing")
+    raise UnsafeIdError(f"capture date {_shown(value)} is not an ISO date (YYYY-MM-DD)")
 
 
 def mcap_name(episode_id: str) -> str:

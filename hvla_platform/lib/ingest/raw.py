@@ -15,7 +15,8 @@ The landing copy is never modified or deleted. The partition's outcome is writte
 
 Raw checks (names used by the Dagster asset checks):
 
-``readable``          the MCAP opens and every record can be read (CRC, compression, truncation)
+``readable``          the MCAP opens and every record can be read (CRCs, compression, truncation,
+                      record-size limit; see :class:`~hvla_platform.lib.rawlog.index.McapScan`)
 ``required_topics``   every contract topic is present, with its message type, and not empty
 ``monotonic``         log times and header stamps never go backwards within a topic
 ``rights``            ``metadata.yaml`` has a valid rights block (see :mod:`hvla_platform.lib.rights`)
@@ -35,6 +36,8 @@ from hvla_platform.lib.ingest.landing import METADATA, NOTES, list_landed_episod
 from hvla_platform.lib.ingest.layout import (
     PARTITION_INDEX,
     UnsafeIdError,
+    check_day,
+    check_id,
     landing_prefix,
     mcap_name,
     quarantine_prefix,
@@ -88,6 +91,7 @@ class EpisodeOutcome:
 
 
 def _check_topics(idx: McapIndex) -> tuple[bool, str]:
+    name = Path(idx.path).name
     problems = []
     for topic, typ in REQUIRED_TOPICS.items():
         st = idx.topics.get(topic)
@@ -96,21 +100,26 @@ def _check_topics(idx: McapIndex) -> tuple[bool, str]:
         elif st.schema_name != typ:
             problems.append(f"{topic} has type {st.schema_name!r}, expected {typ!r}")
         elif st.message_count == 0:
-            problems.append(f"{topic} is empty")
-    return (not problems, "; ".join(problems) or f"all {len(REQUIRED_TOPICS)} required topics present")
+            problems.append(f"{topic} is empty (channel registered, 0 messages)")
+    if problems:
+        return False, f"{name}: " + "; ".join(problems)
+    return True, f"all {len(REQUIRED_TOPICS)} required topics present"
 
 
 def _check_monotonic(idx: McapIndex) -> tuple[bool, str]:
-    bad = [f"{t}: {s.log_time_backwards} log-time and {s.stamp_backwards} header-stamp step(s) backwards"
+    bad = [f"{t}: {s.log_time_backwards} log-time and {s.stamp_backwards} header-stamp step(s) backwards "
+           f"(first at message {s.first_backwards_at} of the topic)"
            for t, s in idx.topics.items() if not s.monotonic]
-    return (not bad, "; ".join(bad) or "log times and header stamps non-decreasing on every topic")
+    if bad:
+        return False, f"{Path(idx.path).name}: " + "; ".join(bad)
+    return True, "log times and header stamps non-decreasing on every topic"
 
 
 def evaluate_episode(mcap_path: Path, metadata_path: Path) -> tuple[dict[str, dict[str, Any]], McapIndex | None, Rights | None, dict]:
     """Run the raw checks on local copies of one episode's files.
 
     Returns ``(checks, index or None, rights or None, metadata mapping)``. Never raises for bad
-    input: failures are reported in ``checks``.
+    input: failures are reported in ``checks``, each failed detail starting with the file's name.
     """
     checks: dict[str, dict[str, Any]] = {}
     metadata: dict = {}
@@ -125,8 +134,10 @@ def evaluate_episode(mcap_path: Path, metadata_path: Path) -> tuple[dict[str, di
     idx = None
     try:
         idx = index_mcap(mcap_path)
-        checks["readable"] = {"passed": True, "detail": f"{idx.message_count} messages on {len(idx.topics)} topics, "
-                                                        f"{'indexed' if idx.has_summary else 'no summary: read by scanning'}"}
+        checks["readable"] = {"passed": True, "detail": (
+            f"{idx.message_count} messages on {len(idx.topics)} topics, {idx.chunk_count} chunk(s) "
+            f"({idx.chunks_without_crc} without a CRC to check), "
+            f"{'with summary' if idx.has_summary else 'no summary: read by scanning'}")}
         ok, detail = _check_topics(idx)
         checks["required_topics"] = {"passed": ok, "detail": detail}
         ok, detail = _check_monotonic(idx)
@@ -190,7 +201,16 @@ def _publish_raw(lake: Lake, day: str, robot: str, ep: str, files: list[Path], i
 
 
 def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
-    """Check one landed episode and publish it to raw and/or quarantine it (see module docstring)."""
+    """Check one landed episode and publish it to raw and/or quarantine it (see module docstring).
+
+    Never raises for bad input (the outcome's checks say what is wrong); the landing copy is only
+    read.
+
+    Raises:
+        UnsafeIdError: ``day``, ``robot`` or ``ep`` is not a safe id.
+        OSError: the lake cannot be read or written.
+    """
+    check_day(day), check_id(robot, "robot id"), check_id(ep, "episode id")
     lp = landing_prefix(day, robot, ep)
     with tempfile.TemporaryDirectory(prefix="hvla-ingest-") as tmp:
         tmpd = Path(tmp)
@@ -260,8 +280,10 @@ def ingest_partition(lake: Lake, day: str, robot: str) -> PartitionIngestResult:
     """Ingest every complete landed episode of a partition and write the partition index.
 
     Raises:
+        UnsafeIdError: ``day`` or ``robot`` is not a safe id (before anything is read).
         ValueError: the partition has no landed episodes.
     """
+    check_day(day), check_id(robot, "robot id")
     episodes = list_landed_episodes(lake, day, robot)
     if not episodes:
         raise ValueError(f"no complete episodes landed for partition {day}|{robot} "
