@@ -270,8 +270,9 @@ def _case(name: str) -> Path:
     return next(c for c in CASES if c.stem == name)
 
 
-@pytest.mark.parametrize("read", [lambda p: list(iter_records(p)), indexed_view],
-                         ids=["streamed", "indexed"])
+@pytest.mark.parametrize("read", [lambda p: list(iter_records(p)), indexed_view,
+                                  lambda p: list(iter_indexed_messages(p)), read_summary_view],
+                         ids=["streamed", "indexed_view", "iter_indexed_messages", "read_summary_view"])
 def test_unreadable_input_raises_rawlogerror(tmp_path, read):
     source = _case("TenMessages-ch-chx-mx-rch-rsh-st-sum").read_bytes()
     inputs = {
@@ -308,3 +309,141 @@ def test_streamed_reader_checks_data_section_and_summary_crcs(tmp_path):
 def test_serializer_rejects_non_records():
     with pytest.raises(TypeError):
         record_to_conformance_json({"type": "Message"})
+
+
+# --- iter_indexed_messages on purpose-built files ----------------------------------------------
+
+def _write_mcap(path: Path, messages: list[tuple[str, int]], **writer_options) -> Path:
+    """Write one message per chunk (chunk_size=1), uncompressed; topics "/a", "/b" (schemaless)."""
+    with open(path, "wb") as f:
+        writer = Writer(f, chunk_size=1, compression=CompressionType.NONE, **writer_options)
+        writer.start(profile="", library="test")
+        schema_id = writer.register_schema("S", "jsonschema", b"{}")
+        ids = {"/a": writer.register_channel("/a", "json", schema_id),
+               "/b": writer.register_channel("/b", "json", 0)}
+        for seq, (topic, log_time) in enumerate(messages):
+            writer.add_message(ids[topic], log_time=log_time, data=b"{}%d" % seq, publish_time=log_time,
+                               sequence=seq)
+        writer.finish()
+    return path
+
+
+def _stably_sorted(path: Path) -> list[Message]:
+    return sorted((r for r in iter_records(path) if isinstance(r, Message)), key=lambda m: m.log_time)
+
+
+@pytest.fixture
+def chunk_reads(monkeypatch) -> list[int]:
+    """Offsets of the chunks the indexed path reads."""
+    reads: list[int] = []
+    original = records_module._read_indexed_chunk
+
+    def spy(path, f, index):
+        reads.append(index.chunk_start_offset)
+        return original(path, f, index)
+
+    monkeypatch.setattr(records_module, "_read_indexed_chunk", spy)
+    return reads
+
+
+MESSAGES = [("/a", 30), ("/b", 10), ("/a", 20), ("/b", 20), ("/a", 5)]
+
+
+def test_definitions_in_an_earlier_chunk_than_the_message_are_found(tmp_path, chunk_reads):
+    """Summary without channels/schemas; a later chunk (read first, earlier log time) needs them."""
+    path = _write_mcap(tmp_path / "x.mcap", MESSAGES, repeat_channels=False, repeat_schemas=False)
+    summary = read_summary_view(path)
+    assert len(summary.chunk_indexes) == 5 and not summary.channels and not summary.schemas
+    with pytest.raises(KeyError):
+        _mcap_messages(path)
+    got = list(iter_indexed_messages(path))
+    assert [m for _, _, m in got] == _stably_sorted(path)
+    assert [m.log_time for _, _, m in got] == [5, 10, 20, 20, 30]
+    assert [m.sequence for _, _, m in got] == [4, 1, 2, 3, 0]  # equal log times in file order
+    assert {(c.topic, None if s is None else s.name) for s, c, _ in got} == {("/a", "S"), ("/b", None)}
+    assert sorted(chunk_reads) == sorted(ci.chunk_start_offset for ci in summary.chunk_indexes)
+    assert [m for _, _, m in iter_indexed_messages(path, topics="/b")] == [
+        m for m in _stably_sorted(path) if m.channel_id == 2]
+
+
+def test_topic_filter_skips_chunks_by_message_index_offsets(tmp_path, chunk_reads):
+    path = _write_mcap(tmp_path / "x.mcap", MESSAGES)
+    got = list(iter_indexed_messages(path, topics=["/b"]))
+    assert got == _mcap_messages(path, topics=["/b"]) and len(got) == 2
+    assert len(chunk_reads) == 2, "only the chunks holding /b messages are read"
+
+
+def test_summary_without_chunk_index_and_no_summary_are_read_linearly(tmp_path, chunk_reads):
+    from mcap.writer import IndexType
+    no_chunk_index = _write_mcap(tmp_path / "a.mcap", MESSAGES, index_types=IndexType.MESSAGE)
+    summary = read_summary_view(no_chunk_index)
+    assert summary is not None and not summary.chunk_indexes
+    no_summary = _case("TenMessages-ch-mx")
+    assert read_summary_view(no_summary) is None
+    for path in (no_chunk_index, no_summary):
+        got = list(iter_indexed_messages(path))
+        assert [m for _, _, m in got] == _stably_sorted(path) and got == _mcap_messages(path)
+    assert chunk_reads == []
+
+
+def _summary_body_offset(data: bytes, opcode: int) -> int:
+    pos = struct.unpack_from("<Q", data, len(data) - 8 - 20)[0]  # Footer.summary_start
+    while data[pos] != opcode:
+        pos += 9 + struct.unpack_from("<Q", data, pos + 1)[0]
+    return pos + 9
+
+
+def _patch_summary(path: Path, opcode: int, field_offset: int, fmt: str, value: int) -> Path:
+    """Overwrite one field of the first summary record with ``opcode``; fix the summary CRC."""
+    data = bytearray(path.read_bytes())
+    struct.pack_into(fmt, data, _summary_body_offset(bytes(data), opcode) + field_offset, value)
+    footer_start = len(data) - 8 - 29
+    summary_start = struct.unpack_from("<Q", data, footer_start + 9)[0]
+    struct.pack_into("<I", data, footer_start + 25, zlib.crc32(bytes(data[summary_start:footer_start + 25])))
+    out = path.with_name("patched-" + path.name)
+    out.write_bytes(bytes(data))
+    return out
+
+
+CHUNK_INDEX, STATISTICS = 0x08, 0x0B
+
+
+def test_statistics_chunk_count_disagreeing_with_the_index_means_linear_read(tmp_path, chunk_reads):
+    path = _write_mcap(tmp_path / "x.mcap", MESSAGES)
+    patched = _patch_summary(path, STATISTICS, 8 + 2 + 4 + 4 + 4, "<I", 99)  # Statistics.chunk_count
+    assert read_summary_view(patched).statistics.chunk_count == 99
+    assert list(iter_indexed_messages(patched)) == _mcap_messages(path)
+    assert chunk_reads == []
+
+
+@pytest.mark.parametrize("patch, match", [
+    ((STATISTICS, 0, "<Q", 4), "statistics count 4 messages, the indexed chunks hold 5"),
+    ((CHUNK_INDEX, 0, "<Q", 31), "starts at log time 31, but it holds a message at 30"),
+    ((CHUNK_INDEX, 16, "<Q", 8), "does not hold a Chunk record"),  # chunk_start_offset -> Header
+])
+def test_index_inconsistent_with_the_file_is_unreadable(tmp_path, patch, match):
+    patched = _patch_summary(_write_mcap(tmp_path / "x.mcap", MESSAGES), *patch)
+    with pytest.raises(RawLogError, match=match) as err:
+        list(iter_indexed_messages(patched))
+    assert err.value.reason == "unreadable"
+
+
+def test_undefined_channel_and_unknown_compression_are_unreadable(tmp_path):
+    path = tmp_path / "orphan.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f, compression=CompressionType.NONE)
+        writer.start(profile="", library="test")
+        writer.add_message(7, log_time=1, data=b"x", publish_time=1)
+        writer.finish()
+    with pytest.raises(RawLogError, match="refers to channel 7, which the file does not define"):
+        list(iter_indexed_messages(path))
+
+    inner = _rec(0x05, struct.pack("<HIQQ", 1, 0, 1, 1) + b"x")
+    chunk = _rec(0x06, struct.pack("<QQQI", 1, 1, len(inner), 0) + _str("foo") + struct.pack("<Q", len(inner))
+                 + inner)
+    data = MAGIC + _rec(0x01, _str("") + _str("t")) + chunk + _rec(0x0F, struct.pack("<I", 0))
+    data += _rec(0x02, struct.pack("<QQI", 0, 0, 0)) + MAGIC
+    (tmp_path / "foo.mcap").write_bytes(data)
+    for read in (iter_records, iter_indexed_messages):
+        with pytest.raises(RawLogError, match="unknown chunk compression 'foo'"):
+            list(read(tmp_path / "foo.mcap"))
