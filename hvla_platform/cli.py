@@ -112,6 +112,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if o.success else 1
 
 
+# ---- QA decisions -------------------------------------------------------------------------------
+def cmd_qa(args: argparse.Namespace) -> int:
+    """`hvla qa approve|reject EPISODE --reason R [--by WHO]` and `hvla qa list`."""
+    from hvla_platform.lib.qa.decisions import latest_decisions, record_decision
+
+    lake = _lake()
+    if args.action in ("approve", "reject"):
+        if not args.episode:
+            raise SystemExit("give the episode id")
+        rec = record_decision(lake, args.episode, args.action, args.reason or "", by=args.by)
+        _echo(f"recorded: {rec['decision']} {rec['episode_id']} by {rec['by']} at {rec['at']}: {rec['reason']}")
+        _echo("releases built from now on honour it (rebuild with `hvla release build NAME`)")
+        return 0
+    decisions = latest_decisions(lake)
+    for prefix in lake.list_artifacts("episodes-hdf5"):
+        for c in lake.read_manifest(prefix).get("conversions", []):
+            failed = [k for k, v in c.get("qa_checks", {}).items() if not v["passed"]]
+            d = decisions.get(c["episode_id"])
+            _echo(f"{c['episode_id']:<32} score {c.get('quality_score')!s:<7} {c['status']:<10} "
+                  f"failed: {', '.join(failed) or '-'}" + (f"  [{d['decision']} by {d['by']}: {d['reason']}]" if d else ""))
+    return 0
+
+
 # ---- simulation -------------------------------------------------------------------------------
 def cmd_sim_record(args: argparse.Namespace) -> int:
     """`hvla sim record`: record simulated G1 episodes as MCAP + metadata.yaml."""
@@ -243,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--trials", type=int, default=4)
     t.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("qa", help="supervisor decisions on episodes; list QA results")
+    q.add_argument("action", choices=["approve", "reject", "list"])
+    q.add_argument("episode", nargs="?")
+    q.add_argument("--reason", default="")
+    q.add_argument("--by", default=None, help="who decides (default: the OS user)")
+    q.set_defaults(func=cmd_qa)
 
     u = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on the local instance")
     u.add_argument("--host", default="127.0.0.1")

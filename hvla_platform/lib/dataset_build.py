@@ -46,7 +46,8 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
     """
     sel = select_episodes(lake, spec)
     inputs = _inputs(lake, sel)
-    config = {"spec": spec.to_dict(), "spec_sha256": spec.digest()}
+    config = {"spec": spec.to_dict(), "spec_sha256": spec.digest(),
+              "excluded": sel.excluded, "approved": sel.approved}  # decisions change the fingerprint
     fp = fingerprint([i.to_dict() for i in inputs], config)
     prefix = lerobot_prefix(spec)
     existing = lake.read_manifest(prefix)
@@ -81,7 +82,8 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
                 "train_episode_ids": result.train_episode_ids, "heldout_episode_ids": result.heldout_episode_ids,
                 "train_episode_indices": result.train_episode_indices,
                 "heldout_episode_indices": result.heldout_episode_indices,
-                "excluded": sel.excluded, "partitions": [f"{d}|{r}" for d, r in sel.partitions],
+                "excluded": sel.excluded, "approved": sel.approved,
+                "quality_scores": {e.episode_id: e.quality_score for e in sel.episodes}, "partitions": [f"{d}|{r}" for d, r in sel.partitions],
                 "feature_schema": feature_schema(info), "tasks": sorted({by_key[k].task for k in by_key}),
                 "probe": probe, "video_codec": result.video_codec,
                 "partition_inputs": sel.inputs,

@@ -81,6 +81,11 @@ class PartitionConversion:
     manifest: dict[str, Any]
 
     @property
+    def manifest_prefix(self) -> str:
+        """Lake prefix of the partition's HDF5 artifact."""
+        return episodes_prefix(self.capture_day, self.robot_id)
+
+    @property
     def converted(self) -> list[EpisodeConversion]:
         """Episodes written to HDF5."""
         return [e for e in self.episodes if e.status == "converted"]

@@ -38,6 +38,10 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
+#: Default lowest quality score (``hvla_platform.lib.qa.score``) an episode needs to enter a release.
+DEFAULT_MIN_QUALITY = 0.6
+
+
 class ReleaseSpecError(ValueError):
     """A release spec is malformed."""
 
@@ -60,6 +64,8 @@ class ReleaseSpec:
         video_codec: LeRobot video codec (``h264`` by default: SVT-AV1 is ~4x slower to encode on 2
             cores, see docs/environment.md).
         robot_type: LeRobot ``robot_type``.
+        min_quality: episodes with a lower quality score, or a failed QA gate, are left out unless a
+            supervisor approved them; rejected episodes are always left out.
     """
 
     name: str
@@ -75,6 +81,7 @@ class ReleaseSpec:
     video_codec: str = "h264"
     robot_type: str = ROBOT_MODEL_G1
     description: str = ""
+    min_quality: float = DEFAULT_MIN_QUALITY
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -107,6 +114,9 @@ class ReleaseSpec:
         unknown = [c for c in cameras if c not in CAMERA_TOPICS]
         if unknown:
             raise ReleaseSpecError(f"unknown camera(s) {unknown}; known: {list(CAMERA_TOPICS)}")
+        mq = data.get("min_quality", DEFAULT_MIN_QUALITY)
+        if not isinstance(mq, (int, float)) or not 0.0 <= float(mq) <= 1.0:
+            raise ReleaseSpecError(f"'min_quality' must be a number in [0, 1], got {mq!r}")
         heldout = data.get("heldout", {}) or {}
         frac = float(heldout.get("fraction", 0.25))
         if not 0.0 <= frac < 1.0:
@@ -125,6 +135,7 @@ class ReleaseSpec:
             video_codec=str(data.get("video_codec", "h264")),
             robot_type=str(data.get("robot_type", ROBOT_MODEL_G1)),
             description=str(data.get("description", "")),
+            min_quality=float(data.get("min_quality", DEFAULT_MIN_QUALITY)),
         )
 
     @classmethod

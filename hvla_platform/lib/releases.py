@@ -9,6 +9,8 @@ from typing import Any
 from hvla_platform.lib.ingest.layout import EPISODES, LEROBOT, RELEASE_SPECS, episodes_prefix
 from hvla_platform.lib.ingest.raw import read_partition_index
 from hvla_platform.lib.manifest import manifest_sha256
+from hvla_platform.lib.qa.decisions import latest_decisions
+from hvla_platform.lib.qa.score import GATES
 from hvla_platform.lib.release_spec import ReleaseSpec
 from hvla_platform.lib.rights import Rights
 from hvla_platform.lib.storage.lake import Lake
@@ -68,6 +70,7 @@ class SelectedEpisode:
     site: str | None = None
     raw_mcap_uri: str = ""
     raw_sha256: str = ""
+    quality_score: float | None = None
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Selection:
 
     episodes: list[SelectedEpisode]
     excluded: dict[str, str] = field(default_factory=dict)
+    approved: dict[str, str] = field(default_factory=dict)
     partitions: list[tuple[str, str]] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)  # episodes_hdf5 artifacts used
 
@@ -93,14 +97,17 @@ def available_episode_partitions(lake: Lake) -> list[tuple[str, str]]:
 def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = None) -> Selection:
     """Resolve the episodes of ``spec`` from the committed HDF5 artifacts.
 
-    Episodes past their retention date (``today`` > ``retention_until``) are excluded with the
-    reason, so expired data never enters a new release.
+    Excluded, each with its reason: episodes past their retention date (``today`` >
+    ``retention_until``, so expired data never enters a new release); episodes a supervisor
+    rejected; episodes whose quality score is below ``spec.min_quality`` or that failed a QA gate,
+    unless a supervisor approved them (then they are included and listed in ``approved``).
 
     Raises:
         FileNotFoundError: a partition named by the spec has no HDF5 artifact.
         ValueError: the spec selects no episode at all.
     """
     today = today or dt.date.today()
+    decisions = latest_decisions(lake)
     wanted = list(spec.partitions) or available_episode_partitions(lake)
     sel = Selection(episodes=[], partitions=wanted)
     for day, robot in wanted:
@@ -123,7 +130,22 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
             if rights.is_expired(today):
                 sel.excluded[ep] = f"retention ended {rights.retention_until.isoformat()}"
                 continue
+            dec = decisions.get(ep)
+            if dec and dec["decision"] == "reject":
+                sel.excluded[ep] = f"rejected by {dec['by']} at {dec['at']}: {dec['reason']}"
+                continue
+            score = conv.get("quality_score")
+            gates = [g for g in GATES if not conv.get("qa_checks", {}).get(g, {}).get("passed", True)]
+            if score is None or score < spec.min_quality or gates:
+                why = (f"QA gate(s) failed: {gates}" if gates else
+                       f"quality score {score} below min_quality {spec.min_quality}")
+                if dec and dec["decision"] == "approve":
+                    sel.approved[ep] = f"{why}; approved by {dec['by']} at {dec['at']}: {dec['reason']}"
+                else:
+                    sel.excluded[ep] = why
+                    continue
             sel.episodes.append(SelectedEpisode(
+                quality_score=score,
                 episode_id=ep, capture_day=day, robot_id=robot, hdf5_key=f"{prefix}/{conv['file']}",
                 hdf5_sha256=files.get(conv["file"], conv["sha256"]), rights=rights, task=conv.get("task", ""),
                 operator=r["metadata"].get("operator"), site=r["metadata"].get("site"),

@@ -9,11 +9,22 @@ from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.lerobot_release import schema_diff
 from hvla_platform.lib.norm_stats_build import MIN_STD, build_norm_stats
 from hvla_platform.lib.dataset_build import build_release
+from hvla_platform.lib.qa.decisions import record_decision
 from hvla_platform.lib.releases import load_release, previous_release_manifest
 from hvla_platform.lib.robodm_build import build_cache
 from hvla_platform.lib.robodm_cache import DEFAULT_IMAGE_ATOL, DEFAULT_VIDEO_CODEC, IMAGE_PREFIX
 
 ALL_UPSTREAM = dg.AllPartitionMapping()
+
+
+class ReleaseConfig(dg.Config):
+    """Optional supervisor decisions to record before building (the UI's way to approve a flagged
+    episode or reject a passing one; the CLI's is ``hvla qa approve|reject``)."""
+
+    approve: list[str] = []
+    reject: list[str] = []
+    reason: str = ""
+    decided_by: str = ""
 
 
 @dg.asset(
@@ -33,9 +44,18 @@ ALL_UPSTREAM = dg.AllPartitionMapping()
     ],
     metadata={"hvla/layer": "dataset", "hvla/canonical": "canonical for sharing"},
 )
-def lerobot_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Build the release named by the partition key from its registered spec (``release-specs/<name>.yaml``)."""
+def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, lake: LakeResource) -> dg.MaterializeResult:
+    """Build the release named by the partition key from its registered spec (``release-specs/<name>.yaml``).
+
+    Supervisor decisions given in the config (``approve`` / ``reject`` lists with a ``reason``) are
+    recorded first, exactly as ``hvla qa approve|reject`` records them, and the release honours them."""
     lk = lake.get_lake()
+    if (config.approve or config.reject) and not config.reason.strip():
+        raise dg.Failure("approving or rejecting episodes needs a `reason` in the run config")
+    for verb, eps in (("approve", config.approve), ("reject", config.reject)):
+        for ep in eps:
+            rec = record_decision(lk, ep, verb, config.reason, by=config.decided_by or "dagster-ui")
+            context.log.info(f"recorded decision {rec}")
     spec = load_release(lk, context.partition_key)
     build = build_release(lk, spec, progress=context.log.info)
     m = build.manifest
@@ -55,6 +75,8 @@ def lerobot_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
             "hvla/train_episodes": ", ".join(m["train_episode_ids"]),
             "hvla/heldout_episodes": ", ".join(m["heldout_episode_ids"]) or "(none)",
             "hvla/excluded_episodes": dg.MetadataValue.json(m.get("excluded") or {}),
+            "hvla/approved_by_supervisor": dg.MetadataValue.json(m.get("approved") or {}),
+            "hvla/min_quality": spec.min_quality,
             "hvla/partitions": ", ".join(m.get("partitions", [])),
             "hvla/codebase_version": str(m.get("codebase_version")),
             "hvla/reload_probe": dg.MetadataValue.json(build.probe),

@@ -1,13 +1,20 @@
-"""Processing stage: raw MCAP → synchronised HDF5 episodes at a fixed fps, per capture day × robot."""
+"""Processing stage: raw MCAP → synchronised HDF5 episodes at a fixed fps, with episode QA, per capture day × robot."""
 
+import shutil
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 
 from hvla_platform.defs.metadata import check_specs, episode_check, rights_metadata
 from hvla_platform.defs.partitions import day_robot, raw_partitions
-from hvla_platform.defs.resources import LakeResource
+from hvla_platform.defs.resources import LakeResource, MlflowResource
 from hvla_platform.lib.convert import SyncConfig
 from hvla_platform.lib.processing import PROCESSING_CHECKS, convert_partition
+from hvla_platform.lib.qa.metrics import QA_CHECKS
+from hvla_platform.lib.qa.thresholds import QAThresholds
+from hvla_platform.lib.qa.tracking import log_partition_qa
+from hvla_platform.lib.release_spec import DEFAULT_MIN_QUALITY
 
 PROCESSING_CHECK_SPECS = [
     ("camera_coverage", "Per camera, at least `min_camera_coverage` of the frames have an image within "
@@ -18,13 +25,37 @@ PROCESSING_CHECK_SPECS = [
 ]
 assert tuple(n for n, _, _ in PROCESSING_CHECK_SPECS) == PROCESSING_CHECKS
 
+QA_CHECK_DESCRIPTIONS = {
+    "dropped_messages": "No stream loses more than `max_dropped_fraction` of its messages (gaps > `gap_factor` × nominal period).",
+    "clock_jumps": "No inter-message interval is negative or longer than `clock_jump_s`.",
+    "duration": "Episode duration within [`min_duration_s`, `max_duration_s`].",
+    "camera_frame_count": "Each camera delivered at least `min_camera_frame_ratio` of duration × nominal rate frames.",
+    "nan_inf": "No NaN/Inf in raw joint states, commands or the synchronised streams.",
+    "joint_limits": "Measured joint positions stay within the limits of the robot's own model (G1 MJCF).",
+    "action_spikes": "No commanded step larger than `spike_k`·σ (robust) and `spike_min_rad`.",
+    "frozen_joints": "No joint (nor the whole state) reports bit-identical values for `frozen_s` or longer.",
+    "smoothness": "RMS jerk of the commanded arm path ≤ `max_rms_jerk` (LDLJ reported).",
+    "action_state_divergence": "Median |commanded target − measured position| ≤ `max_tracking_error_rad`.",
+    "camera_black": "At most `max_bad_frame_fraction` black frames per camera.",
+    "camera_saturated": "At most `max_bad_frame_fraction` saturated frames per camera.",
+    "camera_frozen": "At most `max_bad_frame_fraction` frozen (identical consecutive) frames per camera.",
+    "camera_undecodable": "Every camera frame decodes.",
+    "task_non_empty": "The task instruction is not empty.",
+}
+QA_CHECK_SPECS = [(n, QA_CHECK_DESCRIPTIONS[n], False) for n in QA_CHECKS] + [
+    ("quality_score", f"Every episode's quality score is ≥ the default release threshold {DEFAULT_MIN_QUALITY} "
+                      "(lower-scoring episodes are left out of releases unless approved).", False)]
+
 
 class EpisodesConfig(dg.Config):
-    """Synchronisation settings (see ``hvla_platform.lib.sync``)."""
+    """Synchronisation settings (``hvla_platform.lib.sync``) and QA thresholds
+    (``hvla_platform.lib.qa.thresholds.QAThresholds``; defaults in docs/qa.md)."""
 
     fps: float = 20.0
     max_camera_skew_s: float = 0.05
     min_camera_coverage: float = 0.95
+    qa_overrides: dict[str, float] = {}
+    log_to_mlflow: bool = True
 
 
 @dg.asset(
@@ -33,17 +64,20 @@ class EpisodesConfig(dg.Config):
     group_name="processing",
     owners=["team:data-platform"],
     kinds={"hdf5"},
-    description="Per-episode HDF5: state, action, locomotion command and camera frames synchronised at a fixed fps.",
-    check_specs=check_specs("episodes_hdf5", PROCESSING_CHECK_SPECS),
+    description="Per-episode HDF5: state, action, locomotion command and camera frames synchronised at a fixed fps, with episode QA.",
+    check_specs=check_specs("episodes_hdf5", PROCESSING_CHECK_SPECS + QA_CHECK_SPECS),
     metadata={"hvla/layer": "processed", "hvla/canonical": "derived, rebuildable"},
 )
-def episodes_hdf5(context: dg.AssetExecutionContext, config: EpisodesConfig, lake: LakeResource) -> dg.MaterializeResult:
-    """Convert the partition's convertible raw episodes; failures are quarantined with the reason."""
+def episodes_hdf5(context: dg.AssetExecutionContext, config: EpisodesConfig, lake: LakeResource,
+                  mlflow: MlflowResource) -> dg.MaterializeResult:
+    """Convert the partition's convertible raw episodes, QA every episode (report in the artifact,
+    metrics in MLflow); conversion failures are quarantined with the reason."""
     day, robot = day_robot(context)
     lk = lake.get_lake()
     cfg = SyncConfig(fps=config.fps, max_camera_skew_s=config.max_camera_skew_s,
                      min_camera_coverage=config.min_camera_coverage)
-    res = convert_partition(lk, day, robot, cfg, progress=context.log.info)
+    qa = QAThresholds(**config.qa_overrides)
+    res = convert_partition(lk, day, robot, cfg, qa=qa, progress=context.log.info)
     converted = res.converted
     for e in res.episodes:
         if e.status != "converted":
@@ -53,6 +87,25 @@ def episodes_hdf5(context: dg.AssetExecutionContext, config: EpisodesConfig, lak
                       usable=len(converted), description=desc)
         for name, desc, _ in PROCESSING_CHECK_SPECS
     ]
+    qa_eps = [e for e in res.episodes if e.qa_checks]
+    for name, desc, _ in QA_CHECK_SPECS[:-1]:
+        checks.append(episode_check("episodes_hdf5", name, {e.episode_id: e.qa_checks[name] for e in qa_eps if name in e.qa_checks},
+                                    usable=len(converted), description=desc))
+    checks.append(episode_check(
+        "episodes_hdf5", "quality_score",
+        {e.episode_id: {"passed": (e.quality_score or 0.0) >= DEFAULT_MIN_QUALITY,
+                        "detail": f"score {e.quality_score} ({e.quality_components})"} for e in res.episodes},
+        usable=len(converted), description=QA_CHECK_SPECS[-1][1]))
+    run_id = "(not logged)"
+    if config.log_to_mlflow and res.status == "materialized":
+        with lk.local_artifact(res.manifest_prefix) as d, tempfile.TemporaryDirectory() as tmp:
+            for name in ("qa_report.html", "qa_metrics.json"):
+                shutil.copy(Path(d) / name, Path(tmp) / name)
+            if (Path(d) / "qa").is_dir():
+                shutil.copytree(Path(d) / "qa", Path(tmp) / "qa")
+            run_id = log_partition_qa(mlflow.uri(), partition=f"{day}|{robot}",
+                                      conversions=res.manifest["conversions"], thresholds=qa.to_dict(),
+                                      report_dir=Path(tmp), artifact_dir=mlflow.artifacts())
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": res.uri,
@@ -61,6 +114,9 @@ def episodes_hdf5(context: dg.AssetExecutionContext, config: EpisodesConfig, lak
             "hvla/num_frames": sum(e.num_frames for e in converted),
             "hvla/fps": config.fps,
             "hvla/episode_ids": ", ".join(e.episode_id for e in converted),
+            "hvla/quality_scores": dg.MetadataValue.json({e.episode_id: e.quality_score for e in res.episodes}),
+            "hvla/qa_report": dg.MetadataValue.url(res.uri.rstrip("/") + "/qa_report.html"),
+            "hvla/qa_mlflow_run_id": run_id,
             "hvla/not_converted": dg.MetadataValue.json(
                 {e.episode_id: e.reason for e in res.episodes if e.status != "converted"}
                 | {s["episode_id"]: s["reasons"] for s in res.skipped}) if (len(converted) < len(res.episodes) or res.skipped) else "(none)",

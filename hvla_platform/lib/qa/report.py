@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hvla_platform.lib.qa.metrics import QA_CHECKS
+from hvla_platform.lib.release_spec import DEFAULT_MIN_QUALITY
 
 THUMB_DIR = "qa"
 
@@ -61,7 +62,7 @@ def _plots(rows: Sequence[dict[str, Any]], min_quality: float) -> list[str]:
     scores = [r.get("quality_score") or 0.0 for r in rows]
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(ids) + 2), 3))
     ax.bar(range(len(ids)), scores, color=["tab:green" if s >= min_quality else "tab:red" for s in scores])
-    ax.axhline(min_quality, color="k", ls="--", lw=1, label=f"release threshold {min_quality}")
+    ax.axhline(min_quality, color="k", ls="--", lw=1, label=f"default release threshold {min_quality}")
     ax.set_xticks(range(len(ids)), ids, rotation=45, ha="right", fontsize=7)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("quality score")
@@ -94,7 +95,7 @@ def write_qa_report(out_dir: Path, *, partition: str, conversions: Sequence[dict
     """
     decisions = decisions or {}
     rows = list(conversions)
-    min_q = float(thresholds.get("min_quality", 0.0))
+    min_q = DEFAULT_MIN_QUALITY
     metrics = {
         "partition": partition, "thresholds": thresholds,
         "episodes": {r["episode_id"]: {"status": r["status"], "quality_score": r.get("quality_score"),
@@ -137,8 +138,8 @@ def write_qa_report(out_dir: Path, *, partition: str, conversions: Sequence[dict
 table{{border-collapse:collapse}} .ok{{background:#e6f4e6}} .bad{{background:#fbe3e3}} .thumbs figure{{display:inline-block;margin:4px}}
 figcaption{{font-size:10px}}</style></head><body>
 <h1>QA report — partition {e(partition)}</h1>
-<p>Episodes with a quality score below {min_q} or a failed gate are left out of releases unless a supervisor approves
-them (<code>hvla qa approve EPISODE --reason …</code>); see docs/qa.md for every check, threshold and the score formula.</p>
+<p>Episodes with a quality score below their release's <code>min_quality</code> (default {min_q}) or a failed gate are
+left out of releases unless a supervisor approves them (<code>hvla qa approve EPISODE --reason …</code>); see docs/qa.md for every check, threshold and the score formula.</p>
 {plots}
 <h2>Checks per episode</h2><table><tr><th>episode</th><th>status</th><th>score</th><th>decision</th>{head}</tr>{''.join(body)}</table>
 <h2>Not converted (failed raw checks)</h2><ul>{skipped_html}</ul>

@@ -40,8 +40,7 @@ class QAThresholds:
             which they count as identical; ``frozen_s`` of identical frames is a frozen camera.
         max_bad_frame_fraction: largest tolerated fraction of black/saturated/frozen/undecodable
             frames per camera.
-    Score
-        min_quality: episodes scoring below this are left out of releases (unless approved).
+    The release threshold on the quality score is the release spec's ``min_quality``.
     """
 
     gap_factor: float = 1.8
@@ -61,7 +60,6 @@ class QAThresholds:
     saturated_fraction: float = 0.5
     frozen_frame_mad: float = 0.25
     max_bad_frame_fraction: float = 0.02
-    min_quality: float = 0.6
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (recorded in manifests)."""
