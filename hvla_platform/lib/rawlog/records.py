@@ -1,13 +1,17 @@
 """Record-level access to MCAP files, and their MCAP-conformance JSON form.
 
-Two ways of reading an MCAP file, both through the ``mcap`` library:
+Two ways of reading an MCAP file:
 
 * **streamed** (:func:`iter_records`): a linear scan of every record, in file order, with
-  ``mcap.stream_reader.StreamReader`` (CRC validation on). This is how files without a summary
-  or index are read, and what the MCAP conformance suite's streamed runners check.
-* **indexed** (:func:`indexed_view`): ``mcap.reader.make_reader(f).get_summary()`` plus
-  ``iter_messages(log_time_order=True)``, i.e. exactly what ingest (``index.py``, ``streams.py``)
-  does, presented as schemas/channels deduplicated by id and messages in log-time order.
+  ``mcap.stream_reader.StreamReader`` (CRC validation on; chunks decoded here, by record length).
+  This is what the MCAP conformance suite's streamed runners check.
+* **indexed** (:func:`iter_indexed_messages`, :func:`read_summary_view`): the project's
+  replacement for ``mcap.reader.make_reader(f).iter_messages()``. It reads the summary section, uses
+  the chunk index to read only the chunks it needs, lazily and merged into log-time order, and
+  takes schemas/channels from the summary *or*, when the summary does not repeat them, from the
+  chunks (mcap 1.6.0's SeekingReader only looks in the summary and raises ``KeyError`` there).
+  Without a chunk index it falls back to a linear scan. :func:`indexed_view` presents its
+  result in the conformance suite's indexed form.
 
 :func:`record_to_conformance_json` serializes one record the way the conformance suite's
 ``.json`` files do.
@@ -428,7 +432,8 @@ def _iter_chunk_indexed(path: Path, f: io.BufferedReader, summary: Summary,
 
     The heap holds chunks keyed ``(message_start_time, chunk offset, -1)`` and decoded messages
     keyed ``(log_time, chunk offset, position in chunk)``: a chunk is opened before any message
-    at or after its start time is yielded, and equal log times come out in file order.
+    later than its start time is yielded (so the chunk index's start times must not overstate),
+    and equal log times come out in file order, across chunks as within one.
     """
     definitions = _Definitions(path, summary.schemas, summary.channels)
     by_offset = {ci.chunk_start_offset: ci for ci in summary.chunk_indexes}
@@ -518,7 +523,7 @@ def iter_indexed_messages(path: str | os.PathLike[str], topics: Iterable[str] | 
 def indexed_view(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
     """What the project's indexed reader reports for ``path``, in conformance JSON form.
 
-    Uses :func:`read_summary_view` and :func:`iter_indexed_messages` (what ingest uses).
+    Uses :func:`read_summary_view` and :func:`iter_indexed_messages` (the project's indexed reader).
     Returns::
 
         {"schemas": [...], "channels": [...], "messages": [...], "statistics": [...]}

@@ -17,7 +17,6 @@ indexed reader's own paths and errors on purpose-built files.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import struct
 import zlib
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 from mcap.reader import make_reader
 from mcap.records import Channel, Chunk, DataEnd, Footer, Header, Message, MessageIndex, Schema
-from mcap.writer import CompressionType, Writer
+from mcap.writer import CompressionType, IndexType, Writer
 
 from hvla_platform.lib.rawlog import records as records_module
 from hvla_platform.lib.rawlog.errors import RawLogError
@@ -374,7 +373,6 @@ def test_topic_filter_skips_chunks_by_message_index_offsets(tmp_path, chunk_read
 
 
 def test_summary_without_chunk_index_and_no_summary_are_read_linearly(tmp_path, chunk_reads):
-    from mcap.writer import IndexType
     no_chunk_index = _write_mcap(tmp_path / "a.mcap", MESSAGES, index_types=IndexType.MESSAGE)
     summary = read_summary_view(no_chunk_index)
     assert summary is not None and not summary.chunk_indexes
