@@ -157,7 +157,9 @@ def assess_streams(streams: EpisodeStreams, cameras: dict[str, DecodedCamera], e
         is_black = mean < th.black_level
         is_sat = (f >= th.saturated_level).mean(axis=(1, 2, 3)) > th.saturated_fraction if len(f) else np.zeros(0, bool)
         mad = np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3)) if len(f) > 1 else np.zeros(0)
-        same = np.concatenate([[False], mad < th.frozen_frame_mad]) if len(f) else np.zeros(0, bool)
+        # black/saturated frames are reported as such, not a second time as a frozen camera
+        plain = ~(is_black | is_sat)
+        same = np.concatenate([[False], (mad < th.frozen_frame_mad) & plain[1:] & plain[:-1]]) if len(f) else np.zeros(0, bool)
         is_frozen = np.zeros(len(f), bool)
         min_len = max(2, int(np.ceil(th.frozen_s * NOMINAL_RATES_HZ[CAMERA_TOPICS[cam]])))
         for a, b in _runs(same):
