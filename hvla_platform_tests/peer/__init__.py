@@ -1,0 +1,1 @@
+"""Peer validation: our releases checked by an independent tool (lerobot-doctor)."""
