@@ -1,10 +1,6 @@
 """Shared fixtures: a moto S3 server over real HTTP, isolated HVLA_HOME/DAGSTER_HOME."""
 
-import os
-
 import pytest
-
-os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 
 @pytest.fixture(scope="session")

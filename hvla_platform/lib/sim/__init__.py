@@ -12,13 +12,11 @@ No real humanoid logs are available, so the platform records its own in simulati
 * :mod:`.env` is the closed-loop environment policies are evaluated in;
 * :mod:`.recorder` writes ``ros2 bag``-like MCAP episodes with ``metadata.yaml``.
 
-Offscreen rendering needs an OpenGL backend; without a GPU that is OSMesa, so ``MUJOCO_GL`` is
-set to ``osmesa`` here unless the caller already chose one (it must be set before ``mujoco`` is
-imported for the first time).
+Offscreen rendering needs an OpenGL backend; without a GPU that is OSMesa: ``hvla_platform``'s
+package ``__init__`` sets ``MUJOCO_GL=osmesa`` unless the caller chose one (it must be set before
+``mujoco`` is first imported, by whichever module imports it first).
 """
 
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("MUJOCO_GL", "osmesa")

@@ -21,16 +21,13 @@ controllers, and ``data.ctrl`` holds joint targets in radians.
 from __future__ import annotations
 
 import importlib.resources
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "osmesa")
+import mujoco
+import numpy as np
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hvla_platform.lib.recording.contract import (  # noqa: E402
+from hvla_platform.lib.recording.contract import (
     CAMERA_HEIGHT,
     CAMERA_WIDTH,
     G1_ARM_JOINTS,
