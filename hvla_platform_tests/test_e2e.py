@@ -89,6 +89,7 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(env):
     rights_checks = [c for (a, n), c in checks.items() if a == "raw_mcap" and n == "rights"]
     assert any(not c.passed and "ep-b-bad" in json.dumps(c.metadata["hvla/failing_episodes"].value) for c in rights_checks)
     assert checks[("lerobot_dataset", "episode_count")].passed
+    assert checks[("lerobot_dataset", "timestamps_regular")].passed
     for qa_check in ("quality_score", "joint_limits", "camera_frozen", "action_spikes", "dropped_messages"):
         assert checks[("episodes_hdf5", qa_check)].passed, qa_check
     md = inst.fetch_materializations(dg.AssetKey("episodes_hdf5"), limit=1).records[0].asset_materialization.metadata

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from hvla_platform.lib.ingest.layout import EPISODES
 from hvla_platform.lib.lerobot_release import build_lerobot_dataset, feature_schema, load_and_probe, read_info
 from hvla_platform.lib.manifest import InputRef, build_manifest, fingerprint
+from hvla_platform.lib.qa.peer import check_lerobot_timestamps
 from hvla_platform.lib.release_spec import ReleaseSpec
 from hvla_platform.lib.releases import Selection, lerobot_prefix, select_episodes
 from hvla_platform.lib.rights import Rights, combine_rights
@@ -71,6 +72,8 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
         result = build_lerobot_dataset(spec, local_paths, root, rights=rights.to_dict(), progress=progress,
                                        source_uris=source_uris)
         probe = load_and_probe(root, spec.repo_id)
+        ts = check_lerobot_timestamps(root)
+        timestamp_problems = {str(ep_idx): r["detail"] for ep_idx, r in ts.items() if not r["passed"]}
         info = read_info(root)
         manifest = build_manifest(
             artifact_type="lerobot_dataset", artifact_uri=lake.uri(prefix), inputs=inputs, config=config,
@@ -85,7 +88,7 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
                 "excluded": sel.excluded, "approved": sel.approved,
                 "quality_scores": {e.episode_id: e.quality_score for e in sel.episodes}, "partitions": [f"{d}|{r}" for d, r in sel.partitions],
                 "feature_schema": feature_schema(info), "tasks": sorted({by_key[k].task for k in by_key}),
-                "probe": probe, "video_codec": result.video_codec,
+                "probe": probe, "video_codec": result.video_codec, "timestamp_problems": timestamp_problems,
                 "partition_inputs": sel.inputs,
             },
         )

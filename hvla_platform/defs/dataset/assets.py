@@ -41,6 +41,9 @@ class ReleaseConfig(dg.Config):
                           description="Feature names, dtypes, shapes and fps equal the previous release of the same repo_id."),
         dg.AssetCheckSpec("tasks_non_empty", asset="lerobot_dataset",
                           description="Every episode has a non-empty task instruction."),
+        dg.AssetCheckSpec("timestamps_regular", asset="lerobot_dataset", blocking=True,
+                          description="In the written Parquet, every episode's timestamps start at 0 and step by 1/fps, "
+                                      "frame_index is 0..n-1 and the global index is contiguous."),
     ],
     metadata={"hvla/layer": "dataset", "hvla/canonical": "canonical for sharing"},
 )
@@ -93,6 +96,8 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
                           "hvla/differences": "\n".join(diffs) or "(none)"}),
             dg.AssetCheckResult(check_name="tasks_non_empty", passed=bool(tasks) and all(t.strip() for t in tasks),
                                 metadata={"hvla/tasks": "\n".join(tasks) or "(none)"}),
+            dg.AssetCheckResult(check_name="timestamps_regular", passed=not m.get("timestamp_problems"),
+                                metadata={"hvla/problems": dg.MetadataValue.json(m.get("timestamp_problems") or {})}),
         ],
     )
 

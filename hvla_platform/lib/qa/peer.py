@@ -369,8 +369,9 @@ def check_lerobot_timestamps(dataset_root: str | os.PathLike[str], *, tolerance:
     ``index`` must continue the previous episode's.
 
     Returns ``{episode_index: {"passed", "detail", "frames"}}`` with ``frames`` the frame indices
-    *before* each bad step (doctor's convention). Not wired into the pipeline: the pipeline resamples
-    onto a uniform grid, so this guards the writer, not the recordings.
+    *before* each bad step (doctor's convention). The pipeline runs it on every release it writes
+    (``lerobot_dataset``'s ``timestamps_regular`` check): it resamples onto a uniform grid, so this
+    guards the writer, not the recordings.
 
     Raises:
         FileNotFoundError: no ``meta/info.json`` or no data parquet.
