@@ -1,17 +1,22 @@
 """Record-level access to MCAP files, and their MCAP-conformance JSON form.
 
-Two ways of reading an MCAP file:
+Two ways of reading an MCAP file, both on the project's strict framing
+(:mod:`hvla_platform.lib.rawlog.framing`: CRCs, truncation offsets, the
+:data:`~hvla_platform.lib.rawlog.framing.MAX_RECORD_BYTES` cap on records and decompressed
+chunks, chunk records parsed by their declared lengths):
 
-* **streamed** (:func:`iter_records`): a linear scan of every record, in file order, with
-  ``mcap.stream_reader.StreamReader`` (CRC validation on; chunks decoded here, by record length).
-  This is what the MCAP conformance suite's streamed runners check.
+* **streamed** (:func:`iter_records`): every record, in file order: the linear scan
+  :class:`~hvla_platform.lib.rawlog.framing.LinearScan`, the same one ingest's
+  :class:`~hvla_platform.lib.rawlog.index.McapScan` is built on. This is what the MCAP
+  conformance suite's streamed runners check.
 * **indexed** (:func:`iter_indexed_messages`, :func:`read_summary_view`): the project's
-  replacement for ``mcap.reader.make_reader(f).iter_messages()``. It reads the summary section, uses
-  the chunk index to read only the chunks it needs, lazily and merged into log-time order, and
-  takes schemas/channels from the summary *or*, when the summary does not repeat them, from the
-  chunks (mcap 1.6.0's SeekingReader only looks in the summary and raises ``KeyError`` there).
-  Without a chunk index it falls back to a linear scan. :func:`indexed_view` presents its
-  result in the conformance suite's indexed form.
+  replacement for ``mcap.reader.make_reader(f).iter_messages()``, used by conversion
+  (:mod:`hvla_platform.lib.rawlog.streams`). It reads the summary section, uses the chunk index to
+  read only the chunks it needs, lazily and merged into log-time order, and takes schemas/channels
+  from the summary *or*, when the summary does not repeat them, from the chunks (mcap 1.6.0's
+  SeekingReader only looks in the summary and raises ``KeyError`` there). Without a chunk index
+  it falls back to the linear scan. :func:`indexed_view` presents its result in the conformance
+  suite's indexed form.
 
 :func:`record_to_conformance_json` serializes one record the way the conformance suite's
 ``.json`` files do.
@@ -32,141 +37,38 @@ from those ``.json`` files:
 
 Errors: every failure to read a file (missing, not MCAP, truncated, bad CRC, bad compression,
 records referring to ids the reader cannot resolve) is raised as
-:class:`~hvla_platform.lib.rawlog.errors.RawLogError` with reason ``unreadable`` and the
-underlying exception's type and message as detail.
+:class:`~hvla_platform.lib.rawlog.errors.RawLogError` with reason ``unreadable``, or
+``too_large`` for a record or decompressed chunk above the cap.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
-import io
 import os
-import struct
-import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mcap.exceptions import McapError
 from mcap.opcode import Opcode
-from mcap.data_stream import ReadDataStream
-from mcap.records import (AttachmentIndex, Channel, Chunk, ChunkIndex, Footer, McapRecord, Message,
-                          MetadataIndex, Schema, Statistics)
-from mcap.stream_reader import StreamReader, get_chunk_data_stream
+from mcap.records import (AttachmentIndex, Channel, Chunk, ChunkIndex, McapRecord, Message, MetadataIndex, Schema,
+                          Statistics)
 from mcap.summary import Summary
 
 from hvla_platform.lib.rawlog.errors import RawLogError
+from hvla_platform.lib.rawlog.framing import LinearScan, McapFile, open_mcap, record_name
 
 __all__ = ["iter_records", "iter_indexed_messages", "read_summary_view", "record_to_conformance_json",
            "indexed_view"]
-
-# Records a Chunk may contain (MCAP spec, "Chunk": Schema, Channel and Message records).
-_CHUNK_RECORD_READERS = {
-    Opcode.SCHEMA: lambda stream, length: Schema.read(stream),
-    Opcode.CHANNEL: lambda stream, length: Channel.read(stream),
-    Opcode.MESSAGE: lambda stream, length: Message.read(stream, length),
-}
-
-# Chunk compressions the spec defines ("" is none).
-_COMPRESSIONS = frozenset(["", "zstd", "lz4"])
-
-# Byte offset of the end of Footer.summary_offset_start inside the Footer record:
-# opcode (1) + record length (8) + summary_start (8) + summary_offset_start (8).
-_FOOTER_CRC_END = 1 + 8 + 8 + 8
-
-
-@contextmanager
-def _unreadable(path: Path) -> Iterator[None]:
-    """Translate whatever the mcap library (or its codecs) raises into ``RawLogError``."""
-    try:
-        yield
-    except RawLogError:
-        raise
-    except (McapError, EOFError, ValueError, KeyError, IndexError, OSError, RuntimeError,
-            struct.error) as exc:
-        # ValueError covers mcap's CRCValidationError and UnicodeDecodeError of bad strings.
-        raise RawLogError(path, "unreadable", f"{type(exc).__name__}: {exc}") from exc
-    except Exception as exc:  # compression libraries raise their own error types (zstd, lz4)
-        if type(exc).__module__.split(".")[0] in ("zstandard", "lz4", "_lz4"):
-            raise RawLogError(path, "unreadable", f"{type(exc).__name__}: {exc}") from exc
-        raise
-
-
-def _iter_bodies(path: Path, data: bytes, readers: dict, where: str) -> Iterator[McapRecord]:
-    """Parse the records laid end to end in ``data`` (a chunk's or the summary's content).
-
-    Each record is parsed from exactly its declared length: trailing bytes past the known fields
-    are skipped, a record that needs more than its length or overruns ``data`` is an error, and
-    opcodes not in ``readers`` are skipped.
-    """
-    size, pos = len(data), 0
-    while pos < size:
-        if size - pos < 9:
-            raise RawLogError(path, "unreadable", f"{size - pos} stray bytes at the end of {where}")
-        opcode = data[pos]
-        (length,) = struct.unpack_from("<Q", data, pos + 1)
-        start, pos = pos + 9, pos + 9 + length
-        if pos > size:
-            raise RawLogError(path, "unreadable",
-                              f"record (opcode {opcode:#04x}) of {length} bytes overruns {where}")
-        reader = readers.get(opcode)
-        if reader is None:
-            continue
-        stream = ReadDataStream(io.BytesIO(data[start:pos]))
-        try:
-            record = reader(stream, length)
-        except (EOFError, struct.error) as exc:
-            raise RawLogError(path, "unreadable",
-                              f"record (opcode {opcode:#04x}) is longer than its declared {length} "
-                              f"bytes in {where}") from exc
-        yield record
-
-
-def _chunk_records(path: Path, chunk: Chunk, where: str = "its chunk") -> Iterator[McapRecord]:
-    """Yield the records inside ``chunk``, honouring each inner record's declared length.
-
-    The spec lets a record carry bytes after its known fields (newer minor versions may add
-    fields); a reader must skip them using the record length, inside chunks as elsewhere.
-    Unknown record types are skipped. The chunk's uncompressed CRC is checked when non-zero, and
-    a compression the spec does not define is an error (the library would treat it as none).
-    """
-    if chunk.compression not in _COMPRESSIONS:
-        raise RawLogError(path, "unreadable", f"unknown chunk compression {chunk.compression!r}")
-    stream, size = get_chunk_data_stream(chunk, validate_crc=True)
-    yield from _iter_bodies(path, stream.read(size), _CHUNK_RECORD_READERS, where)
-
-
-def _check_summary_crc(path: Path, f: io.BufferedReader, footer: Footer, footer_start: int) -> None:
-    """Check ``Footer.summary_crc``: CRC32 from the summary start through ``summary_offset_start``."""
-    if footer.summary_crc == 0:
-        return
-    start = footer.summary_start or footer.summary_offset_start or footer_start
-    end = footer_start + _FOOTER_CRC_END
-    if not 0 <= start <= footer_start:
-        raise RawLogError(path, "unreadable",
-                          f"summary_start {start} lies outside the file before the footer")
-    f.seek(start)
-    crc, left = 0, end - start
-    while left > 0:
-        block = f.read(min(left, 1 << 20))
-        if not block:
-            raise RawLogError(path, "unreadable", "file ends inside the summary section")
-        crc = zlib.crc32(block, crc)
-        left -= len(block)
-    if crc != footer.summary_crc:
-        raise RawLogError(path, "unreadable",
-                          f"summary CRC mismatch: footer says {footer.summary_crc}, computed {crc}")
 
 
 def iter_records(path: str | os.PathLike[str], *, emit_chunks: bool = False) -> Iterator[McapRecord]:
     """Yield every record of the MCAP file at ``path``, in file order (a linear scan).
 
-    Built on ``mcap.stream_reader.StreamReader`` with ``validate_crcs=True``: the DataEnd
-    ``data_section_crc`` and each Chunk's ``uncompressed_crc`` are checked when non-zero; the
-    Footer's ``summary_crc`` is checked here as well. Attachment CRCs are not checked (the
-    library's Attachment reader skips them), but their bytes are covered by the data-section CRC.
+    The records of :class:`~hvla_platform.lib.rawlog.framing.LinearScan`: the DataEnd
+    ``data_section_crc``, each Chunk's ``uncompressed_crc`` and the Footer's ``summary_crc`` are
+    checked when non-zero (Attachment CRCs are not, but the data-section CRC covers their bytes);
+    records and decompressed chunks above ``MAX_RECORD_BYTES`` are refused.
 
     Every record type is yielded: Header, Schema, Channel, Message, Chunk (see below),
     MessageIndex, ChunkIndex, Attachment, AttachmentIndex, Metadata, MetadataIndex, Statistics,
@@ -180,31 +82,11 @@ def iter_records(path: str | os.PathLike[str], *, emit_chunks: bool = False) -> 
 
     Raises:
         RawLogError: reason ``unreadable`` (missing file, bad magic, truncated, bad CRC,
-            unsupported or corrupt compression, malformed record), raised when the bad part is
-            reached, so records before it may already have been yielded.
+            unsupported or corrupt compression, malformed record) or ``too_large``, raised when
+            the bad part is reached, so records before it may already have been yielded.
     """
-    path = Path(path)
-    with _unreadable(path):
-        with open(path, "rb") as f:
-            reader = StreamReader(f, emit_chunks=True, validate_crcs=True)
-            records = reader.records
-            record_end = f.tell()
-            while True:
-                record_start = record_end
-                try:
-                    record = next(records)
-                except StopIteration:
-                    break
-                record_end = f.tell()
-                if isinstance(record, Chunk) and not emit_chunks:
-                    yield from _chunk_records(path, record)
-                    continue
-                if isinstance(record, Footer):
-                    # Finish the stream first: the trailing magic is read after the footer.
-                    for _ in records:
-                        pass
-                    _check_summary_crc(path, f, record, record_start)
-                yield record
+    for _, record in LinearScan(path).records(emit_chunks=emit_chunks):
+        yield record
 
 
 def _to_json_value(value: Any) -> Any:
@@ -247,51 +129,23 @@ def record_to_conformance_json(record: McapRecord) -> dict[str, Any]:
 
 # Records the summary section may hold (MCAP spec, "Summary Section"). SummaryOffset records are
 # only pointers into the summary itself and are skipped, like unknown opcodes.
-_SUMMARY_RECORD_READERS = {
-    Opcode.SCHEMA: lambda stream, length: Schema.read(stream),
-    Opcode.CHANNEL: lambda stream, length: Channel.read(stream),
-    Opcode.STATISTICS: lambda stream, length: Statistics.read(stream),
-    Opcode.CHUNK_INDEX: lambda stream, length: ChunkIndex.read(stream),
-    Opcode.ATTACHMENT_INDEX: lambda stream, length: AttachmentIndex.read(stream),
-    Opcode.METADATA_INDEX: lambda stream, length: MetadataIndex.read(stream),
-}
-
-_MAGIC = b"\x89MCAP0\r\n"
-_FOOTER_BODY_LENGTH = 8 + 8 + 4  # summary_start, summary_offset_start, summary_crc
-_FOOTER_RECORD_LENGTH = 1 + 8 + _FOOTER_BODY_LENGTH
+_SUMMARY_OPCODES = frozenset([Opcode.SCHEMA, Opcode.CHANNEL, Opcode.STATISTICS, Opcode.CHUNK_INDEX,
+                              Opcode.ATTACHMENT_INDEX, Opcode.METADATA_INDEX])
 
 
-def _read_footer(path: Path, f: io.BufferedReader) -> tuple[Footer, int]:
-    """Check both magics and return the Footer and its byte offset."""
-    size = f.seek(0, io.SEEK_END)
-    if size < 2 * len(_MAGIC) + _FOOTER_RECORD_LENGTH:
-        raise RawLogError(path, "unreadable", f"file of {size} bytes is too short to be MCAP")
-    f.seek(0)
-    if f.read(len(_MAGIC)) != _MAGIC:
-        raise RawLogError(path, "unreadable", "no MCAP magic at the start of the file")
-    footer_start = size - len(_MAGIC) - _FOOTER_RECORD_LENGTH
-    f.seek(footer_start)
-    tail = f.read(_FOOTER_RECORD_LENGTH + len(_MAGIC))
-    if tail[_FOOTER_RECORD_LENGTH:] != _MAGIC:
-        raise RawLogError(path, "unreadable", "no MCAP magic at the end of the file (truncated?)")
-    opcode, length = tail[0], struct.unpack_from("<Q", tail, 1)[0]
-    if opcode != Opcode.FOOTER or length != _FOOTER_BODY_LENGTH:
-        raise RawLogError(path, "unreadable", "no Footer record before the closing magic")
-    return Footer(*struct.unpack_from("<QQI", tail, 9)), footer_start
-
-
-def _read_summary(path: Path, f: io.BufferedReader) -> Summary | None:
-    footer, footer_start = _read_footer(path, f)
+def _read_summary(mf: McapFile) -> tuple[Summary | None, int]:
+    """The summary (``None`` without one) and where it starts (where the data section ends)."""
+    footer, footer_start = mf.read_footer()
     if footer.summary_start == 0:
-        return None
-    if not len(_MAGIC) <= footer.summary_start <= footer_start:
-        raise RawLogError(path, "unreadable",
-                          f"footer summary_start {footer.summary_start} lies outside the file")
-    _check_summary_crc(path, f, footer, footer_start)
-    f.seek(footer.summary_start)
-    data = f.read(footer_start - footer.summary_start)
+        return None, footer_start
+    mf.check_summary(footer, footer_start)
     summary = Summary()
-    for record in _iter_bodies(path, data, _SUMMARY_RECORD_READERS, "the summary section"):
+    for pos, opcode, body in mf.records(footer.summary_start, footer_start):
+        if opcode in (Opcode.MESSAGE, Opcode.CHUNK):
+            raise mf.err("unreadable", f"{record_name(opcode)} at byte {pos} is inside the summary section")
+        if opcode not in _SUMMARY_OPCODES:
+            continue
+        record = mf.parse(opcode, body, f"at byte {pos}")
         if isinstance(record, Schema):
             summary.schemas.setdefault(record.id, record)
         elif isinstance(record, Channel):
@@ -304,7 +158,7 @@ def _read_summary(path: Path, f: io.BufferedReader) -> Summary | None:
             summary.attachment_indexes.append(record)
         elif isinstance(record, MetadataIndex):
             summary.metadata_indexes.append(record)
-    return summary
+    return summary, footer.summary_start
 
 
 def read_summary_view(path: str | os.PathLike[str]) -> Summary | None:
@@ -312,8 +166,9 @@ def read_summary_view(path: str | os.PathLike[str]) -> Summary | None:
 
     The equivalent of ``mcap.reader.make_reader(f).get_summary()``, but: both magics and the
     Footer are checked, the footer's ``summary_crc`` is verified when non-zero, every summary
-    record is parsed from exactly its declared length (trailing bytes skipped), and the first
-    Schema/Channel record of an id wins. The result is an ``mcap.summary.Summary``.
+    record is framed strictly (truncation, ``MAX_RECORD_BYTES``) and parsed from exactly its
+    declared length (trailing bytes skipped), and the first Schema/Channel record of an id wins.
+    The result is an ``mcap.summary.Summary``.
 
     It is a *view of what the summary section stores*, nothing more: a file need not repeat its
     Schema and Channel records there, so ``schemas``/``channels`` may be incomplete or empty (use
@@ -321,28 +176,23 @@ def read_summary_view(path: str | os.PathLike[str]) -> Summary | None:
     ``statistics`` is ``None`` when the writer wrote no Statistics record.
 
     Raises:
-        RawLogError: reason ``unreadable``.
+        RawLogError: reason ``unreadable`` or ``too_large``.
     """
-    path = Path(path)
-    with _unreadable(path):
-        with open(path, "rb") as f:
-            return _read_summary(path, f)
+    mf = open_mcap(path)
+    with mf.f:
+        return _read_summary(mf)[0]
 
 
-def _read_indexed_chunk(path: Path, f: io.BufferedReader, index: ChunkIndex) -> Chunk:
-    """Read the Chunk record a ChunkIndex points to."""
-    f.seek(index.chunk_start_offset)
-    head = f.read(9)
-    if len(head) < 9 or head[0] != Opcode.CHUNK:
-        raise RawLogError(path, "unreadable",
-                          f"chunk index points at offset {index.chunk_start_offset}, "
-                          "which does not hold a Chunk record")
-    (length,) = struct.unpack_from("<Q", head, 1)
-    body = f.read(length)
-    if len(body) < length:
-        raise RawLogError(path, "unreadable",
-                          f"Chunk at offset {index.chunk_start_offset} runs past the end of the file")
-    return Chunk.read(ReadDataStream(io.BytesIO(body)))
+def _read_indexed_chunk(mf: McapFile, index: ChunkIndex, data_end: int) -> Chunk:
+    """Read the Chunk record a ChunkIndex points to (it must end before ``data_end``)."""
+    offset = index.chunk_start_offset
+    if not 0 < offset < data_end:
+        raise mf.err("unreadable", f"chunk index points at offset {offset}, outside the data section")
+    mf.f.seek(offset)
+    if mf.f.read(1) != bytes([Opcode.CHUNK]):
+        raise mf.err("unreadable", f"chunk index points at offset {offset}, which does not hold a Chunk record")
+    _, body = mf.record_at(offset, data_end)
+    return mf.parse(Opcode.CHUNK, body, f"at byte {offset}")
 
 
 def _topic_set(topics: Iterable[str] | str | None) -> frozenset[str] | None:
@@ -425,8 +275,7 @@ def _chunk_may_match(index: ChunkIndex, topics: frozenset[str] | None,
     return False
 
 
-def _iter_chunk_indexed(path: Path, f: io.BufferedReader, summary: Summary,
-                        topics: frozenset[str] | None
+def _iter_chunk_indexed(mf: McapFile, summary: Summary, data_end: int, topics: frozenset[str] | None
                         ) -> Iterator[tuple[Schema | None, Channel, Message]]:
     """Merge the indexed chunks in log-time order, decoding each only when its turn comes.
 
@@ -435,6 +284,7 @@ def _iter_chunk_indexed(path: Path, f: io.BufferedReader, summary: Summary,
     later than its start time is yielded (so the chunk index's start times must not overstate),
     and equal log times come out in file order, across chunks as within one.
     """
+    path = mf.path
     definitions = _Definitions(path, summary.schemas, summary.channels)
     by_offset = {ci.chunk_start_offset: ci for ci in summary.chunk_indexes}
     heap: list[tuple[int, int, int, Any]] = [
@@ -452,8 +302,8 @@ def _iter_chunk_indexed(path: Path, f: io.BufferedReader, summary: Summary,
                 yield schema, channel, item
             continue
         where = f"the Chunk at offset {offset}"
-        chunk = _read_indexed_chunk(path, f, item)
-        for n, record in enumerate(_chunk_records(path, chunk, where)):
+        chunk = _read_indexed_chunk(mf, item, data_end)
+        for n, record in enumerate(mf.chunk_records(chunk, offset)):
             if not isinstance(record, Message):
                 definitions.add(record)
                 continue
@@ -495,29 +345,31 @@ def iter_indexed_messages(path: str | os.PathLike[str], topics: Iterable[str] | 
       :func:`iter_records` (all CRCs checked), then messages are stably sorted by log time. Like
       ``mcap``'s NonSeekingReader, this holds the file's messages in memory.
 
-    The summary CRC is checked when non-zero; the data-section CRC only on the linear path (the
-    indexed path does not read the whole data section, as with ``mcap``'s SeekingReader).
+    Both paths use the strict framing of :mod:`~hvla_platform.lib.rawlog.framing`: records and
+    decompressed chunks above ``MAX_RECORD_BYTES`` are refused (``too_large``) before they are
+    loaded. The summary CRC is checked when non-zero; the data-section CRC only on the linear path
+    (the indexed path does not read the whole data section, as with ``mcap``'s SeekingReader).
 
     Raises:
-        RawLogError: reason ``unreadable`` (missing file, bad magic, truncated, bad CRC, bad or
-            unknown compression, malformed record, a chunk index that does not point at a Chunk or
-            understates its start time, a message whose channel or schema the file never
-            defines, statistics that disagree with the chunks). Raised when the bad part is
-            reached, so some messages may already have been yielded.
+        RawLogError: reason ``too_large`` (see above) or ``unreadable`` (missing file, bad magic,
+            truncated, bad CRC, bad or unknown compression, malformed record, a chunk index that
+            does not point at a Chunk or understates its start time, a message whose channel or
+            schema the file never defines, statistics that disagree with the chunks). Raised when
+            the bad part is reached, so some messages may already have been yielded.
     """
     path = Path(path)
     wanted = _topic_set(topics)
-    with _unreadable(path):
-        with open(path, "rb") as f:
-            summary = _read_summary(path, f)
-            indexed = summary is not None and len(summary.chunk_indexes) > 0
-            if indexed and summary.statistics is not None:
-                distinct = {ci.chunk_start_offset for ci in summary.chunk_indexes}
-                indexed = summary.statistics.chunk_count == len(distinct)
-            if indexed:
-                yield from _iter_chunk_indexed(path, f, summary, wanted)
-                return
-        yield from _iter_linear(path, wanted)
+    mf = open_mcap(path)
+    with mf.f:
+        summary, data_end = _read_summary(mf)
+        indexed = summary is not None and len(summary.chunk_indexes) > 0
+        if indexed and summary.statistics is not None:
+            distinct = {ci.chunk_start_offset for ci in summary.chunk_indexes}
+            indexed = summary.statistics.chunk_count == len(distinct)
+        if indexed:
+            yield from _iter_chunk_indexed(mf, summary, data_end, wanted)
+            return
+    yield from _iter_linear(path, wanted)
 
 
 def indexed_view(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:

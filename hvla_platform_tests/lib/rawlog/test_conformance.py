@@ -1,9 +1,12 @@
 """The MCAP conformance suite (foxglove/mcap tests/conformance) against our two ways of reading MCAP.
 
-* streamed: ``iter_records`` (StreamReader, CRCs on), MessageIndex records left out, serialized
-  with ``record_to_conformance_json``, must equal the case's ``.json`` "records" exactly.
-* indexed: ``indexed_view`` (``read_summary_view`` + ``iter_indexed_messages``, the reader ingest
-  uses) must equal what upstream's indexed runners derive from the same "records": schemas and
+Both readers are production code on the one strict framing core (``rawlog/framing.py``):
+
+* streamed: ``iter_records`` (``framing.LinearScan``, the scan ingest's ``McapScan``/``index_mcap``
+  is built on), MessageIndex records left out, serialized with ``record_to_conformance_json``,
+  must equal the case's ``.json`` "records" exactly.
+* indexed: ``indexed_view`` (``read_summary_view`` + ``iter_indexed_messages``, the reader
+  conversion's ``read_episode_streams`` uses) must equal what upstream's indexed runners derive from the same "records": schemas and
   channels deduplicated by id (first occurrence) and sorted by id, messages stably sorted by log
   time, and the Statistics records.
 
@@ -29,6 +32,8 @@ from mcap.writer import CompressionType, IndexType, Writer
 
 from hvla_platform.lib.rawlog import records as records_module
 from hvla_platform.lib.rawlog.errors import RawLogError
+from hvla_platform.lib.rawlog.framing import MAX_RECORD_BYTES
+from hvla_platform.lib.rawlog.index import McapScan
 from hvla_platform.lib.rawlog.records import (
     indexed_view,
     iter_indexed_messages,
@@ -124,6 +129,17 @@ def test_suite_is_complete():
 def test_streamed_reader_matches_expected_records(case: Path):
     got = [record_to_conformance_json(r) for r in iter_records(case) if not isinstance(r, MessageIndex)]
     assert got == _expected_records(case)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_ingest_scan_yields_the_streamed_messages(case: Path):
+    """``McapScan`` (ingest's ``index_mcap``) is ``iter_records``' scan plus checks: same messages."""
+    scan = McapScan(case)
+    got = [(s, c, m) for s, c, m in scan.messages()]
+    records = list(iter_records(case))
+    assert [m for _, _, m in got] == [r for r in records if isinstance(r, Message)]
+    channels = {r.id: r for r in reversed(records) if isinstance(r, Channel)}
+    assert scan.channels == channels and all(channels[c.id] == c for _, c, _ in got)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
@@ -261,7 +277,7 @@ def test_chunk_inner_records_with_extra_bytes_and_unknown_opcodes_are_skipped_by
     bad = bytearray(data)
     bad[data.index(b"payload")] ^= 0xFF  # breaks the chunk CRC (and the data-section CRC)
     (tmp_path / "badcrc.mcap").write_bytes(bytes(bad))
-    with pytest.raises(RawLogError, match="crc validation failed in Chunk"):
+    with pytest.raises(RawLogError, match="CRC mismatch in Chunk at byte"):
         list(iter_records(tmp_path / "badcrc.mcap"))
 
 
@@ -293,7 +309,7 @@ def test_streamed_reader_checks_data_section_and_summary_crcs(tmp_path):
     msg = bytearray(_case("OneMessage").read_bytes())
     msg[msg.rindex(b"\x01\x02\x03")] ^= 0x40  # message payload: DataEnd CRC no longer matches
     (tmp_path / "data.mcap").write_bytes(bytes(msg))
-    with pytest.raises(RawLogError, match="crc validation failed in DataEnd"):
+    with pytest.raises(RawLogError, match="CRC mismatch of the data section"):
         list(iter_records(tmp_path / "data.mcap"))
 
     stat = bytearray(_case("OneMessage-st-sum").read_bytes())
@@ -301,7 +317,7 @@ def test_streamed_reader_checks_data_section_and_summary_crcs(tmp_path):
     assert stat[footer.summary_start] == 0x0B, "summary starts with the Statistics record"
     stat[footer.summary_start + 9 + 7] ^= 0x01  # high byte of Statistics.message_count
     (tmp_path / "summary.mcap").write_bytes(bytes(stat))
-    with pytest.raises(RawLogError, match="summary CRC mismatch"):
+    with pytest.raises(RawLogError, match="CRC mismatch of the summary section"):
         list(iter_records(tmp_path / "summary.mcap"))
 
 
@@ -337,9 +353,9 @@ def chunk_reads(monkeypatch) -> list[int]:
     reads: list[int] = []
     original = records_module._read_indexed_chunk
 
-    def spy(path, f, index):
+    def spy(mf, index, data_end):
         reads.append(index.chunk_start_offset)
-        return original(path, f, index)
+        return original(mf, index, data_end)
 
     monkeypatch.setattr(records_module, "_read_indexed_chunk", spy)
     return reads
@@ -445,3 +461,46 @@ def test_undefined_channel_and_unknown_compression_are_unreadable(tmp_path):
     for read in (iter_records, iter_indexed_messages):
         with pytest.raises(RawLogError, match="unknown chunk compression 'foo'"):
             list(read(tmp_path / "foo.mcap"))
+
+
+# --- the record / decompressed-chunk cap, on every reader ----------------------------------------
+
+def _patched(path: Path, edits: list[tuple[int, str, int]], name: str) -> Path:
+    data = bytearray(path.read_bytes())
+    for offset, fmt, value in edits:
+        struct.pack_into(fmt, data, offset, value)
+    out = path.with_name(name)
+    out.write_bytes(bytes(data))
+    return out
+
+
+READERS = {
+    "streamed": lambda p: list(iter_records(p)),
+    "indexed": lambda p: list(iter_indexed_messages(p)),
+    "indexed_topic": lambda p: list(iter_indexed_messages(p, topics="/b")),
+}
+
+
+@pytest.mark.parametrize("read", READERS.values(), ids=READERS)
+def test_records_and_chunks_above_the_cap_are_refused_before_loading(tmp_path, read):
+    """A chunk declaring a huge decompressed size, or a record declaring a huge length: too_large."""
+    path = _write_mcap(tmp_path / "x.mcap", MESSAGES)
+    chunks = [ci.chunk_start_offset for ci in read_summary_view(path).chunk_indexes]
+    huge_chunk = _patched(path, [(c + 9 + 16, "<Q", 2**30) for c in chunks], "huge-chunk.mcap")
+    with pytest.raises(RawLogError, match=f"Chunk at byte \\d+ decompresses to 1073741824 bytes, "
+                                          f"more than the {MAX_RECORD_BYTES}-byte record limit") as err:
+        read(huge_chunk)
+    assert err.value.reason == "too_large"
+
+    huge_record = _patched(path, [(c + 1, "<Q", 2**40) for c in chunks], "huge-record.mcap")
+    with pytest.raises(RawLogError, match=f"Chunk record at byte \\d+ is {2**40} bytes, more than") as err:
+        read(huge_record)
+    assert err.value.reason == "too_large"
+
+
+def test_summary_records_above_the_cap_are_refused(tmp_path):
+    huge = _patch_summary(_write_mcap(tmp_path / "x.mcap", MESSAGES), STATISTICS, -8, "<Q", 2**40)
+    for read in (read_summary_view, *READERS.values()):
+        with pytest.raises(RawLogError, match=f"Statistics record at byte \\d+ is {2**40} bytes") as err:
+            read(huge)
+        assert err.value.reason == "too_large"
