@@ -46,6 +46,17 @@ class ReleaseSpecError(ValueError):
     """A release spec is malformed."""
 
 
+def _grant(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not raw.get("reference") or not raw.get("granted_by"):
+        raise ReleaseSpecError("'cross_customer_grant' needs 'reference', 'granted_by' and 'customers'")
+    customers = raw.get("customers")
+    if not isinstance(customers, list) or len(customers) < 2 or not all(isinstance(c, str) for c in customers):
+        raise ReleaseSpecError("'cross_customer_grant.customers' must list the (two or more) customers it allows to mix")
+    return {"reference": str(raw["reference"]), "granted_by": str(raw["granted_by"]), "customers": sorted(customers)}
+
+
 @dataclass(frozen=True)
 class ReleaseSpec:
     """A dataset release: see the module docstring for the YAML form.
@@ -66,6 +77,9 @@ class ReleaseSpec:
         robot_type: LeRobot ``robot_type``.
         min_quality: episodes with a lower quality score, or a failed QA gate, are left out unless a
             supervisor approved them; rejected episodes are always left out.
+        cross_customer_grant: a release may hold data of more than one customer only under a grant
+            ``{reference, granted_by, customers: [...]}`` naming every customer it mixes (seed 000:
+            data of customer A must not silently flow into customer B's pipeline).
     """
 
     name: str
@@ -82,6 +96,7 @@ class ReleaseSpec:
     robot_type: str = ROBOT_MODEL_G1
     description: str = ""
     min_quality: float = DEFAULT_MIN_QUALITY
+    cross_customer_grant: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -136,6 +151,7 @@ class ReleaseSpec:
             robot_type=str(data.get("robot_type", ROBOT_MODEL_G1)),
             description=str(data.get("description", "")),
             min_quality=float(data.get("min_quality", DEFAULT_MIN_QUALITY)),
+            cross_customer_grant=_grant(data.get("cross_customer_grant")),
         )
 
     @classmethod
@@ -151,6 +167,10 @@ class ReleaseSpec:
         """JSON/YAML-serialisable form (round-trips through :meth:`from_mapping`)."""
         d = asdict(self)
         d.pop("extra")
+        if d["cross_customer_grant"] is None:
+            d.pop("cross_customer_grant")
+        else:
+            d["cross_customer_grant"] = dict(d["cross_customer_grant"])
         d["partitions"] = [{"capture_day": c, "robot_id": r} for c, r in self.partitions] or "all"
         d["heldout"] = {"fraction": d.pop("heldout_fraction"), "seed": d.pop("heldout_seed"),
                         "episode_ids": list(d.pop("heldout_episode_ids"))}

@@ -12,7 +12,7 @@ from hvla_platform.lib.manifest import manifest_sha256
 from hvla_platform.lib.qa.decisions import latest_decisions
 from hvla_platform.lib.qa.score import GATES
 from hvla_platform.lib.release_spec import ReleaseSpec
-from hvla_platform.lib.rights import Rights
+from hvla_platform.lib.rights import Rights, RightsError
 from hvla_platform.lib.storage.lake import Lake
 
 
@@ -153,8 +153,34 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
             ))
     if not sel.episodes:
         raise ValueError(f"release {spec.name} selects no usable episode (excluded: {sel.excluded or 'none'})")
+    check_customer_mixing(spec, sel)
     sel.episodes.sort(key=lambda e: e.episode_id)
     return sel
+
+
+def check_customer_mixing(spec: ReleaseSpec, sel: Selection) -> None:
+    """Refuse a release that mixes customers without a grant naming all of them.
+
+    Raises:
+        RightsError: the selected episodes belong to more than one customer and the spec has no
+            ``cross_customer_grant`` covering every one of them (the message names the customers
+            and their episodes).
+    """
+    by_customer: dict[str, list[str]] = {}
+    for e in sel.episodes:
+        for c in e.rights.customers:
+            by_customer.setdefault(c, []).append(e.episode_id)
+    if len(by_customer) <= 1:
+        return
+    grant = spec.cross_customer_grant
+    if grant and set(by_customer) <= set(grant["customers"]):
+        return
+    detail = "; ".join(f"{c}: {len(eps)} episode(s), e.g. {eps[0]}" for c, eps in sorted(by_customer.items()))
+    missing = sorted(set(by_customer) - set(grant["customers"])) if grant else sorted(by_customer)
+    raise RightsError(
+        f"release {spec.name} would mix customers ({detail}) without a cross-customer grant covering "
+        f"{missing}; restrict its partitions to one customer or add cross_customer_grant "
+        "{reference, granted_by, customers} to the release spec")
 
 
 def previous_release_manifest(lake: Lake, spec: ReleaseSpec) -> dict[str, Any] | None:
