@@ -1,8 +1,11 @@
 """Decode the contract streams of one raw recording (ROS 2 CDR in MCAP) into arrays.
 
-The file is read with :class:`~hvla_platform.lib.rawlog.index.McapScan` (the same validating
-linear scan ingest uses: CRCs, truncation, record-size limit; no summary needed) and messages are
-decoded with ``mcap_ros2.decoder.DecoderFactory`` (mcap-ros2-support). Times are the messages'
+The contract topics are read with :func:`~hvla_platform.lib.rawlog.records.iter_indexed_messages`
+(the indexed reader the MCAP conformance suite checks: chunk index, only the chunks holding these
+topics, log-time order; a linear scan when the file has no chunk index; strict framing with CRCs,
+truncation offsets and the record-size limit). Conversion runs only on episodes whose raw checks,
+a full strict linear scan by :func:`~hvla_platform.lib.rawlog.index.index_mcap`, passed. Messages
+are decoded with ``mcap_ros2.decoder.DecoderFactory`` (mcap-ros2-support). Times are the messages'
 ``header.stamp`` (the sample time on the robot), in ns since the Unix epoch.
 """
 
@@ -17,10 +20,11 @@ from typing import Any, Callable
 
 import numpy as np
 from mcap.exceptions import McapError
+from mcap.records import Channel, Schema
 from mcap_ros2.decoder import DecoderFactory
 
 from hvla_platform.lib.rawlog.errors import RawLogError
-from hvla_platform.lib.rawlog.index import McapScan
+from hvla_platform.lib.rawlog.records import iter_indexed_messages, iter_records
 from hvla_platform.lib.recording.contract import (
     CAMERA_TOPICS,
     G1_ARM_JOINTS,
@@ -94,29 +98,42 @@ def _joint_stream(path: Path, topic: str, msgs: list, expected: list[str]) -> Jo
     return JointStream(stamps_ns=stamps, position=pos, velocity=vel, names=list(expected))
 
 
+def _add_channel_types(path: Path, seen_types: dict[str, str]) -> None:
+    """Add the schema names of required topics whose channel is defined but carries no message.
+
+    Only on the error path (a required topic without messages): one linear read of the
+    definitions, wherever the file keeps them (summary, data section or chunks).
+    """
+    schemas: dict[int, Schema] = {}
+    for record in iter_records(path):
+        if isinstance(record, Schema):
+            schemas.setdefault(record.id, record)
+        elif isinstance(record, Channel) and record.topic in REQUIRED_TOPICS and record.topic not in seen_types:
+            sch = schemas.get(record.schema_id)
+            seen_types[record.topic] = sch.name if sch else ""
+
+
 def read_episode_streams(path: str | os.PathLike[str]) -> EpisodeStreams:
     """Decode the contract topics (:data:`REQUIRED_TOPICS`) of the MCAP at ``path``.
 
-    Other topics are ignored. Messages are taken in log-time order (file order among equal log
-    times).
+    Other topics are not read (chunks holding only other topics are skipped). Messages are taken
+    in log-time order (file order among equal log times).
 
     Raises:
         RawLogError: ``unreadable`` / ``too_large`` (the file cannot be read, see
-            :meth:`McapScan.messages`), ``undecodable`` (a required message does not decode),
-            ``missing_topic`` (a required topic is absent), ``empty_topic`` (its channel is
-            registered but carries no message), ``wrong_type`` (a required topic has another
-            message type), ``bad_joint_names`` / ``bad_message``, ``empty_task``.
+            :func:`~hvla_platform.lib.rawlog.records.iter_indexed_messages`), ``undecodable`` (a
+            required message does not decode), ``missing_topic`` (a required topic is absent),
+            ``empty_topic`` (its channel is registered but carries no message), ``wrong_type`` (a
+            required topic has another message type), ``bad_joint_names`` / ``bad_message``,
+            ``empty_task``.
     """
     path = Path(path)
-    buckets: dict[str, list[tuple[int, int, Any]]] = {t: [] for t in REQUIRED_TOPICS}
+    msgs: dict[str, list[Any]] = {t: [] for t in REQUIRED_TOPICS}
     seen_types: dict[str, str] = {}
     decoders: dict[int, Callable[[bytes], Any]] = {}
     factory = DecoderFactory()
-    scan = McapScan(path)
-    for n, (schema, channel, message) in enumerate(scan.messages()):
+    for schema, channel, message in iter_indexed_messages(path, topics=list(REQUIRED_TOPICS)):
         topic = channel.topic
-        if topic not in buckets:
-            continue
         seen_types.setdefault(topic, schema.name if schema else "")
         if seen_types[topic] != REQUIRED_TOPICS[topic]:
             continue
@@ -130,23 +147,20 @@ def read_episode_streams(path: str | os.PathLike[str]) -> EpisodeStreams:
                 decoders[channel.id] = decode
             decoded = decode(message.data)
         except (McapError, ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
-            raise RawLogError(path, "undecodable", f"topic {topic} message {len(buckets[topic])} "
+            raise RawLogError(path, "undecodable", f"topic {topic} message {len(msgs[topic])} "
                                                    f"(log time {message.log_time}): {type(exc).__name__}: {exc}") from exc
-        buckets[topic].append((message.log_time, n, decoded))
-    for ch in scan.channels.values():  # registered channels without messages count as present
-        if ch.topic in buckets and ch.topic not in seen_types:
-            sch = scan.schemas.get(ch.schema_id)
-            seen_types[ch.topic] = sch.name if sch else ""
+        msgs[topic].append(decoded)
+    if len(seen_types) < len(REQUIRED_TOPICS):  # registered channels without messages count as present
+        _add_channel_types(path, seen_types)
 
     for topic, typ in REQUIRED_TOPICS.items():
         if topic not in seen_types:
             raise RawLogError(path, "missing_topic", f"required topic {topic} ({typ}) is not in the file")
         if seen_types[topic] != typ:
             raise RawLogError(path, "wrong_type", f"topic {topic} has type {seen_types[topic]!r}, expected {typ!r}")
-        if not buckets[topic]:
+        if not msgs[topic]:
             raise RawLogError(path, "empty_topic", f"required topic {topic} has no messages")
 
-    msgs = {t: [d for _, _, d in sorted(b, key=lambda x: (x[0], x[1]))] for t, b in buckets.items()}  # log-time order
     joints = _joint_stream(path, TOPIC_JOINT_STATES, msgs[TOPIC_JOINT_STATES], G1_JOINTS)
     arm = _joint_stream(path, TOPIC_ARM_COMMAND, msgs[TOPIC_ARM_COMMAND], G1_ARM_JOINTS)
     loco_msgs = msgs[TOPIC_LOCOMOTION_COMMAND]
