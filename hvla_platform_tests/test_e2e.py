@@ -109,6 +109,11 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(env):
     m = lake.read_manifest("norm-stats/e2e-v1")
     assert m["excluded_heldout_episode_ids"] == ["ep-b-2"]
     assert lake.read_manifest("checkpoints/hvla_test/e2e-exp/60")["serving_blocked"] == ["public_api", "third_party_resale"]
+    summary = lake.read_bytes("checkpoints/hvla_test/e2e-exp/60/training_data_summary.md").decode()
+    assert "release `e2e-v1`" in summary and "train split: 3 episodes" in summary and "ep-b-2" in summary
+    with lake.local_artifact("lerobot/hvla/e2e/e2e-v1") as root:
+        card = (root / "README.md").read_text()
+    assert "## Deletion and consent withdrawal" in card and "consent-2026-0001" in card
     assert any(k.endswith("report.html") for k in lake.list_keys("eval-reports/e2e-exp"))
     metrics = lake.read_json("eval-reports/e2e-exp/60/metrics.json")
     assert metrics["closed_loop"]["trials"] == 1 and metrics["closed_loop"]["per_trial"][0]["steps"] == 10

@@ -353,6 +353,19 @@ def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[
             f"- Contains human video: {rights.get('contains_human_video', 'unknown')}",
             f"- Contains customer environment: {rights.get('contains_customer_environment', 'unknown')}",
         ]
+    lines += [
+        "",
+        "## Deletion and consent withdrawal",
+        "- The raw recordings behind every episode are kept write-once in the platform's raw layer "
+        "(their sha256 is in `meta/hvla_episodes.parquet` and the release manifest) until their "
+        "retention date; this release is derived and can be rebuilt from them.",
+        "- A deletion request or consent withdrawal goes to the data owner(s) above. The platform finds "
+        "every artifact containing the affected episodes with `hvla lineage downstream consent:<id>` (or "
+        "`customer:<name>`, or an episode id), leaves them out of every later release, and rebuilds "
+        "this release as a new version without them; caches and checkpoints derived from it are "
+        "flagged for rebuild/retraining rather than kept in service silently.",
+        "- Episodes past their retention date never enter a new release.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -10,7 +10,8 @@ from typing import Any, Callable
 from hvla_platform.lib.ingest.layout import CHECKPOINTS
 from hvla_platform.lib.manifest import InputRef, build_manifest, fingerprint, manifest_sha256
 from hvla_platform.lib.norm_stats_build import NORM_STATS_FILE, norm_stats_prefix
-from hvla_platform.lib.releases import load_release
+from hvla_platform.lib.releases import lerobot_prefix, load_release
+from hvla_platform.lib.training_data_summary import training_data_summary
 from hvla_platform.lib.rights import Rights, RightsError
 from hvla_platform.lib.robodm_build import robodm_prefix
 from hvla_platform.lib.storage.lake import Lake
@@ -98,6 +99,10 @@ def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, 
                           "norm_stats_ref": lake.uri(f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}")},
             rights=rights.to_dict(), state_names=list(spec.state_joints), action_names=list(spec.action_joints),
         )
+        src_m = lake.require_manifest(lerobot_prefix(spec))
+        (res.step_dir / "training_data_summary.md").write_text(training_data_summary(
+            lake, release_manifest=src_m, spec=spec, checkpoint_key=key, train_episode_ids=res.train_episode_ids,
+            norm_stats_release=ns_release, config=config))
         manifest = build_manifest(
             artifact_type="checkpoint", artifact_uri=lake.uri(key), inputs=inputs, config=config, rights=rights,
             local_dir=res.step_dir, episode_ids=res.train_episode_ids,
