@@ -45,8 +45,11 @@ now (``sha256_matches``): a re-materialized input shows up as ``False``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
+from urllib.parse import quote
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +57,7 @@ from typing import Any, Iterable, Iterator
 
 from hvla_platform.lib.storage.lake import MANIFEST_NAME, Lake, LocalLake
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 #: Where the persisted index lives, relative to a local lake's root.
 INDEX_RELPATH = ".hvla-tmp/lineage-index.json"
 #: Top-level folders that never hold manifests (skipped by the fast local walk).
@@ -74,8 +77,7 @@ RAW_TYPE = "raw_mcap_episode"
 #: Type-specific manifest fields copied into :attr:`ArtifactRecord.info`.
 _INFO_FIELDS = ("capture_day", "robot_id", "operator", "site", "customer", "task", "mcap_sha256", "release",
                 "repo_id", "experiment", "step", "config_name", "checkpoint", "partitions", "computed_from",
-                "heldout_episode_ids", "serving_allowed", "serving_blocked", "mlflow_run_id", "created_at",
-                "fingerprint")
+                "heldout_episode_ids", "serving_allowed", "serving_blocked", "mlflow_run_id", "created_at")
 
 
 class LineageError(LookupError):
@@ -102,7 +104,8 @@ class Edge:
     episode_ids: list[str]
 
     def to_list(self) -> list[Any]:
-        return [self.key, self.uri, self.sha256, self.kind, self.episode_ids]
+        """Index form; the recorded URI is kept only when it is outside the lake (``key`` None)."""
+        return [self.key, self.uri if self.key is None else "", self.sha256, self.kind, self.episode_ids]
 
 
 @dataclass
@@ -118,7 +121,7 @@ class ArtifactRecord:
         episode_ids: the manifest's ``episode_ids``.
         info: type-specific fields (see ``_INFO_FIELDS``) plus ``mcap_key`` for raw episodes.
         files: ``{relative path: sha256}`` of the artifact's files (raw: the MCAP).
-        inputs: the input edges.
+        inputs: the input edges (none for raw episodes, which are the leaves).
     """
 
     key: str
@@ -164,6 +167,8 @@ def record_from_manifest(key: str, manifest: dict[str, Any], roots: Iterable[str
         uri = str(i.get("uri", ""))
         edges.append(Edge(key=_strip_root(uri, try_roots), uri=uri, sha256=str(i.get("sha256", "")),
                           kind=str(i.get("kind", "")), episode_ids=list(i.get("episode_ids") or [])))
+    if manifest.get("artifact_type") == RAW_TYPE:
+        edges = []  # a raw episode is a leaf: its landing input is not followed (it stays in the manifest)
     info = {f: manifest[f] for f in _INFO_FIELDS if f in manifest}
     files = {f["path"]: f["sha256"] for f in manifest.get("files") or [] if "path" in f and "sha256" in f}
     mcap_uri = manifest.get("mcap_uri")
@@ -320,6 +325,20 @@ def _decode_index(doc: dict[str, Any]) -> dict[str, tuple[int, int, ArtifactReco
     return out
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: loading the index and building a 10^4-leaf tree create
+    ~10^5-10^6 acyclic containers, and the collector's full passes over them would otherwise cost
+    as much as the work itself (reference counting still frees everything)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 #: in-process cache: index path → its decoded entries (saves re-parsing the file on each query)
 _MEMO: dict[str, tuple[int, dict[str, tuple[int, int, ArtifactRecord]]]] = {}
 
@@ -358,7 +377,8 @@ def load_index(lake: Lake, *, persist: bool = True, verify: bool = False) -> Lin
         if memo is not None and memo[0] == st.st_mtime_ns:
             old = memo[1]
         else:
-            old = _decode_index(json.loads(path.read_bytes()))
+            with gc_paused():
+                old = _decode_index(json.loads(path.read_bytes()))
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         old = {}
     roots = [lake.root_uri().rstrip("/")]
@@ -466,7 +486,15 @@ class LineageNode:
         return sorted(seen.values(), key=lambda n: (n.episode_ids, n.key))
 
 
-def _node(index: LineageIndex, lake: Lake, rec: ArtifactRecord, episodes: set[str] | None) -> LineageNode:
+def uri_function(lake: Lake):
+    """A fast ``key -> URI`` equal to ``lake.uri`` (``LocalLake.uri`` goes through pathlib, ~20 µs a call)."""
+    if isinstance(lake, LocalLake):
+        base = lake.root_uri().rstrip("/")
+        return lambda key: f"{base}/{quote(key)}"
+    return lake.uri
+
+
+def _node(uri: Any, rec: ArtifactRecord, episodes: set[str] | None) -> LineageNode:
     eps = sorted(episodes) if episodes is not None else sorted(rec.episode_ids)
     info = dict(rec.info)
     sha = rec.manifest_sha256
@@ -474,10 +502,10 @@ def _node(index: LineageIndex, lake: Lake, rec: ArtifactRecord, episodes: set[st
         sha = str(rec.info.get("mcap_sha256", sha))
         mk = info.pop("mcap_key", None)
         if mk:
-            info["mcap_uri"] = lake.uri(mk)
+            info["mcap_uri"] = uri(mk)
     else:
         info.pop("mcap_key", None)
-    return LineageNode(type=rec.type, key=rec.key, uri=lake.uri(rec.key), recorded_uri=rec.recorded_uri, sha256=sha,
+    return LineageNode(type=rec.type, key=rec.key, uri=uri(rec.key), recorded_uri=rec.recorded_uri, sha256=sha,
                        manifest_sha256=rec.manifest_sha256, episode_ids=eps, config=rec.config,
                        code_version=rec.code_version, rights=rec.rights, info=info)
 
@@ -506,13 +534,18 @@ def upstream(lake: Lake, artifact: str, *, index: LineageIndex | None = None) ->
     Raises:
         LineageError: ``artifact`` names no committed artifact.
     """
-    index = index or load_index(lake)
+    with gc_paused():
+        return _upstream(lake, artifact, index or load_index(lake))
+
+
+def _upstream(lake: Lake, artifact: str, index: LineageIndex) -> LineageNode:
     root_key = index.find(artifact, lake)
+    uri = uri_function(lake)
     expanded: set[tuple[str, frozenset[str] | None]] = set()
 
     def build(key: str, episodes: set[str] | None) -> LineageNode:
         rec = index.records[key]
-        node = _node(index, lake, rec, episodes)
+        node = _node(uri, rec, episodes)
         memo_key = (key, frozenset(episodes) if episodes is not None else None)
         if memo_key in expanded:
             node.repeated = True
@@ -556,7 +589,8 @@ def upstream(lake: Lake, artifact: str, *, index: LineageIndex | None = None) ->
             if e.episode_ids and not eps:
                 continue
             node.children.append(LineageNode(type="missing" if e.key is not None else "external", key=e.key or "",
-                                             uri=lake.uri(e.key) if e.key is not None else e.uri, recorded_uri=e.uri,
+                                             uri=uri(e.key) if e.key is not None else e.uri,
+                                             recorded_uri=e.uri or (uri(e.key) if e.key is not None else ""),
                                              recorded_sha256=[e.sha256], sha256_matches=False,
                                              episode_ids=sorted(eps), info={"kind": e.kind}))
         return node
@@ -642,7 +676,11 @@ def downstream(lake: Lake, query: str, *, index: LineageIndex | None = None,
     Raises:
         LineageError: see :func:`query_episodes`.
     """
-    index = index or load_index(lake)
+    with gc_paused():
+        return _downstream(lake, query, index or load_index(lake), include_raw)
+
+
+def _downstream(lake: Lake, query: str, index: LineageIndex, include_raw: bool) -> list[DownstreamHit]:
     wanted = query_episodes(index, query, lake)
     if not wanted:
         return []
@@ -670,13 +708,14 @@ def downstream(lake: Lake, query: str, *, index: LineageIndex | None = None,
         return out
 
     hits = []
+    uri = uri_function(lake)
     for key, rec in index.records.items():
         if rec.type == RAW_TYPE and not include_raw:
             continue
         d = derived(key, set())
         if d:
             info = {k: v for k, v in rec.info.items() if k != "mcap_key"}
-            hits.append(DownstreamHit(type=rec.type, key=key, uri=lake.uri(key), episode_ids=sorted(d),
+            hits.append(DownstreamHit(type=rec.type, key=key, uri=uri(key), episode_ids=sorted(d),
                                       sha256=rec.manifest_sha256, code_version=rec.code_version, info=info))
     hits.sort(key=lambda h: (TYPE_ORDER.get(h.type, 99), h.key))
     return hits
