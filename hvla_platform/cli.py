@@ -274,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--by", default=None, help="who decides (default: the OS user)")
     q.set_defaults(func=cmd_qa)
 
+    from hvla_platform.lineage_cli import add_lineage_parser
+
+    add_lineage_parser(sub)
+
     u = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on the local instance")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)

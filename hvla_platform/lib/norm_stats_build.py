@@ -48,7 +48,7 @@ def build_norm_stats(lake: Lake, spec: ReleaseSpec, *, min_std: float = MIN_STD)
     src_prefix = lerobot_prefix(spec)
     src = lake.require_manifest(src_prefix)
     train_idx = list(src["train_episode_indices"])
-    config = {"train_episode_indices": train_idx, "min_std": min_std, "method": "exact quantiles (numpy linear)"}
+    config = {"train_episode_indices": train_idx, "min_std": min_std, "method": "exact quantiles (numpy inverted_cdf, openpi definition)"}
     inputs = [InputRef(uri=lake.uri(src_prefix), sha256=manifest_sha256(src), kind="lerobot_dataset",
                        episode_ids=list(src["train_episode_ids"]))]
     fp = fingerprint([i.to_dict() for i in inputs], config)
