@@ -135,6 +135,27 @@ def cmd_qa(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- rights -------------------------------------------------------------------------------
+def cmd_rights(args: argparse.Namespace) -> int:
+    """`hvla rights revoke --consent ID --reason R [--raw-policy restrict|delete|keep] [--no-rebuild]`."""
+    from hvla_platform.lib.revocation import revoke_consent
+    from hvla_platform.orchestration import add_partitions, instance
+
+    res = revoke_consent(_lake(), args.consent, reason=args.reason, by=args.by, raw_policy=args.raw_policy,
+                         rebuild=not args.no_rebuild, progress=_echo)
+    if res.rebuilt_releases:
+        add_partitions(instance(), "release", sorted(res.rebuilt_releases.values()))
+    _echo(f"episodes under consent {res.consent}: {', '.join(res.episodes)}")
+    for key, status in res.flagged.items():
+        _echo(f"  flagged {status:<16} {key}")
+    for old, new in res.rebuilt_releases.items():
+        _echo(f"  release {old} rebuilt as {new}")
+    for ep, keys in res.raw_handled.items():
+        _echo(f"  raw {args.raw_policy}: {ep} ({len(keys)} object(s))")
+    _echo(f"recorded at {res.record_key}; every step is in the audit log (audit/)")
+    return 0
+
+
 # ---- simulation -------------------------------------------------------------------------------
 def cmd_sim_record(args: argparse.Namespace) -> int:
     """`hvla sim record`: record simulated G1 episodes as MCAP + metadata.yaml."""
@@ -273,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--reason", default="")
     q.add_argument("--by", default=None, help="who decides (default: the OS user)")
     q.set_defaults(func=cmd_qa)
+
+    rg = sub.add_parser("rights", help="consent withdrawal and deletion requests")
+    rg.add_argument("action", choices=["revoke"])
+    rg.add_argument("--consent", required=True)
+    rg.add_argument("--reason", required=True)
+    rg.add_argument("--by", default=None)
+    rg.add_argument("--raw-policy", default="restrict", choices=["restrict", "delete", "keep"])
+    rg.add_argument("--no-rebuild", action="store_true", help="do not rebuild the impacted releases now")
+    rg.set_defaults(func=cmd_rights)
 
     from hvla_platform.lineage_cli import add_lineage_parser
 

@@ -32,6 +32,7 @@ from hvla_platform.lib.ingest.layout import episodes_prefix, quarantine_prefix, 
 from hvla_platform.lib.ingest.raw import read_partition_index
 from hvla_platform.lib.manifest import InputRef, build_manifest, fingerprint
 from hvla_platform.lib.rawlog.errors import RawLogError
+from hvla_platform.lib.revocation import revoked_episodes
 from hvla_platform.lib.rights import Rights, combine_rights
 from hvla_platform.lib.storage.lake import Lake, sha256_file
 from hvla_platform.lib.sync import coverage
@@ -168,8 +169,11 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
         ValueError: no episode of the partition is convertible.
     """
     index = read_partition_index(lake, day, robot)
-    usable = [e for e in index["episodes"] if e["convertible"]]
+    revoked = revoked_episodes(lake)
+    usable = [e for e in index["episodes"] if e["convertible"] and e["episode_id"] not in revoked]
     skipped = [{"episode_id": e["episode_id"], "reasons": e["reasons"]} for e in index["episodes"] if not e["convertible"]]
+    skipped += [{"episode_id": e["episode_id"], "reasons": [revoked[e["episode_id"]]]} for e in index["episodes"]
+                if e["convertible"] and e["episode_id"] in revoked]
     if not usable:
         raise ValueError(f"partition {day}|{robot} has no convertible raw episode; see {lake.uri(raw_prefix(day, robot))}")
     config = {"fps": cfg.fps, "max_camera_skew_s": cfg.max_camera_skew_s, "min_camera_coverage": cfg.min_camera_coverage,

@@ -10,6 +10,7 @@ from hvla_platform.lib.ingest.layout import EPISODES, LEROBOT, RELEASE_SPECS, ep
 from hvla_platform.lib.ingest.raw import read_partition_index
 from hvla_platform.lib.manifest import manifest_sha256
 from hvla_platform.lib.qa.decisions import latest_decisions
+from hvla_platform.lib.revocation import revoked_episodes
 from hvla_platform.lib.qa.score import GATES
 from hvla_platform.lib.release_spec import ReleaseSpec
 from hvla_platform.lib.rights import Rights, RightsError
@@ -108,6 +109,7 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
     """
     today = today or dt.date.today()
     decisions = latest_decisions(lake)
+    revoked = revoked_episodes(lake)
     wanted = list(spec.partitions) or available_episode_partitions(lake)
     sel = Selection(episodes=[], partitions=wanted)
     for day, robot in wanted:
@@ -124,6 +126,9 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
             ep = conv["episode_id"]
             if conv["status"] != "converted":
                 sel.excluded[ep] = f"not converted: {conv['reason']}"
+                continue
+            if ep in revoked:
+                sel.excluded[ep] = revoked[ep]
                 continue
             r = raw[ep]
             rights = Rights.from_dict(r["rights"])

@@ -12,6 +12,7 @@ from hvla_platform.lib.manifest import InputRef, build_manifest, fingerprint, ma
 from hvla_platform.lib.norm_stats_build import NORM_STATS_FILE, norm_stats_prefix
 from hvla_platform.lib.releases import lerobot_prefix, load_release
 from hvla_platform.lib.training_data_summary import training_data_summary
+from hvla_platform.lib.revocation import artifact_flags
 from hvla_platform.lib.rights import Rights, RightsError
 from hvla_platform.lib.robodm_build import robodm_prefix
 from hvla_platform.lib.storage.lake import Lake
@@ -75,6 +76,11 @@ def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, 
     cache_m = lake.require_manifest(robodm_prefix(cfg.release))
     ns_m = lake.require_manifest(norm_stats_prefix(ns_release))
     rights = Rights.from_dict(cache_m["rights"])
+    for prefix in (robodm_prefix(cfg.release), norm_stats_prefix(ns_release)):
+        flag = artifact_flags(lake, prefix)
+        if flag:
+            raise RightsError(f"{prefix} is flagged {flag['status']} ({flag['reason']}, consent {flag.get('consent')}); "
+                              "train on the rebuilt release instead")
     check_training_rights(rights.to_dict())
     check_norm_stats_reuse(ns_m, rights, ns_release=ns_release, release=cfg.release)
     inputs = [
