@@ -66,6 +66,12 @@ def test_revoke_consent_end_to_end(lake):
     assert [e.episode_id for e in later.episodes] == ["ep-2", "ep-3"]
     with pytest.raises(RightsError, match="flagged do_not_use"):
         train_experiment(lake, TrainConfig(exp_name="exp-2", release="rev-v1", steps=5, config_name="c"), tracking_uri=None)
+    # the flagged checkpoint is refused for serving, with the withdrawal as the reason
+    from hvla_platform.lib.serving_policy import ServingRefused, authorize_serving
+
+    with lake.local_artifact("checkpoints/c/exp-1/5") as step_dir:
+        with pytest.raises(ServingRefused, match="flagged retrain_required"):
+            authorize_serving(step_dir, "lab_robot", lake=lake, checkpoint_key="checkpoints/c/exp-1/5")
     # every step audited, in order
     events = [e["event"] for e in audit_log(lake)]
     assert events[0] == "consent_revoked" and "release_rebuilt" in events and events.count("raw_restrict") == 2
