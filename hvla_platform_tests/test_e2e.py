@@ -79,6 +79,9 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(env):
         assert "hvla/allowed_uses" in md and "hvla/license" in md and "dagster/uri" in md, key
         assert md["hvla/allowed_uses"].value == "internal_training, lab_robot, staging_demo"
 
+    ck_md = inst.fetch_materializations(dg.AssetKey("checkpoint"), limit=1).records[0].asset_materialization.metadata
+    assert "ep-a-1" in ck_md["hvla/lineage_upstream"].value and "ep-b-2" not in ck_md["hvla/lineage_upstream"].value
+
     # the bad episode was quarantined and the check that judged it names it
     checks = {}
     for key in graph.get_all_asset_keys():

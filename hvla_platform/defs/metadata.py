@@ -49,6 +49,16 @@ def episode_check(
     )
 
 
+def lineage_metadata(lake: Any, key: str) -> dict[str, Any]:
+    """``hvla/lineage_upstream``: the artifact's upstream tree down to the raw MCAP episodes, from
+    the manifests (what ``hvla lineage upstream KEY`` prints), shown on the materialization."""
+    from hvla_platform.lib.lineage import render_tree, upstream
+
+    tree = render_tree(upstream(lake, key), max_children=6, show_config=False)
+    return {"hvla/lineage_upstream": dg.MetadataValue.md(f"```\n{tree}\n```"),
+            "hvla/lineage_command": f"hvla lineage upstream {key}"}
+
+
 def check_specs(asset: str, names_and_descriptions: Iterable[tuple[str, str, bool]]) -> list[dg.AssetCheckSpec]:
     """``AssetCheckSpec`` list from ``(name, description, blocking)`` triples."""
     return [dg.AssetCheckSpec(name, asset=asset, description=d, blocking=b) for name, d, b in names_and_descriptions]

@@ -3,14 +3,16 @@
 
 import dagster as dg
 
-from hvla_platform.defs.metadata import rights_metadata
+from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import release_partitions
 from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.lerobot_release import schema_diff
 from hvla_platform.lib.norm_stats_build import MIN_STD, build_norm_stats
 from hvla_platform.lib.dataset_build import build_release
 from hvla_platform.lib.qa.decisions import record_decision
-from hvla_platform.lib.releases import load_release, previous_release_manifest
+from hvla_platform.lib.norm_stats_build import norm_stats_prefix
+from hvla_platform.lib.releases import lerobot_prefix, load_release, previous_release_manifest
+from hvla_platform.lib.robodm_build import robodm_prefix
 from hvla_platform.lib.robodm_build import build_cache
 from hvla_platform.lib.robodm_cache import DEFAULT_IMAGE_ATOL, DEFAULT_VIDEO_CODEC, IMAGE_PREFIX
 
@@ -85,6 +87,7 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
             "hvla/reload_probe": dg.MetadataValue.json(build.probe),
             "hvla/features": dg.MetadataValue.json(m["feature_schema"]),
             "status": build.status,
+            **lineage_metadata(lk, lerobot_prefix(spec)),
             **rights_metadata(build.rights),
         },
         check_results=[
@@ -131,6 +134,7 @@ def norm_stats(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
             "hvla/excluded_heldout_episodes": ", ".join(b.manifest["excluded_heldout_episode_ids"]) or "(none)",
             "hvla/norm_stats": dg.MetadataValue.json(b.stats),
             "status": b.status,
+            **lineage_metadata(lk, norm_stats_prefix(spec.name)),
             **rights_metadata(b.rights),
         },
         check_results=[
@@ -187,6 +191,7 @@ def robodm_cache(context: dg.AssetExecutionContext, config: RoboDMConfig, lake: 
             "hvla/video_codec": m["config"]["video_codec"],
             "hvla/codecs_written": dg.MetadataValue.json(m["codecs"]),
             "status": b.status,
+            **lineage_metadata(lk, robodm_prefix(spec.name)),
             **rights_metadata(b.rights),
         },
         check_results=[

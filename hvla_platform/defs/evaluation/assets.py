@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from hvla_platform.defs.metadata import rights_metadata
+from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
 from hvla_platform.lib.eval_build import EvalConfig, evaluate_experiment
@@ -43,6 +43,7 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
 
     b = evaluate_experiment(lk, context.partition_key, cfg, env_factory=env_factory if config.closed_loop_trials else None,
                             tracking_uri=mlflow.uri(), artifact_root=mlflow.artifacts(), log=context.log.info)
+    eval_prefix = f"eval-reports/{context.partition_key}/{b.manifest['step']}"
     off = b.metrics.get("offline", {})
     comp = off.get("comparison", {})
     closed = b.metrics.get("closed_loop") or {}
@@ -60,6 +61,7 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
             "hvla/closed_loop_success_rate": closed.get("success_rate", "not run"),
             "hvla/closed_loop_trials": closed.get("trials", 0),
             "status": b.status,
+            **lineage_metadata(lk, eval_prefix),
             **rights_metadata(b.rights),
         },
         check_results=[dg.AssetCheckResult(

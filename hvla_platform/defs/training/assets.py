@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from hvla_platform.defs.metadata import rights_metadata
+from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
 from hvla_platform.lib.training.train import TrainConfig
@@ -66,6 +66,7 @@ def checkpoint(context: dg.AssetExecutionContext, config: CheckpointConfig, lake
             "hvla/serving_allowed": ", ".join(m["serving_allowed"]) or "(none)",
             "hvla/serving_blocked": ", ".join(m["serving_blocked"]) or "(none)",
             "status": b.status,
+            **lineage_metadata(lk, b.key),
             **rights_metadata(b.rights),
         },
         check_results=[dg.AssetCheckResult(check_name="loss_fell", passed=ratio <= LOSS_RATIO_MAX,
