@@ -138,13 +138,29 @@ def cmd_qa(args: argparse.Namespace) -> int:
 # ---- rights -------------------------------------------------------------------------------
 def cmd_rights(args: argparse.Namespace) -> int:
     """`hvla rights revoke --consent ID --reason R [--raw-policy restrict|delete|keep] [--no-rebuild]`."""
+    import dagster as dg
+
     from hvla_platform.lib.revocation import revoke_consent
-    from hvla_platform.orchestration import add_partitions, instance
+    from hvla_platform.orchestration import add_partitions, instance, load_defs, print_outcome, run_job
+
+    defs, inst = load_defs(), instance()
+
+    def rebuild_partition(day: str, robot: str) -> None:
+        o = run_job(defs, inst, "ingest_job", dg.MultiPartitionKey({"capture_day": day, "robot": robot}))
+        print_outcome(o, _echo)
+        if not o.success:
+            raise SystemExit(f"rebuilding partition {day}|{robot} failed; the revocation is recorded, rerun the job")
+
+    def rebuild_release(name: str) -> None:
+        add_partitions(inst, "release", [name])
+        o = run_job(defs, inst, "release_job", name)
+        print_outcome(o, _echo)
+        if not o.success:
+            raise SystemExit(f"rebuilding release {name} failed; the revocation is recorded, rerun release_job")
 
     res = revoke_consent(_lake(), args.consent, reason=args.reason, by=args.by, raw_policy=args.raw_policy,
-                         rebuild=not args.no_rebuild, progress=_echo)
-    if res.rebuilt_releases:
-        add_partitions(instance(), "release", sorted(res.rebuilt_releases.values()))
+                         rebuild=not args.no_rebuild, progress=_echo, rebuild_partition=rebuild_partition,
+                         rebuild_release=rebuild_release)
     _echo(f"episodes under consent {res.consent}: {', '.join(res.episodes)}")
     for key, status in res.flagged.items():
         _echo(f"  flagged {status:<16} {key}")

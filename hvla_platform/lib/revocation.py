@@ -97,8 +97,15 @@ def _next_release_name(lake: Lake, name: str) -> str:
 
 
 def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = None, raw_policy: str = "restrict",
-                   rebuild: bool = True, progress: Callable[[str], None] | None = None) -> RevocationResult:
+                   rebuild: bool = True, progress: Callable[[str], None] | None = None,
+                   rebuild_partition: Callable[[str, str], None] | None = None,
+                   rebuild_release: Callable[[str], None] | None = None) -> RevocationResult:
     """Carry out a consent withdrawal (see the module docstring for the steps).
+
+    ``rebuild_partition(day, robot)`` / ``rebuild_release(name)`` rebuild an affected HDF5 partition
+    / a new release version (its LeRobot dataset, norm stats and cache); by default the plain
+    library builders are used, the CLI passes functions that materialize the Dagster assets so the
+    rebuilds are runs with checks in the event log.
 
     Raises:
         RevocationError: malformed consent id, empty reason, unknown ``raw_policy``, or no episode
@@ -154,7 +161,7 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
                         lake.delete(k)
                     audit(lake, "episodes_removed", partition=f"{day}|{robot}", consent=consent)
                 else:
-                    convert_partition(lake, day, robot)
+                    (rebuild_partition or (lambda d, r: convert_partition(lake, d, r)))(day, robot)
                     audit(lake, "episodes_rebuilt", partition=f"{day}|{robot}", consent=consent)
     if rebuild:
         from hvla_platform.lib.dataset_build import build_release
@@ -173,9 +180,12 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
                    "description": f"{spec.description} Rebuilt from {old} without consent {consent} ({record['reason']}).".strip()}
             new_spec = register_release(lake, yaml.safe_dump(doc, sort_keys=False))
             say(f"rebuilding {old} as {new_name} without {len(episodes)} episode(s)")
-            build_release(lake, new_spec)
-            build_norm_stats(lake, new_spec)
-            build_cache(lake, new_spec)
+            if rebuild_release is not None:
+                rebuild_release(new_spec.name)
+            else:
+                build_release(lake, new_spec)
+                build_norm_stats(lake, new_spec)
+                build_cache(lake, new_spec)
             res.rebuilt_releases[old] = new_name
             audit(lake, "release_rebuilt", old_release=old, new_release=new_name, consent=consent)
     for ep in episodes:
