@@ -1,7 +1,7 @@
 """Raw recording (MCAP) → synchronised episode (:class:`~hvla_platform.lib.episodes_h5.EpisodeData`).
 
-The synchronisation rules are those of :mod:`hvla_platform.lib.sync`. Camera frames are decoded
-from JPEG with Pillow only for the frames actually matched.
+The synchronisation rules are those of :mod:`hvla_platform.lib.sync`. Every camera frame is
+decoded (Pillow) once, so QA can judge the source frames and matching can skip undecodable ones.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import io
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from hvla_platform.lib.episodes_h5 import EpisodeData
 from hvla_platform.lib.rawlog.errors import RawLogError
-from hvla_platform.lib.rawlog.streams import EpisodeStreams, read_episode_streams
+from hvla_platform.lib.rawlog.streams import EpisodeStreams
 from hvla_platform.lib.sync import SyncError, frame_times_ns, interpolate_linear, match_nearest, sample_and_hold
 
 
@@ -167,26 +166,3 @@ def to_episode(streams: EpisodeStreams, synced: dict[str, Any], *, episode_id: s
         attrs={k: (v if isinstance(v, (str, int, float, bool)) else json.dumps(v, default=str))
                for k, v in (attrs or {}).items()},
     )
-
-
-def mcap_to_episode(
-    mcap_path: str | os.PathLike[str],
-    *,
-    episode_id: str,
-    robot_id: str,
-    capture_day: str,
-    cfg: SyncConfig = SyncConfig(),
-    attrs: dict[str, Any] | None = None,
-) -> EpisodeData:
-    """Decode and synchronise one raw recording into an :class:`EpisodeData`.
-
-    Raises:
-        RawLogError: the file is unreadable, violates the recording contract, or cannot be
-            synchronised (see :func:`~hvla_platform.lib.rawlog.streams.read_episode_streams` and
-            :func:`synchronise`).
-    """
-    mcap_path = Path(mcap_path)
-    streams = read_episode_streams(mcap_path)
-    synced = synchronise(streams, cfg, path=mcap_path)
-    return to_episode(streams, synced, episode_id=episode_id, robot_id=robot_id, capture_day=capture_day,
-                      fps=cfg.fps, attrs=attrs)

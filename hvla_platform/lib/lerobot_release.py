@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -452,6 +451,3 @@ def schema_diff(prev: dict[str, Any], cur: dict[str, Any]) -> list[str]:
     return out
 
 
-def remove_dataset(root: Path) -> None:
-    """Delete a (partially) written dataset directory, e.g. after a failed build."""
-    shutil.rmtree(Path(root), ignore_errors=True)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from hvla_platform.lib.recording.contract import G1_ARM_JOINTS, G1_JOINTS
+from hvla_platform.lib.evaluation.inference import query_chunk
 from hvla_platform.lib.training.data import IMAGE_PREFIX, STATE_KEY
 
 
@@ -136,17 +137,11 @@ def run_closed_loop(
             while not success and steps < max_steps:
                 if chunk is None or j >= replan_every:
                     obs = build_observation(env_obs, state_idx, cameras, task)
-                    t0 = time.perf_counter()
-                    out = policy_infer(obs)
-                    trial_infer.append((time.perf_counter() - t0) * 1000.0)
-                    chunk = np.asarray(out["actions"], dtype=np.float32)
-                    if chunk.ndim != 2 or chunk.shape[1] != a:
-                        raise ValueError(f"policy returned actions of shape {chunk.shape}, expected (H, {a})")
+                    chunk, ms = query_chunk(policy_infer, obs, a, dtype=np.float32)
+                    trial_infer.append(ms)
                     if chunk.shape[0] < replan_every:
                         raise ValueError(f"policy chunk has {chunk.shape[0]} actions, fewer than "
                                          f"replan_every={replan_every}")
-                    if not np.all(np.isfinite(chunk)):
-                        raise ValueError("policy returned non-finite actions")
                     j = 0
                 t0 = time.perf_counter()
                 env_obs = env.step(chunk[j][to_env])

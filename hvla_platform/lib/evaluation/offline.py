@@ -17,11 +17,11 @@ state joints). ``error_ratio = policy / baseline`` (< 1: the policy beats holdin
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from hvla_platform.lib.evaluation.inference import query_chunk
 from hvla_platform.lib.training.data import IMAGE_PREFIX, STATE_KEY, action_chunks, load_split
 
 
@@ -118,18 +118,12 @@ def evaluate_offline(
             obs = {STATE_KEY: ep.state[t], "prompt": ep.task}
             for cam in cameras:
                 obs[IMAGE_PREFIX + cam] = ep.images[cam][t]
-            t0 = time.perf_counter()
-            out = policy_infer(obs)
-            infer_ms.append((time.perf_counter() - t0) * 1000.0)
-            chunk = np.asarray(out["actions"], dtype=np.float64)
-            if chunk.ndim != 2 or chunk.shape[1] != a:
-                raise ValueError(f"policy returned actions of shape {chunk.shape}, expected (H, {a})")
+            chunk, ms = query_chunk(policy_infer, obs, a, where=f"episode {ep.episode_id} frame {t}")
+            infer_ms.append(ms)
             if horizon is None:
                 horizon = chunk.shape[0]
             elif chunk.shape[0] != horizon:
                 raise ValueError(f"policy changed its chunk length from {horizon} to {chunk.shape[0]}")
-            if not np.all(np.isfinite(chunk)):
-                raise ValueError(f"policy returned non-finite actions at episode {ep.episode_id} frame {t}")
             ep_pred.append(chunk)
         gt, valid = action_chunks(ep.actions.astype(np.float64), horizon)
         gt, valid = gt[frames], valid[frames]

@@ -9,8 +9,6 @@ in {-1, 0, 1} and a stance height in metres).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 ROBOT_MODEL_G1 = "unitree_g1"
 
 # --- topics -------------------------------------------------------------------------------
@@ -78,17 +76,3 @@ G1_JOINTS = G1_LEG_JOINTS + G1_WAIST_JOINTS + G1_ARM_JOINTS
 
 #: Names of the 4 locomotion-command dimensions, in HDF5/LeRobot order.
 LOCOMOTION_COMMAND_NAMES = ["forward_flag", "lateral_flag", "yaw_flag", "stance_height"]
-
-
-@dataclass(frozen=True)
-class EpisodeRef:
-    """Identity of one raw episode: capture day (``YYYY-MM-DD``), robot id and episode id."""
-
-    capture_day: str
-    robot_id: str
-    episode_id: str
-
-    @property
-    def partition(self) -> tuple[str, str]:
-        """The (capture_day, robot_id) partition this episode belongs to."""
-        return (self.capture_day, self.robot_id)
