@@ -6,8 +6,9 @@ copies it, unchanged, to ``landing/<capture_date>/<robot_id>/<episode_id>/`` wit
 objects; ``metadata.yaml`` is written **last**, so an episode counts as landed (complete) only
 when its metadata is there. A recording whose ids are unsafe or whose metadata cannot be parsed
 is copied to ``quarantine/_rejected/<sha256 prefix>/`` with a ``reason.json``; so is a folder holding
-an ``.mcap`` but no ``metadata.yaml``, or a symbolic link instead of a regular file. The source
-folder is never touched, and nothing outside it is ever read.
+an ``.mcap`` but no ``metadata.yaml``, or a symbolic link instead of a regular file. An episode whose
+id or consent was withdrawn (``hvla rights revoke``) is not landed again. The source folder is never
+touched, and nothing outside it is ever read.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class LandingResult:
     """Outcome of landing one recording folder.
 
     ``status`` is ``landed``, ``already_landed`` (same content was there), ``conflict`` (different
-    content already landed under the same key: reported, not replaced) or ``rejected`` (quarantined).
+    content already landed under the same key: reported, not replaced), ``rejected`` (quarantined)
+    or ``withdrawn`` (the episode, or a consent it declares, was withdrawn: nothing is copied).
     """
 
     source: str
@@ -74,7 +76,33 @@ def read_identity(metadata: dict) -> tuple[str, str, str]:
             check_id(metadata.get("episode_id"), "episode id"))
 
 
-def _reject(lake: Lake, rec: Path, reason: str) -> LandingResult:
+@dataclass(frozen=True)
+class Withdrawals:
+    """Consent withdrawals recorded in the lake (``hvla rights revoke``): ``episodes`` maps a
+    withdrawn episode id to the reason, ``consents`` holds the withdrawn consent ids."""
+
+    episodes: dict[str, str]
+    consents: frozenset[str]
+
+    @classmethod
+    def load(cls, lake: Lake) -> "Withdrawals":
+        """Read every revocation record of ``lake``."""
+        from hvla_platform.lib.revocation import REVOCATIONS, revoked_episodes
+
+        consents = frozenset(k.split("/")[1] for k in lake.list_keys(REVOCATIONS) if k.count("/") >= 2)
+        return cls(episodes=revoked_episodes(lake), consents=consents)
+
+    def reason(self, episode_id: str, metadata: dict) -> str | None:
+        """Why an episode with this id and ``metadata.yaml`` must not land again, or ``None``."""
+        if episode_id in self.episodes:
+            return self.episodes[episode_id]
+        rights = metadata.get("rights")
+        refs = rights.get("consent_refs") if isinstance(rights, dict) else None
+        hit = sorted(self.consents & {str(c) for c in refs}) if isinstance(refs, list) else []
+        return f"it declares withdrawn consent(s) {hit}" if hit else None
+
+
+def _reject(lake: Lake, rec: Path, reason: str, source: str | None = None) -> LandingResult:
     h = hashlib.sha256()
     # regular files only: a symbolic link could point anywhere on the host
     files = sorted(p for p in rec.iterdir() if p.is_file() and not p.is_symlink())
@@ -88,15 +116,21 @@ def _reject(lake: Lake, rec: Path, reason: str) -> LandingResult:
         except ObjectExistsError:
             pass  # identical rejected recording already kept
     lake.write_json(f"{prefix}/reason.json", {
-        "source": str(rec), "stage": "landing", "reason": reason,
+        "source": source or str(rec), "stage": "landing", "reason": reason,
         "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "files": [p.name for p in files],
     })
-    return LandingResult(source=str(rec), status="rejected", reason=reason)
+    return LandingResult(source=source or str(rec), status="rejected", reason=reason)
 
 
-def land_recording(lake: Lake, rec: str | Path) -> LandingResult:
+def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
+                   withdrawals: Withdrawals | None = None) -> LandingResult:
     """Copy one recording folder into the landing area (see module docstring).
+
+    ``source`` names the recording in results and reasons when ``rec`` is a local copy (e.g. of an
+    S3 upload); by default ``rec`` itself. ``withdrawals`` (read from the lake when not given):
+    an episode whose id, or one of whose consents, was withdrawn is not landed again
+    (``status="withdrawn"``; nothing is copied).
 
     Never raises for bad input: a bad recording gives ``status="rejected"`` with a reason that
     names the offending file (missing or unparsable ``metadata.yaml``, unsafe ids, not exactly
@@ -106,31 +140,38 @@ def land_recording(lake: Lake, rec: str | Path) -> LandingResult:
         OSError: ``rec`` is not a readable folder, or the lake cannot be written.
     """
     rec = Path(rec)
+    shown = source or str(rec)
     meta_path = rec / METADATA
     mcaps = sorted(p for p in rec.iterdir() if p.suffix == ".mcap")
     links = sorted(p.name for p in rec.iterdir() if p.is_symlink())
     if links:
-        return _reject(lake, rec, f"{rec}: {links} are symbolic links; a recording must consist of regular files")
+        return _reject(lake, rec, f"{shown}: {links} are symbolic links; a recording must consist of regular files",
+                       source)
     if not meta_path.is_file():
-        return _reject(lake, rec, f"{rec}: no metadata.yaml beside {[p.name for p in mcaps]}; a recording needs one "
-                                  "(episode_id, robot.id, capture_date and the rights block)")
+        return _reject(lake, rec, f"{shown}: no metadata.yaml beside {[p.name for p in mcaps]}; a recording needs one "
+                                  "(episode_id, robot.id, capture_date and the rights block)", source)
     try:
         metadata = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
         day, robot, episode = read_identity(metadata)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        return _reject(lake, rec, f"{meta_path}: cannot read metadata.yaml: {type(exc).__name__}: {exc}")
+        return _reject(lake, rec, f"{shown}/{METADATA}: cannot read metadata.yaml: {type(exc).__name__}: {exc}", source)
     except UnsafeIdError as exc:
-        return _reject(lake, rec, f"{meta_path}: {exc}")
+        return _reject(lake, rec, f"{shown}/{METADATA}: {exc}", source)
     if len(mcaps) != 1:
-        return _reject(lake, rec, f"{rec}: expected exactly one .mcap file, found {[p.name for p in mcaps]}")
+        return _reject(lake, rec, f"{shown}: expected exactly one .mcap file, found {[p.name for p in mcaps]}", source)
+    result = LandingResult(source=shown, status="already_landed", capture_day=day, robot_id=robot, episode_id=episode)
+    withdrawn = (withdrawals or Withdrawals.load(lake)).reason(episode, metadata)
+    if withdrawn:
+        result.status = "withdrawn"
+        result.reason = f"{shown}: episode {episode} was not landed: {withdrawn}"
+        return result
     files = [mcaps[0]] + ([rec / NOTES] if (rec / NOTES).is_file() else []) + [meta_path]
     prefix = landing_prefix(day, robot, episode)
-    result = LandingResult(source=str(rec), status="already_landed", capture_day=day, robot_id=robot, episode_id=episode)
     for p in files:  # metadata.yaml last: it marks the episode complete
         try:
             check_id(p.name, "file name")
         except UnsafeIdError as exc:
-            return _reject(lake, rec, f"{p}: {exc}")
+            return _reject(lake, rec, f"{shown}/{p.name}: {exc}", source)
         key = f"{prefix}/{p.name}"
         try:
             lake.put_file(p, key, write_once=True)
@@ -139,7 +180,7 @@ def land_recording(lake: Lake, rec: str | Path) -> LandingResult:
             if lake.sha256(key) != sha256_file(p):
                 result.status = "conflict"
                 result.reason = (f"{lake.uri(key)} already landed with different content; the new file "
-                                 f"{p} was not copied (landing is write-once)")
+                                 f"{shown}/{p.name} was not copied (landing is write-once)")
                 return result
     return result
 
