@@ -1,4 +1,4 @@
-"""The ``hvla`` command: demo, simulated recording, ingest, releases, training, UI."""
+"""The ``hvla`` command: demo, simulated recording, ingest, releases, training, serving, UI."""
 
 import argparse
 import os
@@ -323,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     from hvla_platform.lineage_cli import add_lineage_parser
 
     add_lineage_parser(sub)
+
+    from hvla_platform.serving_cli import add_serving_parsers
+
+    add_serving_parsers(sub)
 
     u = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on the local instance")
     u.add_argument("--host", default="127.0.0.1")

@@ -25,3 +25,6 @@ def s3_client(s3_server, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     return boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",
                         aws_secret_access_key="testing", config=Config(s3={"addressing_style": "path"}))
+
+
+from hvla_platform_tests.fixtures.checkpoints import policy, step_dir  # noqa: E402,F401  (shared fixtures)

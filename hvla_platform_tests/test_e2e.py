@@ -7,6 +7,7 @@ and every materialization carries owners, kinds and rights metadata.
 
 import json
 import os
+import time
 
 import dagster as dg
 import pytest
@@ -45,11 +46,11 @@ def env(tmp_path_factory):
             os.environ[k] = v
 
 
-@pytest.mark.e2e
-def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(env):
+@pytest.fixture(scope="module")
+def lifecycle(env):
+    """The whole graph materialized once (ingest → release → training), as the demo does."""
     from hvla_platform.cli import land_folder, register_release_file, training_run_config
     from hvla_platform.orchestration import add_partitions, ensure_dagster_home, instance, load_defs, run_job
-    from hvla_platform.defs.resources import lake_from_env
 
     home, recs = env
     ensure_dagster_home()
@@ -67,7 +68,15 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(env):
     cfg["ops"]["eval_report"]["config"]["max_steps"] = 10  # one short closed-loop trial in the G1 simulator
     o = run_job(defs, inst, "training_job", "e2e-exp", run_config=cfg)
     assert o.success, o.error
+    return defs, inst, release
 
+
+@pytest.mark.e2e
+def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(lifecycle):
+    from hvla_platform.orchestration import run_job
+    from hvla_platform.defs.resources import lake_from_env
+
+    defs, inst, release = lifecycle
     # every asset materialized, with owners + kinds on the spec and rights metadata on the event
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
@@ -120,8 +129,56 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(env):
     assert any(k.endswith("report.html") for k in lake.list_keys("eval-reports/e2e-exp"))
     metrics = lake.read_json("eval-reports/e2e-exp/60/metrics.json")
     assert metrics["closed_loop"]["trials"] == 1 and metrics["closed_loop"]["per_trial"][0]["steps"] == 10
+    # the closed loop ran through the policy server and robot client: both logs are published with the report
+    served = metrics["closed_loop"]["served_via"]
+    assert served["protocol"].startswith("openpi-websocket") and served["requests"] == 2  # 10 steps / replan 5
+    safety = lake.read_bytes("eval-reports/e2e-exp/60/logs/robot_safety.jsonl").decode()
+    assert '"mode": "ready"' in safety and '"reason": "timeout"' in safety
+    inference = [k for k in lake.list_keys("eval-reports/e2e-exp/60/logs/serving") if k.endswith(".jsonl")]
+    assert len(inference) == 1 and lake.read_bytes(inference[0]).decode().count('"event": "request"') == 2
     assert metrics["offline"]["episode_ids"] == ["ep-b-2"]
 
     # re-running the release is idempotent
     o = run_job(defs, inst, "release_job", release)
     assert o.success and o.materializations["lerobot_dataset"]["status"] == "cached"
+
+
+@pytest.mark.e2e
+def test_serve_and_deploy_the_trained_checkpoint(lifecycle, env):
+    """`hvla serve` on the lake key of the checkpoint the pipeline produced; `hvla deploy` drives the
+    simulated G1 with it; a blocked deployment use is refused."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from hvla_platform_tests.test_serving_cli import free_port
+
+    home, _ = env
+    key = "checkpoints/hvla_test/e2e-exp/60"
+    hvla = [sys.executable, "-m", "hvla_platform.cli"]
+    refused = subprocess.run(hvla + ["serve", "--checkpoint", key, "--use", "public_api", "--port", str(free_port())],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "may not be served for 'public_api'" in refused.stdout, refused.stdout
+    port = free_port()
+    server = subprocess.Popen(hvla + ["serve", "--checkpoint", key, "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.3)
+        p = subprocess.run(hvla + ["deploy", "--port", str(port), "--max-steps", "15", "--result-json",
+                                   str(home / "deploy.json")], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert f"connected: checkpoint {key} (serving use lab_robot)" in p.stdout
+        res = json.loads((home / "deploy.json").read_text())
+        assert res["trials_run"] == 1 and res["per_trial"][0]["queries"] == 3  # 15 steps, re-query every 5
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    logs = list((home / "logs" / "serving").glob("inference-*.jsonl"))
+    assert logs and logs[0].read_text().count('"status": "ok"') == 3
+    assert list((home / "logs" / "robot").glob("safety-*.jsonl"))

@@ -27,12 +27,14 @@ class EvalConfig:
         seed: base seed of the trials (trial i uses seed + i; recordings use other seeds).
         max_steps: control steps per trial (at the release fps).
         replan_every: actions executed open-loop from each chunk before re-querying.
+        max_step_rad: the robot client's per-step joint target limit, radians (as in ``hvla deploy``).
     """
 
     closed_loop_trials: int = 4
     seed: int = 1000
     max_steps: int = 140
     replan_every: int = 5
+    max_step_rad: float = 0.25
 
 
 @dataclass
@@ -47,11 +49,17 @@ class EvalBuild:
 
 
 def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_factory: Callable[[], Any] | None,
+                        arm_limits: tuple[Any, Any] | None = None,
                         tracking_uri: str | None, artifact_root: str | None = None,
                         log: Callable[[str], None] | None = None) -> EvalBuild:
     """Evaluate the newest checkpoint of ``exp_name`` and publish ``eval-reports/<exp>/<step>/``.
 
     ``env_factory`` builds the closed-loop simulator (``ReachEnv``); ``None`` skips closed loop.
+    Closed-loop trials run through the deployment path: the checkpoint is served by a
+    :class:`~hvla_platform.lib.serving.server.PolicyServer` on loopback and the robot client of
+    ``hvla deploy`` drives the simulator against it; ``arm_limits`` (lower, upper) radians are the
+    robot's arm joint limits its action guard enforces. The server's inference log and the robot
+    safety log are published with the report under ``logs/``.
 
     Raises:
         FileNotFoundError: the experiment has no checkpoint.
@@ -63,7 +71,8 @@ def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_facto
     release = ck_m["release"]
     cache_m = lake.require_manifest(robodm_prefix(release))
     config = {"closed_loop_trials": cfg.closed_loop_trials if env_factory else 0, "seed": cfg.seed,
-              "max_steps": cfg.max_steps, "replan_every": cfg.replan_every}
+              "max_steps": cfg.max_steps, "replan_every": cfg.replan_every, "max_step_rad": cfg.max_step_rad,
+              "closed_loop_path": "policy server + robot client (openpi websocket, loopback)"}
     inputs = [InputRef(uri=lake.uri(ckpt_key), sha256=manifest_sha256(ck_m), kind="checkpoint",
                        episode_ids=list(ck_m["episode_ids"])),
               InputRef(uri=lake.uri(robodm_prefix(release)), sha256=manifest_sha256(cache_m), kind="robodm_cache",
@@ -83,17 +92,22 @@ def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_facto
             log(f"offline evaluation of {ckpt_key} on held-out episodes {cache_m['heldout_episode_ids']}")
         offline = evaluate_policy_offline(policy, cache_dir, split="heldout")
         closed = None
+        out = Path(tmp) / "report"
         if env_factory is not None and cfg.closed_loop_trials > 0:
-            from hvla_platform.lib.evaluation.closed_loop import run_closed_loop
+            from hvla_platform.lib.serving.loopback import closed_loop_via_server
+            from hvla_platform.lib.serving.robot import RobotConfig
 
-            meta = policy.metadata
-            closed = run_closed_loop(policy.infer, env_factory, trials=cfg.closed_loop_trials, seed=cfg.seed,
-                                     max_steps=cfg.max_steps, replan_every=cfg.replan_every,
-                                     state_names=meta["state_names"], action_names=meta["action_names"],
-                                     cameras=meta["cameras"], log=log)
+            if arm_limits is None:
+                raise ValueError("closed-loop evaluation needs the robot's arm joint limits (arm_limits)")
+            if log:
+                log(f"closed loop: {cfg.closed_loop_trials} trial(s) through the policy server and robot client")
+            closed = closed_loop_via_server(
+                policy, checkpoint_key=ckpt_key, env_factory=env_factory, arm_limits=arm_limits,
+                cfg=RobotConfig(episodes=cfg.closed_loop_trials, seed=cfg.seed, max_steps=cfg.max_steps,
+                                replan_every=cfg.replan_every, max_step_rad=cfg.max_step_rad),
+                log_dir=out / "logs", log=log)
         from hvla_platform.lib.evaluation.report import log_eval_to_mlflow, write_eval_report
 
-        out = Path(tmp) / "report"
         ck_manifest = read_checkpoint_manifest(step_dir)
         write_eval_report(out, offline=offline, closed_loop=closed, checkpoint_manifest=ck_manifest,
                           loss_curve=read_loss_curve(step_dir), title=f"{exp_name} @ step {ck_m['step']}",

@@ -15,6 +15,7 @@ class EvalReportConfig(dg.Config):
     seed: int = 1000
     max_steps: int = 140
     replan_every: int = 5
+    max_step_rad: float = 0.25
     control_hz: float = 20.0
 
 
@@ -24,7 +25,7 @@ class EvalReportConfig(dg.Config):
     group_name="evaluation",
     owners=["team:ml-evaluation"],
     kinds={"html", "mlflow"},
-    description="Eval report of the experiment's checkpoint: held-out action error vs a hold-position baseline, closed-loop success in the G1 simulator.",
+    description="Eval report of the experiment's checkpoint: held-out action error vs a hold-position baseline, closed-loop success in the G1 simulator through the policy server and robot client (the deployment path).",
     check_specs=[dg.AssetCheckSpec("metrics_finite", asset="eval_report",
                                    description="The offline error metrics are finite numbers (the evaluation ran on real frames).")],
     metadata={"hvla/layer": "evaluation"},
@@ -34,14 +35,17 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
     """Evaluate and publish ``eval-reports/<experiment>/<step>/`` (report.html + metrics.json)."""
     lk = lake.get_lake()
     cfg = EvalConfig(closed_loop_trials=config.closed_loop_trials, seed=config.seed, max_steps=config.max_steps,
-                     replan_every=config.replan_every)
+                     replan_every=config.replan_every, max_step_rad=config.max_step_rad)
 
     def env_factory():
         from hvla_platform.lib.sim.env import ReachEnv
 
         return ReachEnv(control_hz=config.control_hz)
 
+    from hvla_platform.lib.sim.env import arm_joint_limits
+
     b = evaluate_experiment(lk, context.partition_key, cfg, env_factory=env_factory if config.closed_loop_trials else None,
+                            arm_limits=arm_joint_limits() if config.closed_loop_trials else None,
                             tracking_uri=mlflow.uri(), artifact_root=mlflow.artifacts(), log=context.log.info)
     eval_prefix = f"eval-reports/{context.partition_key}/{b.manifest['step']}"
     off = b.metrics.get("offline", {})
@@ -60,6 +64,7 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
             "hvla/mae_ratio_vs_baseline": comp.get("first_mae_ratio") if comp.get("first_mae_ratio") is not None else "n/a",
             "hvla/closed_loop_success_rate": closed.get("success_rate", "not run"),
             "hvla/closed_loop_trials": closed.get("trials", 0),
+            "hvla/closed_loop_path": (closed.get("served_via") or {}).get("protocol", "not run"),
             "status": b.status,
             **lineage_metadata(lk, eval_prefix),
             **rights_metadata(b.rights),

@@ -235,11 +235,16 @@ def write_eval_report(
         cl_html = (
             f"<p>Success rate <b>{fmt(closed_loop['success_rate'], 2)}</b> "
             f"({closed_loop['successes']}/{closed_loop['trials']} trials, max {closed_loop['config']['max_steps']} "
-            f"steps, re-planning every {closed_loop['config']['replan_every']} actions). Inference "
-            f"{fmt(tm.get('infer_ms_mean'), 2)} ms mean, {fmt(tm.get('infer_ms_p95'), 2)} ms p95.</p>"
-            + _table(["trial", "seed", "success", "steps", "sim time (s)", "queries"],
-                     [[str(t["trial"]), str(t["seed"]), "yes" if t["success"] else "no", str(t["steps"]),
-                       fmt(t["sim_time_s"], 2), str(t["queries"])] for t in closed_loop["per_trial"]])
+            f"steps, re-planning every {closed_loop['config']['replan_every']} actions). "
+            + (f"Run through the deployment path: {html.escape(closed_loop['served_via']['protocol'])} policy "
+               f"server and the robot client of <code>hvla deploy</code> ({closed_loop['served_via']['requests']} "
+               "requests; server inference log and robot safety log under <code>logs/</code>). "
+               if closed_loop.get("served_via") else "")
+            + f"Query round trip {fmt(tm.get('infer_ms_mean'), 2)} ms mean, {fmt(tm.get('infer_ms_p95'), 2)} ms p95.</p>"
+            + _table(["trial", "seed", "success", "stop", "steps", "sim time (s)", "queries", "clipped commands"],
+                     [[str(t["trial"]), str(t["seed"]), "yes" if t["success"] else "no",
+                       html.escape(str(t.get("stop_reason", ""))), str(t["steps"]), fmt(t["sim_time_s"], 2),
+                       str(t["queries"]), str(t.get("clipped_steps", ""))] for t in closed_loop["per_trial"]])
         )
     img = lambda k, alt: (f'<img alt="{alt}" src="data:image/png;base64,{plots[k]}">' if k in plots else "")  # noqa: E731
     m = checkpoint_manifest

@@ -6,7 +6,15 @@ import numpy as np
 
 from hvla_platform.lib.recording.contract import CAMERA_TOPICS
 from hvla_platform.lib.sim.core import G1Sim
+from hvla_platform.lib.sim.model import build_scene
 from hvla_platform.lib.sim.task import SUCCESS_DISTANCE, ExpertPlan, TaskSpec, plan_expert, sample_task
+
+
+def arm_joint_limits() -> tuple[np.ndarray, np.ndarray]:
+    """(lower (14,), upper (14,)) float64 arm joint limits of the simulated G1, radians,
+    ``G1_ARM_JOINTS`` order (from the Menagerie MJCF)."""
+    sc = build_scene()
+    return sc.joint_range[sc.arm_idx, 0].copy(), sc.joint_range[sc.arm_idx, 1].copy()
 
 
 class ReachEnv:
