@@ -1,0 +1,153 @@
+"""Benchmark: our policy server vs openpi's reference server, same client, same payloads.
+
+Usage::
+
+    ./scripts/install_openpi_client.sh            # once (scripts/install.sh does it)
+    .venv/bin/python benchmarks/policy_server.py  # ~3.5 min on 2 cores
+    .venv/bin/python benchmarks/policy_server.py --requests 500 --duration 10   # quick look
+
+In one invocation, on loopback:
+
+* **servers**: ours (:class:`hvla_platform.lib.serving.server.PolicyServer`, inference log on, as in
+  production) in the platform's venv, and the reference — PyPI ``openpi-server==0.1.0``
+  (openpi's ``WebsocketPolicyServer``) in the openpi-client venv — both wrapping the same trivial
+  policy (``policy_server_parts/trivial_policy.py``: constant (10, 14) float32 chunk).
+* **client**: openpi-client 0.1.2's ``WebsocketClientPolicy`` (``policy_server_parts/client_load.py``)
+  for both, in separate processes.
+* **latency**: one client, back-to-back requests (after a warm-up), payload of 1 and of 3 cameras
+  at 224×224×3 uint8 + a (32,) float32 state + a prompt. Prints p50/p99 round trip and protocol
+  overhead (round trip − the server's own ``infer_ms``), and the ratio ours / reference.
+  Target: our overhead ≤ the reference's (ratio ≤ 1).
+* **load**: 8 client processes at 50 Hz each for ``--duration`` seconds (60 by default), 1 camera,
+  against each server: requests, errors, p50/p99 round trip. Target for ours: no errors, p99 < 20 ms.
+
+The servers alternate (reference, ours, reference, ours for the two payloads) so a slow phase of
+the machine does not land on one side only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PARTS = Path(__file__).resolve().parent / "policy_server_parts"
+OPENPI_PY = Path(os.environ.get("HVLA_OPENPI_VENV", REPO / ".venv-openpi")) / "bin" / "python"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(kind: str, log_dir: Path) -> tuple[subprocess.Popen, int]:
+    """Start one server process and wait until ``/healthz`` answers."""
+    port = free_port()
+    if kind == "ours":
+        cmd = [sys.executable, str(PARTS / "ours_server.py"), str(port), str(log_dir)]
+    else:
+        cmd = [str(OPENPI_PY), str(PARTS / "reference_server.py"), str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{kind} server exited: {proc.stderr.read()}")
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{kind} server did not start")
+
+
+def client(port: int, cameras: int, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(OPENPI_PY), str(PARTS / "client_load.py"), str(port), str(cameras), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def collect(procs: list[subprocess.Popen]) -> dict:
+    rtt, infer, errors, size = [], [], 0, 0
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(f"client failed: {err[-2000:]}")
+        r = json.loads(out.strip().splitlines()[-1])
+        rtt += r["rtt_ms"]
+        infer += r["infer_ms"]
+        errors += r["errors"]
+        size = r["request_bytes"]
+    rtt_a, over = np.asarray(rtt), np.asarray(rtt) - np.asarray(infer)
+    return {"n": len(rtt), "errors": errors, "request_bytes": size,
+            "rtt_p50": float(np.percentile(rtt_a, 50)), "rtt_p99": float(np.percentile(rtt_a, 99)),
+            "over_p50": float(np.percentile(over, 50)), "over_p99": float(np.percentile(over, 99))}
+
+
+def run_phase(kind: str, log_dir: Path, fn) -> dict:
+    proc, port = start(kind, log_dir)
+    try:
+        return fn(port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=2000, help="back-to-back requests per latency run")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of the 8-client load run")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--rate", type=float, default=50.0, help="requests per second per client")
+    args = ap.parse_args()
+    if not OPENPI_PY.exists():
+        print(f"{OPENPI_PY} missing: run ./scripts/install_openpi_client.sh first", file=sys.stderr)
+        return 2
+    print(f"policy server benchmark: {os.cpu_count()} CPUs; client openpi-client 0.1.2; reference openpi-server 0.1.0")
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="hvla-bench-serve-") as tmp:
+        log_dir = Path(tmp) / "inference-log"
+        print(f"\nlatency, 1 client, {args.requests} back-to-back requests (ms)")
+        print(f"{'payload':<12}{'server':<11}{'bytes':>9}{'rtt p50':>9}{'rtt p99':>9}{'ovh p50':>9}{'ovh p99':>9}")
+        for cams in (1, 3):
+            res = {}
+            for kind in ("reference", "ours"):
+                res[kind] = run_phase(kind, log_dir, lambda port: collect([client(port, cams, "--requests",
+                                                                                   str(args.requests))]))
+                r = res[kind]
+                print(f"{cams} camera{'s' if cams > 1 else ' '}   {kind:<11}{r['request_bytes']:>9}{r['rtt_p50']:>9.3f}"
+                      f"{r['rtt_p99']:>9.3f}{r['over_p50']:>9.3f}{r['over_p99']:>9.3f}")
+            q50 = res["ours"]["over_p50"] / res["reference"]["over_p50"]
+            q99 = res["ours"]["over_p99"] / res["reference"]["over_p99"]
+            ok &= q50 <= 1.0
+            print(f"{'':<12}ratio ours/reference: overhead p50 {q50:.3f}, p99 {q99:.3f}, round trip p50 "
+                  f"{res['ours']['rtt_p50'] / res['reference']['rtt_p50']:.3f}  "
+                  f"({'meets' if q50 <= 1.0 else 'MISSES'} target: overhead p50 ratio <= 1)")
+
+        print(f"\nload: {args.clients} clients × {args.rate:g} Hz × {args.duration:g} s, 1 camera 224×224 (ms)")
+        for kind in ("reference", "ours"):
+            r = run_phase(kind, log_dir, lambda port: collect([
+                client(port, 1, "--rate", str(args.rate), "--duration", str(args.duration), "--warmup", "5")
+                for _ in range(args.clients)]))
+            expected = int(args.clients * args.rate * args.duration)
+            line = (f"{kind:<11} requests {r['n']:>6} / {expected} scheduled, errors {r['errors']}, "
+                    f"rtt p50 {r['rtt_p50']:.2f}, p99 {r['rtt_p99']:.2f}")
+            if kind == "ours":
+                meets = r["errors"] == 0 and r["rtt_p99"] < 20.0 and r["n"] >= 0.95 * expected
+                ok &= meets
+                line += f"  ({'meets' if meets else 'MISSES'} target: 0 errors, p99 < 20 ms, >= 95% of schedule)"
+            print(line)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
