@@ -57,11 +57,11 @@ class DropPass:
         """Handled folders whose landing status is one of ``statuses``."""
         return [h for h in self.handled if h.result.status in statuses]
 
-    @property
-    def partitions(self) -> list[tuple[str, str]]:
-        """(capture_day, robot_id) of every folder that is (now) in the landing area, or conflicts with it."""
+    def partitions(self, *statuses: str) -> list[tuple[str, str]]:
+        """(capture_day, robot_id) of the handled folders with one of ``statuses`` (default: those
+        now in the landing area, ``landed`` and ``already_landed``)."""
         return sorted({(h.result.capture_day, h.result.robot_id)
-                       for h in self.with_status("landed", "already_landed", "conflict")})
+                       for h in self.with_status(*(statuses or ("landed", "already_landed")))})
 
 
 def watch_drop_area(lake: Lake, drop: DropArea, seen: dict[str, str], *, now: float | None = None,

@@ -90,7 +90,7 @@ def test_partial_upload_waits_then_lands_once(lake, drop, recs):
     p = watch_drop_area(lake, drop.area, p.seen, settle_seconds=0)
     assert [(h.result.status, h.result.episode_id, h.uri) for h in p.handled] == [
         ("landed", "ep-1", drop.area.uri("robot-a/ep-1"))]
-    assert p.partitions == [(DAY, ROBOT)]
+    assert p.partitions() == [(DAY, ROBOT)]
     assert lake.read_bytes(f"landing/{DAY}/{ROBOT}/ep-1/ep-1_0.mcap") == (recs / "ep-1" / "ep-1_0.mcap").read_bytes()
     # the same upload is not landed again; the drop area was only read
     again = watch_drop_area(lake, drop.area, p.seen, settle_seconds=0)
@@ -107,6 +107,7 @@ def test_changed_reupload_is_kept_as_evidence_not_landed(lake, drop, recs):
     p = watch_drop_area(lake, drop.area, seen, settle_seconds=0)
     [h] = p.handled
     assert h.result.status == "conflict" and "already landed with different content" in h.result.reason
+    assert p.partitions() == [] and p.partitions("conflict") == [(DAY, ROBOT)]  # nothing new to ingest
     assert drop.area.uri("robot-a/retry/ep-1") in h.result.reason
     assert {k: lake.read_bytes(k) for k in lake.list_keys("landing")} == landed  # nothing replaced
     record = lake.read_json(h.conflict_record)
@@ -137,7 +138,7 @@ def test_bad_and_withdrawn_uploads_are_reported_once(lake, drop, recs, tmp_path)
     [reason_key] = [k for k in lake.list_keys("quarantine/_rejected") if k.endswith("reason.json")]
     assert lake.read_json(reason_key)["source"] == drop.area.uri("robot-a/broken")
     assert by["robot-a/ep-2"].status == "withdrawn" and "consent-2026-0001" in by["robot-a/ep-2"].reason
-    assert lake.list_keys("landing") == [] and p.partitions == []
+    assert lake.list_keys("landing") == [] and p.partitions() == []
     assert watch_drop_area(lake, drop.area, p.seen, settle_seconds=0).handled == []
 
 

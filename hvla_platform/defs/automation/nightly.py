@@ -1,0 +1,92 @@
+"""Nightly automation: convert and QA-check what ingest has not caught up with, then refresh the
+releases that follow new data (as dated snapshot releases)."""
+
+import datetime as dt
+import zoneinfo
+
+import dagster as dg
+
+from hvla_platform.defs.automation import settings
+from hvla_platform.defs.jobs import ingest_job, release_job
+from hvla_platform.defs.resources import LakeResource
+from hvla_platform.lib.ingest.backlog import ingest_backlog
+from hvla_platform.lib.ingest.release_refresh import plan_refresh, refresh_due, register_snapshot
+
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED]
+
+
+def _register_partitions(instance: dg.DagsterInstance, keys: list[str], log) -> None:
+    """Add the capture_day / robot keys of ``keys`` (``day|robot``) the instance does not know yet."""
+    for i, dim in enumerate(("capture_day", "robot")):
+        new = sorted({k.split("|")[i] for k in keys} - set(instance.get_dynamic_partitions(dim)))
+        if new:
+            log.info(f"registering {dim} partition(s) {new}")
+            instance.add_dynamic_partitions(dim, new)
+
+
+@dg.schedule(
+    name="nightly_ingest_schedule",
+    cron_schedule=settings.nightly_cron(),
+    execution_timezone=settings.timezone(),
+    job=ingest_job,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly: converts and QA-checks (ingest_job) every capture-day × robot partition whose landed "
+                "episodes are not all through raw and HDF5 yet — new landings the sensor missed, failed runs, "
+                "`hvla ingest` without --materialize. Up-to-date partitions are left alone.",
+)
+def nightly_ingest_schedule(context: dg.ScheduleEvaluationContext, lake: LakeResource):
+    """One RunRequest per partition that is behind; the run key holds the night and the landed content."""
+    lk = lake.get_lake()
+    night = context.scheduled_execution_time.date().isoformat()
+    backlog = ingest_backlog(lk)
+    if not backlog:
+        return dg.SkipReason("every landed partition is ingested and converted")
+    _register_partitions(context.instance, [s.key for s in backlog], context.log)
+    for s in backlog:
+        context.log.info(f"{s.key}: {s.behind}")
+    return [dg.RunRequest(run_key=f"nightly:{night}:{s.key}:{s.digest}", partition_key=s.key,
+                          tags={"hvla/trigger": "nightly_ingest_schedule", "hvla/behind": s.behind[:200]})
+            for s in backlog]
+
+
+@dg.sensor(
+    name="nightly_release_refresh",
+    job=release_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Once a night (after HVLA_RELEASE_REFRESH_AT, when no ingest run is in progress): for every "
+                "release spec with `partitions: all` whose converted partitions changed, registers a dated "
+                "snapshot release <name>-<YYYYMMDD> pinned to those partitions and builds it with release_job.",
+)
+def nightly_release_refresh(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
+    """Refresh the releases that follow new data (see ``hvla_platform.lib.ingest.release_refresh``)."""
+    now = dt.datetime.now(zoneinfo.ZoneInfo(settings.timezone()))
+    why_not = refresh_due(now, settings.release_refresh_at(), context.cursor)
+    if why_not:
+        return dg.SkipReason(why_not)
+    running = context.instance.get_run_records(dg.RunsFilter(job_name=ingest_job.name, statuses=IN_PROGRESS), limit=50)
+    if running:
+        return dg.SkipReason(f"waiting for {len(running)} ingest run(s) in progress before refreshing releases")
+    lk = lake.get_lake()
+    plans, problems = plan_refresh(lk, now.date())
+    for problem in problems:
+        context.log.warning(problem)
+    behind = ingest_backlog(lk)
+    if behind:
+        context.log.warning(f"{len(behind)} partition(s) are behind and enter the snapshots as last converted: "
+                            + "; ".join(f"{s.key}: {s.behind}" for s in behind[:10]))
+    requests = []
+    for plan in plans:
+        spec = register_snapshot(lk, plan)
+        context.log.info(f"refreshing {plan.summary()}")
+        requests.append(dg.RunRequest(run_key=f"release-refresh:{spec.name}", partition_key=spec.name,
+                                      tags={"hvla/trigger": "nightly_release_refresh", "hvla/follows": plan.spec.name}))
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest("release", [r.partition_key for r in requests])]
+        if requests else [],
+        cursor=now.date().isoformat(),
+        skip_reason=None if requests else f"no release follows new data on {now.date().isoformat()}"
+                                          + (f" ({len(problems)} problem(s), see the log)" if problems else ""),
+    )
