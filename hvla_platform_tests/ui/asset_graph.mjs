@@ -1,0 +1,272 @@
+// Drives the Dagster 1.13 UI the way a person does, in headless Chromium (playwright-core):
+// asset graph → raw_mcap → "Materialize selected…" → one capture_day × robot partition →
+// "Launch 1 run" → the run page until the run ends → its check evaluations → the asset page
+// (owners, the partition's metadata, the Checks tab).
+//
+// Prints one JSON object (what the pages showed) on stdout; progress goes to stderr; a
+// screenshot of every step lands in --artifacts. Run by hvla_platform_tests/ui/test_browser.py,
+// which starts dagster-webserver + dagster-daemon on a fresh instance; docs/ui_testing.md.
+//
+//   node asset_graph.mjs --base-url http://127.0.0.1:PORT --artifacts DIR \
+//        [--asset raw_mcap] [--partition 2026-11-10|g1-001] [--run-timeout-s 150] [--chromium /usr/bin/chromium]
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const { values: opt } = parseArgs({
+  options: {
+    'base-url': { type: 'string' },
+    artifacts: { type: 'string' },
+    asset: { type: 'string', default: 'raw_mcap' },
+    partition: { type: 'string', default: '2026-11-10|g1-001' },
+    'run-timeout-s': { type: 'string', default: '150' },
+    chromium: { type: 'string', default: process.env.HVLA_CHROMIUM || '/usr/bin/chromium' },
+  },
+});
+if (!opt['base-url'] || !opt.artifacts) {
+  console.error('usage: node asset_graph.mjs --base-url URL --artifacts DIR [--asset A] [--partition DAY|ROBOT]');
+  process.exit(2);
+}
+const BASE = opt['base-url'].replace(/\/$/, '');
+const ASSET = opt.asset;
+const PARTITION = opt.partition;
+const [DAY, ROBOT] = PARTITION.split('|');
+const RUN_TIMEOUT_MS = Number(opt['run-timeout-s']) * 1000;
+const OUT = path.resolve(opt.artifacts);
+fs.mkdirSync(OUT, { recursive: true });
+
+const log = (msg) => console.error(`[ui ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+let shot = 0;
+async function screenshot(page, name) {
+  shot += 1;
+  const file = path.join(OUT, `${String(shot).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: false });
+  log(`screenshot ${path.basename(file)}`);
+}
+
+/** The innermost element that contains every one of `locators` (document order puts it last). */
+function innermost(page, ...locators) {
+  let l = page.locator('div');
+  for (const inner of locators) l = l.filter({ has: inner });
+  return l.last();
+}
+
+/** Key → value of an un-headed two-column metadata table (first two cells of each row). */
+async function readMetadataTable(table) {
+  const out = {};
+  for (const row of await table.getByRole('row').all()) {
+    const cells = await row.getByRole('cell').allInnerTexts();
+    if (cells.length >= 2 && cells[0].trim()) out[cells[0].trim()] = cells[1].trim();
+  }
+  return out;
+}
+
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hvla-ui-chromium-'));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: opt.chromium,
+  headless: true,
+  viewport: { width: 1600, height: 1100 },
+  // What this closed network needs: without the background-networking flags Chromium keeps
+  // opening connections to Google hosts that are refused (python-svc machine notes).
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+         '--disable-component-update', '--disable-sync'],
+});
+context.setDefaultTimeout(30_000);
+const page = context.pages()[0] ?? await context.newPage();
+const consoleErrors = [];
+page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text().slice(0, 300)); });
+page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${String(e).slice(0, 300)}`));
+
+// Dagster OSS shows a "Join the Dagster community" dialog once per browser profile, at a moment
+// of its choosing; a person clicks "Skip" whenever it appears.
+await page.addLocatorHandler(
+  page.getByRole('dialog').filter({ hasText: 'Join the Dagster community' }),
+  async (dialog) => {
+    log('dismissing the "Join the Dagster community" dialog');
+    await dialog.getByRole('button', { name: 'Skip' }).click();
+  },
+);
+
+const result = { base_url: BASE, asset: ASSET, partition: PARTITION, screenshots_dir: OUT };
+let failed = null;
+try {
+  // ---- 1. the global asset graph, every group expanded -------------------------------------
+  log(`open ${BASE}/asset-groups`);
+  await page.goto(`${BASE}/asset-groups`);
+  await page.getByText('Global asset lineage', { exact: true }).waitFor();
+  const assetNodes = page.locator('[class*="AssetNode_assetNodeContainer"]');
+  const groupNodes = page.locator('[class*="CollapsedGroupNode_collapsedGroupNodeBox"]');
+  await assetNodes.or(groupNodes).first().waitFor();
+  if (await groupNodes.count()) {
+    log('graph settings → "Expand all groups"');
+    // the gear among the graph's zoom controls (the navigation has a "Settings" entry too)
+    const gear = page.getByRole('img', { name: 'settings', exact: true });
+    const controls = innermost(page, page.getByRole('img', { name: 'zoom_in', exact: true }), gear);
+    await controls.getByRole('button').filter({ has: gear }).click();
+    await page.getByRole('menuitem', { name: /Expand all groups/ }).click();
+    // The layout changes under the old viewport; reload so that the graph is fitted to the
+    // screen again (the expansion is remembered by the browser).
+    await page.reload();
+  }
+  await assetNodes.filter({ hasText: new RegExp(`^${ASSET}$`) }).waitFor();
+  await page.waitForTimeout(500); // let the fit-to-screen animation settle before the screenshot
+  result.graph_assets = (await assetNodes.allInnerTexts()).map((t) => t.trim()).sort();
+  result.graph_groups = (await page.locator('[class*="ExpandedGroupNode_groupNodeHeaderBox"]').allInnerTexts())
+    .map((t) => t.split('\n')[0].trim()).filter(Boolean);
+  await screenshot(page, 'asset-graph');
+
+  // ---- 2. select the asset, open the launch dialog, pick one partition ----------------------
+  log(`select ${ASSET} in the graph`);
+  await assetNodes.filter({ hasText: new RegExp(`^${ASSET}$`) }).click();
+  await page.getByRole('link', { name: /View in Asset Catalog/ }).waitFor();
+  await screenshot(page, 'asset-selected');
+  await page.getByRole('button', { name: /Materialize selected/ }).click();
+  const dialog = page.getByRole('dialog').filter({ hasText: `Launch runs to materialize ${ASSET}` });
+  await dialog.waitFor();
+  for (const [dimension, key] of [['capture_day', DAY], ['robot', ROBOT]]) {
+    log(`launch dialog: ${dimension} = ${key}`);
+    const section = innermost(page, page.getByText(dimension, { exact: true }),
+                              page.getByText('Select a partition or create one'));
+    await section.getByText('Select a partition or create one').click();
+    const filter = page.getByPlaceholder('Filter partitions');
+    await filter.fill(key);
+    await page.getByRole('menuitem').filter({ has: page.locator(`[title="${key}"]`) }).click();
+    // close the dropdown by clicking the dialog's title (Escape would close the whole dialog)
+    await dialog.getByText(`Launch runs to materialize ${ASSET}`).click();
+    await filter.waitFor({ state: 'hidden' });
+  }
+  result.launch_dialog = {
+    partition_count: (await dialog.getByText(/^\d+ partitions?$/).innerText()).trim(),
+    launch_button: (await dialog.getByRole('button', { name: /^Launch/ }).innerText()).trim(),
+  };
+  await screenshot(page, 'launch-dialog');
+  await dialog.getByRole('button', { name: 'Launch 1 run' }).click();
+
+  // ---- 3. the run: follow the toast's "View" link, wait for the run to end -------------------
+  const toast = page.getByText(/^Launched run [0-9a-f]{8}$/);
+  await toast.waitFor();
+  result.toast = (await toast.innerText()).trim();
+  log(result.toast);
+  const shortId = result.toast.slice(-8);
+  try {
+    await page.getByRole('link', { name: 'View', exact: true }).first().click({ timeout: 10_000 });
+  } catch {
+    // the toast went away before the click (a slow machine): the Runs page lists the run too
+    log('toast gone; opening the run from the Runs page');
+    await page.goto(`${BASE}/runs`);
+    await page.locator(`a[href^="/runs/${shortId}"]`).first().click();
+  }
+  await page.waitForURL(/\/runs\/[0-9a-f-]{36}/);
+  result.run_id = page.url().match(/\/runs\/([0-9a-f-]{36})/)[1];
+  if (!result.run_id.startsWith(shortId)) throw new Error(`opened run ${result.run_id}, launched ${shortId}`);
+  const header = page.locator('[class*="PageHeader_container"]').first();
+  await header.getByText(`partition: ${PARTITION}`).waitFor();
+  await screenshot(page, 'run-started');
+  log(`waiting up to ${RUN_TIMEOUT_MS / 1000} s for run ${result.run_id} to end`);
+  const terminal = header.getByText(/^(Success|Failure|Canceled)$/);
+  await terminal.waitFor({ timeout: RUN_TIMEOUT_MS });
+  result.run_status = (await terminal.innerText()).trim();
+  result.run_header = (await header.innerText()).split('\n').map((s) => s.trim()).filter(Boolean);
+  log(`run ${result.run_id.slice(0, 8)}: ${result.run_status}`);
+  await screenshot(page, 'run-finished');
+
+  // the run's own check evaluations, from its event log filtered to that event type
+  await page.getByPlaceholder('Filter…').fill('type:ASSET_CHECK_EVALUATION');
+  await page.keyboard.press('Enter');
+  const checkLine = /^Check (\w+) (succeeded|failed) for materialization of (\w+)\.$/;
+  const checkEvents = page.getByText(checkLine);
+  await checkEvents.first().waitFor();
+  await page.waitForTimeout(500);
+  result.run_check_events = (await checkEvents.allInnerTexts()).map((t) => {
+    const [, check, outcome, asset] = t.trim().match(checkLine);
+    return { asset, check, outcome };
+  });
+  await screenshot(page, 'run-check-events');
+
+  // ---- 4. the asset page: owners (Overview) ---------------------------------------------------
+  log(`open the ${ASSET} asset from the run's event log`);
+  await page.getByRole('link', { name: ASSET, exact: true }).first().click();
+  await page.waitForURL(new RegExp(`/assets/${ASSET}`));
+  await page.getByRole('tab', { name: 'Overview' }).click();
+  const owners = innermost(page, page.getByText('Owners', { exact: true }), page.locator('[data-tooltip]'));
+  await owners.waitFor();
+  result.owners = [];
+  for (const tag of await owners.locator('[data-tooltip]').all()) {
+    const icon = await tag.locator('xpath=..').getByRole('img').first().getAttribute('aria-label').catch(() => null);
+    result.owners.push({ name: (await tag.innerText()).trim(), icon });
+  }
+  const kinds = innermost(page, page.getByText('Kinds', { exact: true }), page.locator('[class*="OpTags"]'));
+  result.kinds = (await kinds.locator('[class*="OpTags"]').allInnerTexts()).map((t) => t.trim());
+  const group = innermost(page, page.getByText('Group', { exact: true }), page.getByRole('link'));
+  result.group = (await group.getByRole('link').first().innerText()).trim();
+  await screenshot(page, 'asset-overview');
+
+  // ---- 5. the partition: status, run and materialization metadata (Partitions tab) -----------
+  log(`Partitions tab → ${DAY} → ${ROBOT}`);
+  await page.getByRole('tab', { name: 'Partitions' }).click();
+  for (const [dimension, key] of [['capture_day', DAY], ['robot', ROBOT]]) {
+    const column = innermost(page, page.getByPlaceholder(`Filter by ${dimension}…`), page.locator(`[title="${key}"]`));
+    await column.locator(`[title="${key}"]`).click();
+  }
+  const panelTitle = page.locator(`[title="${PARTITION}"]`);
+  await panelTitle.waitFor();
+  const mdTable = page.getByRole('table').filter({ hasText: 'dagster/uri' });
+  await mdTable.waitFor();
+  const panel = innermost(page, panelTitle, mdTable);
+  result.partition_panel = {
+    status: (await panel.locator('[data-tooltip]').filter({ hasText: /^(Materialized|Failed|Missing|Materializing)$/ })
+      .first().innerText()).trim(),
+    run: (await panel.locator('a[href^="/runs/"]').first().innerText()).trim(),
+    metadata: await readMetadataTable(mdTable),
+  };
+  await screenshot(page, 'partition');
+  await mdTable.getByText('hvla/license', { exact: true }).scrollIntoViewIfNeeded();
+  await screenshot(page, 'partition-rights-metadata');
+
+  // ---- 6. the Checks tab: each check's status and latest evaluation --------------------------
+  log('Checks tab');
+  await page.getByRole('tab', { name: 'Checks' }).click();
+  await page.getByText(/^Checks \(\d+\)$/).waitFor();
+  const checkList = innermost(page, page.getByPlaceholder('Filter checks'), page.locator('[class*="VirtualizedTable"]'));
+  const names = await checkList.locator('[title]').evaluateAll((els) => els.map((e) => e.getAttribute('title')));
+  result.checks_tab = [];
+  for (const name of names) {
+    const row = innermost(page, page.getByPlaceholder('Filter checks'), page.locator(`[title="${name}"]`))
+      .locator(`[title="${name}"]`).locator('xpath=ancestor::*[contains(@class, "checkRow")][1]');
+    const listStatus = (await row.innerText()).split('\n').map((s) => s.trim()).filter(Boolean).pop();
+    await row.click();
+    await page.waitForURL(new RegExp(`checkDetail=${name}`));
+    // the detail panel's title (asset-check icon + name) shows the selected check
+    await page.getByRole('img', { name: 'asset_check', exact: true }).locator('xpath=following-sibling::span[1]')
+      .filter({ hasText: new RegExp(`^${name}$`) }).waitFor();
+    const evaluation = innermost(page, page.getByText('Evaluation result', { exact: true }),
+                                 page.getByText(/^(Passed|Failed|Skipped|Errored|Executing)$/));
+    await evaluation.waitFor();
+    const evalResult = (await evaluation.getByText(/^(Passed|Failed|Skipped|Errored|Executing)$/).first()
+      .innerText()).trim();
+    const blocking = (await page.getByText('This is a blocking asset check.').count()) > 0;
+    const metadata = await readMetadataTable(
+      page.getByRole('table').filter({ hasText: 'hvla/num_failing' }).first());
+    result.checks_tab.push({ check: name, list_status: listStatus, evaluation: evalResult, blocking, metadata });
+    await screenshot(page, `check-${name}`);
+  }
+} catch (err) {
+  failed = err;
+  result.error = String(err && err.stack || err).slice(0, 4000);
+  result.failed_at_url = page.url();
+  log(`FAILED: ${String(err).split('\n')[0]}`);
+  try {
+    await screenshot(page, 'error');
+    fs.writeFileSync(path.join(OUT, 'error-page.html'), await page.content());
+  } catch (e) { log(`could not capture the failing page: ${e}`); }
+} finally {
+  result.console_errors = consoleErrors.slice(0, 20);
+  await context.close().catch(() => {});
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}
+fs.writeFileSync(path.join(OUT, 'ui-result.json'), JSON.stringify(result, null, 2));
+process.stdout.write(JSON.stringify(result) + '\n');
+process.exit(failed ? 1 : 0);
