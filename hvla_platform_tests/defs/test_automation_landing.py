@@ -1,6 +1,6 @@
-"""Recordings dropped into the drop area get landed and ingested without a click: the landing sensor
-and the nightly schedule of the loaded code location, evaluated against a real Dagster instance, and
-the requested ingest run executed."""
+"""Recordings dropped into the drop area get landed and ingested without a click: the landing sensor,
+the nightly schedule and the release refresh's wait of the loaded code location, evaluated against a
+real Dagster instance, and the requested ingest run executed."""
 
 import datetime as dt
 import json
@@ -182,3 +182,20 @@ def test_missing_drop_area_skips_with_the_reason(new_world):
 def test_cursor_from_elsewhere_is_refused_with_a_clear_error(new_world):
     with pytest.raises(ValueError, match="unrecognised cursor"):
         new_world.tick(json.dumps({"something": "else"}))
+
+
+def test_release_refresh_waits_until_no_ingest_run_is_in_progress(new_world, monkeypatch):
+    monkeypatch.setenv("HVLA_RELEASE_REFRESH_AT", "00:00")  # due whenever the test runs
+    w = new_world
+    sensor = w.repo.get_sensor_def("nightly_release_refresh")
+
+    def evaluate():
+        with dg.build_sensor_context(**w.context()) as ctx:
+            return sensor.evaluate_tick(ctx)
+
+    running = w.instance.create_run_for_job(w.repo.get_job("ingest_job"), status=dg.DagsterRunStatus.STARTED)
+    r = evaluate()
+    assert "waiting for 1 ingest run(s) in progress" in r.skip_message and r.cursor is None
+    w.instance.report_run_failed(running)
+    r = evaluate()
+    assert r.skip_message.startswith("no release follows new data on ") and r.cursor == r.skip_message[-10:]
