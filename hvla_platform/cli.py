@@ -241,6 +241,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report = [k for k in lake.list_keys("eval-reports") if k.endswith("report.html")]
     if report:
         _echo(f"\neval report: {lake.uri(report[-1])}")
+    ckpts = lake.list_artifacts("checkpoints")
+    if ckpts:
+        _echo(f"serve it:    .venv/bin/hvla serve --checkpoint {ckpts[-1]}   (openpi protocol, port 8000)")
+        _echo("robot:       .venv/bin/hvla deploy --port 8000   (the simulated G1 driven by the server)")
     _echo(f"MLflow:      {settings.mlflow_tracking_uri()}  (mlflow ui --backend-store-uri {settings.mlflow_tracking_uri()})")
     _echo(f"Dagster UI:  .venv/bin/hvla ui   (then open http://127.0.0.1:3000 — asset graph, partitions, "
           "owners, rights metadata and check results of this demo)")
