@@ -54,6 +54,31 @@ function innermost(page, ...locators) {
   return l.last();
 }
 
+/** Wait until `locator` matches at least `n` elements (lists render in pieces). */
+async function waitForCount(locator, n, what, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let count = await locator.count();
+  while (count < n) {
+    if (Date.now() > deadline) throw new Error(`expected ${n} ${what}, the page shows ${count}`);
+    await new Promise((r) => setTimeout(r, 250));
+    count = await locator.count();
+  }
+  return count;
+}
+
+/** Wait until the number of elements `locator` matches is non-zero and stays put for 0.5 s. */
+async function settledCount(locator, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last = -1;
+  for (;;) {
+    const count = await locator.count();
+    if (count > 0 && count === last) return count;
+    if (Date.now() > deadline) throw new Error(`${locator} did not settle (last count ${count})`);
+    last = count;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 /** Key → value of an un-headed two-column metadata table (first two cells of each row). */
 async function readMetadataTable(table) {
   const out = {};
@@ -112,7 +137,7 @@ try {
     await page.reload();
   }
   await assetNodes.filter({ hasText: new RegExp(`^${ASSET}$`) }).waitFor();
-  await page.waitForTimeout(500); // let the fit-to-screen animation settle before the screenshot
+  await settledCount(assetNodes); // also lets the fit-to-screen animation end before the screenshot
   result.graph_assets = (await assetNodes.allInnerTexts()).map((t) => t.trim()).sort();
   result.graph_groups = (await page.locator('[class*="ExpandedGroupNode_groupNodeHeaderBox"]').allInnerTexts())
     .map((t) => t.split('\n')[0].trim()).filter(Boolean);
@@ -178,8 +203,8 @@ try {
   await page.keyboard.press('Enter');
   const checkLine = /^Check (\w+) (succeeded|failed) for materialization of (\w+)\.$/;
   const checkEvents = page.getByText(checkLine);
-  await checkEvents.first().waitFor();
-  await page.waitForTimeout(500);
+  const runChecks = Number((await header.getByText(/^\d+ checks?$/).innerText()).split(' ')[0]);
+  await waitForCount(checkEvents, runChecks, 'check evaluations in the run\'s event log');
   result.run_check_events = (await checkEvents.allInnerTexts()).map((t) => {
     const [, check, outcome, asset] = t.trim().match(checkLine);
     return { asset, check, outcome };
@@ -229,8 +254,11 @@ try {
   // ---- 6. the Checks tab: each check's status and latest evaluation --------------------------
   log('Checks tab');
   await page.getByRole('tab', { name: 'Checks' }).click();
-  await page.getByText(/^Checks \(\d+\)$/).waitFor();
+  const checksHeading = page.getByText(/^Checks \(\d+\)$/);
+  await checksHeading.waitFor();
+  const checkCount = Number((await checksHeading.innerText()).match(/\d+/)[0]);
   const checkList = innermost(page, page.getByPlaceholder('Filter checks'), page.locator('[class*="VirtualizedTable"]'));
+  await waitForCount(checkList.locator('[title]'), checkCount, 'checks in the Checks tab list');
   const names = await checkList.locator('[title]').evaluateAll((els) => els.map((e) => e.getAttribute('title')));
   result.checks_tab = [];
   for (const name of names) {
