@@ -199,3 +199,36 @@ def test_release_refresh_waits_until_no_ingest_run_is_in_progress(new_world, mon
     w.instance.report_run_failed(running)
     r = evaluate()
     assert r.skip_message.startswith("no release follows new data on ") and r.cursor == r.skip_message[-10:]
+
+
+def test_new_content_of_a_partition_waits_for_its_run_in_progress(new_world, recs):
+    w = new_world
+    w.upload(recs, "ep-a1", "ep-a1")
+    r1 = w.tick()
+    w.apply(r1)
+    [first] = r1.run_requests
+    # the requested run has started; meanwhile another episode of the same partition lands
+    run = w.instance.create_run_for_job(w.repo.get_job("ingest_job"), status=dg.DagsterRunStatus.STARTED,
+                                        tags={**first.tags, "dagster/partition": A})
+    w.upload(recs, "ep-a2", "ep-a2")
+    r2 = w.tick(r1.cursor)
+    assert r2.run_requests == [] and f"ingest of {A} waits for the partition's run in progress" in r2.skip_message
+    assert w.lake.exists(f"landing/{DAY}/g1-001/ep-a2/metadata.yaml")
+    # that run never got to ingest (it failed); once it is over, the partition is requested again
+    w.instance.report_run_failed(run)
+    r3 = w.tick(r2.cursor)
+    [again] = r3.run_requests
+    assert again.partition_key == A and again.run_key != first.run_key  # the landed content grew
+    assert w.tick(r3.cursor).run_requests == []
+
+
+def test_nightly_schedule_leaves_a_partition_to_its_run_in_progress(new_world, recs):
+    w = new_world
+    w.upload(recs, "ep-a1", "ep-a1")
+    w.apply(w.tick())
+    w.instance.create_run_for_job(w.repo.get_job("ingest_job"), status=dg.DagsterRunStatus.STARTED,
+                                  tags={"dagster/partition": A})
+    when = dt.datetime(2026, 11, 11, 2, 0, tzinfo=dt.timezone.utc)
+    with dg.build_schedule_context(**w.context(scheduled_execution_time=when)) as ctx:
+        res = w.repo.get_schedule_def("nightly_ingest_schedule").evaluate_tick(ctx)
+    assert res.run_requests == [] and "has an ingest run in progress (1)" in res.skip_message

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 
 from hvla_platform.defs.automation.resources import DropAreaResource
+from hvla_platform.defs.automation.runs import ingest_runs_in_progress
 from hvla_platform.defs.jobs import ingest_job
 from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.ingest.backlog import ingest_backlog
@@ -13,18 +14,19 @@ from hvla_platform.lib.ingest.drop_watch import DropPass, watch_drop_area
 CURSOR_VERSION = 1
 
 
-def load_cursor(cursor: str | None) -> dict[str, str]:
-    """``{drop folder key: fingerprint}`` from the sensor's cursor (empty when unset).
+def load_cursor(cursor: str | None) -> tuple[dict[str, str], list[str]]:
+    """(``{drop folder key: fingerprint}``, partitions whose ingest request waits for a run of the
+    same partition to finish) from the sensor's cursor; both empty when unset.
 
     Raises:
         ValueError: the cursor is not one this sensor wrote.
     """
     if not cursor:
-        return {}
+        return {}, []
     data = json.loads(cursor)
     if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION or not isinstance(data.get("seen"), dict):
         raise ValueError(f"landing_sensor: unrecognised cursor {cursor[:80]!r}; reset the sensor's cursor in the UI")
-    return data["seen"]
+    return data["seen"], list(data.get("pending", []))
 
 
 def _report(context: dg.SensorEvaluationContext, p: DropPass) -> list[dg.AssetObservation]:
@@ -50,7 +52,7 @@ def _report(context: dg.SensorEvaluationContext, p: DropPass) -> list[dg.AssetOb
     return events
 
 
-def _summary(p: DropPass, requested: int) -> str:
+def _summary(p: DropPass, requested: int, waiting_for_runs: list[str]) -> str:
     counts = {s: len(p.with_status(s)) for s in ("landed", "already_landed", "conflict", "rejected", "withdrawn")}
     parts = [f"{n} {s}" for s, n in counts.items() if n]
     if p.waiting:
@@ -59,6 +61,8 @@ def _summary(p: DropPass, requested: int) -> str:
         parts.append(f"{len(p.settling)} folder(s) still changing")
     if p.deferred:
         parts.append(f"{len(p.deferred)} deferred")
+    if waiting_for_runs:
+        parts.append(f"ingest of {', '.join(waiting_for_runs)} waits for the partition's run in progress")
     return (", ".join(parts) or "no new recordings") + f"; {requested} ingest run(s) requested"
 
 
@@ -75,8 +79,9 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource,
                    drop_area: DropAreaResource) -> dg.SensorResult | dg.SkipReason:
     """One tick: scan the drop area, land what is new, request ingest for partitions now behind."""
     lk, drop = lake.get_lake(), drop_area.get_drop_area()
+    seen, pending = load_cursor(context.cursor)
     try:
-        p = watch_drop_area(lk, drop, load_cursor(context.cursor), settle_seconds=drop_area.settle_seconds,
+        p = watch_drop_area(lk, drop, seen, settle_seconds=drop_area.settle_seconds,
                             budget_seconds=drop_area.budget_seconds)
     except FileNotFoundError as exc:
         return dg.SkipReason(str(exc))
@@ -85,18 +90,23 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource,
     known = p.partitions("landed", "already_landed", "conflict")
     days = sorted({d for d, _ in known} - set(context.instance.get_dynamic_partitions("capture_day")))
     robots = sorted({r for _, r in known} - set(context.instance.get_dynamic_partitions("robot")))
+    # one ingest run per partition at a time: new content of a partition whose run is queued or
+    # running waits in the cursor until that run is over, then is requested if still behind
+    candidates = sorted({f"{d}|{r}" for d, r in p.partitions()} | set(pending))
+    busy = [k for k in candidates if ingest_runs_in_progress(context.instance, k, limit=1)]
+    ready = [tuple(k.split("|")) for k in candidates if k not in busy]
     requests = [
         dg.RunRequest(run_key=f"landing:{s.key}:{s.digest}", partition_key=s.key,
                       tags={"hvla/trigger": "landing_sensor", "hvla/landed_digest": s.digest})
-        for s in ingest_backlog(lk, p.partitions())
+        for s in ingest_backlog(lk, ready)
     ]
-    context.log.info(_summary(p, len(requests)))
+    context.log.info(_summary(p, len(requests), busy))
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[r for r in (
             dg.AddDynamicPartitionsRequest("capture_day", days) if days else None,
             dg.AddDynamicPartitionsRequest("robot", robots) if robots else None) if r],
         asset_events=events,
-        cursor=json.dumps({"v": CURSOR_VERSION, "seen": p.seen}, sort_keys=True),
-        skip_reason=None if requests else _summary(p, 0),
+        cursor=json.dumps({"v": CURSOR_VERSION, "seen": p.seen, "pending": busy}, sort_keys=True),
+        skip_reason=None if requests else _summary(p, 0, busy),
     )

@@ -7,14 +7,11 @@ import zoneinfo
 import dagster as dg
 
 from hvla_platform.defs.automation import settings
+from hvla_platform.defs.automation.runs import ingest_runs_in_progress
 from hvla_platform.defs.jobs import ingest_job, release_job
 from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.ingest.backlog import ingest_backlog
 from hvla_platform.lib.ingest.release_refresh import plan_refresh, refresh_due, register_snapshot
-
-IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-               dg.DagsterRunStatus.STARTED]
-
 
 def _register_partitions(instance: dg.DagsterInstance, keys: list[str], log) -> None:
     """Add the capture_day / robot keys of ``keys`` (``day|robot``) the instance does not know yet."""
@@ -33,15 +30,21 @@ def _register_partitions(instance: dg.DagsterInstance, keys: list[str], log) -> 
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Nightly: converts and QA-checks (ingest_job) every capture-day × robot partition whose landed "
                 "episodes are not all through raw and HDF5 yet — new landings the sensor missed, failed runs, "
-                "`hvla ingest` without --materialize. Up-to-date partitions are left alone.",
+                "`hvla ingest` without --materialize. Up-to-date partitions, and those with an ingest run in "
+                "progress, are left alone.",
 )
 def nightly_ingest_schedule(context: dg.ScheduleEvaluationContext, lake: LakeResource):
     """One RunRequest per partition that is behind; the run key holds the night and the landed content."""
     lk = lake.get_lake()
     night = context.scheduled_execution_time.date().isoformat()
     backlog = ingest_backlog(lk)
+    busy = [s.key for s in backlog if ingest_runs_in_progress(context.instance, s.key, limit=1)]
+    if busy:
+        context.log.info(f"left to their ingest run in progress: {', '.join(busy)}")
+    backlog = [s for s in backlog if s.key not in busy]
     if not backlog:
-        return dg.SkipReason("every landed partition is ingested and converted")
+        return dg.SkipReason("every landed partition is ingested and converted"
+                             + (f", or has an ingest run in progress ({len(busy)})" if busy else ""))
     _register_partitions(context.instance, [s.key for s in backlog], context.log)
     for s in backlog:
         context.log.info(f"{s.key}: {s.behind}")
@@ -65,9 +68,9 @@ def nightly_release_refresh(context: dg.SensorEvaluationContext, lake: LakeResou
     why_not = refresh_due(now, settings.release_refresh_at(), context.cursor)
     if why_not:
         return dg.SkipReason(why_not)
-    running = context.instance.get_run_records(dg.RunsFilter(job_name=ingest_job.name, statuses=IN_PROGRESS), limit=50)
+    running = ingest_runs_in_progress(context.instance)
     if running:
-        return dg.SkipReason(f"waiting for {len(running)} ingest run(s) in progress before refreshing releases")
+        return dg.SkipReason(f"waiting for {running} ingest run(s) in progress before refreshing releases")
     lk = lake.get_lake()
     plans, problems = plan_refresh(lk, now.date())
     for problem in problems:
