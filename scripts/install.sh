@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install everything hvla-platform needs on a fresh Debian 12 / Python 3.11 machine. Idempotent:
 # a stamp in the venv records the hash of the requirement files, so a second run is instant.
-#   - apt: ffmpeg (video encode/decode for LeRobot/torchcodec), libosmesa6 (MuJoCo offscreen rendering)
+#   - apt: ffmpeg (video encode/decode for LeRobot/torchcodec), libosmesa6 (MuJoCo offscreen rendering),
+#     chromium (browser test; scripts/install_ui.sh also runs npm ci for playwright-core)
+#   - .venv-openpi: openpi-client 0.1.2 + openpi-server 0.1.0 (numpy < 2) for the serving compatibility
+#     tests and benchmarks/policy_server.py (scripts/install_openpi_client.sh)
 #   - .venv with the pinned Python dependencies (see docs/environment.md for why torch, lerobot and
 #     robodm are installed the way they are)
 set -euo pipefail
@@ -20,6 +23,11 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# the browser test's Chromium + playwright-core, and the openpi-client venv of the serving
+# compatibility tests: each has its own stamp, so they are checked even when .venv is up to date
+./scripts/install_ui.sh
+./scripts/install_openpi_client.sh
 
 stamp="$VENV/.hvla-installed"
 want=$(cat requirements/*.txt pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
