@@ -28,9 +28,10 @@ CHART_KEYS = {"global", "dagsterWebserver", "dagster-user-deployments", "postgre
               "generateCeleryConfigSecret", "rabbitmq", "redis", "flower", "ingress", "imagePullSecrets",
               "computeLogManager", "scheduler", "runLauncher", "pythonLogs", "dagsterDaemon", "busybox", "migrate",
               "telemetry", "serviceAccount", "retention", "concurrency", "additionalInstanceConfig"}
+# k8sRunLauncher.runK8sConfig keys the chart accepts, and the run_k8s_config keys it renders them to
 RUN_K8S_CONFIG_KEYS = {"containerConfig": "container_config", "podSpecConfig": "pod_spec_config",
-                       "podTemplateSpecMetadata": "pod_template_spec_metadata", "jobConfig": "job_config",
-                       "jobSpecConfig": "job_spec_config", "jobMetadata": "job_metadata"}
+                       "podTemplateSpecMetadata": "pod_template_spec_metadata", "jobSpecConfig": "job_spec_config",
+                       "jobMetadata": "job_metadata"}
 
 
 def deployment() -> dict[str, Any]:
@@ -207,6 +208,15 @@ def test_each_run_is_a_pod_sized_by_the_run_launcher(chart_env):
     assert job.spec.ttl_seconds_after_finished == 86400 and job.spec.backoff_limit == 0
     assert {e.secret_ref.name for e in container.env_from if e.secret_ref} == {"hvla-s3"}
     assert job.metadata.labels["app.kubernetes.io/part-of"] == "hvla-platform"
+
+
+def test_retention_equals_the_compose_instance():
+    r = VALUES["retention"]
+    assert r["enabled"] is True
+    sensor = r["sensor"]["purgeAfterDays"]
+    assert set(sensor) == {"skipped", "success", "failure", "started"}  # the chart's schema wants all four
+    assert sensor == INSTANCE["retention"]["sensor"]["purge_after_days"]
+    assert r["schedule"]["purgeAfterDays"] == INSTANCE["retention"]["schedule"]["purge_after_days"]
 
 
 def test_daemon_settings():
