@@ -101,6 +101,10 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(lifecy
     rights_checks = [c for (a, n), c in checks.items() if a == "raw_mcap" and n == "rights"]
     assert any(not c.passed and "ep-b-bad" in json.dumps(c.metadata["hvla/failing_episodes"].value) for c in rights_checks)
     assert checks[("lerobot_dataset", "episode_count")].passed
+    # dataset-stage checks are per release partition and linked to their materialization (what the
+    # declarative automation of norm_stats / robodm_cache judges blocking checks by)
+    assert checks[("lerobot_dataset", "schema_stable")].partition == release
+    assert checks[("lerobot_dataset", "schema_stable")].target_materialization_data is not None
     assert checks[("lerobot_dataset", "timestamps_regular")].passed
     for qa_check in ("quality_score", "joint_limits", "camera_frozen", "action_spikes", "dropped_messages"):
         assert checks[("episodes_hdf5", qa_check)].passed, qa_check

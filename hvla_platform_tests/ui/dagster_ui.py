@@ -13,6 +13,7 @@ Used by ``test_browser.py``; also runnable by hand to look at the same UI the te
 from __future__ import annotations
 
 import json
+import datetime as dt
 import os
 import signal
 import socket
@@ -56,7 +57,11 @@ def instance_env(home: Path) -> dict[str, str]:
     """The environment of every process of the test instance: local lake and SQLite Dagster
     instance under ``home``, nothing inherited that points elsewhere."""
     env = {k: v for k, v in os.environ.items() if k not in _REDIRECTING_ENV}
-    env.update(HVLA_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), PYTHONUNBUFFERED="1")
+    env.update(HVLA_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), PYTHONUNBUFFERED="1",
+               # the daemon runs the nightly schedule too: keep it from launching a second run of the
+               # partition the test launches (it would if the test ran at 02:00): 12 hours from now
+               HVLA_NIGHTLY_CRON=f"0 {(dt.datetime.now(dt.timezone.utc).hour + 12) % 24} * * *",
+               HVLA_TIMEZONE="UTC")
     return env
 
 
