@@ -24,10 +24,20 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# the browser test's Chromium + playwright-core, and the openpi-client venv of the serving
-# compatibility tests: each has its own stamp, so they are checked even when .venv is up to date
-./scripts/install_ui.sh
-./scripts/install_openpi_client.sh
+# Test tools, each with its own stamp (so they are checked even when .venv is up to date): the
+# browser test's Chromium + playwright-core, the openpi-client venv of the serving compatibility
+# tests, and Debian's docker-compose (v1 client; renders docker-compose.yml, no engine needed).
+# The production image skips them (HVLA_SKIP_TEST_TOOLS=1 in deploy/Dockerfile).
+if [ "${HVLA_SKIP_TEST_TOOLS:-0}" != 1 ]; then
+  ./scripts/install_ui.sh
+  ./scripts/install_openpi_client.sh
+  if ! dpkg -s docker-compose >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "[install] apt-get install docker-compose"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  fi
+fi
 
 stamp="$VENV/.hvla-installed"
 want=$(cat requirements/*.txt pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
