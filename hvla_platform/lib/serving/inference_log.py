@@ -43,9 +43,12 @@ class InferenceLog:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint = checkpoint
+        self._checkpoint_json = json.dumps(checkpoint)
         self.sample_every = int(sample_every)
         self._lock = threading.Lock()
-        self._day: str | None = None
+        self._next_day = 0.0  # epoch seconds at which the current file's UTC day ends
+        self._iso_sec = -1
+        self._iso_prefix = ""
         self._fh = None
         self._count = 0
         self._last_flush = 0.0
@@ -59,40 +62,57 @@ class InferenceLog:
         return self.log_dir / f"inference-{dt.datetime.now(dt.timezone.utc):%Y-%m-%d}.jsonl"
 
     def write(self, event: str, **fields: Any) -> None:
-        """Append one line ``{"event": event, "t": <now>, **fields}``."""
-        now = dt.datetime.now(dt.timezone.utc)
-        line = json.dumps({"event": event, "t": fields.pop("t", None) or now.isoformat(timespec="microseconds"),
-                           **fields}, default=str, check_circular=False)
+        """Append ``{"event": event, "t": <now>, **fields}``."""
+        ts = time.time()
+        line = json.dumps({"event": event, "t": fields.pop("t", None) or self._iso(ts), **fields}, default=str)
+        self._append(line, ts, flush=event != "request")
+
+    def _iso(self, ts: float) -> str:
+        """ISO-8601 UTC with microseconds of epoch seconds ``ts`` (the second's prefix is cached)."""
+        sec = int(ts)
+        if sec != self._iso_sec:
+            self._iso_prefix = dt.datetime.fromtimestamp(sec, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            self._iso_sec = sec
+        return f"{self._iso_prefix}.{int((ts - sec) * 1e6):06d}+00:00"
+
+    def _append(self, line: str, ts: float, *, flush: bool) -> None:
         with self._lock:
-            day = f"{now:%Y-%m-%d}"
-            if day != self._day:
+            if ts >= self._next_day or self._fh is None:
                 if self._fh is not None:
                     self._fh.close()
-                self._fh = open(self.log_dir / f"inference-{day}.jsonl", "a", encoding="utf-8")
-                self._day = day
+                day = dt.datetime.fromtimestamp(ts, dt.timezone.utc).date()
+                self._fh = open(self.log_dir / f"inference-{day:%Y-%m-%d}.jsonl", "a", encoding="utf-8")
+                self._next_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(),
+                                                     dt.timezone.utc).timestamp()
             self._fh.write(line + "\n")
             mono = time.monotonic()
-            if event != "request" or mono - self._last_flush >= self.flush_interval_s:
+            if flush or mono - self._last_flush >= self.flush_interval_s:
                 self._fh.flush()
                 self._last_flush = mono
 
-    def request(self, *, t: dt.datetime, conn: int, seq: int, latency_ms: float, infer_ms: float | None,
+    def request(self, *, t: float, conn: int, seq: int, latency_ms: float, infer_ms: float | None,
                 request_bytes: int, action_shape: list[int] | None, status: str, error: str = "",
                 observation: Mapping[str, Any] | None = None) -> None:
         """Log one request; store its observation if sampling is on and this request is due.
 
         Args:
-            t: when the request arrived (UTC).
+            t: when the request arrived, epoch seconds (``time.time()``).
             latency_ms: server-side time from receiving the request to sending the reply, ms.
             infer_ms: time spent in the policy, ms (None when it was not reached).
             observation: the decoded observation; only used when sampling is on.
         """
+        self._count += 1  # under the GIL; exact counting only matters for sampling
         sample = None
-        with self._lock:
-            self._count += 1
-            due = self.sample_every > 0 and self._count % self.sample_every == 0
-        if due and observation is not None:
+        if self.sample_every > 0 and self._count % self.sample_every == 0 and observation is not None:
             sample = self._store_sample(t, conn, seq, observation)
+        if status == "ok" and not sample and infer_ms is not None and action_shape is not None:
+            # the hot path, formatted directly (json.dumps costs more than the rest of a request's logging)
+            line = (f'{{"event": "request", "t": "{self._iso(t)}", "checkpoint": '
+                    f'{self._checkpoint_json}, "conn": {int(conn)}, "seq": {int(seq)}, "latency_ms": '
+                    f'{latency_ms:.3f}, "infer_ms": {infer_ms:.3f}, "request_bytes": {int(request_bytes)}, '
+                    f'"action_shape": [{", ".join(str(int(d)) for d in action_shape)}], "status": "ok"}}')
+            self._append(line, t, flush=False)
+            return
         fields: dict[str, Any] = {"checkpoint": self.checkpoint, "conn": conn, "seq": seq,
                                   "latency_ms": round(latency_ms, 3),
                                   "infer_ms": None if infer_ms is None else round(infer_ms, 3),
@@ -101,12 +121,12 @@ class InferenceLog:
             fields["error"] = error[:500]
         if sample:
             fields["sample"] = sample
-        self.write("request", t=t.isoformat(timespec="microseconds"), **fields)
+        self.write("request", t=self._iso(t), **fields)
 
-    def _store_sample(self, t: dt.datetime, conn: int, seq: int, observation: Mapping[str, Any]) -> str:
+    def _store_sample(self, t: float, conn: int, seq: int, observation: Mapping[str, Any]) -> str:
         d = self.log_dir / "samples"
         d.mkdir(exist_ok=True)
-        name = f"{t:%Y%m%dT%H%M%S%f}-{conn}-{seq}.npz"
+        name = f"{dt.datetime.fromtimestamp(t, dt.timezone.utc):%Y%m%dT%H%M%S%f}-{conn}-{seq}.npz"
         arrays = {k.replace("/", "__"): np.asarray(v) for k, v in observation.items()
                   if isinstance(v, np.ndarray) or k == "prompt"}
         tmp = d / f".{name}.tmp"
@@ -128,7 +148,6 @@ class InferenceLog:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
-                self._day = None
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:

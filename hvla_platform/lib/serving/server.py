@@ -22,7 +22,7 @@ a time, as in openpi: one model, one device.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import gc
 import hmac
 import http
 import ipaddress
@@ -142,7 +142,7 @@ class PolicyServer:
         return None
 
     # ---- one connection -------------------------------------------------------------------
-    def _answer(self, message: Any, prev_total_ms: float | None) -> tuple[bytes, dict, float, list[int]]:
+    def _answer(self, message: Any, prev_total_ms: float | None, packer: Any) -> tuple[bytes, dict, float, list[int]]:
         """Decode, infer, encode. Returns (reply bytes, observation, infer_ms, action shape)."""
         if isinstance(message, str):
             raise RequestError("observations must be sent as binary msgpack frames, got a text frame")
@@ -152,19 +152,19 @@ class PolicyServer:
         t0 = time.perf_counter()
         out = self._policy.infer(obs)
         infer_ms = (time.perf_counter() - t0) * 1000.0
-        if not isinstance(out, Mapping) or "actions" not in out:
+        if not (type(out) is dict or isinstance(out, Mapping)) or "actions" not in out:
             raise RuntimeError(f"the policy returned no 'actions' (got {type(out).__name__})")
         actions = np.asarray(out["actions"], dtype=np.float32)
-        if actions.ndim != 2 or not np.all(np.isfinite(actions)):
+        if actions.ndim != 2 or not np.isfinite(actions).all():
             raise RuntimeError(f"the policy produced invalid actions (shape {actions.shape}, finite="
-                               f"{bool(np.all(np.isfinite(actions)))})")
-        reply = {k: v for k, v in out.items() if k != "actions"}
+                               f"{bool(np.isfinite(actions).all())})")
+        reply = dict(out)
         reply["actions"] = actions
         timing = {"infer_ms": infer_ms}
         if prev_total_ms is not None:
             timing["prev_total_ms"] = prev_total_ms
         reply["server_timing"] = timing
-        return wire.pack(reply), obs, infer_ms, list(actions.shape)
+        return packer.pack(reply), obs, infer_ms, list(actions.shape)
 
     async def _handler(self, ws: ServerConnection) -> None:
         conn = next(self._conn_ids)
@@ -174,16 +174,17 @@ class PolicyServer:
             self.log.write("open", conn=conn, peer=peer)
         seq = 0
         prev_total_ms = None
+        packer = wire.packer()
         try:
             await ws.send(self._metadata_bytes)
             while True:
                 message = await ws.recv()
-                arrived = dt.datetime.now(dt.timezone.utc)
+                arrived = time.time()
                 t0 = time.perf_counter()
                 seq += 1
                 obs, infer_ms = None, None
                 try:
-                    reply, obs, infer_ms, shape = self._answer(message, prev_total_ms)
+                    reply, obs, infer_ms, shape = self._answer(message, prev_total_ms, packer)
                 except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame, never a crash
                     text = _error_text(exc, seq)
                     if not isinstance(exc, (ValueError, KeyError)):
@@ -210,6 +211,9 @@ class PolicyServer:
 
     # ---- running --------------------------------------------------------------------------
     async def _serve(self, stop: asyncio.Future, on_start: Any = None) -> None:
+        # Everything loaded so far (libraries, the model) lives as long as the server: move it out of
+        # the cyclic GC's reach so collections triggered by request handling do not rescan it.
+        gc.freeze()
         async with serve(self._handler, self.host, self._port, compression=None, max_size=self.max_message_bytes,
                          process_request=self._process_request) as server:
             self._server = server

@@ -8,9 +8,13 @@ str, bytes are msgpack bin (``use_bin_type=True``).
 
 openpi's own decoder builds arrays straight from whatever the peer sent. A server facing robots
 cannot: :func:`unpack` refuses object, void, complex and structured dtypes, a data length that does
-not match the shape, negative or absurd shapes, and nesting deeper than :data:`MAX_DEPTH`, each with
-a :class:`WireError` that says what was wrong. Decoded arrays are read-only views of the message
-bytes (no copy), as in openpi.
+not match the shape, negative or absurd shapes and non-string map keys, each with a
+:class:`WireError` that says what was wrong and where; nesting is bounded by msgpack's own unpack
+stack. Decoded arrays are read-only views of the message bytes (no copy), as in openpi.
+
+Speed: valid messages are decoded in one pass with msgpack's ``object_hook`` (as openpi does) and a
+cache of validated dtypes; only a message that fails is decoded a second time, by a walk that names
+the offending key in the error.
 """
 
 from __future__ import annotations
@@ -22,9 +26,8 @@ import numpy as np
 
 #: dtype kinds that may cross the wire: bool, signed/unsigned int, float.
 ALLOWED_KINDS = frozenset("biuf")
-#: deepest nesting of maps/lists accepted in a message.
-MAX_DEPTH = 16
 _MAX_NDIM = 8
+_DTYPES: dict[Any, np.dtype] = {}  # validated dtype strings (bounded: at most 64 entries)
 
 
 class WireError(ValueError):
@@ -42,6 +45,12 @@ def _encode_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
+def packer() -> msgpack.Packer:
+    """A reusable encoder (``.pack(obj) -> bytes``) with :func:`pack`'s rules; one per connection
+    saves allocating a new one per message. Not thread-safe."""
+    return msgpack.Packer(default=_encode_default, use_bin_type=True)
+
+
 def pack(obj: Any) -> bytes:
     """Encode ``obj`` (dicts, lists, str, numbers, bytes, numpy arrays/scalars) as openpi msgpack.
 
@@ -53,6 +62,10 @@ def pack(obj: Any) -> bytes:
 
 
 def _dtype(raw: Any, where: str) -> np.dtype:
+    cached = _DTYPES.get(raw) if isinstance(raw, (str, bytes)) else None
+    if cached is not None:
+        return cached
+    key = raw
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", "replace")
     if not isinstance(raw, str) or len(raw) > 8:
@@ -63,25 +76,32 @@ def _dtype(raw: Any, where: str) -> np.dtype:
         raise WireError(f"{where}: unknown dtype {raw!r}") from exc
     if dt.kind not in ALLOWED_KINDS or dt.fields is not None or dt.subdtype is not None:
         raise WireError(f"{where}: dtype {raw!r} ({dt}) is not allowed; send bool, int, uint or float arrays")
+    if len(_DTYPES) < 64:
+        _DTYPES[key] = dt
     return dt
+
+
+def _bad_shape(where: str, shape: Any) -> str:
+    return f"{where}: shape must be a list of at most {_MAX_NDIM} non-negative ints, got {shape!r:.60}"
 
 
 def _array(m: dict, where: str) -> np.ndarray:
     dt = _dtype(m.get(b"dtype"), where)
     shape = m.get(b"shape")
     data = m.get(b"data")
-    if not isinstance(shape, (list, tuple)) or len(shape) > _MAX_NDIM or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2 ** 31 for d in shape):
-        raise WireError(f"{where}: shape must be a list of at most {_MAX_NDIM} non-negative ints, got {shape!r:.60}")
-    if not isinstance(data, bytes):
+    if type(shape) is not list or len(shape) > _MAX_NDIM:
+        raise WireError(_bad_shape(where, shape))
+    if type(data) is not bytes:
         raise WireError(f"{where}: data must be bytes, got {type(data).__name__}")
-    n = 1
+    n = dt.itemsize
     for d in shape:
+        if type(d) is not int or not 0 <= d < 2 ** 31:  # type(): bool is not an int here
+            raise WireError(_bad_shape(where, shape))
         n *= d
-    if n * dt.itemsize != len(data):
+    if n != len(data):
         raise WireError(f"{where}: {len(data)} bytes of data do not match shape {list(shape)} of {dt} "
-                        f"({n * dt.itemsize} bytes expected)")
-    return np.frombuffer(data, dtype=dt).reshape(shape)
+                        f"({n} bytes expected)")
+    return np.ndarray(shape=shape, dtype=dt, buffer=data)  # read-only view: bytes are immutable
 
 
 def _scalar(m: dict, where: str) -> np.generic:
@@ -95,9 +115,22 @@ def _scalar(m: dict, where: str) -> np.generic:
         raise WireError(f"{where}: {value!r} does not fit {dt}") from exc
 
 
-def _walk(obj: Any, where: str, depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise WireError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+class _SlowPath(Exception):
+    """Raised inside the fast decode when a map needs the walk (bytes keys) or the error needs a path."""
+
+
+def _hook(m: dict) -> Any:
+    if b"__ndarray__" in m:
+        return _array(m, "message")
+    if b"__npgeneric__" in m:
+        return _scalar(m, "message")
+    for k in m:
+        if type(k) is not str:
+            raise _SlowPath
+    return m
+
+
+def _walk(obj: Any, where: str) -> Any:
     if isinstance(obj, dict):
         if b"__ndarray__" in obj:
             return _array(obj, where)
@@ -109,10 +142,10 @@ def _walk(obj: Any, where: str, depth: int) -> Any:
                 k = k.decode("utf-8", "replace")
             if not isinstance(k, str):
                 raise WireError(f"{where}: map keys must be strings, got {type(k).__name__}")
-            out[k] = _walk(v, f"{where}[{k!r}]", depth + 1)
+            out[k] = _walk(v, f"{where}[{k!r}]")
         return out
     if isinstance(obj, list):
-        return [_walk(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(obj)]
+        return [_walk(v, f"{where}[{i}]") for i, v in enumerate(obj)]
     return obj
 
 
@@ -123,14 +156,16 @@ def unpack(data: bytes) -> Any:
         The message with arrays as read-only ``np.ndarray`` views and map keys as ``str``.
 
     Raises:
-        WireError: not msgpack, trailing bytes, a disallowed dtype, data/shape mismatch, non-string
-            map keys or nesting deeper than :data:`MAX_DEPTH`.
+        WireError: not msgpack, trailing bytes, nesting beyond msgpack's stack, a disallowed dtype,
+            data/shape mismatch or non-string map keys (the message names the key).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WireError(f"expected a binary frame, got {type(data).__name__}")
     try:
         # strict_map_key=False: openpi's array maps use bytes keys (b"__ndarray__").
-        raw = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+        return msgpack.unpackb(data, object_hook=_hook, raw=False, strict_map_key=False)
+    except (WireError, _SlowPath):
+        pass  # decode again below, with the walk that says where
     except Exception as exc:  # noqa: BLE001 - any failure to parse untrusted bytes is the peer's error
         raise WireError(f"not a msgpack message: {type(exc).__name__}: {exc}") from exc
-    return _walk(raw, "message", 0)
+    return _walk(msgpack.unpackb(data, raw=False, strict_map_key=False), "message")

@@ -4,7 +4,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from hvla_platform.lib.serving.wire import MAX_DEPTH, WireError, pack, unpack
+from hvla_platform.lib.serving.wire import WireError, pack, unpack
 
 
 def openpi_default(obj):
@@ -74,11 +74,14 @@ def test_unpack_rejects_malformed(message, match):
 
 
 def test_unpack_rejects_deep_nesting():
-    obj = {"a": 1}
-    for _ in range(MAX_DEPTH + 1):
-        obj = {"n": obj}
-    with pytest.raises(WireError, match="nested deeper"):
-        unpack(msgpack.packb(obj))
+    with pytest.raises(WireError, match="not a msgpack message: StackError"):
+        unpack(b"\x81\xa1n" * 3000 + b"\x01")  # 3000 nested maps
+
+
+def test_errors_name_the_key():
+    with pytest.raises(WireError, match=r"message\['obs'\]\['state'\]: dtype '\|O'"):
+        unpack(msgpack.packb({"obs": {"state": openpi_array(np.zeros(3, np.float32), dtype="|O")}}))
+    assert unpack(msgpack.packb({b"legacy": 1})) == {"legacy": 1}  # bytes keys are decoded
 
 
 def test_decoded_arrays_are_read_only_views():
