@@ -44,14 +44,14 @@ def test_a_dropped_recording_is_ingested_by_the_daemon(tmp_path, monkeypatch):
             if not f.name.endswith(".mcap"):
                 shutil.copy2(f, target)
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            done = {m["partition"] for m in materializations(ui.base_url, "episodes_hdf5")}
-            if "2026-11-10|g1-001" in done:
+        while time.monotonic() < deadline:  # until the sensor's run has finished
+            runs = graphql(ui.base_url, RUNS)["runsOrError"]["results"]
+            if runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
                 break
             time.sleep(3)
         else:
             pytest.fail(f"the dropped recording was not ingested within 240 s; see {tmp_path / 'logs'}")
-        runs = graphql(ui.base_url, RUNS)["runsOrError"]["results"]
+        assert "2026-11-10|g1-001" in {m["partition"] for m in materializations(ui.base_url, "episodes_hdf5")}
         assert len(runs) == 1 and runs[0]["jobName"] == "ingest_job" and runs[0]["status"] == "SUCCESS"
         tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
         assert tags["dagster/sensor_name"] == "landing_sensor" and tags["hvla/stage"] == "ingest"
