@@ -10,8 +10,11 @@ In one invocation, on loopback:
 
 * **servers**: ours (:class:`hvla_platform.lib.serving.server.PolicyServer`, inference log on, as in
   production) in the platform's venv, and the reference — PyPI ``openpi-server==0.1.0``
-  (openpi's ``WebsocketPolicyServer``) in the openpi-client venv — both wrapping the same trivial
-  policy (``policy_server_parts/trivial_policy.py``: constant (10, 14) float32 chunk).
+  (openpi's ``WebsocketPolicyServer``) in the openpi-client venv (numpy < 2, as openpi-client
+  pins) — both wrapping the same trivial policy (``policy_server_parts/trivial_policy.py``:
+  constant (10, 14) float32 chunk). The latency part also runs ``reference-np2``: the same
+  reference code with the platform's interpreter and numpy 2 (ignoring that pin), so that the
+  server code can be compared apart from the numpy version.
 * **client**: openpi-client 0.1.2's ``WebsocketClientPolicy`` (``policy_server_parts/client_load.py``)
   for both, in separate processes.
 * **latency**: one client, back-to-back requests (after a warm-up), payload of 1 and of 3 cameras
@@ -34,6 +37,7 @@ import os
 import socket
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -52,14 +56,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(kind: str, log_dir: Path) -> tuple[subprocess.Popen, int]:
-    """Start one server process and wait until ``/healthz`` answers."""
+def openpi_packages(tmp: Path) -> Path:
+    """A folder holding only the installed ``openpi_server`` and ``openpi_client`` packages (copied
+    from the openpi venv at run time), to run the reference server's code in the platform's venv."""
+    site = next((OPENPI_PY.parent.parent / "lib").glob("python3*/site-packages"))
+    out = tmp / "openpi-packages"
+    for pkg in ("openpi_server", "openpi_client"):
+        shutil.copytree(site / pkg, out / pkg)
+    return out
+
+
+def start(kind: str, log_dir: Path, openpi_pkgs: Path | None = None) -> tuple[subprocess.Popen, int]:
+    """Start one server process and wait until ``/healthz`` answers.
+
+    ``kind``: ``ours``; ``reference`` (openpi-server in its own venv, numpy < 2 as openpi-client
+    pins); ``reference-np2`` (the same reference code run by the platform's interpreter and numpy 2,
+    ignoring that pin: separates the server code from the environment)."""
     port = free_port()
+    env = None
     if kind == "ours":
         cmd = [sys.executable, str(PARTS / "ours_server.py"), str(port), str(log_dir)]
-    else:
+    elif kind == "reference":
         cmd = [str(OPENPI_PY), str(PARTS / "reference_server.py"), str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    else:
+        cmd = [sys.executable, str(PARTS / "reference_server.py"), str(port)]
+        env = {**os.environ, "PYTHONPATH": str(openpi_pkgs)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     for _ in range(300):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
@@ -126,35 +148,38 @@ def main() -> int:
         log_dir = Path(tmp) / "inference-log"
         print(f"\nlatency, 1 client, {args.rounds} alternating rounds × {args.requests} back-to-back requests "
               "per server (ms; medians over the rounds)")
-        print(f"{'payload':<12}{'server':<11}{'bytes':>9}{'rtt p50':>9}{'rtt p99':>9}{'ovh p50':>9}{'ovh p99':>9}"
+        print(f"{'payload':<12}{'server':<14}{'bytes':>9}{'rtt p50':>9}{'rtt p99':>9}{'ovh p50':>9}{'ovh p99':>9}"
               f"{'cpu µs/req':>11}")
-        servers = {kind: start(kind, log_dir) for kind in ("reference", "ours")}
+        kinds = ("reference", "reference-np2", "ours")
+        pkgs = openpi_packages(Path(tmp))
+        servers = {kind: start(kind, log_dir, pkgs) for kind in kinds}
         try:
             for cams in (1, 3):
-                rounds: dict[str, list[dict]] = {"reference": [], "ours": []}
-                cpu = {"reference": 0.0, "ours": 0.0}
-                for i in range(args.rounds):  # alternate, starting with the other side each round
-                    order = ("reference", "ours") if i % 2 == 0 else ("ours", "reference")
-                    for kind in order:
+                rounds: dict[str, list[dict]] = {k: [] for k in kinds}
+                cpu = {k: 0.0 for k in kinds}
+                for i in range(args.rounds):  # rotate the order each round
+                    for kind in kinds[i % 3:] + kinds[:i % 3]:
                         proc, port = servers[kind]
                         c0 = cpu_seconds(proc.pid)
                         rounds[kind].append(collect([client(port, cams, "--requests", str(args.requests),
                                                             "--warmup", "20")]))
                         cpu[kind] += cpu_seconds(proc.pid) - c0
                 res = {k: {m: float(np.median([r[m] for r in v])) for m in v[0]} for k, v in rounds.items()}
-                for kind in ("reference", "ours"):
+                for kind in kinds:
                     r = res[kind]
                     us = cpu[kind] / (args.rounds * (args.requests + 20)) * 1e6
-                    print(f"{cams} camera{'s' if cams > 1 else ' '}   {kind:<11}{int(r['request_bytes']):>9}"
+                    print(f"{cams} camera{'s' if cams > 1 else ' '}   {kind:<14}{int(r['request_bytes']):>9}"
                           f"{r['rtt_p50']:>9.3f}{r['rtt_p99']:>9.3f}{r['over_p50']:>9.3f}{r['over_p99']:>9.3f}"
                           f"{us:>11.1f}")
-                q50 = res["ours"]["over_p50"] / res["reference"]["over_p50"]
-                q99 = res["ours"]["over_p99"] / res["reference"]["over_p99"]
-                qcpu = cpu["ours"] / cpu["reference"]
-                ok &= q50 <= 1.0
-                print(f"{'':<12}ratio ours/reference: overhead p50 {q50:.3f}, p99 {q99:.3f}, round trip p50 "
-                      f"{res['ours']['rtt_p50'] / res['reference']['rtt_p50']:.3f}, server CPU per request {qcpu:.3f}"
-                      f"  ({'meets' if q50 <= 1.0 else 'MISSES'} target: overhead p50 ratio <= 1)")
+                for ref in ("reference", "reference-np2"):
+                    q50 = res["ours"]["over_p50"] / res[ref]["over_p50"]
+                    q99 = res["ours"]["over_p99"] / res[ref]["over_p99"]
+                    qcpu = cpu["ours"] / cpu[ref]
+                    if ref == "reference":
+                        ok &= q50 <= 1.0
+                    print(f"{'':<12}ours/{ref:<14} overhead p50 {q50:.3f}, p99 {q99:.3f}, round trip p50 "
+                          f"{res['ours']['rtt_p50'] / res[ref]['rtt_p50']:.3f}, server CPU/request {qcpu:.3f}"
+                          f"  ({'meets' if q50 <= 1.0 else 'MISSES'} target: overhead p50 ratio <= 1)")
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
