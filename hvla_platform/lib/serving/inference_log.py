@@ -16,6 +16,7 @@ unknown path).
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import threading
@@ -27,9 +28,12 @@ import numpy as np
 
 
 class InferenceLog:
-    """Append-only JSONL inference log; thread-safe. Lines are buffered and flushed at most
-    :attr:`flush_interval_s` after they were written (and on :meth:`close`), so logging costs a
-    request microseconds, not a system call; a crash loses at most that much of the log.
+    """Append-only JSONL inference log; thread-safe.
+
+    A successful request costs one ``deque.append`` of its numbers; they are formatted and written
+    in batches by :meth:`flush`, which the server calls every :attr:`flush_interval_s` (and which
+    every other event line, and :meth:`close`, does first, so lines stay in order). A crash loses at
+    most that interval of request lines.
 
     Args:
         log_dir: directory for the daily files (created).
@@ -51,7 +55,7 @@ class InferenceLog:
         self._iso_prefix = ""
         self._fh = None
         self._count = 0
-        self._last_flush = 0.0
+        self._pending: collections.deque = collections.deque()
 
     #: seconds a written line may stay in the buffer before it is flushed to the file.
     flush_interval_s = 0.5
@@ -62,10 +66,10 @@ class InferenceLog:
         return self.log_dir / f"inference-{dt.datetime.now(dt.timezone.utc):%Y-%m-%d}.jsonl"
 
     def write(self, event: str, **fields: Any) -> None:
-        """Append ``{"event": event, "t": <now>, **fields}``."""
+        """Append ``{"event": event, "t": <now>, **fields}`` (after any pending request lines) and flush."""
         ts = time.time()
         line = json.dumps({"event": event, "t": fields.pop("t", None) or self._iso(ts), **fields}, default=str)
-        self._append(line, ts, flush=event != "request")
+        self.flush(then=(line, ts))
 
     def _iso(self, ts: float) -> str:
         """ISO-8601 UTC with microseconds of epoch seconds ``ts`` (the second's prefix is cached)."""
@@ -75,20 +79,36 @@ class InferenceLog:
             self._iso_sec = sec
         return f"{self._iso_prefix}.{int((ts - sec) * 1e6):06d}+00:00"
 
-    def _append(self, line: str, ts: float, *, flush: bool) -> None:
+    def _open_for(self, ts: float) -> None:
+        """Make the file of ``ts``'s UTC day the current one (lock held)."""
+        if ts >= self._next_day or self._fh is None:
+            if self._fh is not None:
+                self._fh.close()
+            day = dt.datetime.fromtimestamp(ts, dt.timezone.utc).date()
+            self._fh = open(self.log_dir / f"inference-{day:%Y-%m-%d}.jsonl", "a", encoding="utf-8")
+            self._next_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp()
+
+    def _format(self, rec: tuple) -> str:
+        t, conn, seq, latency_ms, infer_ms, nbytes, shape = rec
+        return (f'{{"event": "request", "t": "{self._iso(t)}", "checkpoint": {self._checkpoint_json}, '
+                f'"conn": {int(conn)}, "seq": {int(seq)}, "latency_ms": {latency_ms:.3f}, "infer_ms": '
+                f'{infer_ms:.3f}, "request_bytes": {int(nbytes)}, "action_shape": '
+                f'[{", ".join(str(int(d)) for d in shape)}], "status": "ok"}}')
+
+    def flush(self, then: tuple[str, float] | None = None) -> None:
+        """Format and write the pending request lines (and ``then``, a ``(line, time)`` to write after
+        them), and flush the file."""
         with self._lock:
-            if ts >= self._next_day or self._fh is None:
-                if self._fh is not None:
-                    self._fh.close()
-                day = dt.datetime.fromtimestamp(ts, dt.timezone.utc).date()
-                self._fh = open(self.log_dir / f"inference-{day:%Y-%m-%d}.jsonl", "a", encoding="utf-8")
-                self._next_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(),
-                                                     dt.timezone.utc).timestamp()
-            self._fh.write(line + "\n")
-            mono = time.monotonic()
-            if flush or mono - self._last_flush >= self.flush_interval_s:
+            pending = self._pending
+            while pending:
+                rec = pending.popleft()
+                self._open_for(rec[0])
+                self._fh.write(self._format(rec) + "\n")
+            if then is not None:
+                self._open_for(then[1])
+                self._fh.write(then[0] + "\n")
+            if self._fh is not None:
                 self._fh.flush()
-                self._last_flush = mono
 
     def request(self, *, t: float, conn: int, seq: int, latency_ms: float, infer_ms: float | None,
                 request_bytes: int, action_shape: list[int] | None, status: str, error: str = "",
@@ -106,12 +126,8 @@ class InferenceLog:
         if self.sample_every > 0 and self._count % self.sample_every == 0 and observation is not None:
             sample = self._store_sample(t, conn, seq, observation)
         if status == "ok" and not sample and infer_ms is not None and action_shape is not None:
-            # the hot path, formatted directly (json.dumps costs more than the rest of a request's logging)
-            line = (f'{{"event": "request", "t": "{self._iso(t)}", "checkpoint": '
-                    f'{self._checkpoint_json}, "conn": {int(conn)}, "seq": {int(seq)}, "latency_ms": '
-                    f'{latency_ms:.3f}, "infer_ms": {infer_ms:.3f}, "request_bytes": {int(request_bytes)}, '
-                    f'"action_shape": [{", ".join(str(int(d)) for d in action_shape)}], "status": "ok"}}')
-            self._append(line, t, flush=False)
+            # the hot path: keep the numbers; flush() formats them in a batch
+            self._pending.append((t, conn, seq, latency_ms, infer_ms, request_bytes, tuple(action_shape)))
             return
         fields: dict[str, Any] = {"checkpoint": self.checkpoint, "conn": conn, "seq": seq,
                                   "latency_ms": round(latency_ms, 3),
@@ -135,15 +151,9 @@ class InferenceLog:
         tmp.rename(d / name)
         return f"samples/{name}"
 
-    def flush(self) -> None:
-        """Write buffered lines to the file now."""
-        with self._lock:
-            if self._fh is not None:
-                self._fh.flush()
-                self._last_flush = time.monotonic()
-
     def close(self) -> None:
         """Flush and close the current file."""
+        self.flush()
         with self._lock:
             if self._fh is not None:
                 self._fh.close()

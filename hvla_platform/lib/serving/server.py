@@ -225,9 +225,18 @@ class PolicyServer:
             self._started.set()
             if on_start is not None:
                 on_start(self)
+            flusher = asyncio.ensure_future(self._flush_log_periodically()) if self.log else None
             await stop
+            if flusher is not None:
+                flusher.cancel()
         if self.log:
             self.log.write("stop", port=self._port)
+
+    async def _flush_log_periodically(self) -> None:
+        """Write the inference log's pending request lines every ``flush_interval_s``."""
+        while True:
+            await asyncio.sleep(self.log.flush_interval_s)
+            self.log.flush()
 
     def serve_forever(self, on_start: Any = None) -> None:
         """Serve until SIGINT/SIGTERM (or :meth:`stop` from another thread).

@@ -197,3 +197,19 @@ def test_observation_sampling_is_explicit(policy, tmp_path):
     np.testing.assert_array_equal(sample["observation__images__head"],
                                   obs_for(policy, np.random.default_rng(1))["observation/images/head"])
     assert str(sample["prompt"]) == "reach"
+
+
+def test_request_lines_reach_the_file_within_the_flush_interval(served, policy):
+    import time
+
+    server, log = served
+    with PolicyClient("127.0.0.1", server.port) as client:
+        for _ in range(3):
+            client.infer(obs_for(policy))
+        time.sleep(log.flush_interval_s * 2.5)  # connection still open: only the periodic flush writes them
+        lines = read_log(log.path)
+        assert [ln["seq"] for ln in lines if ln["event"] == "request"] == [1, 2, 3]
+    events = [ln["event"] for ln in read_log(log.path)]
+    assert events == ["start", "open", "request", "request", "request", "close"]  # in order
+    times = [ln["t"] for ln in read_log(log.path)]
+    assert times == sorted(times)
