@@ -59,6 +59,10 @@ def lineage_metadata(lake: Any, key: str) -> dict[str, Any]:
             "hvla/lineage_command": f"hvla lineage upstream {key}"}
 
 
-def check_specs(asset: str, names_and_descriptions: Iterable[tuple[str, str, bool]]) -> list[dg.AssetCheckSpec]:
-    """``AssetCheckSpec`` list from ``(name, description, blocking)`` triples."""
-    return [dg.AssetCheckSpec(name, asset=asset, description=d, blocking=b) for name, d, b in names_and_descriptions]
+def check_specs(asset: str, names_and_descriptions: Iterable[tuple[str, str, bool]],
+                partitions_def: dg.PartitionsDefinition | None = None) -> list[dg.AssetCheckSpec]:
+    """``AssetCheckSpec`` list from ``(name, description, blocking)`` triples; with the asset's
+    ``partitions_def`` each partition keeps its own check result (a passing partition does not hide
+    a failing one)."""
+    return [dg.AssetCheckSpec(name, asset=asset, description=d, blocking=b, partitions_def=partitions_def)
+            for name, d, b in names_and_descriptions]

@@ -26,7 +26,7 @@ class EvalReportConfig(dg.Config):
     owners=["team:ml-evaluation"],
     kinds={"html", "mlflow"},
     description="Eval report of the experiment's checkpoint: held-out action error vs a hold-position baseline, closed-loop success in the G1 simulator through the policy server and robot client (the deployment path).",
-    check_specs=[dg.AssetCheckSpec("metrics_finite", asset="eval_report",
+    check_specs=[dg.AssetCheckSpec("metrics_finite", asset="eval_report", partitions_def=experiment_partitions,
                                    description="The offline error metrics are finite numbers (the evaluation ran on real frames).")],
     metadata={"hvla/layer": "evaluation"},
 )

@@ -27,7 +27,7 @@ RAW_CHECKS = [
     owners=["team:data-collection"],
     kinds={"mcap", "ros2"},
     description="Raw robot logs (MCAP, ROS 2) of one capture day × robot, indexed and published write-once.",
-    check_specs=check_specs("raw_mcap", RAW_CHECKS),
+    check_specs=check_specs("raw_mcap", RAW_CHECKS, raw_partitions),
     metadata={"hvla/layer": "raw", "hvla/canonical": "source of truth"},
 )
 def raw_mcap(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:

@@ -65,7 +65,7 @@ class EpisodesConfig(dg.Config):
     owners=["team:data-platform"],
     kinds={"hdf5"},
     description="Per-episode HDF5: state, action, locomotion command and camera frames synchronised at a fixed fps, with episode QA.",
-    check_specs=check_specs("episodes_hdf5", PROCESSING_CHECK_SPECS + QA_CHECK_SPECS),
+    check_specs=check_specs("episodes_hdf5", PROCESSING_CHECK_SPECS + QA_CHECK_SPECS, raw_partitions),
     metadata={"hvla/layer": "processed", "hvla/canonical": "derived, rebuildable"},
 )
 def episodes_hdf5(context: dg.AssetExecutionContext, config: EpisodesConfig, lake: LakeResource,

@@ -35,7 +35,7 @@ class CheckpointConfig(dg.Config):
     kinds={"jax", "mlflow"},
     pool="training",
     description="Policy checkpoint (images + state → action chunk) trained with JAX on the release's Robo-DM cache.",
-    check_specs=[dg.AssetCheckSpec("loss_fell", asset="checkpoint", blocking=True,
+    check_specs=[dg.AssetCheckSpec("loss_fell", asset="checkpoint", partitions_def=experiment_partitions, blocking=True,
                                    description=f"Final training loss ≤ {LOSS_RATIO_MAX} × initial loss.")],
     metadata={"hvla/layer": "model"},
 )
