@@ -82,7 +82,11 @@ def test_serve_and_deploy_closed_loop(server, env, tmp_path):
     safety = lines(tmp_path / "run.jsonl")
     assert [ln["mode"] for ln in safety if ln["event"] == "mode"] == ["connecting", "ready", "running", "stopped"]
     # the server's inference log holds one line per query, no observations
-    inference = lines(next((tmp_path / "serving").glob("inference-*.jsonl")))
+    log_file = next((tmp_path / "serving").glob("inference-*.jsonl"))
+    deadline = time.monotonic() + 10  # the server logs the connection's close asynchronously
+    while '"event": "close"' not in log_file.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    inference = lines(log_file)
     reqs = [ln for ln in inference if ln["event"] == "request"]
     assert len(reqs) == trial["queries"] and all(r["action_shape"] == [10, 14] for r in reqs)
     assert not (tmp_path / "serving" / "samples").exists()

@@ -32,6 +32,19 @@ def served(policy, tmp_path):
     log.close()
 
 
+def log_after_close(log, timeout_s=10.0):
+    """The log's lines once the server has logged the connection's close (it does so asynchronously,
+    after the client's closing handshake)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = read_log(log.path)
+        if any(ln["event"] == "close" for ln in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
 def raw_exchange(port, payload, headers=None):
     """Send one frame with a plain websockets client; return (metadata, reply, close code)."""
     with connect(f"ws://127.0.0.1:{port}", compression=None, max_size=None, additional_headers=headers) as ws:
@@ -65,7 +78,7 @@ def test_metadata_then_actions_equal_to_the_policy(served, policy):
     with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5) as r:
         assert r.status == 200 and r.read() == b"OK\n"
 
-    lines = read_log(log.path)
+    lines = log_after_close(log)
     reqs = [ln for ln in lines if ln["event"] == "request"]
     assert [r["seq"] for r in reqs] == [1, 2] and all(r["status"] == "ok" for r in reqs)
     for r in reqs:
@@ -209,7 +222,7 @@ def test_request_lines_reach_the_file_within_the_flush_interval(served, policy):
         time.sleep(log.flush_interval_s * 2.5)  # connection still open: only the periodic flush writes them
         lines = read_log(log.path)
         assert [ln["seq"] for ln in lines if ln["event"] == "request"] == [1, 2, 3]
-    events = [ln["event"] for ln in read_log(log.path)]
+    events = [ln["event"] for ln in log_after_close(log)]
     assert events == ["start", "open", "request", "request", "request", "close"]  # in order
     times = [ln["t"] for ln in read_log(log.path)]
     assert times == sorted(times)
