@@ -6,7 +6,6 @@ and every materialization carries owners, kinds and rights metadata.
 """
 
 import json
-import os
 import time
 
 import dagster as dg
@@ -26,11 +25,11 @@ heldout: {episode_ids: [ep-b-2]}
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("hvla")
-    old = {k: os.environ.get(k) for k in ("HVLA_HOME", "HVLA_LAKE_ROOT", "DAGSTER_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ["HVLA_HOME"] = str(home)
-    os.environ.pop("HVLA_LAKE_ROOT", None)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    env = pytest.MonkeyPatch()  # module scope: undone after the module's tests
+    env.setenv("HVLA_HOME", str(home))
+    env.delenv("HVLA_LAKE_ROOT", raising=False)
+    env.delenv("MLFLOW_TRACKING_URI", raising=False)
+    env.setenv("DAGSTER_HOME", str(home / "dagster"))
     recs = tmp_path_factory.mktemp("recs")
     write_recording(recs / "a", episode_id="ep-a-1", robot_id="g1-001", seed=1, duration_s=3.0)
     write_recording(recs / "a", episode_id="ep-a-2", robot_id="g1-001", seed=2, duration_s=3.0)
@@ -39,11 +38,7 @@ def env(tmp_path_factory):
     write_recording(recs / "b", episode_id="ep-b-bad", robot_id="g1-002", seed=5, defect="no_rights")
     (home / "spec.yaml").write_text(RELEASE_SPEC)
     yield home, recs
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    env.undo()
 
 
 @pytest.fixture(scope="module")

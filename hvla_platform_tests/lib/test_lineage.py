@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -50,13 +49,11 @@ def build_pipeline_lake() -> tuple[Path, Path]:
     from hvla_platform.orchestration import add_partitions, ensure_dagster_home, instance, load_defs, run_job
 
     home = Path(tempfile.mkdtemp(prefix="hvla-lineage-"))
-    keys = ("HVLA_HOME", "HVLA_LAKE_ROOT", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "HVLA_LAKE_BACKEND")
-    old = {k: os.environ.get(k) for k in keys}
-    try:
-        os.environ["HVLA_HOME"] = str(home)
+    with pytest.MonkeyPatch.context() as env:  # restored on the way out
+        env.setenv("HVLA_HOME", str(home))
         for k in ("HVLA_LAKE_ROOT", "MLFLOW_TRACKING_URI", "HVLA_LAKE_BACKEND"):
-            os.environ.pop(k, None)
-        os.environ["DAGSTER_HOME"] = str(home / "dagster")
+            env.delenv(k, raising=False)
+        env.setenv("DAGSTER_HOME", str(home / "dagster"))
         recs = home / "recs"
         ra, rb = default_rights(consent_refs=["consent-A"]), default_rights(consent_refs=["consent-B"])
         write_recording(recs / "a", episode_id="ep-a-1", robot_id="g1-001", seed=1, duration_s=3.0, rights=ra)
@@ -81,12 +78,6 @@ def build_pipeline_lake() -> tuple[Path, Path]:
         o = run_job(defs, inst, "training_job", EXP, run_config=cfg)
         assert o.success, o.error
         return home, home / "dagster"
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -271,9 +262,8 @@ def test_answers_agree_with_the_dagster_event_log(built, lake):
     from hvla_platform.lib.lineage import DownstreamHit
 
     original = LocalLake(built[0] / "lake")
-    old = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(built[1])
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", str(built[1]))
         with dg.DagsterInstance.get() as inst:
             up = check_event_log_agreement(inst, lin.upstream(original, EVAL))
             assert up.ok, up.summary()
@@ -291,8 +281,3 @@ def test_answers_agree_with_the_dagster_event_log(built, lake):
             bad = check_event_log_agreement(inst, lin.downstream(original, "ep-a-1") + [fake])
             assert not bad.ok and [m.key for m in bad.mismatches] == [fake.key]
             assert original.uri(CKPT) in bad.mismatches[0].event_uris and "disagrees" in bad.summary()
-    finally:
-        if old is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = old
