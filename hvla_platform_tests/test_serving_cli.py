@@ -132,7 +132,7 @@ def test_serve_refuses_blocked_use_before_binding(step_dir, tmp_path, monkeypatc
     assert main(["serve", "--checkpoint", str(step_dir), "--use", "public_api", "--port", str(port)]) == 2
     out = capsys.readouterr().out
     assert "refused" in out and "may not be served for 'public_api'" in out
-    assert "serving_allowed" not in out or "lab_robot" in out
+    assert "allows serving only for ['lab_robot', 'staging_demo']" in out
     assert not listening(port)
     assert main(["serve", "--checkpoint", str(tmp_path / "nope"), "--port", str(port)]) == 2
     assert "is neither a directory" in capsys.readouterr().out
