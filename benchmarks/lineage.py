@@ -6,8 +6,8 @@ Usage::
     .venv/bin/python benchmarks/lineage.py --root DIR --episodes 10000 --keep
 
 Builds a lake of **manifests only** (plus an empty MCAP per raw episode, so the raw folders look
-real to the folder walk) with the platform's schema (:func:`hvla_platform.lib.manifest.build_manifest`,
-:class:`~hvla_platform.lib.rights.Rights`):
+real to the folder walk) with the platform's schema (:func:`hvla_platform.lib.core.manifest.build_manifest`,
+:class:`~hvla_platform.lib.core.rights.Rights`):
 
 * ``--episodes`` raw episodes over 10 robots × N days (``--per-partition`` per partition), with 4
   operators, 5 consents, 3 customers;
@@ -42,10 +42,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hvla_platform.lib import lineage as lin  # noqa: E402
-from hvla_platform.lib.manifest import InputRef, build_manifest, manifest_sha256  # noqa: E402
-from hvla_platform.lib.rights import Rights, combine_rights  # noqa: E402
-from hvla_platform.lib.storage.lake import MANIFEST_NAME, LocalLake  # noqa: E402
+from hvla_platform.lib.lineage import graph as lin  # noqa: E402
+from hvla_platform.lib.core.manifest import InputRef, build_manifest, manifest_sha256  # noqa: E402
+from hvla_platform.lib.core.rights import Rights, combine_rights  # noqa: E402
+from hvla_platform.lib.core.lake import MANIFEST_NAME, LocalLake  # noqa: E402
 
 TARGET_S = 1.0
 ROBOTS = [f"g1-{i:03d}" for i in range(1, 11)]

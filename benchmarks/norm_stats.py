@@ -7,7 +7,7 @@ Usage::
 
 In ONE invocation it times
 
-(a) ours: :func:`hvla_platform.lib.norm_stats.compute_norm_stats` (pyarrow columns of the train
+(a) ours: :func:`hvla_platform.lib.formats.norm_stats.compute_norm_stats` (pyarrow columns of the train
     rows, numpy mean/std/exact quantiles, no video decoding);
 (b) the reference, the way openpi's ``scripts/compute_norm_stats.py`` consumes a LeRobot
     dataset: ``LeRobotDataset.__getitem__`` frame by frame over the train frames (which decodes
@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hvla_platform.lib.compat import import_lerobot_dataset  # noqa: E402
-from hvla_platform.lib.norm_stats import compute_norm_stats  # noqa: E402
+from hvla_platform.lib.core.compat import import_lerobot_dataset  # noqa: E402
+from hvla_platform.lib.formats.norm_stats import compute_norm_stats  # noqa: E402
 
 NUM_BINS = 5000
 KEYS = {"state": "observation.state", "actions": "action"}
@@ -120,8 +120,8 @@ def histogram_quantiles(x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def build_release(work: Path, episodes: int, frames: int, height: int, width: int, repo_id: str):
-    from hvla_platform.lib.lerobot_release import build_lerobot_dataset
-    from hvla_platform.lib.release_spec import ReleaseSpec
+    from hvla_platform.lib.dataset.lerobot_release import build_lerobot_dataset
+    from hvla_platform.lib.dataset.spec import ReleaseSpec
     from hvla_platform_tests.lib.episode_factory import write_episodes
 
     t0 = time.perf_counter()
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
         root, train = build_release(Path(tmp.name), args.episodes, args.frames, args.height, args.width,
                                     args.repo_id)
     else:
-        from hvla_platform.lib.lerobot_release import read_hvla_episodes
+        from hvla_platform.lib.dataset.lerobot_release import read_hvla_episodes
 
         root = args.root
         train = [r["episode_index"] for r in read_hvla_episodes(root) if r["split"] == "train"]

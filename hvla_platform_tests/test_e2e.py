@@ -44,8 +44,10 @@ def env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lifecycle(env):
     """The whole graph materialized once (ingest → release → training), as the demo does."""
-    from hvla_platform.cli import land_folder, register_release_file, training_run_config
-    from hvla_platform.orchestration import add_partitions, ensure_dagster_home, instance, load_defs, run_job
+    from hvla_platform.cli.ingest import land_folder
+    from hvla_platform.cli.release import register_release_file
+    from hvla_platform.cli.train import training_run_config
+    from hvla_platform.cli.orchestration import add_partitions, ensure_dagster_home, instance, load_defs, run_job
 
     home, recs = env
     ensure_dagster_home()
@@ -68,7 +70,7 @@ def lifecycle(env):
 
 @pytest.mark.e2e
 def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(lifecycle):
-    from hvla_platform.orchestration import run_job
+    from hvla_platform.cli.orchestration import run_job
     from hvla_platform.defs.resources import lake_from_env
 
     defs, inst, release = lifecycle
@@ -112,7 +114,7 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(lifecy
 
     # the LeRobot output reloads with LeRobot itself and decodes a video frame
     lake = lake_from_env().get_lake()
-    from hvla_platform.lib.lerobot_release import load_and_probe
+    from hvla_platform.lib.dataset.lerobot_release import load_and_probe
 
     with lake.local_artifact("lerobot/hvla/e2e/e2e-v1") as root:
         probe = load_and_probe(root, "hvla/e2e")
@@ -150,7 +152,7 @@ def test_serve_and_deploy_the_trained_checkpoint(lifecycle, env):
     import sys
     import urllib.request
 
-    from hvla_platform_tests.test_serving_cli import free_port
+    from hvla_platform_tests.cli.test_serving_cli import free_port
 
     home, _ = env
     key = "checkpoints/hvla_test/e2e-exp/60"

@@ -5,7 +5,8 @@ from typing import Any, Iterable
 
 import dagster as dg
 
-from hvla_platform.lib.rights import Rights
+from hvla_platform.lib.core.rights import Rights
+from hvla_platform.lib.lineage.graph import render_tree, upstream
 
 
 def rights_metadata(rights: Rights | None) -> dict[str, Any]:
@@ -52,8 +53,6 @@ def episode_check(
 def lineage_metadata(lake: Any, key: str) -> dict[str, Any]:
     """``hvla/lineage_upstream``: the artifact's upstream tree down to the raw MCAP episodes, from
     the manifests (what ``hvla lineage upstream KEY`` prints), shown on the materialization."""
-    from hvla_platform.lib.lineage import render_tree, upstream
-
     tree = render_tree(upstream(lake, key), max_children=6, show_config=False)
     return {"hvla/lineage_upstream": dg.MetadataValue.md(f"```\n{tree}\n```"),
             "hvla/lineage_command": f"hvla lineage upstream {key}"}

@@ -1,12 +1,11 @@
 """Dagster resources: the lake (local directory or S3) and MLflow tracking."""
 
 
-import os
-
 import dagster as dg
 
-from hvla_platform.lib import settings
-from hvla_platform.lib.storage import Lake, LocalLake, S3Lake
+from hvla_platform.lib.core import settings
+from hvla_platform.lib.core.lake import Lake
+from hvla_platform.lib.core.lake_config import LakeConfig, lake_config_from_env, open_lake
 
 
 def _resolve(value: "str | dg.EnvVar") -> str:
@@ -30,23 +29,15 @@ class LakeResource(dg.ConfigurableResource):
     secret_access_key: str = ""
 
     def get_lake(self) -> Lake:
-        """Build the backend. Raises ``ValueError`` for an unknown backend."""
-        if self.backend == "local":
-            return LocalLake(self.root or settings.lake_root())
-        if self.backend == "s3":
-            import boto3
-            from botocore.config import Config
+        """Open the lake (:func:`hvla_platform.lib.core.lake_config.open_lake`).
 
-            client = boto3.client(
-                "s3",
-                endpoint_url=self.endpoint_url or None,
-                region_name=self.region_name,
-                aws_access_key_id=_resolve(self.access_key_id) or None,
-                aws_secret_access_key=_resolve(self.secret_access_key) or None,
-                config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
-            )
-            return S3Lake(self.bucket, client, prefix=self.prefix)
-        raise ValueError(f"unknown lake backend {self.backend!r} (expected 'local' or 's3')")
+        Raises:
+            ValueError: an unknown backend.
+        """
+        return open_lake(LakeConfig(
+            backend=self.backend, root=self.root, bucket=self.bucket, prefix=self.prefix,
+            endpoint_url=self.endpoint_url, region_name=self.region_name,
+            access_key_id=_resolve(self.access_key_id), secret_access_key=_resolve(self.secret_access_key)))
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -65,22 +56,15 @@ class MlflowResource(dg.ConfigurableResource):
 
 
 def lake_from_env() -> LakeResource:
-    """The lake resource as configured by ``HVLA_LAKE_BACKEND`` (``local``/``s3``) and friends:
-    ``HVLA_LAKE_ROOT``; ``HVLA_S3_BUCKET``, ``HVLA_S3_PREFIX``, ``HVLA_S3_ENDPOINT_URL``,
-    ``AWS_REGION``; credentials via ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (read with
-    ``dg.EnvVar`` so they never appear in the UI)."""
-    backend = os.environ.get("HVLA_LAKE_BACKEND", "local")
-    if backend == "s3":
-        return LakeResource(
-            backend="s3",
-            bucket=os.environ.get("HVLA_S3_BUCKET", "hvla-lake"),
-            prefix=os.environ.get("HVLA_S3_PREFIX", ""),
-            endpoint_url=os.environ.get("HVLA_S3_ENDPOINT_URL", ""),
-            region_name=os.environ.get("AWS_REGION", "us-east-1"),
-            access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
-            secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
-        )
-    return LakeResource(backend="local", root=str(settings.lake_root()))
+    """The lake resource as the environment configures it
+    (:func:`hvla_platform.lib.core.lake_config.lake_config_from_env`); S3 credentials are read with
+    ``dg.EnvVar`` so they never appear in the UI."""
+    cfg = lake_config_from_env()
+    if cfg.backend == "s3":
+        return LakeResource(backend="s3", bucket=cfg.bucket, prefix=cfg.prefix, endpoint_url=cfg.endpoint_url,
+                            region_name=cfg.region_name, access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
+                            secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"))
+    return LakeResource(backend=cfg.backend, root=cfg.root)
 
 
 @dg.definitions

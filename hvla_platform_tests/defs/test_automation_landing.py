@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from hvla_platform.definitions import defs as load_defs
-from hvla_platform.lib.storage import LocalLake
+from hvla_platform.lib.core.lake import LocalLake
 from hvla_platform_tests.fixtures.recordings import write_recording
 
 DAY = "2026-11-10"

@@ -40,12 +40,12 @@ def test_drop_on_s3_prefix_to_release_without_a_click(s3_server, s3_client, tmp_
     _upload(s3_client, drop_bucket, recs / "ep-s3-3", "uploads/site-a/g1-001/ep-s3-3", ["ep-s3-3_0.mcap"])  # partial
     (tmp_path / "spec.yaml").write_text(SPEC)
 
-    from hvla_platform.cli import register_release_file
+    from hvla_platform.cli.release import register_release_file
     from hvla_platform.defs.resources import lake_from_env
-    from hvla_platform.lib.ingest.release_refresh import plan_refresh
-    from hvla_platform.lib.releases import load_release
-    from hvla_platform.lib.storage import ObjectExistsError
-    from hvla_platform.orchestration import instance, load_defs, run_job
+    from hvla_platform.lib.dataset.release_refresh import plan_refresh
+    from hvla_platform.lib.dataset.releases import load_release
+    from hvla_platform.lib.core.lake import ObjectExistsError
+    from hvla_platform.cli.orchestration import instance, load_defs, run_job
 
     lake = lake_from_env().get_lake()
     assert lake.root_uri().startswith(f"s3://{bucket}")

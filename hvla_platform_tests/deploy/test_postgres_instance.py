@@ -53,7 +53,7 @@ def test_ingest_partition_is_stored_in_postgres(prod_env: ProdEnv, prod_instance
                                                 tmp_path: Path):
     from hvla_platform.defs.resources import lake_from_env
     from hvla_platform.lib.ingest.landing import land_recording
-    from hvla_platform.orchestration import add_partitions, load_defs, run_job
+    from hvla_platform.cli.orchestration import add_partitions, load_defs, run_job
 
     lake = lake_from_env().get_lake()
     assert Path(lake.root_uri().removeprefix("file://")).resolve() == prod_env.lake_root.resolve()

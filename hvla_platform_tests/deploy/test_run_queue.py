@@ -85,10 +85,10 @@ def test_queue_starts_one_training_run_at_a_time(prod_env: ProdEnv, initialized_
     from dagster._core.workspace.load_target import WorkspaceFileTarget
     from dagster._daemon.run_coordinator import QueuedRunCoordinatorDaemon
 
-    from hvla_platform.cli import training_run_config
+    from hvla_platform.cli.train import training_run_config
     from hvla_platform.defs.resources import lake_from_env
     from hvla_platform.lib.ingest.landing import land_recording
-    from hvla_platform.orchestration import add_partitions, load_defs
+    from hvla_platform.cli.orchestration import add_partitions, load_defs
 
     inst, ws = initialized_instance, code_server.workspace
     # an ingest partition with a real recording; three experiments whose release does not exist

@@ -1,6 +1,6 @@
 """Small synthetic-but-real episodes for tests and benchmarks.
 
-Builds :class:`~hvla_platform.lib.episodes_h5.EpisodeData` with the platform's real joint names
+Builds :class:`~hvla_platform.lib.formats.episode_h5.EpisodeData` with the platform's real joint names
 (Unitree G1, 29 DoF state, 14 arm-joint actions) and writes them with the real HDF5 writer.
 
 * joint positions: a Gaussian random walk per joint (step std ``0.01`` rad) around a per-episode
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hvla_platform.lib.episodes_h5 import EpisodeData, write_episode_h5
-from hvla_platform.lib.recording.contract import G1_ARM_JOINTS, G1_JOINTS
+from hvla_platform.lib.formats.episode_h5 import EpisodeData, write_episode_h5
+from hvla_platform.lib.formats.recording.contract import G1_ARM_JOINTS, G1_JOINTS
 
 DEFAULT_TASK = "pick up the red cube and place it in the bin"
 

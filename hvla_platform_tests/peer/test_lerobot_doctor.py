@@ -5,7 +5,7 @@
 * Planted defects (frozen joint, black camera segment, timestamp jump) go through the real pipeline
   (landing → raw → QA + sync → release); our checks flag each of them, lerobot-doctor flags those it
   can see in a LeRobot dataset, and every episode lerobot-doctor flags is flagged by the mapped check
-  of ours (:func:`hvla_platform.lib.qa.peer.doctor_findings_to_our_checks`).
+  of ours (:func:`hvla_platform_tests.peer.doctor.doctor_findings_to_our_checks`).
 
 The planted recordings are the test fixture's synthetic ones, not copies of the simulated demo
 recordings: the simulated expert holds its arm targets bit-identical at the start and end of every
@@ -29,27 +29,26 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from hvla_platform.lib.convert import SyncConfig
-from hvla_platform.lib.dataset_build import build_release
+from hvla_platform.lib.processing.convert import SyncConfig
+from hvla_platform.lib.dataset.build import build_release
 from hvla_platform.lib.ingest.landing import find_recordings, land_recording, list_landing_partitions
 from hvla_platform.lib.ingest.raw import ingest_partition
-from hvla_platform.lib.processing import convert_partition
-from hvla_platform.lib.qa.decisions import record_decision
-from hvla_platform.lib.qa.metrics import QA_CHECKS
-from hvla_platform.lib.qa.peer import (
+from hvla_platform.lib.processing.build import convert_partition
+from hvla_platform.lib.processing.qa.decisions import record_decision
+from hvla_platform.lib.dataset.timestamps import check_lerobot_timestamps
+from hvla_platform_tests.peer.doctor import (
     DATASET_TIMESTAMPS,
     DoctorError,
-    check_lerobot_timestamps,
     doctor_findings_to_our_checks,
     parse_finding,
     run_lerobot_doctor,
     uncovered,
 )
-from hvla_platform.lib.rawlog.streams import read_episode_streams
-from hvla_platform.lib.recording.contract import CAMERA_TOPICS
-from hvla_platform.lib.recording.mcap_writer import RecordingWriter
-from hvla_platform.lib.release_spec import ReleaseSpec
-from hvla_platform.lib.storage import LocalLake
+from hvla_platform.lib.formats.mcap.streams import read_episode_streams
+from hvla_platform.lib.formats.recording.contract import CAMERA_TOPICS
+from hvla_platform.lib.formats.recording.mcap_writer import RecordingWriter
+from hvla_platform.lib.dataset.spec import ReleaseSpec
+from hvla_platform.lib.core.lake import LocalLake
 from hvla_platform_tests.fixtures.recordings import write_recording
 
 REPO = Path(__file__).resolve().parents[2]

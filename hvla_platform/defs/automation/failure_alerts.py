@@ -1,12 +1,12 @@
 """Run-failure alerts: every failed run of this code location is logged, recorded in the lake and
-sent to the configured hook points (``hvla_platform.lib.ingest.alerts``)."""
+sent to the configured hook points (``hvla_platform.lib.ops.alerts``)."""
 
 import datetime as dt
 
 import dagster as dg
 
 from hvla_platform.defs.resources import LakeResource
-from hvla_platform.lib.ingest.alerts import alert_text, deliver_alert
+from hvla_platform.lib.ops.alerts import alert_text, deliver_alert
 
 
 def _root_cause(error) -> str:

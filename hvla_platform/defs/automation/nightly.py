@@ -11,7 +11,7 @@ from hvla_platform.defs.automation.runs import ingest_runs_in_progress
 from hvla_platform.defs.jobs import ingest_job, release_job
 from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.ingest.backlog import ingest_backlog
-from hvla_platform.lib.ingest.release_refresh import plan_refresh, refresh_due, register_snapshot
+from hvla_platform.lib.dataset.release_refresh import plan_refresh, refresh_due, register_snapshot
 
 def _register_partitions(instance: dg.DagsterInstance, keys: list[str], log) -> None:
     """Add the capture_day / robot keys of ``keys`` (``day|robot``) the instance does not know yet."""
@@ -63,7 +63,7 @@ def nightly_ingest_schedule(context: dg.ScheduleEvaluationContext, lake: LakeRes
                 "snapshot release <name>-<YYYYMMDD> pinned to those partitions and builds it with release_job.",
 )
 def nightly_release_refresh(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
-    """Refresh the releases that follow new data (see ``hvla_platform.lib.ingest.release_refresh``)."""
+    """Refresh the releases that follow new data (see ``hvla_platform.lib.dataset.release_refresh``)."""
     now = dt.datetime.now(zoneinfo.ZoneInfo(settings.timezone()))
     why_not = refresh_due(now, settings.release_refresh_at(), context.cursor)
     if why_not:

@@ -7,7 +7,7 @@ import datetime as dt
 import os
 import zoneinfo
 
-from hvla_platform.lib import settings
+from hvla_platform.lib.core import settings
 
 
 def timezone() -> str:

@@ -6,15 +6,15 @@ import dagster as dg
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import release_partitions
 from hvla_platform.defs.resources import LakeResource
-from hvla_platform.lib.lerobot_release import schema_diff
-from hvla_platform.lib.norm_stats_build import MIN_STD, build_norm_stats
-from hvla_platform.lib.dataset_build import build_release
-from hvla_platform.lib.qa.decisions import record_decision
-from hvla_platform.lib.norm_stats_build import norm_stats_prefix
-from hvla_platform.lib.releases import lerobot_prefix, load_release, previous_release_manifest
-from hvla_platform.lib.robodm_build import robodm_prefix
-from hvla_platform.lib.robodm_build import build_cache
-from hvla_platform.lib.robodm_cache import DEFAULT_IMAGE_ATOL, DEFAULT_VIDEO_CODEC, IMAGE_PREFIX
+from hvla_platform.lib.dataset.lerobot_release import schema_diff
+from hvla_platform.lib.dataset.norm_stats_build import MIN_STD, build_norm_stats
+from hvla_platform.lib.dataset.build import build_release
+from hvla_platform.lib.processing.qa.decisions import record_decision
+from hvla_platform.lib.dataset.norm_stats_build import norm_stats_prefix
+from hvla_platform.lib.dataset.releases import lerobot_prefix, load_release, previous_release_manifest
+from hvla_platform.lib.dataset.robodm_build import robodm_prefix
+from hvla_platform.lib.dataset.robodm_build import build_cache
+from hvla_platform.lib.dataset.robodm_cache import DEFAULT_IMAGE_ATOL, DEFAULT_VIDEO_CODEC, IMAGE_PREFIX
 
 ALL_UPSTREAM = dg.AllPartitionMapping()
 

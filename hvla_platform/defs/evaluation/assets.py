@@ -5,11 +5,12 @@ import dagster as dg
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
-from hvla_platform.lib.eval_build import EvalConfig, evaluate_experiment
+from hvla_platform.lib.evaluation.build import EvalConfig, evaluate_experiment
+from hvla_platform.lib.core.keys import eval_report_prefix
 
 
 class EvalReportConfig(dg.Config):
-    """Evaluation settings (see ``hvla_platform.lib.eval_build.EvalConfig``)."""
+    """Evaluation settings (see ``hvla_platform.lib.evaluation.build.EvalConfig``)."""
 
     closed_loop_trials: int = 4
     seed: int = 1000
@@ -37,17 +38,16 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
     cfg = EvalConfig(closed_loop_trials=config.closed_loop_trials, seed=config.seed, max_steps=config.max_steps,
                      replan_every=config.replan_every, max_step_rad=config.max_step_rad)
 
+    # deferred: the simulator imports mujoco; the code server should not load it to list assets
+    from hvla_platform.lib.sim.env import ReachEnv, arm_joint_limits  # noqa: PLC0415
+
     def env_factory():
-        from hvla_platform.lib.sim.env import ReachEnv
-
         return ReachEnv(control_hz=config.control_hz)
-
-    from hvla_platform.lib.sim.env import arm_joint_limits
 
     b = evaluate_experiment(lk, context.partition_key, cfg, env_factory=env_factory if config.closed_loop_trials else None,
                             arm_limits=arm_joint_limits() if config.closed_loop_trials else None,
                             tracking_uri=mlflow.uri(), artifact_root=mlflow.artifacts(), log=context.log.info)
-    eval_prefix = f"eval-reports/{context.partition_key}/{b.manifest['step']}"
+    eval_prefix = eval_report_prefix(context.partition_key, b.manifest['step'])
     off = b.metrics.get("offline", {})
     comp = off.get("comparison", {})
     closed = b.metrics.get("closed_loop") or {}

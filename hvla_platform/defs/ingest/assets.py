@@ -6,9 +6,9 @@ import dagster as dg
 from hvla_platform.defs.metadata import check_specs, episode_check, rights_metadata
 from hvla_platform.defs.partitions import day_robot, raw_partitions
 from hvla_platform.defs.resources import LakeResource
-from hvla_platform.lib.ingest.layout import quarantine_prefix, raw_prefix
+from hvla_platform.lib.core.keys import quarantine_prefix, raw_prefix
 from hvla_platform.lib.ingest.raw import ingest_partition
-from hvla_platform.lib.rights import Rights, combine_rights
+from hvla_platform.lib.core.rights import Rights, combine_rights
 
 RAW_CHECKS = [
     ("readable", "Every landed MCAP opens and all records read (CRC, compression, truncation); "

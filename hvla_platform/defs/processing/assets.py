@@ -9,12 +9,12 @@ import dagster as dg
 from hvla_platform.defs.metadata import check_specs, episode_check, rights_metadata
 from hvla_platform.defs.partitions import day_robot, raw_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
-from hvla_platform.lib.convert import SyncConfig
-from hvla_platform.lib.processing import PROCESSING_CHECKS, convert_partition
-from hvla_platform.lib.qa.metrics import QA_CHECKS
-from hvla_platform.lib.qa.thresholds import QAThresholds
-from hvla_platform.lib.qa.tracking import log_partition_qa
-from hvla_platform.lib.release_spec import DEFAULT_MIN_QUALITY
+from hvla_platform.lib.processing.convert import SyncConfig
+from hvla_platform.lib.processing.build import PROCESSING_CHECKS, convert_partition
+from hvla_platform.lib.processing.qa.metrics import QA_CHECKS
+from hvla_platform.lib.processing.qa.thresholds import QAThresholds
+from hvla_platform.lib.processing.qa.tracking import log_partition_qa
+from hvla_platform.lib.processing.qa.thresholds import DEFAULT_MIN_QUALITY
 
 PROCESSING_CHECK_SPECS = [
     ("camera_coverage", "Per camera, at least `min_camera_coverage` of the frames have an image within "
@@ -48,8 +48,8 @@ QA_CHECK_SPECS = [(n, QA_CHECK_DESCRIPTIONS[n], False) for n in QA_CHECKS] + [
 
 
 class EpisodesConfig(dg.Config):
-    """Synchronisation settings (``hvla_platform.lib.sync``) and QA thresholds
-    (``hvla_platform.lib.qa.thresholds.QAThresholds``; defaults in docs/qa.md)."""
+    """Synchronisation settings (``hvla_platform.lib.processing.sync``) and QA thresholds
+    (``hvla_platform.lib.processing.qa.thresholds.QAThresholds``; defaults in docs/qa.md)."""
 
     fps: float = 20.0
     max_camera_skew_s: float = 0.05

@@ -6,7 +6,7 @@ from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
 from hvla_platform.lib.training.train import TrainConfig
-from hvla_platform.lib.training_build import train_experiment
+from hvla_platform.lib.training.build import train_experiment
 
 #: The loss must end at most this fraction of where it started for the ``loss_fell`` check.
 LOSS_RATIO_MAX = 0.9

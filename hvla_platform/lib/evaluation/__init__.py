@@ -5,7 +5,7 @@ No Dagster imports here (DESIGN.md: lib/ is plain Python). The simulated environ
 as a factory, so this package does not import ``hvla_platform.lib.sim``.
 """
 
-from hvla_platform.lib.evaluation.closed_loop import build_observation, run_closed_loop
+from hvla_platform.lib.serving.control_loop import build_observation, run_closed_loop
 from hvla_platform.lib.evaluation.offline import evaluate_offline, evaluate_policy_offline
 from hvla_platform.lib.evaluation.report import (
     eval_summary_metrics,

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from hvla_platform.lib.evaluation.inference import query_chunk
+from hvla_platform.lib.training.inference import query_chunk
 from hvla_platform.lib.training.data import IMAGE_PREFIX, STATE_KEY, action_chunks, load_split
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
+from hvla_platform.lib.core.tracking import TrackedRun
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
@@ -185,7 +186,7 @@ def write_eval_report(
     Args:
         out_dir: report directory (created), e.g. ``eval-reports/<exp_name>/<step>``.
         offline: result of :func:`~hvla_platform.lib.evaluation.offline.evaluate_offline`.
-        closed_loop: result of :func:`~hvla_platform.lib.evaluation.closed_loop.run_closed_loop`, or None.
+        closed_loop: result of :func:`~hvla_platform.lib.serving.control_loop.run_closed_loop`, or None.
         checkpoint_manifest: the checkpoint's ``checkpoint_manifest.yaml`` contents.
         loss_curve: per-step training loss of the checkpoint.
         title: page title (default: the checkpoint path).
@@ -334,8 +335,6 @@ def log_eval_to_mlflow(
     Logs :func:`eval_summary_metrics`, the report directory as artifacts (``eval_report/``), and
     tags ``hvla.checkpoint`` and (if given) ``hvla.training_run_id`` linking back to the training run.
     """
-    from hvla_platform.lib.training.tracking import TrackedRun  # noqa: PLC0415
-
     tags = {"hvla.checkpoint": str(checkpoint_manifest.get("checkpoint")), "hvla.kind": "evaluation"}
     if training_run_id:
         tags["hvla.training_run_id"] = training_run_id

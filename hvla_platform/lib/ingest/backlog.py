@@ -20,9 +20,9 @@ import hashlib
 from dataclasses import dataclass
 
 from hvla_platform.lib.ingest.landing import list_landed_episodes, list_landing_partitions
-from hvla_platform.lib.ingest.layout import PARTITION_INDEX, episodes_prefix, raw_prefix
-from hvla_platform.lib.revocation import revoked_episodes
-from hvla_platform.lib.storage.lake import Lake
+from hvla_platform.lib.core.keys import PARTITION_INDEX, episodes_prefix, raw_prefix
+from hvla_platform.lib.core.withdrawals import revoked_episodes
+from hvla_platform.lib.core.lake import Lake
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hvla_platform.lib.ingest.drop_area import DropArea, DropFolder
-from hvla_platform.lib.ingest.landing import LandingResult, Withdrawals, land_recording
-from hvla_platform.lib.ingest.layout import QUARANTINE, landing_prefix
-from hvla_platform.lib.storage.lake import Lake, ObjectExistsError, sha256_file
+from hvla_platform.lib.core.withdrawals import Withdrawals
+from hvla_platform.lib.ingest.landing import LandingResult, land_recording
+from hvla_platform.lib.core.keys import CONFLICTS, landing_prefix
+from hvla_platform.lib.core.lake import Lake, ObjectExistsError, sha256_file
 
-CONFLICTS = f"{QUARANTINE}/_conflicts"
 
 
 @dataclass

@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from hvla_platform.lib.ingest.layout import (
+from hvla_platform.lib.core.withdrawals import Withdrawals
+from hvla_platform.lib.core.keys import (
     LANDING,
-    QUARANTINE,
+    REJECTED,
     UnsafeIdError,
     check_day,
     check_id,
     landing_prefix,
 )
-from hvla_platform.lib.storage.lake import Lake, ObjectExistsError, sha256_file
+from hvla_platform.lib.core.lake import Lake, ObjectExistsError, sha256_file
 
 METADATA = "metadata.yaml"
 NOTES = "operator_notes.md"
@@ -76,32 +76,6 @@ def read_identity(metadata: dict) -> tuple[str, str, str]:
             check_id(metadata.get("episode_id"), "episode id"))
 
 
-@dataclass(frozen=True)
-class Withdrawals:
-    """Consent withdrawals recorded in the lake (``hvla rights revoke``): ``episodes`` maps a
-    withdrawn episode id to the reason, ``consents`` holds the withdrawn consent ids."""
-
-    episodes: dict[str, str]
-    consents: frozenset[str]
-
-    @classmethod
-    def load(cls, lake: Lake) -> "Withdrawals":
-        """Read every revocation record of ``lake``."""
-        from hvla_platform.lib.revocation import REVOCATIONS, revoked_episodes
-
-        consents = frozenset(k.split("/")[1] for k in lake.list_keys(REVOCATIONS) if k.count("/") >= 2)
-        return cls(episodes=revoked_episodes(lake), consents=consents)
-
-    def reason(self, episode_id: str, metadata: dict) -> str | None:
-        """Why an episode with this id and ``metadata.yaml`` must not land again, or ``None``."""
-        if episode_id in self.episodes:
-            return self.episodes[episode_id]
-        rights = metadata.get("rights")
-        refs = rights.get("consent_refs") if isinstance(rights, dict) else None
-        hit = sorted(self.consents & {str(c) for c in refs}) if isinstance(refs, list) else []
-        return f"it declares withdrawn consent(s) {hit}" if hit else None
-
-
 def _reject(lake: Lake, rec: Path, reason: str, source: str | None = None) -> LandingResult:
     h = hashlib.sha256()
     # regular files only: a symbolic link could point anywhere on the host
@@ -109,7 +83,7 @@ def _reject(lake: Lake, rec: Path, reason: str, source: str | None = None) -> La
     for p in files:
         h.update(p.name.encode())
         h.update(sha256_file(p).encode())
-    prefix = f"{QUARANTINE}/_rejected/{h.hexdigest()[:16]}"
+    prefix = f"{REJECTED}/{h.hexdigest()[:16]}"
     for p in files:
         try:
             lake.put_file(p, f"{prefix}/files/{p.name}", write_once=True)

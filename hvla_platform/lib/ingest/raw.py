@@ -16,10 +16,10 @@ The landing copy is never modified or deleted. The partition's outcome is writte
 Raw checks (names used by the Dagster asset checks):
 
 ``readable``          the MCAP opens and every record can be read (CRCs, compression, truncation,
-                      record-size limit; see :class:`~hvla_platform.lib.rawlog.index.McapScan`)
+                      record-size limit; see :class:`~hvla_platform.lib.formats.mcap.index.McapScan`)
 ``required_topics``   every contract topic is present, with its message type, and not empty
 ``monotonic``         log times and header stamps never go backwards within a topic
-``rights``            ``metadata.yaml`` has a valid rights block (see :mod:`hvla_platform.lib.rights`)
+``rights``            ``metadata.yaml`` has a valid rights block (see :mod:`hvla_platform.lib.core.rights`)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from hvla_platform.lib.ingest.landing import METADATA, NOTES, list_landed_episodes, read_identity
-from hvla_platform.lib.ingest.layout import (
+from hvla_platform.lib.core.keys import (
     PARTITION_INDEX,
     UnsafeIdError,
     check_day,
@@ -43,12 +43,12 @@ from hvla_platform.lib.ingest.layout import (
     quarantine_prefix,
     raw_prefix,
 )
-from hvla_platform.lib.manifest import InputRef, build_manifest
-from hvla_platform.lib.rawlog.errors import RawLogError
-from hvla_platform.lib.rawlog.index import McapIndex, index_mcap
-from hvla_platform.lib.recording.contract import REQUIRED_TOPICS
-from hvla_platform.lib.rights import Rights, RightsError
-from hvla_platform.lib.storage.lake import Lake, ObjectExistsError, sha256_file
+from hvla_platform.lib.core.manifest import InputRef, build_manifest
+from hvla_platform.lib.formats.mcap.errors import RawLogError
+from hvla_platform.lib.formats.mcap.index import McapIndex, index_mcap
+from hvla_platform.lib.formats.recording.contract import REQUIRED_TOPICS
+from hvla_platform.lib.core.rights import Rights, RightsError
+from hvla_platform.lib.core.lake import Lake, ObjectExistsError, sha256_file
 
 RAW_CHECKS = ("readable", "required_topics", "monotonic", "rights")
 

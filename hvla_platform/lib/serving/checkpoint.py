@@ -2,7 +2,7 @@
 
 A reference is a local directory (``.hvla/lake/checkpoints/<config>/<exp>/<step>``, as openpi's
 ``--policy.dir``) or a lake key (``checkpoints/<config>/<exp>/<step>``, fetched from the lake,
-local or S3). Authorization (:func:`hvla_platform.lib.serving_policy.authorize_serving`) happens
+local or S3). Authorization (:func:`hvla_platform.lib.serving.authorization.authorize_serving`) happens
 before the policy is loaded and before any socket is opened.
 
 Evaluation in the simulator is not a deployment: :data:`EVALUATION_USE` serves a checkpoint to the
@@ -16,8 +16,8 @@ import contextlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from hvla_platform.lib.serving_policy import authorize_serving
-from hvla_platform.lib.storage.lake import Lake, LocalLake
+from hvla_platform.lib.serving.authorization import authorize_serving
+from hvla_platform.lib.core.lake import Lake, LocalLake
 from hvla_platform.lib.training import checkpoint as ckpt
 
 #: the serving use of closed-loop evaluation in simulation (loopback only, never a robot).

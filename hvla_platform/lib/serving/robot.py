@@ -4,7 +4,7 @@ Used by ``hvla deploy`` (the simulated G1 as the robot) and by the ``eval_report
 closed-loop trials, which connect to a policy server exactly as a robot does — so what is
 evaluated is what is deployed. Loop (openpi-style action chunking, seed 003's "executes the first N
 actions of each chunk open-loop, re-queries"): see
-:func:`hvla_platform.lib.evaluation.closed_loop.run_closed_loop`.
+:func:`hvla_platform.lib.serving.control_loop.run_closed_loop`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from hvla_platform.lib.evaluation.closed_loop import run_closed_loop
+from hvla_platform.lib.serving.control_loop import run_closed_loop
 from hvla_platform.lib.serving.safety import ActionGuard, EmergencyStop, SafetyLog
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from hvla_platform.lib.recording.contract import CAMERA_HEIGHT, CAMERA_WIDTH
+from hvla_platform.lib.formats.recording.contract import CAMERA_HEIGHT, CAMERA_WIDTH
 from hvla_platform.lib.sim.model import CAMERA_NAMES, OBJECT_COLOURS, TABLE_TOP_Z, CUBE_HALF, G1Scene, build_scene
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hvla_platform.lib.recording.contract import CAMERA_TOPICS
+from hvla_platform.lib.formats.recording.contract import CAMERA_TOPICS
 from hvla_platform.lib.sim.core import G1Sim
 from hvla_platform.lib.sim.model import build_scene
 from hvla_platform.lib.sim.task import SUCCESS_DISTANCE, ExpertPlan, TaskSpec, plan_expert, sample_task

@@ -27,7 +27,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from hvla_platform.lib.recording.contract import (
+from hvla_platform.lib.formats.recording.contract import (
     CAMERA_HEIGHT,
     CAMERA_WIDTH,
     G1_ARM_JOINTS,

@@ -34,7 +34,7 @@ import yaml
 from PIL import Image
 
 from hvla_platform import __version__
-from hvla_platform.lib.recording.contract import (
+from hvla_platform.lib.formats.recording.contract import (
     CAMERA_HEIGHT,
     CAMERA_TOPICS,
     CAMERA_WIDTH,
@@ -42,7 +42,7 @@ from hvla_platform.lib.recording.contract import (
     G1_JOINTS,
     ROBOT_MODEL_G1,
 )
-from hvla_platform.lib.recording.mcap_writer import RecordingWriter
+from hvla_platform.lib.formats.recording.mcap_writer import RecordingWriter
 from hvla_platform.lib.sim.core import G1Sim
 from hvla_platform.lib.sim.task import SUCCESS_DISTANCE, plan_expert, sample_task
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from hvla_platform.lib.recording.contract import G1_ARM_JOINTS, G1_JOINTS
+from hvla_platform.lib.formats.recording.contract import G1_ARM_JOINTS, G1_JOINTS
 from hvla_platform.lib.sim.model import CUBE_HALF, OBJECT_COLOURS, OBJECT_SHAPES, TABLE_TOP_Z, G1Scene
 
 TASKS = ("reach_touch",)

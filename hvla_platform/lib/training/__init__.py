@@ -10,7 +10,7 @@ No Dagster imports here (DESIGN.md: lib/ is plain Python).
 
 from hvla_platform.lib.training.checkpoint import CheckpointError, build_checkpoint_manifest, checkpoint_key
 from hvla_platform.lib.training.data import CacheError, load_split, read_manifest
-from hvla_platform.lib.training.normalize import NormStats, compute_norm_stats, normalize, unnormalize
+from hvla_platform.lib.training.normalize import NormStats, normalize, unnormalize
 from hvla_platform.lib.training.policy import Policy
 from hvla_platform.lib.training.train import TRAINING_USE, TrainConfig, TrainResult, check_training_rights, train_policy
 
@@ -25,7 +25,6 @@ __all__ = [
     "build_checkpoint_manifest",
     "check_training_rights",
     "checkpoint_key",
-    "compute_norm_stats",
     "load_split",
     "normalize",
     "read_manifest",

@@ -23,7 +23,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from hvla_platform.lib.rights import SERVING_USES, Rights
+from hvla_platform.lib.core.rights import SERVING_USES, Rights
+from hvla_platform.lib.core.keys import checkpoint_key
 
 PARAMS_DIR = "params"
 NORM_STATS_FILE = "norm_stats.json"
@@ -35,11 +36,6 @@ REQUIRED_FILES = (PARAMS_DIR, NORM_STATS_FILE, CONFIG_FILE, MANIFEST_FILE)
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing or incomplete."""
-
-
-def checkpoint_key(config_name: str, exp_name: str, step: int) -> str:
-    """Lake key of a checkpoint: ``checkpoints/<config_name>/<exp_name>/<step>`` (DESIGN.md)."""
-    return f"checkpoints/{config_name}/{exp_name}/{int(step)}"
 
 
 def build_checkpoint_manifest(

@@ -23,12 +23,12 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
+from hvla_platform.lib.core import features
+from hvla_platform.lib.core.compat import import_robodm
 
 MANIFEST_FILE = "manifest.parquet"
-STATE_KEY = "observation/state"
-ACTION_KEY = "action"
-LOCOMOTION_KEY = "observation/locomotion_command"
-IMAGE_PREFIX = "observation/images/"
+STATE_KEY, ACTION_KEY = features.VLA_STATE, features.VLA_ACTION
+LOCOMOTION_KEY, IMAGE_PREFIX = features.VLA_LOCOMOTION_COMMAND, features.VLA_IMAGE_PREFIX
 SPLITS = ("train", "heldout")
 _MANIFEST_REQUIRED = ("vla_path", "episode_id", "split", "task")
 
@@ -86,8 +86,6 @@ def read_manifest(cache_dir: str | Path) -> list[dict]:
 
 def _load_vla(path: Path) -> dict[str, np.ndarray]:
     # compat.import_robodm keeps robodm from reconfiguring the host's root logger
-    from hvla_platform.lib.compat import import_robodm  # noqa: PLC0415 - heavy import
-
     traj = import_robodm().Trajectory(str(path))
     try:
         return traj.load(return_type="numpy")

@@ -136,27 +136,6 @@ def unnormalize(y, stats: KeyStats, kind: str):
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {kind!r}")
 
 
-def compute_norm_stats(state: np.ndarray, actions: np.ndarray) -> dict[str, Any]:
-    """openpi-format norm stats of ``state`` (N, D) and ``actions`` (N, A) arrays.
-
-    Exact percentiles (``np.quantile``, linear interpolation); openpi's own ``RunningStats``
-    approximates them with histograms, so values can differ slightly. Used by tests and as a
-    reference; the platform's norm-stats asset is computed elsewhere.
-    """
-    def block(x: np.ndarray) -> dict[str, list[float]]:
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[0] == 0:
-            raise ValueError(f"expected a non-empty (N, dim) array, got shape {x.shape}")
-        return {
-            "mean": x.mean(0).tolist(),
-            "std": x.std(0).tolist(),
-            "q01": np.quantile(x, 0.01, axis=0).tolist(),
-            "q99": np.quantile(x, 0.99, axis=0).tolist(),
-        }
-
-    return {"norm_stats": {"state": block(state), "actions": block(actions)}}
-
-
 def finite_or_none(x: float) -> float | None:
     """``x`` as a float, or None when it is NaN/inf (for JSON output)."""
     return float(x) if math.isfinite(x) else None

@@ -27,13 +27,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from hvla_platform.lib.rights import Rights, RightsError
+from hvla_platform.lib.core.rights import Rights, RightsError
 from hvla_platform.lib.training import checkpoint as ckpt
 from hvla_platform.lib.training.data import load_split, read_manifest, stack_frames
-from hvla_platform.lib.training.model import ModelDims, count_params, init_params, preprocess_images
+from hvla_platform.lib.training.model import ChunkPolicy, ModelDims, count_params, init_params, preprocess_images
 from hvla_platform.lib.training.normalize import NormStats, check_normalization, normalize
+from hvla_platform.lib.core.tracking import TrackedRun
+from hvla_platform.lib.core.keys import norm_stats_prefix
 
-#: The allowed use a dataset must grant for a policy to be trained on it (lib/rights.py).
+#: The allowed use a dataset must grant for a policy to be trained on it (lib/core/rights.py).
 TRAINING_USE = "internal_training"
 _EVAL_FRAMES = 1024
 _PREPROCESS_CHUNK = 256
@@ -234,7 +236,6 @@ def train_policy(
     import jax.numpy as jnp  # noqa: PLC0415
     import optax  # noqa: PLC0415
 
-    from hvla_platform.lib.training.model import ChunkPolicy  # noqa: PLC0415
 
     t_start = time.perf_counter()
     say = log or (lambda _msg: None)
@@ -317,8 +318,6 @@ def train_policy(
     # ---- tracking -------------------------------------------------------------------------
     run = None
     if mlflow_tracking_uri:
-        from hvla_platform.lib.training.tracking import TrackedRun  # noqa: PLC0415
-
         run = TrackedRun(mlflow_tracking_uri, mlflow_experiment, run_name=f"{config.exp_name}",
                          artifact_dir=mlflow_artifact_dir,
                          tags={"hvla.config_name": config.config_name, "hvla.exp_name": config.exp_name,
@@ -345,7 +344,7 @@ def train_policy(
         manifest_common = dict(
             config_name=config.config_name, exp_name=config.exp_name, base_model=config.base_model,
             release=release, repo_id=info.get("repo_id"), train_episode_ids=frames.episode_ids,
-            norm_stats_ref=str(info.get("norm_stats_ref", f"norm-stats/{release}/norm_stats.json")),
+            norm_stats_ref=str(info.get("norm_stats_ref", f"{norm_stats_prefix(release)}/norm_stats.json")),
             rights=rights,
         )
         for step in range(1, config.steps + 1):

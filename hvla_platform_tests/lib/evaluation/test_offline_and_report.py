@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hvla_platform.lib.compat import import_robodm
+from hvla_platform.lib.core.compat import import_robodm
 from hvla_platform.lib.evaluation import evaluate_offline, log_eval_to_mlflow, write_eval_report
 from hvla_platform.lib.evaluation.report import fmt
 from hvla_platform.lib.training.data import action_chunks

@@ -7,8 +7,8 @@ import pytest
 from hvla_platform.lib.ingest.backlog import ingest_backlog, partition_state
 from hvla_platform.lib.ingest.landing import land_recording
 from hvla_platform.lib.ingest.raw import ingest_partition
-from hvla_platform.lib.processing import convert_partition
-from hvla_platform.lib.storage import LocalLake
+from hvla_platform.lib.processing.build import convert_partition
+from hvla_platform.lib.core.lake import LocalLake
 from hvla_platform_tests.fixtures.recordings import write_recording
 
 DAY = "2026-11-10"

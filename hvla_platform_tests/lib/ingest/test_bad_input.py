@@ -23,20 +23,20 @@ import pytest
 import yaml
 from mcap.reader import make_reader
 
-from hvla_platform.lib.convert import SyncConfig
+from hvla_platform.lib.processing.convert import SyncConfig
 from hvla_platform.lib.ingest.landing import find_recordings, land_recording
-from hvla_platform.lib.ingest.layout import UnsafeIdError
+from hvla_platform.lib.core.keys import UnsafeIdError
 from hvla_platform.lib.ingest.raw import ingest_partition
-from hvla_platform.lib.processing import convert_partition
-from hvla_platform.lib.rawlog.errors import RawLogError
-from hvla_platform.lib.rawlog.index import MAX_RECORD_BYTES, index_mcap
-from hvla_platform.lib.recording.contract import CAMERA_TOPICS, REQUIRED_TOPICS
-from hvla_platform.lib.storage import LocalLake
+from hvla_platform.lib.processing.build import convert_partition
+from hvla_platform.lib.formats.mcap.errors import RawLogError
+from hvla_platform.lib.formats.mcap.index import MAX_RECORD_BYTES, index_mcap
+from hvla_platform.lib.formats.recording.contract import CAMERA_TOPICS, REQUIRED_TOPICS
+from hvla_platform.lib.core.lake import LocalLake
 from hvla_platform_tests.fixtures import bad_mcap as bad
 from hvla_platform_tests.fixtures.recordings import write_recording
+from hvla_platform_tests.paths import TESTDATA
 
 DAY, ROBOT = "2026-11-10", "g1-001"
-TESTDATA = Path(__file__).resolve().parents[3].parent / "shared" / "testdata"
 ROSBAG = TESTDATA / "rosbag2"
 HEAD, WRIST = CAMERA_TOPICS["head"], CAMERA_TOPICS["wrist_right"]
 HUGE = 70_000_000  # one camera frame of ~67 MiB, above MAX_RECORD_BYTES

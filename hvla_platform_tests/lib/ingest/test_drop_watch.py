@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from hvla_platform.lib.ingest.drop_area import LocalDropArea, S3DropArea, parse_drop_uri
-from hvla_platform.lib.ingest.drop_watch import CONFLICTS, watch_drop_area
-from hvla_platform.lib.storage import LocalLake
+from hvla_platform.lib.core.keys import CONFLICTS
+from hvla_platform.lib.ingest.drop_watch import watch_drop_area
+from hvla_platform.lib.core.lake import LocalLake
 from hvla_platform_tests.fixtures.recordings import write_recording
 
 DAY, ROBOT = "2026-11-10", "g1-001"

@@ -5,12 +5,12 @@ import uuid
 import numpy as np
 import pytest
 
-from hvla_platform.lib.convert import SyncConfig
-from hvla_platform.lib.episodes_h5 import read_episode_h5
+from hvla_platform.lib.processing.convert import SyncConfig
+from hvla_platform.lib.formats.episode_h5 import read_episode_h5
 from hvla_platform.lib.ingest.landing import find_recordings, land_recording, list_landing_partitions
 from hvla_platform.lib.ingest.raw import ingest_partition
-from hvla_platform.lib.processing import convert_partition
-from hvla_platform.lib.storage import LocalLake, S3Lake
+from hvla_platform.lib.processing.build import convert_partition
+from hvla_platform.lib.core.lake import LocalLake, S3Lake
 from hvla_platform_tests.fixtures.recordings import write_recording
 
 DAY, ROBOT = "2026-11-10", "g1-001"

@@ -4,10 +4,8 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hvla_platform.lib.serving.checkpoint import server_metadata

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from hvla_platform.lib.recording.contract import G1_ARM_JOINTS
+from hvla_platform.lib.formats.recording.contract import G1_ARM_JOINTS
 from hvla_platform.lib.serving.client import PolicyClient
 from hvla_platform.lib.serving.robot import RobotConfig, run_robot
 from hvla_platform.lib.serving.safety import ActionGuard, EmergencyStop, SafetyLog
 from hvla_platform.lib.serving.server import PolicyServer
-from hvla_platform_tests.lib.evaluation.test_closed_loop import STATE_NAMES, ArmReachEnv, oracle_policy
+from hvla_platform_tests.lib.serving.test_control_loop import STATE_NAMES, ArmReachEnv, oracle_policy
 
 LIMITS = (np.full(14, -1.5), np.full(14, 1.5))
 META = {"checkpoint": "oracle", "action_horizon": 10, "action_dim": 14, "state_names": STATE_NAMES,

@@ -1,6 +1,5 @@
 """The policy server over real websockets: protocol, error frames, API key, caps, inference log."""
 
-import json
 import urllib.request
 
 import msgpack

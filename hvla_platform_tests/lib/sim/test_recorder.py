@@ -9,8 +9,8 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from PIL import Image
 
-from hvla_platform.lib.recording.contract import CAMERA_TOPICS, G1_ARM_JOINTS, G1_JOINTS, NOMINAL_RATES_HZ, REQUIRED_TOPICS
-from hvla_platform.lib.rights import Rights
+from hvla_platform.lib.formats.recording.contract import CAMERA_TOPICS, G1_ARM_JOINTS, G1_JOINTS, NOMINAL_RATES_HZ, REQUIRED_TOPICS
+from hvla_platform.lib.core.rights import Rights
 from hvla_platform.lib.sim.recorder import record_episode
 
 

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from hvla_platform.lib.training import TrainConfig
-from hvla_platform.lib.training.normalize import NormStats, compute_norm_stats, normalize, unnormalize
+from hvla_platform.lib.training.normalize import NormStats, normalize, unnormalize
+from hvla_platform_tests.fixtures.norm_stats import norm_stats_doc
 
 
 def _stats():
     rng = np.random.default_rng(0)
-    return NormStats.from_dict(compute_norm_stats(rng.normal(1.0, 2.0, (500, 3)), rng.uniform(-1, 3, (500, 2))))
+    return NormStats.from_dict(norm_stats_doc(rng.normal(1.0, 2.0, (500, 3)), rng.uniform(-1, 3, (500, 2))))
 
 
 def test_quantile_maps_q01_q99_to_minus_one_one():
@@ -32,7 +33,7 @@ def test_round_trip(kind):
 
 
 def test_validation():
-    good = compute_norm_stats(np.zeros((3, 2)), np.zeros((3, 1)))
+    good = norm_stats_doc(np.zeros((3, 2)), np.zeros((3, 1)))
     NormStats.from_dict(good)
     with pytest.raises(ValueError, match="'actions'"):
         NormStats.from_dict({"norm_stats": {"state": good["norm_stats"]["state"]}})

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import yaml
 
-from hvla_platform.lib.rights import RightsError
+from hvla_platform.lib.core.rights import RightsError
+from hvla_platform_tests.fixtures.norm_stats import norm_stats_doc
 from hvla_platform.lib.training import (
     CacheError,
     CheckpointError,
     Policy,
     TrainConfig,
     build_checkpoint_manifest,
-    compute_norm_stats,
     train_policy,
 )
 from hvla_platform.lib.training.data import action_chunks, load_split
@@ -36,7 +36,7 @@ def cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def norm_stats(cache) -> dict:
     s, a = tc.read_split_arrays(cache, "train")
-    return compute_norm_stats(s, a)
+    return norm_stats_doc(s, a)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_bad_inputs_refused(cache, norm_stats, tmp_path, trained):
     with pytest.raises(ValueError, match="normalization"):
         train_policy(cache, norm_stats, TrainConfig(exp_name="x", release="r", normalization="minmax"),
                      out_dir=tmp_path)
-    wrong = compute_norm_stats(np.zeros((4, 5)), np.zeros((4, 14)))
+    wrong = norm_stats_doc(np.zeros((4, 5)), np.zeros((4, 14)))
     with pytest.raises(ValueError, match="dims"):
         train_policy(cache, wrong, TrainConfig(exp_name="x", release="r", steps=1), out_dir=tmp_path / "o")
     r = trained["result"]

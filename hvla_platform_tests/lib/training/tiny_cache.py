@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hvla_platform.lib.compat import import_robodm
-from hvla_platform.lib.recording.contract import CAMERA_HEIGHT, CAMERA_WIDTH, G1_ARM_JOINTS, G1_WAIST_JOINTS
+from hvla_platform.lib.core.compat import import_robodm
+from hvla_platform.lib.formats.recording.contract import CAMERA_HEIGHT, CAMERA_WIDTH, G1_ARM_JOINTS, G1_WAIST_JOINTS
 
 STATE_NAMES = G1_WAIST_JOINTS + G1_ARM_JOINTS  # 17
 ACTION_NAMES = list(G1_ARM_JOINTS)  # 14

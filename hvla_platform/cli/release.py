@@ -1,0 +1,41 @@
+"""``hvla release register SPEC.yaml`` / ``hvla release build NAME``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hvla_platform.cli.common import echo, open_env_lake
+from hvla_platform.lib.dataset.releases import register_release
+
+
+def register_release_file(spec_path: Path) -> str:
+    """Store a release spec in the lake and register its partition."""
+    # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
+    from hvla_platform.cli.orchestration import add_partitions, instance  # noqa: PLC0415
+
+    spec = register_release(open_env_lake(), spec_path.read_text(encoding="utf-8"))
+    add_partitions(instance(), "release", [spec.name])
+    return spec.name
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """`hvla release register SPEC` / `hvla release build NAME`."""
+    # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
+    from hvla_platform.cli.orchestration import instance, load_defs, print_outcome, run_job  # noqa: PLC0415
+
+    if args.action == "register":
+        name = register_release_file(Path(args.target))
+        echo(f"registered release {name}")
+        return 0
+    o = run_job(load_defs(), instance(), "release_job", args.target)
+    print_outcome(o, echo)
+    return 0 if o.success else 1
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``release`` to the ``hvla`` command."""
+    rel = sub.add_parser("release", help="dataset releases")
+    rel.add_argument("action", choices=["register", "build"])
+    rel.add_argument("target", help="spec YAML path (register) or release name (build)")
+    rel.set_defaults(func=cmd_release)

@@ -1,0 +1,56 @@
+"""``hvla rights revoke --consent ID --reason …``: consent withdrawal (docs/rights.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from hvla_platform.cli.common import echo, open_env_lake
+from hvla_platform.lib.ops.revocation import revoke_consent
+
+
+def cmd_rights(args: argparse.Namespace) -> int:
+    """`hvla rights revoke --consent ID --reason R [--raw-policy restrict|delete|keep] [--no-rebuild]`."""
+    # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
+    import dagster as dg  # noqa: PLC0415
+
+    from hvla_platform.cli.orchestration import add_partitions, instance, load_defs, print_outcome, run_job  # noqa: PLC0415
+
+    defs, inst = load_defs(), instance()
+
+    def rebuild_partition(day: str, robot: str) -> None:
+        o = run_job(defs, inst, "ingest_job", dg.MultiPartitionKey({"capture_day": day, "robot": robot}))
+        print_outcome(o, echo)
+        if not o.success:
+            raise SystemExit(f"rebuilding partition {day}|{robot} failed; the revocation is recorded, rerun the job")
+
+    def rebuild_release(name: str) -> None:
+        add_partitions(inst, "release", [name])
+        o = run_job(defs, inst, "release_job", name)
+        print_outcome(o, echo)
+        if not o.success:
+            raise SystemExit(f"rebuilding release {name} failed; the revocation is recorded, rerun release_job")
+
+    res = revoke_consent(open_env_lake(), args.consent, reason=args.reason, by=args.by, raw_policy=args.raw_policy,
+                         rebuild=not args.no_rebuild, progress=echo, rebuild_partition=rebuild_partition,
+                         rebuild_release=rebuild_release)
+    echo(f"episodes under consent {res.consent}: {', '.join(res.episodes)}")
+    for key, status in res.flagged.items():
+        echo(f"  flagged {status:<16} {key}")
+    for old, new in res.rebuilt_releases.items():
+        echo(f"  release {old} rebuilt as {new}")
+    for ep, keys in res.raw_handled.items():
+        echo(f"  raw {args.raw_policy}: {ep} ({len(keys)} object(s))")
+    echo(f"recorded at {res.record_key}; every step is in the audit log (audit/)")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``rights`` to the ``hvla`` command."""
+    rg = sub.add_parser("rights", help="consent withdrawal and deletion requests")
+    rg.add_argument("action", choices=["revoke"])
+    rg.add_argument("--consent", required=True)
+    rg.add_argument("--reason", required=True)
+    rg.add_argument("--by", default=None)
+    rg.add_argument("--raw-policy", default="restrict", choices=["restrict", "delete", "keep"])
+    rg.add_argument("--no-rebuild", action="store_true", help="do not rebuild the impacted releases now")
+    rg.set_defaults(func=cmd_rights)

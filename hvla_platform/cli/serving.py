@@ -1,0 +1,168 @@
+"""``hvla serve`` (the policy server) and ``hvla deploy`` (the simulated G1 as the robot client).
+
+Exit codes: 0 done; 2 refused (rights, bad checkpoint, unsafe binding); 3 the robot stopped on an
+emergency stop; 4 the robot stopped on a fault (server error, lost connection, invalid command).
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+from hvla_platform.cli.common import EXIT_ESTOP, EXIT_FAULT, EXIT_REFUSED, echo, open_env_lake
+from hvla_platform.lib.core import settings
+from hvla_platform.lib.core.rights import SERVING_USES, RightsError
+from hvla_platform.lib.serving.inference_log import InferenceLog
+from hvla_platform.lib.serving.safety import EmergencyStop, SafetyLog
+
+API_KEY_ENV = "HVLA_API_KEY"
+
+
+def read_api_key(key_file: str | None) -> str | None:
+    """The API key from ``--api-key-file`` (first line) or ``$HVLA_API_KEY``; None when neither is set.
+    Never taken from the command line, where other users could read it in the process list.
+
+    Raises:
+        SystemExit: the key file is unreadable or empty.
+    """
+    if key_file:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8").strip().splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise SystemExit(f"cannot read an API key from {key_file}: {exc}") from exc
+        if not key:
+            raise SystemExit(f"{key_file} holds an empty API key")
+        return key
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`hvla serve --checkpoint DIR|KEY`: authorize, load and serve a checkpoint over openpi's protocol."""
+    # deferred: the checkpoint, policy and server modules import jax/flax/orbax (seconds)
+    from hvla_platform.lib.serving.checkpoint import authorize, resolve_checkpoint, server_metadata  # noqa: PLC0415
+    from hvla_platform.lib.serving.server import PolicyServer  # noqa: PLC0415
+    from hvla_platform.lib.training.checkpoint import CheckpointError  # noqa: PLC0415
+    from hvla_platform.lib.training.policy import Policy  # noqa: PLC0415
+
+    lake = open_env_lake()
+    api_key = read_api_key(args.api_key_file)
+    try:
+        with resolve_checkpoint(args.checkpoint, lake) as (step_dir, key):
+            try:
+                manifest = authorize(step_dir, args.use, lake=lake, checkpoint_key=key)
+            except (RightsError, CheckpointError) as exc:
+                echo(f"hvla serve: refused: {exc}")
+                return EXIT_REFUSED
+            echo(f"loading {step_dir} (checkpoint {manifest.get('checkpoint')}) for {args.use!r}")
+            policy = Policy.load(step_dir)
+            log_dir = Path(args.log_dir) if args.log_dir else settings.hvla_home() / "logs" / "serving"
+            ilog = InferenceLog(log_dir, checkpoint=str(manifest.get("checkpoint")),
+                                sample_every=args.sample_observations_every)
+            try:
+                server = PolicyServer(policy, host=args.host, port=args.port, api_key=api_key,
+                                      metadata=server_metadata(policy.metadata, use=args.use, checkpoint_key=key),
+                                      max_message_bytes=args.max_message_mb * 1024 * 1024,
+                                      inference_log=ilog, allow_remote_without_key=args.allow_remote_without_key)
+            except ValueError as exc:
+                echo(f"hvla serve: refused: {exc}")
+                return EXIT_REFUSED
+
+            def started(s: PolicyServer) -> None:
+                echo(f"serving {manifest.get('checkpoint')} for {args.use!r} on ws://{s.host}:{s.port} "
+                      f"(health: http://{s.host}:{s.port}/healthz; API key {'required' if api_key else 'off'}; "
+                      f"inference log {ilog.path}"
+                      + (f"; sampling every {ilog.sample_every}th observation" if ilog.sample_every else "") + ")")
+
+            try:
+                server.serve_forever(on_start=started)
+            finally:
+                ilog.close()
+    except FileNotFoundError as exc:
+        echo(f"hvla serve: {exc}")
+        return EXIT_REFUSED
+    echo("server stopped")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """`hvla deploy --host H --port P`: the simulated G1 as the robot, driven by a policy server."""
+    # deferred: the robot side imports mujoco and loads the G1 model (seconds)
+    from hvla_platform.lib.serving.client import PolicyClient, ServerError  # noqa: PLC0415
+    from hvla_platform.lib.serving.robot import RobotConfig, run_robot  # noqa: PLC0415
+    from hvla_platform.lib.sim.env import ReachEnv, arm_joint_limits  # noqa: PLC0415
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    log_path = Path(args.safety_log) if args.safety_log else settings.hvla_home() / "logs" / "robot" / f"safety-{stamp}.jsonl"
+    slog = SafetyLog(log_path)
+    estop = EmergencyStop(args.estop_file)
+    estop.install_signal_handlers()
+    url = f"ws://{args.host}:{args.port}"
+    echo(f"robot: simulated Unitree G1 (reach task) → policy server {url}; safety log {log_path}"
+          + (f"; emergency stop: Ctrl-C or `touch {args.estop_file}`" if args.estop_file else "; emergency stop: Ctrl-C"))
+    slog.mode("connecting", server=url)
+    try:
+        client = PolicyClient(args.host, args.port, api_key=read_api_key(args.api_key_file),
+                              connect_timeout_s=args.connect_timeout)
+    except (ServerError, OSError, TimeoutError) as exc:
+        slog.mode("fault", error=f"cannot connect to {url}: {exc}")
+        slog.close()
+        echo(f"hvla deploy: cannot connect to {url}: {exc}")
+        return EXIT_FAULT
+    meta = client.metadata
+    echo(f"connected: checkpoint {meta.get('checkpoint')} (serving use {meta.get('serving_use')}), "
+          f"action chunks of {meta.get('action_horizon')} × {meta.get('action_dim')}, cameras {meta.get('cameras')}")
+    cfg = RobotConfig(episodes=args.episodes, seed=args.seed, max_steps=args.max_steps,
+                      replan_every=args.replan_every, max_step_rad=args.max_step_rad)
+    try:
+        result = run_robot(client.infer, meta, lambda: ReachEnv(control_hz=args.control_hz), arm_joint_limits(), cfg,
+                           estop=estop, safety_log=slog, stop_on_fault=True, log=echo)
+    except ValueError as exc:
+        slog.mode("fault", error=str(exc))
+        echo(f"hvla deploy: {exc}")
+        return EXIT_FAULT
+    finally:
+        client.close()
+        slog.close()
+    echo(f"{result['successes']}/{result['trials_run']} trial(s) succeeded "
+          f"(stop reasons: {[t['stop_reason'] for t in result['per_trial']]}); "
+          f"round trip mean {result['timing']['infer_ms_mean'] or float('nan'):.1f} ms; safety log {log_path}")
+    if args.result_json:
+        Path(args.result_json).write_text(json.dumps(result, indent=2, default=str))
+    return {"estop": EXIT_ESTOP, "fault": EXIT_FAULT}.get(result["stopped_by"], 0)
+
+
+def add_serving_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add ``serve`` and ``deploy`` to the ``hvla`` command."""
+    s = sub.add_parser("serve", help="serve a checkpoint to robots over openpi's websocket protocol")
+    s.add_argument("--checkpoint", required=True,
+                   help="checkpoint directory (…/checkpoints/<config>/<exp>/<step>) or its lake key")
+    s.add_argument("--host", default="127.0.0.1", help="listen address (default loopback only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--use", default="lab_robot", choices=list(SERVING_USES),
+                   help="deployment target; refused unless the checkpoint's manifest allows it")
+    s.add_argument("--api-key-file", default=None,
+                   help=f"file holding the API key clients must send (or set ${API_KEY_ENV})")
+    s.add_argument("--allow-remote-without-key", action="store_true",
+                   help="permit a non-loopback --host without an API key")
+    s.add_argument("--max-message-mb", type=int, default=16, help="largest accepted observation message, MiB")
+    s.add_argument("--log-dir", default=None, help="inference log directory (default $HVLA_HOME/logs/serving)")
+    s.add_argument("--sample-observations-every", type=int, default=0,
+                   help="store every N-th observation (camera frames, state) next to the log; 0 = never (default)")
+    s.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser("deploy", help="run the simulated G1 as a robot driven by a policy server")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--api-key-file", default=None, help=f"file holding the server's API key (or ${API_KEY_ENV})")
+    d.add_argument("--episodes", type=int, default=1)
+    d.add_argument("--seed", type=int, default=2000)
+    d.add_argument("--max-steps", type=int, default=140, help="control steps per episode before timeout")
+    d.add_argument("--replan-every", type=int, default=5, help="actions executed from each chunk before re-querying")
+    d.add_argument("--max-step-rad", type=float, default=0.25, help="largest joint target change per step, rad")
+    d.add_argument("--control-hz", type=float, default=20.0)
+    d.add_argument("--estop-file", default=None, help="emergency stop as soon as this file exists")
+    d.add_argument("--safety-log", default=None, help="robot safety log path (default $HVLA_HOME/logs/robot/)")
+    d.add_argument("--connect-timeout", type=float, default=30.0, help="seconds to wait for the server")
+    d.add_argument("--result-json", default=None, help="write the trial results here")
+    d.set_defaults(func=cmd_deploy)

@@ -1,0 +1,45 @@
+"""``hvla train --exp NAME --release REL``: register the experiment partition and run
+``training_job`` (checkpoint + eval_report)."""
+
+from __future__ import annotations
+
+import argparse
+
+from hvla_platform.cli.common import echo
+
+
+def training_run_config(release: str, steps: int, seed: int, trials: int, config_name: str) -> dict:
+    """Run config of ``training_job`` (checkpoint + eval_report).
+
+    ``seed`` seeds training only; the closed-loop trials keep their own seeds (``EvalReportConfig.seed``,
+    1000 + i), disjoint from the recordings' seeds, so no trial replays a training scene."""
+    return {"ops": {
+        "checkpoint": {"config": {"release": release, "steps": steps, "seed": seed, "config_name": config_name}},
+        "eval_report": {"config": {"closed_loop_trials": trials}},
+    }}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """`hvla train`: register the experiment partition and run training_job (checkpoint + eval_report)."""
+    # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
+    from hvla_platform.cli.orchestration import add_partitions, instance, load_defs, print_outcome, run_job  # noqa: PLC0415
+
+    inst = instance()
+    add_partitions(inst, "experiment", [args.exp])
+    o = run_job(load_defs(), inst, "training_job", args.exp,
+                run_config=training_run_config(args.release, args.steps, args.seed, args.trials, args.config_name),
+                tags={"hvla/stage": "training"})
+    print_outcome(o, echo)
+    return 0 if o.success else 1
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``train`` to the ``hvla`` command."""
+    t = sub.add_parser("train", help="train and evaluate an experiment on a release")
+    t.add_argument("--exp", required=True)
+    t.add_argument("--release", required=True)
+    t.add_argument("--config-name", default="hvla_g1_reach_small")
+    t.add_argument("--steps", type=int, default=300)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--trials", type=int, default=4)
+    t.set_defaults(func=cmd_train)

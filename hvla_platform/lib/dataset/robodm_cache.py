@@ -1,0 +1,540 @@
+"""Robo-DM ``.vla`` training cache built from a LeRobot v3.0 release, with its manifest and checks.
+
+Layout (seed 002, "robodm-cache")::
+
+    <out_dir>/episode_<NNNNNN>.vla     one per LeRobot episode (episode_index zero-padded to 6)
+    <out_dir>/manifest.parquet         one row per .vla (columns: :data:`MANIFEST_COLUMNS`)
+
+Feature names inside every ``.vla`` (training code depends on these exact names):
+
+=================================  ===============  =========================================
+feature                            per-step value   source (LeRobot)
+=================================  ===============  =========================================
+``observation/state``              (D,) float32     ``observation.state``
+``action``                         (A,) float32     ``action``
+``observation/locomotion_command`` (4,) float32     ``observation.locomotion_command``
+``observation/images/<camera>``    (H, W, 3) uint8  ``observation.images.<camera>`` (decoded)
+=================================  ===============  =========================================
+
+Each step is added with ``timestamp = round(LeRobot timestamp [s] * 1000)`` ms. Low-dimensional
+features are stored by robodm as pickled ``rawvideo`` packets (exact); images are encoded with the
+configured codec.
+
+**Codec findings (robodm 0.1.0, PyAV 15).** robodm decides per image stream whether the configured
+codec can be used with ``CodecConfig.is_codec_config_supported``, which opens a test
+``av.CodecContext`` and then calls ``cc.close()``. PyAV 14 removed ``CodecContext.close()``, so
+the probe raises ``AttributeError``, its ``except Exception`` returns ``False`` and robodm logs a
+warning and **writes every image stream as pickled rawvideo** (exact, but ~10x the size of ffv1
+and ~50x of libx264 on our frames). :func:`robodm_codec_probe_fix` replaces that one static
+method, only while we write and only if the original probe is broken in this environment, with the
+same probe minus the ``close()`` call (the context is released by garbage collection). Whatever
+happens, :func:`build_robodm_cache` reads the written codecs back with PyAV
+(:func:`written_video_codecs`) and raises :class:`RoboDMCodecError` if an image stream does not use
+the configured codec -- no silent fallback.
+
+Codecs robodm 0.1.0 accepts: ``rawvideo``, ``libx264``, ``libx265``, ``libaom-av1``, ``ffv1``
+(plus ``auto``). robodm always converts RGB to **yuv420p** before encoding with any of them, so
+even ``ffv1`` (lossless on its yuv420p input) loses chroma detail relative to the RGB frames;
+only ``rawvideo`` is bit-exact. Default: ``ffv1`` -- intra-only (every frame independently
+decodable, no B-frame reordering with robodm's overwritten packet timestamps) and lossless after
+the colour conversion, so the cache adds no second lossy generation on top of the release's
+H.264. Measured on 20 episodes x 200 frames, 2 cameras 96x128 (release MP4s: 1.6 MB), 2 cores:
+
+=========  ==========  =========  ==================  ====================================
+codec      cache size  build      load all (.load)    vs LeRobot frames (mean / max |diff|)
+=========  ==========  =========  ==================  ====================================
+ffv1       29.1 MB     26.8 s     4.1 s               1.2 / 25 (uint8 units)
+libx264    3.7 MB      16.7 s     1.4 s               1.9 / 90
+rawvideo   299 MB      5.3 s      0.4 s               0 / 0
+=========  ==========  =========  ==================  ====================================
+
+Choose ``libx264`` if cache size or load speed matter more than the extra generation loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hvla_platform.lib.core import features
+from hvla_platform.lib.core.compat import import_lerobot_dataset, import_robodm
+from hvla_platform.lib.dataset.lerobot_release import read_hvla_episodes
+
+DEFAULT_VIDEO_CODEC = "ffv1"
+#: Codecs robodm 0.1.0's ``CodecConfig`` accepts for image streams.
+ROBODM_CODECS = ("rawvideo", "libx264", "libx265", "libaom-av1", "ffv1")
+#: Default image tolerance for :func:`roundtrip_check`: max mean |diff| in uint8 units between the
+#: .vla images and LeRobot's decoded frames. The LeRobot frames are already yuv420p-decoded; robodm
+#: converts them RGB -> yuv420p again (chroma re-subsampling, rounding) and ffv1 is lossless after
+#: that, so a mean error of a few units is the conversion alone; 4.0 is ~1.5 % of full scale and
+#: fails clearly for wrong frames, misordered frames or wrong colour channels (tens of units).
+DEFAULT_IMAGE_ATOL = 4.0
+#: Timestamp tolerance when matching LeRobot frames in the video files, s (LeRobot's default).
+VIDEO_TOLERANCE_S = 1e-4
+STATE, ACTION, LOCO = features.VLA_STATE, features.VLA_ACTION, features.VLA_LOCOMOTION_COMMAND
+IMAGE_PREFIX = features.VLA_IMAGE_PREFIX
+LEROBOT_KEYS = features.VLA_TO_LEROBOT
+LEROBOT_IMAGE_PREFIX = features.IMAGE_PREFIX
+DECODE_BATCH = 64
+
+MANIFEST_COLUMNS = (
+    "vla_path", "source_repo_id", "source_dataset_version", "source_episode_index",
+    "source_episode_length", "task", "robot_id", "converter_version", "created_at", "qa_status",
+    "episode_id", "split", "video_codec", "bytes",
+)
+
+_PATCH_LOCK = threading.RLock()
+
+
+class RoboDMCacheError(RuntimeError):
+    """The cache cannot be built (bad input, missing metadata)."""
+
+
+class RoboDMCodecError(RoboDMCacheError):
+    """An image stream of a written .vla does not use the configured codec."""
+
+
+@dataclass
+class RoboDMCacheResult:
+    """What :func:`build_robodm_cache` wrote.
+
+    Attributes:
+        out_dir: the cache directory.
+        files: .vla paths in episode_index order.
+        codecs: ``{vla file name: {feature name: codec}}`` as read back with PyAV.
+        num_episodes: number of .vla files.
+        bytes: total size of the .vla files.
+        manifest_path: ``out_dir/manifest.parquet``.
+        probe_fix_applied: whether :func:`robodm_codec_probe_fix` had to patch robodm.
+    """
+
+    out_dir: Path
+    files: list[Path]
+    codecs: dict[str, dict[str, str]]
+    num_episodes: int
+    bytes: int
+    manifest_path: Path | None = None
+    probe_fix_applied: bool = False
+    frames: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def vla_name(episode_index: int) -> str:
+    """``episode_<NNNNNN>.vla``."""
+    return f"episode_{int(episode_index):06d}.vla"
+
+
+def codec_stream_name(encoder: str) -> str:
+    """The codec name a stream written with ``encoder`` reports (``libx264`` → ``h264``)."""
+    return av.codec.Codec(encoder, "w").canonical_name
+
+
+def _probe_without_close(width: int, height: int, pix_fmt: str = "yuv420p", codec_name: str = "libx264") -> bool:
+    """robodm's codec probe without the ``CodecContext.close()`` call PyAV >= 14 lacks."""
+    try:
+        cc = av.codec.CodecContext.create(codec_name, "w")
+        cc.width, cc.height, cc.pix_fmt = width, height, pix_fmt
+        cc.time_base = Fraction(1, 30)
+        cc.open(strict=True)
+        return True
+    except Exception:  # noqa: BLE001 - mirrors robodm's probe: unsupported → False
+        return False
+    finally:
+        cc = None  # noqa: F841 - release the test context
+
+
+def robodm_probe_is_broken() -> bool:
+    """True if robodm's codec probe rejects a config this FFmpeg/PyAV clearly supports."""
+    robodm = import_robodm()
+    cfg = robodm.trajectory.CodecConfig
+    return (not cfg.is_codec_config_supported(64, 48, "yuv420p", "ffv1")
+            and _probe_without_close(64, 48, "yuv420p", "ffv1"))
+
+
+@contextlib.contextmanager
+def robodm_codec_probe_fix() -> Iterator[bool]:
+    """Temporarily replace robodm's broken codec probe (see module docstring); yields whether it did.
+
+    Scope: only ``robodm.trajectory.CodecConfig.is_codec_config_supported``, only for the duration
+    of the ``with`` block, only when :func:`robodm_probe_is_broken`; the original is restored on
+    exit. Serialised by a process-wide lock, since the patch is visible to all threads.
+    """
+    robodm = import_robodm()
+    cfg = robodm.trajectory.CodecConfig
+    with _PATCH_LOCK:
+        if not robodm_probe_is_broken():
+            yield False
+            return
+        original = cfg.__dict__["is_codec_config_supported"]
+        cfg.is_codec_config_supported = staticmethod(_probe_without_close)
+        try:
+            yield True
+        finally:
+            cfg.is_codec_config_supported = original
+
+
+def written_video_codecs(vla_path: str | os.PathLike[str]) -> dict[str, str]:
+    """``{feature name: codec name}`` of every stream of a .vla, read with PyAV.
+
+    Codec names are FFmpeg's stream codec names (``h264`` for libx264, ``ffv1``, ``rawvideo``).
+    The feature name is robodm's ``FEATURE_NAME`` stream metadata (stream index if absent).
+    """
+    with av.open(str(vla_path), mode="r") as c:
+        return {s.metadata.get("FEATURE_NAME", f"stream{s.index}"): s.codec_context.name for s in c.streams}
+
+
+def vla_timestamps_ms(vla_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Packet timestamps per feature of a .vla, int64 ms (robodm's stream time base is 1/1000 s)."""
+    out: dict[str, list[int]] = {}
+    with av.open(str(vla_path), mode="r") as c:
+        names = {s.index: s.metadata.get("FEATURE_NAME", f"stream{s.index}") for s in c.streams}
+        for pkt in c.demux():
+            if pkt.pts is None or pkt.size == 0:
+                continue
+            tb = pkt.time_base or Fraction(1, 1000)
+            out.setdefault(names[pkt.stream.index], []).append(int(round(pkt.pts * tb * 1000)))
+    return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the LeRobot release
+# ---------------------------------------------------------------------------------------------
+
+def _read_episodes_meta(root: Path) -> list[dict[str, Any]]:
+    files = sorted((root / "meta" / "episodes").rglob("*.parquet"))
+    if not files:
+        raise RoboDMCacheError(f"{root}/meta/episodes has no Parquet files")
+    rows: list[dict[str, Any]] = []
+    for f in files:
+        t = pq.read_table(f)
+        t = t.select([c for c in t.column_names if not c.startswith("stats/")])
+        rows.extend(t.to_pylist())
+    return sorted(rows, key=lambda r: r["episode_index"])
+
+
+def _read_frames(root: Path) -> dict[int, dict[str, np.ndarray]]:
+    """Low-dim columns per episode from data/**/*.parquet (column-wise), sorted by frame_index."""
+    cols = ["episode_index", "frame_index", "timestamp", *LEROBOT_KEYS.values()]
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in cols}
+    files = sorted((root / "data").rglob("*.parquet"))
+    if not files:
+        raise RoboDMCacheError(f"{root}/data has no Parquet files")
+    for f in files:
+        t = pq.read_table(f, columns=cols)
+        for c in cols:
+            arr = t.column(c).combine_chunks()
+            if pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type):
+                n = len(arr)
+                parts[c].append(arr.flatten().to_numpy(zero_copy_only=False).reshape(n, -1))
+            else:
+                parts[c].append(arr.to_numpy(zero_copy_only=False))
+    data = {c: np.concatenate(v) for c, v in parts.items()}
+    order = np.lexsort((data["frame_index"], data["episode_index"]))
+    data = {c: v[order] for c, v in data.items()}
+    out: dict[int, dict[str, np.ndarray]] = {}
+    eps = data["episode_index"]
+    for e in np.unique(eps):
+        m = eps == e
+        out[int(e)] = {c: data[c][m] for c in cols}
+    return out
+
+
+def decode_episode_frames(
+    root: Path, info: Mapping[str, Any], ep_meta: Mapping[str, Any], video_key: str, timestamps: np.ndarray,
+    *, video_backend: str = "torchcodec",
+) -> np.ndarray:
+    """Decode one camera of one episode with LeRobot's ``decode_video_frames``.
+
+    Respects the v3.0 layout: the episode lives in ``videos/<key>/chunk-<c>/file-<f>.mp4`` starting
+    at ``from_timestamp``; frame k is looked up at ``from_timestamp + timestamp[k]`` within
+    :data:`VIDEO_TOLERANCE_S`.
+
+    Returns:
+        (T, H, W, 3) uint8 RGB (LeRobot's float frames ``u8 / 255`` mapped back exactly).
+
+    Raises:
+        lerobot's ``FrameTimestampError`` if a frame is not found within the tolerance.
+    """
+    import_lerobot_dataset()
+    from lerobot.datasets.video_utils import decode_video_frames
+
+    rel = info["video_path"].format(video_key=video_key,
+                                    chunk_index=int(ep_meta[f"videos/{video_key}/chunk_index"]),
+                                    file_index=int(ep_meta[f"videos/{video_key}/file_index"]))
+    path = root / rel
+    start = float(ep_meta[f"videos/{video_key}/from_timestamp"])
+    out = []
+    ts = [start + float(t) for t in np.asarray(timestamps, dtype=np.float64)]
+    for i in range(0, len(ts), DECODE_BATCH):
+        frames = decode_video_frames(path, ts[i:i + DECODE_BATCH], VIDEO_TOLERANCE_S, video_backend)
+        u8 = (frames.permute(0, 2, 3, 1).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+        out.append(u8)
+    return np.concatenate(out, axis=0) if out else np.zeros((0,), np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the cache
+# ---------------------------------------------------------------------------------------------
+
+def _episode_meta_from_release(root: Path) -> list[dict[str, Any]]:
+    return read_hvla_episodes(root)
+
+
+def build_robodm_cache(
+    lerobot_root: Path,
+    repo_id: str,
+    out_dir: Path,
+    *,
+    release: str,
+    video_codec: str = DEFAULT_VIDEO_CODEC,
+    episode_meta: list[dict[str, Any]] | None = None,
+    converter_version: str,
+    qa_status: Mapping[str, str] | None = None,
+    video_backend: str = "torchcodec",
+) -> RoboDMCacheResult:
+    """Convert every episode of a LeRobot v3.0 dataset into ``out_dir/episode_<NNNNNN>.vla``.
+
+    Low-dimensional columns are read column-wise from ``data/**/*.parquet``; images are decoded
+    per episode and camera (:func:`decode_episode_frames`). Each .vla is written with
+    ``robodm.Trajectory(path, mode="w", video_codec=video_codec, time_unit="ms",
+    enforce_monotonic=False)`` (robodm's monotonic enforcement is per trajectory, not per feature:
+    it would shift the 2nd..nth feature of a step by +1 ms each). Then ``manifest.parquet``.
+
+    Args:
+        lerobot_root: LeRobot dataset root.
+        repo_id: its repo id (manifest ``source_repo_id``).
+        out_dir: cache directory; must not exist or be empty.
+        release: release name/version (manifest ``source_dataset_version``).
+        video_codec: robodm image codec, one of :data:`ROBODM_CODECS`.
+        episode_meta: dicts with ``episode_index``, ``episode_id``, ``robot_id``, ``split`` and
+            optionally ``task``, one per LeRobot episode; default: the release's
+            ``meta/hvla_episodes.parquet``.
+        converter_version: recorded in the manifest.
+        qa_status: episode_id → QA status (default ``"unchecked"``).
+        video_backend: LeRobot decoding backend.
+
+    Returns:
+        :class:`RoboDMCacheResult`.
+
+    Raises:
+        ValueError: unknown ``video_codec``.
+        RoboDMCacheError: ``out_dir`` not empty, metadata missing or inconsistent, frame count of a
+            decoded camera differs from the episode length.
+        RoboDMCodecError: an image stream was written with another codec than ``video_codec``
+            (e.g. robodm's silent rawvideo fallback).
+    """
+    if video_codec not in ROBODM_CODECS:
+        raise ValueError(f"video_codec {video_codec!r} is not one of robodm's {ROBODM_CODECS}")
+    root, out_dir = Path(lerobot_root), Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise RoboDMCacheError(f"{out_dir} is not empty")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    robodm = import_robodm()
+    info = json.loads((root / "meta" / "info.json").read_text())
+    video_keys = [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
+    lr_eps = _read_episodes_meta(root)
+    frames = _read_frames(root)
+    tasks_by_index = {r["episode_index"]: (r.get("tasks") or [""])[0] for r in lr_eps}
+    metas = episode_meta if episode_meta is not None else _episode_meta_from_release(root)
+    by_index = {int(m["episode_index"]): dict(m) for m in metas}
+    lr_indices = [int(r["episode_index"]) for r in lr_eps]
+    if sorted(by_index) != lr_indices:
+        raise RoboDMCacheError(f"episode_meta covers episode indices {sorted(by_index)}, "
+                               f"the dataset has {lr_indices}")
+    expected_codec = codec_stream_name(video_codec)
+    created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    files: list[Path] = []
+    codecs: dict[str, dict[str, str]] = {}
+    rows: list[dict[str, Any]] = []
+    total_frames = 0
+    with robodm_codec_probe_fix() as fixed:
+        for ep in lr_eps:
+            idx = int(ep["episode_index"])
+            cols = frames.get(idx)
+            if cols is None or len(cols["frame_index"]) != int(ep["length"]):
+                raise RoboDMCacheError(f"episode {idx}: {0 if cols is None else len(cols['frame_index'])} "
+                                       f"frame rows, meta/episodes says {ep['length']}")
+            ts = cols["timestamp"].astype(np.float64)
+            ts_ms = np.rint(ts * 1000.0).astype(np.int64)
+            if np.any(np.diff(ts_ms) <= 0):
+                raise RoboDMCacheError(f"episode {idx}: timestamps are not strictly increasing in ms")
+            images = {}
+            for vk in video_keys:
+                imgs = decode_episode_frames(root, info, ep, vk, ts, video_backend=video_backend)
+                if imgs.shape[0] != len(ts):
+                    raise RoboDMCacheError(f"episode {idx} {vk}: decoded {imgs.shape[0]} frames, expected {len(ts)}")
+                images[IMAGE_PREFIX + vk[len(LEROBOT_IMAGE_PREFIX):]] = imgs
+            low = {name: np.ascontiguousarray(cols[col], dtype=np.float32) for name, col in LEROBOT_KEYS.items()}
+            path = out_dir / vla_name(idx)
+            traj = robodm.Trajectory(str(path), mode="w", video_codec=video_codec, time_unit="ms",
+                                     enforce_monotonic=False)
+            try:
+                for k in range(len(ts)):
+                    t = int(ts_ms[k])
+                    for name, arr in low.items():
+                        traj.add(name, arr[k], timestamp=t, time_unit="ms")
+                    for name, arr in images.items():
+                        traj.add(name, arr[k], timestamp=t, time_unit="ms")
+            finally:
+                traj.close()
+            written = written_video_codecs(path)
+            wrong = {n: c for n, c in written.items() if n.startswith(IMAGE_PREFIX) and c != expected_codec}
+            if wrong:
+                raise RoboDMCodecError(
+                    f"{path.name}: image stream(s) written as {wrong}, configured {video_codec!r} "
+                    f"(stream codec {expected_codec!r}); robodm fell back -- see robodm_cache docstring")
+            missing = set(low) | set(images)
+            missing -= set(written)
+            if missing:
+                raise RoboDMCacheError(f"{path.name}: streams {sorted(missing)} missing from the .vla")
+            files.append(path)
+            codecs[path.name] = written
+            total_frames += len(ts)
+            m = by_index[idx]
+            ep_id = str(m.get("episode_id", ""))
+            rows.append({
+                "vla_path": path.name, "source_repo_id": repo_id, "source_dataset_version": release,
+                "source_episode_index": idx, "source_episode_length": int(ep["length"]),
+                "task": str(m.get("task") or tasks_by_index.get(idx, "")),
+                "robot_id": str(m.get("robot_id", "")), "converter_version": converter_version,
+                "created_at": created_at, "qa_status": (qa_status or {}).get(ep_id, "unchecked"),
+                "episode_id": ep_id, "split": str(m.get("split", "")), "video_codec": video_codec,
+                "bytes": path.stat().st_size,
+            })
+    manifest_path = write_manifest(out_dir, rows)
+    return RoboDMCacheResult(out_dir=out_dir, files=files, codecs=codecs, num_episodes=len(files),
+                             bytes=sum(p.stat().st_size for p in files), manifest_path=manifest_path,
+                             probe_fix_applied=fixed, frames=total_frames)
+
+
+_MANIFEST_SCHEMA = pa.schema([
+    ("vla_path", pa.string()), ("source_repo_id", pa.string()), ("source_dataset_version", pa.string()),
+    ("source_episode_index", pa.int64()), ("source_episode_length", pa.int64()), ("task", pa.string()),
+    ("robot_id", pa.string()), ("converter_version", pa.string()), ("created_at", pa.string()),
+    ("qa_status", pa.string()), ("episode_id", pa.string()), ("split", pa.string()),
+    ("video_codec", pa.string()), ("bytes", pa.int64()),
+])
+
+
+def write_manifest(out_dir: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``out_dir/manifest.parquet`` (seed 002's columns + episode_id, split, video_codec, bytes).
+
+    ``vla_path`` is relative to ``out_dir``; ``created_at`` is ISO 8601 UTC.
+    """
+    path = Path(out_dir) / "manifest.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=_MANIFEST_SCHEMA), path)
+    return path
+
+
+def read_manifest(out_dir: Path) -> list[dict[str, Any]]:
+    """Rows of ``out_dir/manifest.parquet`` sorted by source_episode_index."""
+    rows = pq.read_table(Path(out_dir) / "manifest.parquet").to_pylist()
+    return sorted(rows, key=lambda r: r["source_episode_index"])
+
+
+def check_cache(out_dir: Path, *, video_codec: str, expected_episode_indices: list[int]) -> list[str]:
+    """Structural checks of a cache directory; empty list = OK.
+
+    Checks that the manifest lists exactly one .vla per expected episode index, every listed file
+    exists with the manifest's size, and every image stream uses ``video_codec``.
+    """
+    problems: list[str] = []
+    out_dir = Path(out_dir)
+    try:
+        rows = read_manifest(out_dir)
+    except (OSError, pa.ArrowInvalid) as exc:
+        return [f"manifest.parquet unreadable: {exc}"]
+    got = [r["source_episode_index"] for r in rows]
+    if got != sorted(expected_episode_indices):
+        problems.append(f"manifest episodes {got} != expected {sorted(expected_episode_indices)}")
+    on_disk = sorted(p.name for p in out_dir.glob("*.vla"))
+    if on_disk != sorted(r["vla_path"] for r in rows):
+        problems.append(f".vla files on disk {on_disk} do not match the manifest")
+    expected_codec = codec_stream_name(video_codec)
+    for r in rows:
+        p = out_dir / r["vla_path"]
+        if not p.exists():
+            problems.append(f"{r['vla_path']}: missing")
+            continue
+        if p.stat().st_size != r["bytes"]:
+            problems.append(f"{r['vla_path']}: size {p.stat().st_size} != manifest {r['bytes']}")
+        for name, codec in written_video_codecs(p).items():
+            if name.startswith(IMAGE_PREFIX) and codec != expected_codec:
+                problems.append(f"{r['vla_path']}: {name} is {codec}, expected {expected_codec}")
+    return problems
+
+
+def roundtrip_check(
+    vla_path: str | os.PathLike[str],
+    lerobot_root: Path,
+    repo_id: str,
+    episode_index: int,
+    *,
+    image_atol: float = DEFAULT_IMAGE_ATOL,
+    video_backend: str = "torchcodec",
+) -> dict[str, Any]:
+    """Compare a .vla with the same episode read back through ``LeRobotDataset``.
+
+    The .vla is loaded with ``Trajectory(path).load(return_type="numpy")``; the reference with
+    ``LeRobotDataset(repo_id, root, episodes=[episode_index], video_backend=...)`` item by item
+    (an independent read path from the converter's column reader). State, action and locomotion
+    command must be equal (float32); packet timestamps must equal ``round(timestamp * 1000)`` ms;
+    for each camera the mean |diff| over all pixels (uint8 units) must be ``<= image_atol``
+    (default :data:`DEFAULT_IMAGE_ATOL`, see there for why).
+
+    Returns:
+        ``{"episode_index", "num_frames", "ok": bool, "problems": [str], "state_equal",
+        "action_equal", "locomotion_equal", "timestamps_equal", "image_atol",
+        "images": {feature: {"mean_abs_diff", "max_abs_diff"}}}``.
+    """
+    robodm = import_robodm()
+    LeRobotDataset = import_lerobot_dataset()
+    data = robodm.Trajectory(str(vla_path)).load(return_type="numpy")
+    ds = LeRobotDataset(repo_id, root=Path(lerobot_root), episodes=[int(episode_index)], video_backend=video_backend)
+    items = [ds[i] for i in range(len(ds))]
+    items = [it for it in items if int(it["episode_index"]) == int(episode_index)]
+    items.sort(key=lambda it: int(it["frame_index"]))
+    problems: list[str] = []
+    report: dict[str, Any] = {"episode_index": int(episode_index), "num_frames": len(items),
+                              "image_atol": float(image_atol), "images": {}}
+    for flag, name in (("state_equal", STATE), ("action_equal", ACTION), ("locomotion_equal", LOCO)):
+        ref = np.stack([it[LEROBOT_KEYS[name]].numpy() for it in items]).astype(np.float32)
+        got = data.get(name)
+        eq = got is not None and got.dtype == np.float32 and got.shape == ref.shape and np.array_equal(got, ref)
+        report[flag] = bool(eq)
+        if not eq:
+            problems.append(f"{name}: differs from LeRobot "
+                            f"({None if got is None else (got.shape, got.dtype)} vs {ref.shape})")
+    ref_ms = np.rint(np.array([float(it["timestamp"]) for it in items]) * 1000).astype(np.int64)
+    ts = vla_timestamps_ms(vla_path)
+    ts_ok = all(np.array_equal(ts.get(n, np.array([])), ref_ms) for n in LEROBOT_KEYS)
+    report["timestamps_equal"] = bool(ts_ok)
+    if not ts_ok:
+        problems.append("low-dimensional packet timestamps differ from LeRobot's (ms)")
+    for key in ds.meta.video_keys:
+        name = IMAGE_PREFIX + key[len(LEROBOT_IMAGE_PREFIX):]
+        ref = np.stack([(it[key].permute(1, 2, 0).numpy() * 255.0).round() for it in items]).astype(np.int16)
+        got = data.get(name)
+        if got is None or got.shape != ref.shape or got.dtype != np.uint8:
+            problems.append(f"{name}: {None if got is None else (got.shape, got.dtype)}, expected {ref.shape} uint8")
+            continue
+        diff = np.abs(got.astype(np.int16) - ref)
+        mean, mx = float(diff.mean()), int(diff.max())
+        report["images"][name] = {"mean_abs_diff": mean, "max_abs_diff": mx}
+        if mean > image_atol:
+            problems.append(f"{name}: mean |diff| {mean:.2f} > {image_atol}")
+    report["problems"] = problems
+    report["ok"] = not problems
+    return report

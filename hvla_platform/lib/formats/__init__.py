@@ -1,0 +1,2 @@
+"""On-disk formats the platform reads and writes: MCAP (raw logs), the recording contract, the HDF5
+episode and openpi's norm-stats JSON."""

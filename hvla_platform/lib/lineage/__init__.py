@@ -1,0 +1,1 @@
+"""Lineage queries over artifact manifests: upstream trees and downstream impact."""

@@ -1,0 +1,1 @@
+"""Workflows that span stages: consent revocation and run-failure alerts."""

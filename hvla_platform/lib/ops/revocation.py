@@ -1,0 +1,164 @@
+"""Consent withdrawal and deletion requests (seed 001: consent, deletion requests, retention).
+
+:func:`revoke_consent` carries out a withdrawal, every step landing in the append-only audit log
+(``audit/<UTC time>-<id>.json``, write-once objects):
+
+1. records the request (``rights-revocations/<consent>/<time>.json``) with the affected raw
+   episodes and every impacted artifact, found by :func:`hvla_platform.lib.lineage.graph.downstream`;
+2. marks the impacted releases, norm stats, caches, checkpoints and eval reports *not to be used*
+   (``flags/<artifact key>.json``; :func:`artifact_flags` reads them — serving refuses a flagged
+   checkpoint, training refuses a flagged release), checkpoints as ``retrain_required``;
+3. from then on every release leaves the episodes out (:func:`revoked_episodes`, used by release
+   selection) — and, when ``rebuild``, rebuilds each impacted release as a new version
+   ``<release>-r<N>`` with its norm stats and Robo-DM cache;
+4. handles the raw files per ``raw_policy``: ``restrict`` moves the episode's raw, landing and
+   quarantine objects to ``restricted/…`` (access-controlled prefix), ``delete`` deletes them, ``keep``
+   leaves them (e.g. a legal hold). Nothing else is deleted.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+import yaml
+
+from hvla_platform.lib.core.keys import LANDING, QUARANTINE, RAW, RESTRICTED, REVOCATIONS, flag_key, spec_key
+from hvla_platform.lib.core.lake import Lake
+from hvla_platform.lib.core.withdrawals import audit, now_utc
+from hvla_platform.lib.dataset.build import build_release
+from hvla_platform.lib.dataset.norm_stats_build import build_norm_stats
+from hvla_platform.lib.dataset.releases import register_release
+from hvla_platform.lib.dataset.robodm_build import build_cache
+from hvla_platform.lib.dataset.spec import ReleaseSpec
+from hvla_platform.lib.lineage.graph import LineageError, downstream
+from hvla_platform.lib.processing.build import convert_partition
+
+RAW_POLICIES = ("restrict", "delete", "keep")
+_CONSENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_LAYER_ORDER = ("lerobot_dataset", "norm_stats", "robodm_cache", "checkpoint", "eval_report")
+
+
+class RevocationError(ValueError):
+    """The request is malformed or names a consent no episode carries."""
+
+
+@dataclass
+class RevocationResult:
+    """What :func:`revoke_consent` did."""
+
+    consent: str
+    episodes: list[str]
+    flagged: dict[str, str] = field(default_factory=dict)  # artifact key -> status
+    rebuilt_releases: dict[str, str] = field(default_factory=dict)  # old -> new release
+    raw_handled: dict[str, list[str]] = field(default_factory=dict)  # episode -> keys moved/deleted
+    record_key: str = ""
+
+
+def _next_release_name(lake: Lake, name: str) -> str:
+    base = re.sub(r"-r\d+$", "", name)
+    n = 1
+    while lake.exists(spec_key(f"{base}-r{n}")):
+        n += 1
+    return f"{base}-r{n}"
+
+
+def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = None, raw_policy: str = "restrict",
+                   rebuild: bool = True, progress: Callable[[str], None] | None = None,
+                   rebuild_partition: Callable[[str, str], None] | None = None,
+                   rebuild_release: Callable[[str], None] | None = None) -> RevocationResult:
+    """Carry out a consent withdrawal (see the module docstring for the steps).
+
+    ``rebuild_partition(day, robot)`` / ``rebuild_release(name)`` rebuild an affected HDF5 partition
+    / a new release version (its LeRobot dataset, norm stats and cache); by default the plain
+    library builders are used, the CLI passes functions that materialize the Dagster assets so the
+    rebuilds are runs with checks in the event log.
+
+    Raises:
+        RevocationError: malformed consent id, empty reason, unknown ``raw_policy``, or no episode
+            carries the consent.
+    """
+    if not _CONSENT_RE.match(consent or ""):
+        raise RevocationError(f"consent id {consent!r} is not a valid id")
+    if not reason or not reason.strip():
+        raise RevocationError("a revocation needs a reason")
+    if raw_policy not in RAW_POLICIES:
+        raise RevocationError(f"raw_policy must be one of {RAW_POLICIES}, got {raw_policy!r}")
+    say = progress or (lambda _m: None)
+    by = by or getpass.getuser()
+    try:
+        hits = downstream(lake, f"consent:{consent}")
+    except LineageError as exc:
+        raise RevocationError(f"no episode carries consent {consent!r}: {exc}") from exc
+    episodes = sorted({e for h in hits for e in h.episode_ids})
+    if not episodes:
+        raise RevocationError(f"no episode carries consent {consent!r}")
+    impacted = [h for h in hits if h.type in _LAYER_ORDER]
+    at = now_utc()
+    record = {"consent": consent, "reason": reason.strip(), "by": by, "at": at.isoformat(timespec="seconds"),
+              "episodes": episodes, "raw_policy": raw_policy,
+              "impacted": [{"type": h.type, "key": h.key, "episode_ids": h.episode_ids} for h in impacted]}
+    res = RevocationResult(consent=consent, episodes=episodes)
+    res.record_key = f"{REVOCATIONS}/{consent}/{at.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}.json"
+    lake.write_json(res.record_key, record, write_once=True)
+    audit(lake, "consent_revoked", consent=consent, reason=record["reason"], by=by, episodes=episodes,
+          impacted=[h.key for h in impacted])
+    say(f"consent {consent}: {len(episodes)} episode(s), {len(impacted)} impacted artifact(s)")
+    for h in sorted(impacted, key=lambda h: (_LAYER_ORDER.index(h.type), h.key)):
+        status = "retrain_required" if h.type == "checkpoint" else "do_not_use"
+        flag = {"status": status, "consent": consent, "reason": record["reason"], "by": by,
+                "at": record["at"], "episode_ids": h.episode_ids, "revocation": res.record_key}
+        lake.write_json(flag_key(h.key), flag)
+        res.flagged[h.key] = status
+        audit(lake, "artifact_flagged", artifact=h.key, status=status, consent=consent)
+    if rebuild:
+        for h in hits:
+            if h.type == "episodes_hdf5":  # derived HDF5 rebuilt without the episodes
+                _, day, robot = h.key.split("/")
+                if set(h.episode_ids) >= set(lake.read_manifest(h.key)["episode_ids"]):
+                    # every episode of the partition is withdrawn: remove the derived artifact
+                    # (manifest first, so it is never visible half-deleted)
+                    keys = lake.list_keys(h.key)
+                    lake.delete(lake.manifest_key(h.key))
+                    for k in keys:
+                        lake.delete(k)
+                    audit(lake, "episodes_removed", partition=f"{day}|{robot}", consent=consent)
+                else:
+                    (rebuild_partition or (lambda d, r: convert_partition(lake, d, r)))(day, robot)
+                    audit(lake, "episodes_rebuilt", partition=f"{day}|{robot}", consent=consent)
+    if rebuild:
+        for h in impacted:
+            if h.type != "lerobot_dataset":
+                continue
+            old = lake.read_manifest(h.key)["release"]
+            spec = ReleaseSpec.from_yaml(lake.read_bytes(spec_key(old)))
+            new_name = _next_release_name(lake, old)
+            doc = {**spec.to_dict(), "name": new_name,
+                   "description": f"{spec.description} Rebuilt from {old} without consent {consent} ({record['reason']}).".strip()}
+            new_spec = register_release(lake, yaml.safe_dump(doc, sort_keys=False))
+            say(f"rebuilding {old} as {new_name} without {len(episodes)} episode(s)")
+            if rebuild_release is not None:
+                rebuild_release(new_spec.name)
+            else:
+                build_release(lake, new_spec)
+                build_norm_stats(lake, new_spec)
+                build_cache(lake, new_spec)
+            res.rebuilt_releases[old] = new_name
+            audit(lake, "release_rebuilt", old_release=old, new_release=new_name, consent=consent)
+    for ep in episodes:
+        keys = [k for prefix in (RAW, LANDING, QUARANTINE) for k in lake.list_keys(prefix) if f"/{ep}/" in k]
+        handled = []
+        for k in keys:
+            if raw_policy == "restrict":
+                lake.write_bytes(f"{RESTRICTED}/{k}", lake.read_bytes(k), write_once=False)
+                lake.delete(k)
+                handled.append(k)
+            elif raw_policy == "delete":
+                lake.delete(k)
+                handled.append(k)
+        res.raw_handled[ep] = handled
+        audit(lake, f"raw_{raw_policy}", episode=ep, consent=consent, objects=handled)
+    return res

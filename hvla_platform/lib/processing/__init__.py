@@ -1,0 +1,1 @@
+"""Raw partition → synchronised HDF5 episodes at the target fps, with episode QA."""

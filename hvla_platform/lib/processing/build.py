@@ -1,0 +1,227 @@
+"""Convert the ingested raw episodes of one partition into synchronised HDF5 episodes.
+
+The partition's HDF5 files are published together as one artifact,
+``episodes-hdf5/<day>/<robot>/`` (``<episode_id>.h5`` files + manifest). Re-running with the same
+raw inputs and config is a no-op (``status: cached``).
+
+Processing checks (names used by the Dagster asset checks):
+
+``camera_coverage``   per camera, the fraction of frames with an image within the skew bound is
+                      at least ``min_camera_coverage``
+``alignment_skew``    the largest |image stamp - frame time| over covered frames is ≤ the bound
+``no_nan``            state, velocity, action and locomotion command are finite
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from hvla_platform.lib.processing.convert import SyncConfig, decode_cameras, synchronise, to_episode
+from hvla_platform.lib.processing.qa.metrics import QA_CHECKS, assess_signals, assess_streams
+from hvla_platform.lib.processing.qa.report import save_thumbnails, write_qa_report
+from hvla_platform.lib.processing.qa.score import quality_score
+from hvla_platform.lib.processing.qa.thresholds import QAThresholds
+from hvla_platform.lib.formats.mcap.streams import read_episode_streams
+from hvla_platform.lib.formats.episode_h5 import write_episode_h5
+from hvla_platform.lib.core.keys import episodes_prefix, quarantine_prefix, raw_prefix
+from hvla_platform.lib.ingest.raw import read_partition_index
+from hvla_platform.lib.core.manifest import InputRef, build_manifest, fingerprint
+from hvla_platform.lib.formats.mcap.errors import RawLogError
+from hvla_platform.lib.core.withdrawals import revoked_episodes
+from hvla_platform.lib.core.rights import Rights, combine_rights
+from hvla_platform.lib.core.lake import Lake, sha256_file
+from hvla_platform.lib.processing.sync import coverage
+
+PROCESSING_CHECKS = ("camera_coverage", "alignment_skew", "no_nan")
+
+
+@dataclass
+class EpisodeConversion:
+    """Outcome of converting one raw episode.
+
+    ``status``: ``converted`` or ``failed`` (then ``reason`` says why and the episode is
+    quarantined). ``coverage``/``max_skew_s`` are per camera; ``nan_count`` counts non-finite
+    values over the low-dimensional streams.
+    """
+
+    episode_id: str
+    status: str
+    reason: str = ""
+    num_frames: int = 0
+    duration_s: float = 0.0
+    coverage: dict[str, float] = field(default_factory=dict)
+    max_skew_s: dict[str, float] = field(default_factory=dict)
+    nan_count: int = 0
+    file: str = ""
+    sha256: str = ""
+    task: str = ""
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    qa_checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    qa_metrics: dict[str, Any] = field(default_factory=dict)
+    quality_score: float | None = None
+    quality_components: dict[str, float] = field(default_factory=dict)
+    thumbnails: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PartitionConversion:
+    """Outcome of :func:`convert_partition`."""
+
+    capture_day: str
+    robot_id: str
+    status: str  # "materialized" or "cached"
+    uri: str
+    episodes: list[EpisodeConversion]
+    skipped: list[dict[str, Any]]
+    rights: Rights | None
+    manifest: dict[str, Any]
+
+    @property
+    def manifest_prefix(self) -> str:
+        """Lake prefix of the partition's HDF5 artifact."""
+        return episodes_prefix(self.capture_day, self.robot_id)
+
+    @property
+    def converted(self) -> list[EpisodeConversion]:
+        """Episodes written to HDF5."""
+        return [e for e in self.episodes if e.status == "converted"]
+
+    def failing(self, check: str) -> list[str]:
+        """Episode ids that failed ``check`` (among those that reached conversion)."""
+        return [e.episode_id for e in self.episodes if not e.checks.get(check, {}).get("passed", False)]
+
+
+def _episode_checks(conv: EpisodeConversion, cfg: SyncConfig) -> dict[str, dict[str, Any]]:
+    if conv.status != "converted" and not conv.coverage:
+        na = {"passed": False, "detail": f"not converted: {conv.reason}"}
+        return {c: dict(na) for c in PROCESSING_CHECKS}
+    low = {c: v for c, v in conv.coverage.items() if v < cfg.min_camera_coverage}
+    skew_bad = {c: v for c, v in conv.max_skew_s.items() if v > cfg.max_camera_skew_s}
+    return {
+        "camera_coverage": {"passed": not low, "detail": ", ".join(f"{c} {v:.1%}" for c, v in conv.coverage.items())},
+        "alignment_skew": {"passed": not skew_bad,
+                           "detail": ", ".join(f"{c} {v * 1e3:.1f} ms" for c, v in conv.max_skew_s.items())},
+        "no_nan": {"passed": conv.nan_count == 0, "detail": f"{conv.nan_count} non-finite value(s)"},
+    }
+
+
+def convert_episode(mcap_path: Path, out_dir: Path, *, day: str, robot: str, episode_id: str, cfg: SyncConfig,
+                    attrs: dict[str, Any], qa: QAThresholds = QAThresholds()) -> EpisodeConversion:
+    """Decode, QA and synchronise one local MCAP; write ``out_dir/<episode_id>.h5`` if it passes
+    the processing checks (the QA checks only flag: quarantine by score happens at release time).
+
+    Never raises for bad input; returns ``status="failed"`` with the reason instead.
+    """
+    try:
+        streams = read_episode_streams(mcap_path)
+        cams = decode_cameras(streams, path=mcap_path)
+    except RawLogError as exc:
+        conv = EpisodeConversion(episode_id=episode_id, status="failed", reason=f"{exc.reason}: {exc.detail}")
+        conv.checks = _episode_checks(conv, cfg)
+        return conv
+    try:
+        synced = synchronise(streams, cfg, path=mcap_path, cameras=cams)
+        ep = to_episode(streams, synced, episode_id=episode_id, robot_id=robot, capture_day=day, fps=cfg.fps,
+                        attrs=attrs)
+    except RawLogError as exc:
+        conv = EpisodeConversion(episode_id=episode_id, status="failed", reason=f"{exc.reason}: {exc.detail}")
+        conv.checks = _episode_checks(conv, cfg)
+        conv.qa_checks, conv.qa_metrics = assess_streams(streams, cams, None, qa)
+        return conv
+    qa_checks, qa_metrics = assess_streams(streams, cams, ep, qa)
+    sig_checks, sig_metrics = assess_signals(streams, ep, qa)
+    qa_checks.update(sig_checks)
+    qa_metrics.update(sig_metrics)
+    score, components = quality_score(qa_checks, qa_metrics, qa)
+    low = np.concatenate([ep.state.ravel(), ep.velocity.ravel(), ep.action.ravel(), ep.locomotion_command.ravel()])
+    conv = EpisodeConversion(
+        episode_id=episode_id, status="converted", num_frames=ep.num_frames,
+        duration_s=float(ep.timestamps[-1]) if ep.num_frames else 0.0,
+        coverage={c: coverage(s, cfg.max_camera_skew_s) for c, s in ep.skew.items()},
+        max_skew_s={c: float(s[s <= cfg.max_camera_skew_s].max(initial=0.0)) for c, s in ep.skew.items()},
+        nan_count=int((~np.isfinite(low)).sum()), task=ep.task,
+        qa_checks={k: qa_checks[k] for k in QA_CHECKS}, qa_metrics=qa_metrics, quality_score=score,
+        quality_components=components,
+    )
+    conv.checks = _episode_checks(conv, cfg)
+    conv.thumbnails = save_thumbnails(out_dir, episode_id, {**conv.checks, **conv.qa_checks}, ep.images)
+    failed = [f"{n}: {c['detail']}" for n, c in conv.checks.items() if not c["passed"]]
+    if failed:
+        conv.status, conv.reason = "failed", "; ".join(failed)
+        return conv
+    path = write_episode_h5(out_dir / f"{episode_id}.h5", ep)
+    conv.file, conv.sha256 = path.name, sha256_file(path)
+    return conv
+
+
+def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncConfig(), *,
+                      qa: QAThresholds = QAThresholds(),
+                      progress: Callable[[str], None] | None = None) -> PartitionConversion:
+    """Convert every convertible raw episode of a partition and publish the HDF5 artifact.
+
+    Raises:
+        FileNotFoundError: the raw partition was never ingested.
+        ValueError: no episode of the partition is convertible.
+    """
+    index = read_partition_index(lake, day, robot)
+    revoked = revoked_episodes(lake)
+    usable = [e for e in index["episodes"] if e["convertible"] and e["episode_id"] not in revoked]
+    skipped = [{"episode_id": e["episode_id"], "reasons": e["reasons"]} for e in index["episodes"] if not e["convertible"]]
+    skipped += [{"episode_id": e["episode_id"], "reasons": [revoked[e["episode_id"]]]} for e in index["episodes"]
+                if e["convertible"] and e["episode_id"] in revoked]
+    if not usable:
+        raise ValueError(f"partition {day}|{robot} has no convertible raw episode; see {lake.uri(raw_prefix(day, robot))}")
+    config = {"fps": cfg.fps, "max_camera_skew_s": cfg.max_camera_skew_s, "min_camera_coverage": cfg.min_camera_coverage,
+              "qa": qa.to_dict()}
+    inputs = [InputRef(uri=e["mcap_uri"], sha256=e["sha256"], kind="raw_mcap", episode_ids=[e["episode_id"]])
+              for e in usable]
+    fp = fingerprint([i.to_dict() for i in inputs], config)
+    prefix = episodes_prefix(day, robot)
+    existing = lake.read_manifest(prefix)
+    if existing is not None and existing.get("fingerprint") == fp:
+        return PartitionConversion(day, robot, "cached", lake.uri(prefix),
+                                   [EpisodeConversion(**e) for e in existing["conversions"]], skipped,
+                                   Rights.from_dict(existing["rights"]) if existing.get("rights") else None, existing)
+    conversions: list[EpisodeConversion] = []
+    with tempfile.TemporaryDirectory(prefix="hvla-h5-") as tmp:
+        tmpd = Path(tmp)
+        out = tmpd / "out"
+        out.mkdir()
+        for e in usable:
+            ep = e["episode_id"]
+            if progress:
+                progress(f"converting {day}|{robot}|{ep}")
+            mcap_key = e["mcap_uri"].split(raw_prefix(day, robot, ep), 1)[-1].lstrip("/")
+            local = lake.get_file(f"{raw_prefix(day, robot, ep)}/{mcap_key}", tmpd / "in" / f"{ep}.mcap")
+            conv = convert_episode(local, out, day=day, robot=robot, episode_id=ep, cfg=cfg, qa=qa, attrs={
+                "source_uri": e["mcap_uri"], "source_sha256": e["sha256"], "rights": e["rights"],
+                "operator": e["metadata"].get("operator") or "", "site": e["metadata"].get("site") or "",
+            })
+            conversions.append(conv)
+            local.unlink()
+            if conv.status != "converted":
+                lake.write_json(f"{quarantine_prefix(day, robot, ep)}/reason.json", {
+                    "episode_id": ep, "capture_day": day, "robot_id": robot, "stage": "episodes_hdf5",
+                    "reasons": [conv.reason], "sha256": e["sha256"], "raw_uri": e["mcap_uri"]})
+        write_qa_report(out, partition=f"{day}|{robot}", conversions=[asdict(c) for c in conversions], skipped=skipped,
+                        thresholds=qa.to_dict(), thumbnails={c.episode_id: c.thumbnails for c in conversions})
+        ok = [c for c in conversions if c.status == "converted"]
+        rights = combine_rights(Rights.from_dict(e["rights"]) for e in usable
+                                if e["episode_id"] in {c.episode_id for c in ok}) if ok else None
+        if rights is None:
+            raise ValueError(f"partition {day}|{robot}: no episode converted: "
+                             + "; ".join(f"{c.episode_id}: {c.reason}" for c in conversions))
+        manifest = build_manifest(
+            artifact_type="episodes_hdf5", artifact_uri=lake.uri(prefix), inputs=inputs, config=config,
+            rights=rights, local_dir=out, episode_ids=[c.episode_id for c in ok],
+            extra={"capture_day": day, "robot_id": robot, "conversions": [asdict(c) for c in conversions],
+                   "skipped": skipped},
+        )
+        assert manifest["fingerprint"] == fp  # same inputs + config as the cache lookup above
+        lake.publish_artifact(prefix, out, manifest)
+    return PartitionConversion(day, robot, "materialized", lake.uri(prefix), conversions, skipped, rights, manifest)

@@ -1,0 +1,151 @@
+"""Per-partition QA report: an HTML page with per-episode metrics, check verdicts, plots and
+thumbnails of flagged frames, plus ``qa_metrics.json``. Written into the ``episodes_hdf5``
+partition artifact so it travels with the data it judges."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hvla_platform.lib.processing.qa.metrics import QA_CHECKS
+from hvla_platform.lib.processing.qa.thresholds import DEFAULT_MIN_QUALITY
+
+THUMB_DIR = "qa"
+
+
+def save_thumbnails(out_dir: Path, episode_id: str, checks: dict[str, dict[str, Any]],
+                    images: dict[str, np.ndarray], *, per_check: int = 2) -> list[dict[str, Any]]:
+    """Save PNG thumbnails of the first flagged frames of each failing check.
+
+    Files go to ``out_dir/qa/<episode_id>/<check>_f<frame>_<camera>.png``; returns
+    ``[{"check", "frame", "camera", "path"}]`` with paths relative to ``out_dir``.
+    """
+    from PIL import Image
+
+    out: list[dict[str, Any]] = []
+    for name, c in checks.items():
+        if c["passed"] or not c.get("frames"):
+            continue
+        for f in c["frames"][:per_check]:
+            for cam, arr in images.items():
+                if not 0 <= f < len(arr):
+                    continue
+                rel = f"{THUMB_DIR}/{episode_id}/{name}_f{f:05d}_{cam}.png"
+                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr[f]).save(out_dir / rel)
+                out.append({"check": name, "frame": int(f), "camera": cam, "path": rel})
+    return out
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(rows: Sequence[dict[str, Any]], min_quality: float) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ids = [r["episode_id"] for r in rows]
+    scores = [r.get("quality_score") or 0.0 for r in rows]
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(ids) + 2), 3))
+    ax.bar(range(len(ids)), scores, color=["tab:green" if s >= min_quality else "tab:red" for s in scores])
+    ax.axhline(min_quality, color="k", ls="--", lw=1, label=f"default release threshold {min_quality}")
+    ax.set_xticks(range(len(ids)), ids, rotation=45, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("quality score")
+    ax.legend(fontsize=7)
+    plots = [_png(fig)]
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(ids) + 2), 3))
+    comps = ("completeness", "camera_quality", "signal_quality", "tracking_quality")
+    w = 0.2
+    for k, c in enumerate(comps):
+        ax.bar(np.arange(len(ids)) + (k - 1.5) * w, [r.get("quality_components", {}).get(c, 0.0) for r in rows], w, label=c)
+    ax.set_xticks(range(len(ids)), ids, rotation=45, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("score components", fontsize=9)
+    plots.append(_png(fig))
+    return plots
+
+
+def write_qa_report(out_dir: Path, *, partition: str, conversions: Sequence[dict[str, Any]],
+                    skipped: Sequence[dict[str, Any]], thresholds: dict[str, Any],
+                    thumbnails: dict[str, list[dict[str, Any]]], decisions: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Write ``qa_report.html`` and ``qa_metrics.json`` into ``out_dir``; return the HTML path.
+
+    Args:
+        conversions: per-episode conversion records (``EpisodeConversion`` as dicts).
+        skipped: episodes not converted at all (raw checks failed), with reasons.
+        thresholds: the QA thresholds used.
+        thumbnails: episode id → :func:`save_thumbnails` output.
+        decisions: episode id → the supervisor's latest decision, if any.
+    """
+    decisions = decisions or {}
+    rows = list(conversions)
+    min_q = DEFAULT_MIN_QUALITY
+    metrics = {
+        "partition": partition, "thresholds": thresholds,
+        "episodes": {r["episode_id"]: {"status": r["status"], "quality_score": r.get("quality_score"),
+                                       "quality_components": r.get("quality_components"),
+                                       "failed_checks": [k for k, c in r.get("qa_checks", {}).items() if not c["passed"]],
+                                       "metrics": r.get("qa_metrics", {})} for r in rows},
+        "skipped": list(skipped),
+    }
+    (out_dir / "qa_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    e = html.escape
+    head = "".join(f"<th title='{e(c)}'>{e(c.replace('_', ' '))}</th>" for c in QA_CHECKS)
+    body = []
+    for r in rows:
+        qc = r.get("qa_checks", {})
+        cells = "".join(
+            f"<td class='{'ok' if qc.get(c, {}).get('passed') else 'bad'}' title='{e(qc.get(c, {}).get('detail', 'n/a'))}'>"
+            f"{'✓' if qc.get(c, {}).get('passed') else ('✗' if c in qc else '–')}</td>" for c in QA_CHECKS)
+        s = r.get("quality_score")
+        dec = decisions.get(r["episode_id"])
+        body.append(f"<tr><td>{e(r['episode_id'])}</td><td>{e(r['status'])}</td>"
+                    f"<td class='{'ok' if (s or 0) >= min_q else 'bad'}'>{'' if s is None else f'{s:.3f}'}</td>"
+                    f"<td>{e(dec['decision'] + ' by ' + dec['by'] + ': ' + dec['reason']) if dec else ''}</td>{cells}</tr>")
+    details = []
+    for r in rows:
+        items = "".join(f"<li><b>{e(k)}</b>: {'ok' if c['passed'] else 'FAIL'} — {e(c['detail'])}</li>"
+                        for k, c in r.get("qa_checks", {}).items())
+        thumbs = "".join(f"<figure><img src='{e(t['path'])}' width='128'><figcaption>{e(t['check'])} · frame "
+                         f"{t['frame']} · {e(t['camera'])}</figcaption></figure>" for t in thumbnails.get(r["episode_id"], []))
+        m = r.get("qa_metrics", {})
+        extra = (f"<p>RMS jerk {m.get('rms_jerk', float('nan')):.1f} rad/s³, LDLJ {m.get('ldlj', float('nan')):.2f}, "
+                 f"tracking error median {m.get('tracking_error_median_rad', float('nan')):.4f} rad</p>") if m else ""
+        score_txt = "" if r.get("quality_score") is None else f" — score {r['quality_score']:.3f}"
+        details.append(f"<h3>{e(r['episode_id'])} — {e(r['status'])}{score_txt}</h3>"
+                       f"{('<p>' + e(r['reason']) + '</p>') if r.get('reason') else ''}{extra}<ul>{items}</ul>"
+                       f"<div class='thumbs'>{thumbs}</div>")
+    skipped_html = "".join(f"<li>{e(s['episode_id'])}: {e('; '.join(s['reasons']))}</li>" for s in skipped) or "<li>none</li>"
+    plots = "".join(f"<img src='data:image/png;base64,{p}'>" for p in (_plots(rows, min_q) if rows else []))
+    page = f"""<!doctype html><html><head><meta charset='utf-8'><title>QA {e(partition)}</title>
+<style>body{{font-family:sans-serif;margin:1.5em;max-width:1200px}} td,th{{border:1px solid #ccc;padding:2px 5px;font-size:12px}}
+table{{border-collapse:collapse}} .ok{{background:#e6f4e6}} .bad{{background:#fbe3e3}} .thumbs figure{{display:inline-block;margin:4px}}
+figcaption{{font-size:10px}}</style></head><body>
+<h1>QA report — partition {e(partition)}</h1>
+<p>Episodes with a quality score below their release's <code>min_quality</code> (default {min_q}) or a failed gate are
+left out of releases unless a supervisor approves them (<code>hvla qa approve EPISODE --reason …</code>); see docs/qa.md for every check, threshold and the score formula.</p>
+{plots}
+<h2>Checks per episode</h2><table><tr><th>episode</th><th>status</th><th>score</th><th>decision</th>{head}</tr>{''.join(body)}</table>
+<h2>Not converted (failed raw checks)</h2><ul>{skipped_html}</ul>
+<h2>Details</h2>{''.join(details)}
+<h2>Thresholds</h2><pre>{e(json.dumps(thresholds, indent=2))}</pre>
+</body></html>"""
+    path = out_dir / "qa_report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

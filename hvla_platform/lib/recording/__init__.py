@@ -1,1 +1,0 @@
-"""The raw-recording contract: topics, message types, joint names and metadata.yaml."""

@@ -1,0 +1,145 @@
+"""`hvla serve` + `hvla deploy` as separate processes: the simulated G1 driven closed loop by a served
+checkpoint, the emergency stop by signal and by file, refusals, API key, both logs."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hvla_platform.cli.main import main
+
+HVLA = [sys.executable, "-m", "hvla_platform.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture()
+def env(tmp_path):
+    e = {**os.environ, "HVLA_HOME": str(tmp_path / "home"), "HVLA_API_KEY": "robot-key-1"}
+    e.pop("HVLA_LAKE_ROOT", None)
+    return e
+
+
+@pytest.fixture()
+def server(step_dir, env, tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(HVLA + ["serve", "--checkpoint", str(step_dir), "--port", str(port),
+                                    "--log-dir", str(tmp_path / "serving")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"hvla serve did not come up:\n{proc.stdout.read()}")
+        time.sleep(0.3)
+    yield port, proc
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0 and "server stopped" in out, out
+
+
+def deploy(port, env, tmp_path, *extra, name="run"):
+    return subprocess.run(HVLA + ["deploy", "--port", str(port), "--safety-log", str(tmp_path / f"{name}.jsonl"),
+                                  "--result-json", str(tmp_path / f"{name}.json"), *extra],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in path.read_text().splitlines()]
+
+
+def test_serve_and_deploy_closed_loop(server, env, tmp_path):
+    port, _ = server
+    p = deploy(port, env, tmp_path, "--episodes", "1", "--max-steps", "12", "--replan-every", "4")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "connected: checkpoint checkpoints/hvla_serve_test/serve/5 (serving use lab_robot)" in p.stdout
+    res = json.loads((tmp_path / "run.json").read_text())
+    trial = res["per_trial"][0]
+    assert trial["stop_reason"] in ("success", "timeout") and trial["queries"] == -(-trial["steps"] // 4)
+    assert res["timing"]["infer_ms_p50"] > 0
+    safety = lines(tmp_path / "run.jsonl")
+    assert [ln["mode"] for ln in safety if ln["event"] == "mode"] == ["connecting", "ready", "running", "stopped"]
+    # the server's inference log holds one line per query, no observations
+    log_file = next((tmp_path / "serving").glob("inference-*.jsonl"))
+    deadline = time.monotonic() + 10  # the server logs the connection's close asynchronously
+    while '"event": "close"' not in log_file.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    inference = lines(log_file)
+    reqs = [ln for ln in inference if ln["event"] == "request"]
+    assert len(reqs) == trial["queries"] and all(r["action_shape"] == [10, 14] for r in reqs)
+    assert not (tmp_path / "serving" / "samples").exists()
+
+
+def test_deploy_emergency_stop_by_signal_and_by_file(server, env, tmp_path):
+    port, _ = server
+    proc = subprocess.Popen(HVLA + ["deploy", "--port", str(port), "--episodes", "3", "--max-steps", "400",
+                                    "--safety-log", str(tmp_path / "sig.jsonl")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "sig.jsonl").exists() or '"running"' not in (tmp_path / "sig.jsonl").read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C on the robot: stop, do not die mid-command
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 3, out
+    safety = lines(tmp_path / "sig.jsonl")
+    estop = [ln for ln in safety if ln["event"] == "mode" and ln["mode"] == "estop"]
+    assert len(estop) == 1 and estop[0]["reason"] == "signal SIGINT"
+    assert [ln["reason"] for ln in safety if ln["event"] == "stop"] == ["estop"]
+
+    stop_file = tmp_path / "ESTOP"
+    stop_file.touch()
+    p = deploy(port, env, tmp_path, "--estop-file", str(stop_file), name="file")
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert json.loads((tmp_path / "file.json").read_text())["trials_run"] == 0
+
+
+def test_deploy_wrong_key_or_no_server_is_a_fault(server, env, tmp_path):
+    port, _ = server
+    p = deploy(port, {**env, "HVLA_API_KEY": "nope"}, tmp_path, "--connect-timeout", "2", name="key")
+    assert p.returncode == 4 and "HTTP 401" in p.stdout, p.stdout
+    assert [ln["mode"] for ln in lines(tmp_path / "key.jsonl")] == ["connecting", "fault"]
+    p = deploy(free_port(), env, tmp_path, "--connect-timeout", "1", name="none")
+    assert p.returncode == 4 and "cannot connect" in p.stdout
+
+
+def test_serve_refuses_blocked_use_before_binding(step_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HVLA_HOME", str(tmp_path))
+    port = free_port()
+    assert main(["serve", "--checkpoint", str(step_dir), "--use", "public_api", "--port", str(port)]) == 2
+    out = capsys.readouterr().out
+    assert "refused" in out and "may not be served for 'public_api'" in out
+    assert "allows serving only for ['lab_robot', 'staging_demo']" in out
+    assert not listening(port)
+    assert main(["serve", "--checkpoint", str(tmp_path / "nope"), "--port", str(port)]) == 2
+    assert "is neither a directory" in capsys.readouterr().out
+
+
+def test_serve_refuses_open_remote_binding(step_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HVLA_HOME", str(tmp_path))
+    monkeypatch.delenv("HVLA_API_KEY", raising=False)
+    assert main(["serve", "--checkpoint", str(step_dir), "--host", "0.0.0.0", "--port", str(free_port())]) == 2
+    assert "without an API key" in capsys.readouterr().out

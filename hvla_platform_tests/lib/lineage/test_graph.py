@@ -1,0 +1,285 @@
+"""Lineage from manifests on a real small lake built through Dagster (which also gives the event log).
+
+Four recordings on two robots/days, two consents, one customer; the release holds ``ep-b-2``
+out, so the checkpoint is trained on ``ep-a-1, ep-a-2, ep-b-1`` and the eval report evaluates
+``ep-b-2``. One episode without rights is quarantined and must appear nowhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from hvla_platform.lib.lineage import graph as lin
+from hvla_platform.lib.core.lake import MANIFEST_NAME, LocalLake
+from hvla_platform_tests.fixtures.recordings import default_rights, write_recording
+
+RELEASE = "lin-v1"
+EXP = "lin-exp"
+CONFIG = "hvla_test"
+STEPS = 20
+TRAIN = ["ep-a-1", "ep-a-2", "ep-b-1"]
+HELDOUT = ["ep-b-2"]
+CKPT = f"checkpoints/{CONFIG}/{EXP}/{STEPS}"
+EVAL = f"eval-reports/{EXP}/{STEPS}"
+SPEC = f"""\
+name: {RELEASE}
+repo_id: hvla/lin
+partitions: all
+fps: 20
+heldout: {{episode_ids: [ep-b-2]}}
+"""
+
+
+@functools.cache
+def build_pipeline_lake() -> tuple[Path, Path]:
+    """Build the small lake once per test session; returns ``(HVLA_HOME, DAGSTER_HOME)``.
+
+    Environment variables are restored afterwards, so other tests are unaffected; the lake is at
+    ``<HVLA_HOME>/lake``.
+    """
+    import dagster as dg
+
+    from hvla_platform.cli.ingest import land_folder
+    from hvla_platform.cli.release import register_release_file
+    from hvla_platform.cli.train import training_run_config
+    from hvla_platform.cli.orchestration import add_partitions, ensure_dagster_home, instance, load_defs, run_job
+
+    home = Path(tempfile.mkdtemp(prefix="hvla-lineage-"))
+    with pytest.MonkeyPatch.context() as env:  # restored on the way out
+        env.setenv("HVLA_HOME", str(home))
+        for k in ("HVLA_LAKE_ROOT", "MLFLOW_TRACKING_URI", "HVLA_LAKE_BACKEND"):
+            env.delenv(k, raising=False)
+        env.setenv("DAGSTER_HOME", str(home / "dagster"))
+        recs = home / "recs"
+        ra, rb = default_rights(consent_refs=["consent-A"]), default_rights(consent_refs=["consent-B"])
+        write_recording(recs / "a", episode_id="ep-a-1", robot_id="g1-001", seed=1, duration_s=3.0, rights=ra)
+        write_recording(recs / "a", episode_id="ep-a-2", robot_id="g1-001", seed=2, duration_s=3.0, rights=ra)
+        write_recording(recs / "b", episode_id="ep-b-1", robot_id="g1-002", capture_day="2026-11-11", seed=3,
+                        duration_s=3.0, rights=rb)
+        write_recording(recs / "b", episode_id="ep-b-2", robot_id="g1-002", capture_day="2026-11-11", seed=4,
+                        duration_s=3.0, rights=rb)
+        write_recording(recs / "b", episode_id="ep-b-bad", robot_id="g1-002", capture_day="2026-11-11", seed=5,
+                        defect="no_rights")
+        (home / "spec.yaml").write_text(SPEC)
+        ensure_dagster_home()
+        defs, inst = load_defs(), instance()
+        for day, robot in land_folder(recs):
+            o = run_job(defs, inst, "ingest_job", dg.MultiPartitionKey({"capture_day": day, "robot": robot}))
+            assert o.success, o.error
+        release = register_release_file(home / "spec.yaml")
+        assert run_job(defs, inst, "release_job", release).success
+        add_partitions(inst, "experiment", [EXP])
+        cfg = training_run_config(release, steps=STEPS, seed=0, trials=1, config_name=CONFIG)
+        cfg["ops"]["eval_report"]["config"]["max_steps"] = 5
+        o = run_job(defs, inst, "training_job", EXP, run_config=cfg)
+        assert o.success, o.error
+        return home, home / "dagster"
+
+
+@pytest.fixture(scope="module")
+def built():
+    return build_pipeline_lake()
+
+
+@pytest.fixture()
+def lake(built, tmp_path):
+    """A private copy of the built lake (tests may write the index or edit manifests)."""
+    dst = tmp_path / "lake"
+    shutil.copytree(built[0] / "lake", dst, ignore=shutil.ignore_patterns(".hvla-tmp"))
+    return LocalLake(dst)
+
+
+def _raw_manifests(lake):
+    return {m["episode_ids"][0]: (k, m) for k in lake.list_artifacts("raw-mcap") for m in [lake.read_manifest(k)]}
+
+
+def test_upstream_of_checkpoint_reaches_exactly_the_train_episodes_with_their_sha256(lake):
+    tree = lin.upstream(lake, CKPT)
+    assert tree.type == "checkpoint" and tree.key == CKPT and tree.uri == lake.uri(CKPT)
+    assert tree.code_version and tree.config["release"] == RELEASE and tree.config["steps"] == STEPS
+    assert tree.rights["consent_refs"] == ["consent-A", "consent-B"]
+    assert {c.type for c in tree.children} == {"robodm_cache", "norm_stats"}
+
+    raws = tree.raw_episodes()
+    assert [n.episode_ids for n in raws] == [[e] for e in TRAIN]
+    manifests = _raw_manifests(lake)
+    assert set(manifests) == set(TRAIN + HELDOUT)  # ep-b-bad never reached the raw layer
+    for n in raws:
+        key, m = manifests[n.episode_ids[0]]
+        assert n.key == key
+        mcap_key = f"{key}/{n.episode_ids[0]}_0.mcap"
+        assert n.sha256 == m["mcap_sha256"] == lake.sha256(mcap_key)  # the file's real hash
+        assert n.info["mcap_uri"] == lake.uri(mcap_key)
+        assert n.info["robot_id"] == m["robot_id"] and n.info["capture_day"] == m["capture_day"]
+        assert n.info["operator"] == "op-test-01" and n.info["site"] == "test-lab"
+        assert n.rights["licenses"] == ["proprietary"]
+        assert n.rights["consent_refs"] == (["consent-A"] if n.episode_ids[0].startswith("ep-a") else ["consent-B"])
+    # every step has its config/code version, every recorded input hash still matches
+    for n in tree.walk():
+        assert n.code_version, n.key
+        if n is not tree:
+            assert n.sha256_matches is True, n.key
+            assert set(n.episode_ids) <= set(TRAIN), n.key
+    chain = [n.type for n in tree.walk()]
+    assert "lerobot_dataset" in chain and "episodes_hdf5" in chain
+    assert any(n.repeated for n in tree.walk())  # the release under norm stats and under the cache
+
+    text = lin.render_tree(tree)
+    assert "ep-b-2" not in text and raws[0].sha256 in text and "config:" in text
+    assert "= 3 raw episode(s) from 2 robot(s), 2 capture day(s)" in text
+    d = json.loads(lin.to_json(tree))
+    assert d["type"] == "checkpoint" and d["children"][0]["children"]
+
+
+def test_upstream_of_eval_report_also_reaches_the_heldout_episode(lake):
+    tree = lin.upstream(lake, lake.uri(EVAL))  # URI form
+    assert [n.episode_ids[0] for n in tree.raw_episodes()] == sorted(TRAIN + HELDOUT)
+    cache = next(c for c in tree.children if c.type == "robodm_cache")
+    assert [n.episode_ids[0] for n in cache.raw_episodes()] == HELDOUT
+    ck = next(c for c in tree.children if c.type == "checkpoint")
+    assert [n.episode_ids[0] for n in ck.raw_episodes()] == TRAIN
+    # a release and a norm-stats prefix work as targets too
+    assert [n.episode_ids[0] for n in lin.upstream(lake, f"norm-stats/{RELEASE}").raw_episodes()] == TRAIN
+    assert len(lin.upstream(lake, f"lerobot/hvla/lin/{RELEASE}").raw_episodes()) == 4
+
+
+def test_downstream_of_episode_consent_customer(lake):
+    hits = lin.downstream(lake, "ep-a-1")
+    by = {h.type: h for h in hits}
+    assert set(by) == {"raw_mcap_episode", "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache",
+                       "checkpoint", "eval_report"}
+    assert by["checkpoint"].key == CKPT and by["eval_report"].key == EVAL
+    assert by["episodes_hdf5"].key == "episodes-hdf5/2026-11-10/g1-001"
+    assert all(h.episode_ids == ["ep-a-1"] for h in hits)
+
+    # the held-out episode: in the release, the cache and the eval report, not in norm stats or the checkpoint
+    held = {h.type for h in lin.downstream(lake, "ep-b-2")}
+    assert held == {"raw_mcap_episode", "episodes_hdf5", "lerobot_dataset", "robodm_cache", "eval_report"}
+    # raw prefix / URI forms name the same episode
+    raw_key = _raw_manifests(lake)["ep-b-2"][0]
+    assert [h.key for h in lin.downstream(lake, raw_key)] == [h.key for h in lin.downstream(lake, lake.uri(raw_key))] \
+        == [h.key for h in lin.downstream(lake, "ep-b-2")]
+
+    consent_b = lin.downstream(lake, "consent:consent-B")
+    assert sorted(h.episode_ids[0] for h in consent_b if h.type == "raw_mcap_episode") == ["ep-b-1", "ep-b-2"]
+    ck = next(h for h in consent_b if h.type == "checkpoint")
+    assert ck.episode_ids == ["ep-b-1"]
+    assert {h.type for h in consent_b if h.type != "raw_mcap_episode"} == {
+        "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache", "checkpoint", "eval_report"}
+    consent_a = lin.downstream(lake, "consent:consent-A", include_raw=False)
+    assert next(h for h in consent_a if h.type == "eval_report").episode_ids == ["ep-a-1", "ep-a-2"]
+    assert lin.downstream(lake, "consent:nobody") == []
+
+    # one customer (a release may not mix customers without a grant): everything is downstream of it
+    internal = lin.downstream(lake, "customer:internal")
+    assert len(internal) == 11
+    assert next(h for h in internal if h.type == "checkpoint").episode_ids == TRAIN
+    assert next(h for h in internal if h.type == "eval_report").episode_ids == sorted(TRAIN + HELDOUT)
+    assert lin.downstream(lake, "customer:acme") == []
+    assert "norm_stats" in lin.render_hits("customer:internal", internal)
+
+
+def test_errors_name_what_was_looked_for(lake):
+    with pytest.raises(lin.LineageError, match="checkpoints/nope"):
+        lin.upstream(lake, "checkpoints/nope/x/1")
+    with pytest.raises(lin.LineageError, match="not a raw episode"):
+        lin.downstream(lake, CKPT)
+    with pytest.raises(lin.LineageError, match="ep-zzz"):
+        lin.downstream(lake, "ep-zzz")
+
+
+def test_copied_lake_answers_the_same_from_its_own_location(built, lake, tmp_path):
+    original = LocalLake(built[0] / "lake")
+    copy = lake  # already a copy; copy it once more to a differently named place (index included)
+    lin.load_index(copy)
+    dst = tmp_path / "elsewhere" / "copied"
+    shutil.copytree(copy.root, dst)
+    moved = LocalLake(dst)
+    t_copy = lin.upstream(moved, CKPT)
+    assert t_copy.uri == moved.uri(CKPT) and t_copy.recorded_uri == original.uri(CKPT)
+    assert [(n.key, n.sha256) for n in t_copy.raw_episodes()] == \
+        [(n.key, n.sha256) for n in lin.upstream(copy, CKPT).raw_episodes()]
+    assert all(n.info["mcap_uri"].startswith(moved.root_uri()) for n in t_copy.raw_episodes())
+    assert all(n.sha256_matches for n in t_copy.walk() if n is not t_copy)
+    # the original lake's URI also finds the artifact in the copy
+    assert lin.upstream(moved, original.uri(EVAL)).key == EVAL
+    assert [h.key for h in lin.downstream(moved, "consent:consent-A")] == \
+        [h.key for h in lin.downstream(copy, "consent:consent-A")]
+
+
+def test_index_is_persisted_reused_and_rebuilt_incrementally(lake):
+    first = lin.load_index(lake)
+    n = first.stats["manifests"]
+    assert n == 4 + 2 + 1 + 1 + 1 + 1 + 1 and first.stats["read"] == n and first.stats["persisted"]
+    assert lin.index_path(lake).is_file()
+    lin._MEMO.clear()  # force re-reading the file as a new process would
+    again = lin.load_index(lake)
+    assert again.stats["read"] == 0 and again.stats["reused"] == n
+    assert {k: r.manifest_sha256 for k, r in again.records.items()} == \
+        {k: r.manifest_sha256 for k, r in first.records.items()}
+
+    # re-materialize the checkpoint (rewrite its manifest): only it is re-read, and the eval
+    # report's recorded hash no longer matches the checkpoint now at that URI
+    mpath = lake.path(f"{CKPT}/{MANIFEST_NAME}")
+    m = json.loads(mpath.read_text())
+    m["final_loss"] = 123.0
+    mpath.write_text(json.dumps(m, indent=2, sort_keys=True))
+    third = lin.load_index(lake)
+    assert third.stats["read"] == 1 and third.stats["reused"] == n - 1
+    ck = next(c for c in lin.upstream(lake, EVAL, index=third).children if c.type == "checkpoint")
+    assert ck.sha256_matches is False and "CHANGED" in lin.render_tree(lin.upstream(lake, EVAL, index=third))
+
+    # an artifact removed from the lake disappears from the index; its input shows up as missing
+    shutil.rmtree(lake.path(f"robodm-cache/{RELEASE}"))
+    fourth = lin.load_index(lake)
+    assert fourth.stats["dropped"] == 1
+    tree = lin.upstream(lake, CKPT, index=fourth)
+    assert {c.type for c in tree.children} == {"norm_stats", "missing"}
+    assert lin.load_index(lake, verify=True).stats["read"] == 0  # verify: all hashes agree with the index
+
+    # a corrupt index file is ignored
+    lin._MEMO.clear()
+    lin.index_path(lake).write_text("{not json")
+    assert lin.load_index(lake).stats["read"] == n - 1
+
+
+def test_generic_backend_path_gives_the_same_answer(lake, monkeypatch):
+    """Without a local index path, the generic list_keys + read path (the S3 one) answers the same."""
+    monkeypatch.setattr(lin, "index_path", lambda lk: None)
+    idx = lin.load_index(lake)
+    assert idx.stats["persisted"] is False and idx.stats["read"] == 11
+    assert [n.episode_ids[0] for n in lin.upstream(lake, CKPT, index=idx).raw_episodes()] == TRAIN
+
+
+def test_answers_agree_with_the_dagster_event_log(built, lake):
+    import dagster as dg
+
+    from hvla_platform_tests.lib.lineage.dagster_events import check_event_log_agreement
+    from hvla_platform.lib.lineage.graph import DownstreamHit
+
+    original = LocalLake(built[0] / "lake")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", str(built[1]))
+        with dg.DagsterInstance.get() as inst:
+            up = check_event_log_agreement(inst, lin.upstream(original, EVAL))
+            assert up.ok, up.summary()
+            assert up.checked == 4 + 2 + 1 + 1 + 1 + 1 + 1
+            assert up.matched[CKPT] == original.uri(CKPT)
+            assert up.matched["episodes-hdf5/2026-11-10/g1-001"] == original.uri("episodes-hdf5/2026-11-10/g1-001")
+            down = check_event_log_agreement(inst, lin.downstream(original, "consent:consent-B"))
+            assert down.ok, down.summary()
+            # the copied lake's answer (other URIs) is checked through the recorded URIs
+            assert check_event_log_agreement(inst, lin.upstream(lake, CKPT)).ok
+            # an artifact Dagster never materialized is reported
+            fake = DownstreamHit(type="checkpoint", key=f"checkpoints/{CONFIG}/other/1",
+                                 uri=original.uri(f"checkpoints/{CONFIG}/other/1"), episode_ids=["ep-a-1"], sha256="0",
+                                 code_version="x", info={})
+            bad = check_event_log_agreement(inst, lin.downstream(original, "ep-a-1") + [fake])
+            assert not bad.ok and [m.key for m in bad.mismatches] == [fake.key]
+            assert original.uri(CKPT) in bad.mismatches[0].event_uris and "disagrees" in bad.summary()
