@@ -104,6 +104,7 @@ def build_lake(root: Path, episodes: int, per_partition: int, releases: int) -> 
                            extra={"capture_day": day, "robot_id": robot,
                                   "conversions": [{"episode_id": e["ep"], "file": f"{e['ep']}.h5", "sha256": _h("h5" + e["ep"]),
                                                    "qa_checks": QA_PAYLOAD, "status": "converted"} for e in eps],
+                                  "skipped": [],
                                   "files": [{"path": f"{e['ep']}.h5", "sha256": _h("h5" + e["ep"]), "bytes": 1} for e in eps]})
         _write(lake, pkey, m)
         partitions.append((pkey, day, eps))
@@ -125,19 +126,36 @@ def build_lake(root: Path, episodes: int, per_partition: int, releases: int) -> 
         rights = combine_rights(e["rights"] for _, e in eps)
         rel_m = build_manifest(artifact_type="lerobot_dataset", artifact_uri=lake.uri(rkey), inputs=inputs,
                                config={"spec": {"name": name}}, rights=rights,
-                               extra={"release": name, "repo_id": "hvla/bench", "heldout_episode_ids": sorted(held),
+                               extra={"release": name, "repo_id": "hvla/bench", "codebase_version": "v3.0",
+                                      "num_episodes": len(ids), "num_frames": 90 * len(ids), "fps": 20.0,
+                                      "episode_index": {e: i for i, e in enumerate(ids)},
+                                      "train_episode_ids": train, "heldout_episode_ids": sorted(held),
+                                      "train_episode_indices": [i for i, e in enumerate(ids) if e not in held],
+                                      "heldout_episode_indices": [i for i, e in enumerate(ids) if e in held],
+                                      "excluded": {}, "approved": {}, "quality_scores": {e: 0.9 for e in ids},
+                                      "partitions": [f"{d}|{r}" for _, d, es in parts for r in {es[0]["robot"]}],
+                                      "feature_schema": {}, "tasks": ["touch the red cube"], "probe": {},
+                                      "video_codec": "h264", "timestamp_problems": {},
                                       "partition_inputs": [{"uri": lake.uri(p[0]), "partition": p[0]} for p in parts]})
         _write(lake, rkey, rel_m)
         ns_key, cache_key = f"norm-stats/{name}", f"robodm-cache/{name}"
         ns_m = build_manifest(artifact_type="norm_stats", artifact_uri=lake.uri(ns_key),
                               inputs=[InputRef(uri=lake.uri(rkey), sha256=manifest_sha256(rel_m), kind="lerobot_dataset",
                                                episode_ids=train)],
-                              config={"min_std": 1e-4}, rights=rights, extra={"release": name})
+                              config={"min_std": 1e-4}, rights=rights,
+                              extra={"release": name, "repo_id": "hvla/bench", "computed_from": "train_split_only",
+                                     "excluded_heldout_episode_ids": sorted(held), "num_frames": 90 * len(train),
+                                     "names": {}, "problems": [], "reusable_across_customers": False,
+                                     "customers": sorted(rights.customers)})
         _write(lake, ns_key, ns_m)
         cache_m = build_manifest(artifact_type="robodm_cache", artifact_uri=lake.uri(cache_key),
                                  inputs=[InputRef(uri=lake.uri(rkey), sha256=manifest_sha256(rel_m), kind="lerobot_dataset",
                                                   episode_ids=ids)],
-                                 config={"video_codec": "ffv1"}, rights=rights, extra={"release": name})
+                                 config={"video_codec": "ffv1"}, rights=rights,
+                                 extra={"release": name, "repo_id": "hvla/bench", "num_episodes": len(ids),
+                                        "num_frames": 90 * len(ids), "bytes": 1, "codecs": {}, "problems": [],
+                                        "roundtrip": {}, "probe_fix_applied": False, "train_episode_ids": train,
+                                        "heldout_episode_ids": sorted(held)})
         _write(lake, cache_key, cache_m)
         ckpts = []
         for exp in ("a", "b"):
@@ -148,7 +166,11 @@ def build_lake(root: Path, episodes: int, per_partition: int, releases: int) -> 
                                           InputRef(uri=lake.uri(f"{ns_key}/norm_stats.json"), sha256=manifest_sha256(ns_m),
                                                    kind="norm_stats", episode_ids=train)],
                                   config={"release": name, "steps": 1000}, rights=rights,
-                                  extra={"experiment": f"{name}-{exp}", "step": 1000})
+                                  extra={"experiment": f"{name}-{exp}", "config_name": "bench_cfg", "step": 1000,
+                                         "release": name, "repo_id": "hvla/bench", "initial_loss": 1.0,
+                                         "final_loss": 0.5, "mlflow_run_id": None, "num_train_frames": 90 * len(train),
+                                         "num_params": 1, "train_seconds": 1.0, "timings": {},
+                                         "serving_allowed": ["lab_robot"], "serving_blocked": []})
             _write(lake, ck, ck_m)
             ev = f"eval-reports/{name}-{exp}/1000"
             _write(lake, ev, build_manifest(
@@ -156,7 +178,9 @@ def build_lake(root: Path, episodes: int, per_partition: int, releases: int) -> 
                 inputs=[InputRef(uri=lake.uri(ck), sha256=manifest_sha256(ck_m), kind="checkpoint", episode_ids=train),
                         InputRef(uri=lake.uri(cache_key), sha256=manifest_sha256(cache_m), kind="robodm_cache",
                                  episode_ids=sorted(held))],
-                config={"seed": 1000}, rights=rights, extra={"experiment": f"{name}-{exp}", "step": 1000}))
+                config={"seed": 1000}, rights=rights,
+                extra={"experiment": f"{name}-{exp}", "checkpoint": lake.uri(ck), "step": 1000, "release": name,
+                       "mlflow_run_id": None}))
             ckpts.append(ck)
         out["releases"].append({"release": rkey, "checkpoints": ckpts, "episodes": len(ids), "train": len(train)})
     return out

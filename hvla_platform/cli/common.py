@@ -7,6 +7,8 @@ emergency stop; 4 the robot stopped on a fault.
 
 from __future__ import annotations
 
+import sys
+
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.lake_config import open_lake
 
@@ -16,6 +18,23 @@ EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_ESTOP, EXIT_FAULT = 0, 1, 2, 3, 4
 def echo(msg: str) -> None:
     """Print one line to stdout, flushed (progress reaches a pipe or log at once)."""
     print(msg, flush=True)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the request was refused" (bad input, rights, unknown id, missing
+    artifact or file) rather than a bug: an exception class defined by the platform's library
+    (``ReleaseSpecError``, ``RightsError``, ``ContractError``, ``ManifestError``, ``LineageError``…),
+    or a missing file the user named. Anything else keeps its traceback."""
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return True
+    return any(c.__module__.startswith("hvla_platform.lib.") for c in type(exc).__mro__)
+
+
+def refuse(command: str, exc: BaseException) -> int:
+    """Print ``hvla <command>: <reason>`` on stderr (one line) and return :data:`EXIT_REFUSED`."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"hvla {command}: {reason}", file=sys.stderr, flush=True)
+    return EXIT_REFUSED
 
 
 def open_env_lake() -> Lake:

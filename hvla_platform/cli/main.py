@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from hvla_platform.cli import demo, ingest, lineage, qa, release, rights, serving, sim, train, ui
+from hvla_platform.cli.common import is_refusal, refuse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,9 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``hvla`` console script; returns the exit code."""
+    """Entry point of the ``hvla`` console script; returns the exit code (0 everything asked for
+    succeeded, 1 a run failed, 2 refused: :mod:`hvla_platform.cli.common`)."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:
+        if is_refusal(exc):
+            return refuse(args.command, exc)
+        raise
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from hvla_platform.cli.common import echo, open_env_lake
+from hvla_platform.lib.core.tables import check_qa_results
 from hvla_platform.lib.processing.qa.decisions import latest_decisions, record_decision
 
 
@@ -21,7 +22,9 @@ def cmd_qa(args: argparse.Namespace) -> int:
         return 0
     decisions = latest_decisions(lake)
     for prefix in lake.list_artifacts("episodes-hdf5"):
-        for c in lake.read_manifest(prefix).get("conversions", []):
+        rows = check_qa_results(lake.read_manifest(prefix).get("conversions", []),
+                                where=f"{lake.uri(lake.manifest_key(prefix))} (conversions)")
+        for c in rows:
             failed = [k for k, v in c.get("qa_checks", {}).items() if not v["passed"]]
             d = decisions.get(c["episode_id"])
             echo(f"{c['episode_id']:<32} score {c.get('quality_score')!s:<7} {c['status']:<10} "

@@ -14,7 +14,7 @@ def register_release_file(spec_path: Path) -> str:
     # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
     from hvla_platform.cli.orchestration import add_partitions, instance  # noqa: PLC0415
 
-    spec = register_release(open_env_lake(), spec_path.read_text(encoding="utf-8"))
+    spec = register_release(open_env_lake(), spec_path.read_text(encoding="utf-8"), source=str(spec_path))
     add_partitions(instance(), "release", [spec.name])
     return spec.name
 

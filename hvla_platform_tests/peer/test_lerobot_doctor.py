@@ -110,10 +110,10 @@ def clean(tmp_path_factory):
     lake = LocalLake(tmp_path_factory.mktemp("clean") / "lake")
     convs = _pipeline(lake, RECORDINGS)
     build = build_release(lake, ReleaseSpec.from_yaml(DEFAULT_SPEC.read_text()))
-    with lake.local_artifact(f"lerobot/{build.manifest['repo_id']}/{build.manifest['release']}") as root:
+    with lake.local_artifact(build.prefix) as root:
         dest = tmp_path_factory.mktemp("clean-ds") / "dataset"
         shutil.copytree(root, dest)
-    return convs, build.manifest, dest, run_lerobot_doctor(dest)
+    return convs, build.manifest.to_dict(), dest, run_lerobot_doctor(dest)
 
 
 def test_demo_release_passes_lerobot_doctor_ci_without_errors(clean):
@@ -228,7 +228,7 @@ def planted(tmp_path_factory):
         with lake.local_artifact(f"lerobot/{spec.repo_id}/{spec.name}") as root:
             dest = base / name
             shutil.copytree(root, dest)
-        out[name] = (build.manifest, dest, run_lerobot_doctor(dest))
+        out[name] = (build.manifest.to_dict(), dest, run_lerobot_doctor(dest))
     jumped = base / "planted-v1-tsjump"
     shutil.copytree(out["planted-v1"][1], jumped)
     _plant_timestamp_jump(jumped, out["planted-v1"][0]["episode_index"][JUMP_EPISODE], JUMP_FRAME, JUMP_S)

@@ -130,8 +130,19 @@ try {
     // the gear among the graph's zoom controls (the navigation has a "Settings" entry too)
     const gear = page.getByRole('img', { name: 'settings', exact: true });
     const controls = innermost(page, page.getByRole('img', { name: 'zoom_in', exact: true }), gear);
-    await controls.getByRole('button').filter({ has: gear }).click();
-    await page.getByRole('menuitem', { name: /Expand all groups/ }).click();
+    // The community dialog can pop up while the menu is open; dismissing it closes the menu and
+    // detaches the item, so a click would wait for it forever: open the menu again in that case.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await controls.getByRole('button').filter({ has: gear }).click();
+        await page.getByRole('menuitem', { name: /Expand all groups/ }).click({ timeout: 8_000 });
+        break;
+      } catch (e) {
+        if (attempt >= 3) throw e;
+        log(`the settings menu closed before "Expand all groups" was clicked (attempt ${attempt}); opening it again`);
+        await page.keyboard.press('Escape');
+      }
+    }
     // The layout changes under the old viewport; reload so that the graph is fitted to the
     // screen again (the expansion is remembered by the browser).
     await page.reload();

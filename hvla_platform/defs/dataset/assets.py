@@ -7,7 +7,7 @@ from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import release_partitions
 from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.dataset.lerobot_release import schema_diff
-from hvla_platform.lib.dataset.norm_stats_build import MIN_STD, build_norm_stats
+from hvla_platform.lib.dataset.norm_stats_build import MIN_STD, build_norm_stats, load_norm_stats
 from hvla_platform.lib.dataset.build import build_release
 from hvla_platform.lib.processing.qa.decisions import record_decision
 from hvla_platform.lib.dataset.norm_stats_build import norm_stats_prefix
@@ -64,43 +64,43 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
     spec = load_release(lk, context.partition_key)
     build = build_release(lk, spec, progress=context.log.info)
     m = build.manifest
-    selected = len(build.selection.episodes) if build.selection else m["num_episodes"]
+    selected = len(build.selection.episodes)
     prev = previous_release_manifest(lk, spec)
-    diffs = schema_diff(prev["feature_schema"], m["feature_schema"]) if prev else []
-    tasks = m.get("tasks", [])
+    diffs = schema_diff(prev.feature_schema, m.feature_schema) if prev else []
+    tasks = m.tasks
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": build.uri,
-            "dagster/row_count": m["num_frames"],
+            "dagster/row_count": m.num_frames,
             "hvla/release": spec.name,
             "hvla/repo_id": spec.repo_id,
-            "hvla/num_episodes": m["num_episodes"],
-            "hvla/num_frames": m["num_frames"],
-            "hvla/fps": m["fps"],
-            "hvla/train_episodes": ", ".join(m["train_episode_ids"]),
-            "hvla/heldout_episodes": ", ".join(m["heldout_episode_ids"]) or "(none)",
-            "hvla/excluded_episodes": dg.MetadataValue.json(m.get("excluded") or {}),
-            "hvla/approved_by_supervisor": dg.MetadataValue.json(m.get("approved") or {}),
+            "hvla/num_episodes": m.num_episodes,
+            "hvla/num_frames": m.num_frames,
+            "hvla/fps": m.fps,
+            "hvla/train_episodes": ", ".join(m.train_episode_ids),
+            "hvla/heldout_episodes": ", ".join(m.heldout_episode_ids) or "(none)",
+            "hvla/excluded_episodes": dg.MetadataValue.json(m.excluded),
+            "hvla/approved_by_supervisor": dg.MetadataValue.json(m.approved),
             "hvla/min_quality": spec.min_quality,
-            "hvla/partitions": ", ".join(m.get("partitions", [])),
-            "hvla/codebase_version": str(m.get("codebase_version")),
-            "hvla/reload_probe": dg.MetadataValue.json(build.probe),
-            "hvla/features": dg.MetadataValue.json(m["feature_schema"]),
+            "hvla/partitions": ", ".join(m.partitions),
+            "hvla/codebase_version": str(m.codebase_version),
+            "hvla/reload_probe": dg.MetadataValue.json(m.probe),
+            "hvla/features": dg.MetadataValue.json(m.feature_schema),
             "status": build.status,
             **lineage_metadata(lk, lerobot_prefix(spec)),
             **rights_metadata(build.rights),
         },
         check_results=[
-            dg.AssetCheckResult(check_name="episode_count", passed=m["num_episodes"] == selected,
-                                metadata={"hvla/selected": selected, "hvla/written": m["num_episodes"]}),
+            dg.AssetCheckResult(check_name="episode_count", passed=m.num_episodes == selected,
+                                metadata={"hvla/selected": selected, "hvla/written": m.num_episodes}),
             dg.AssetCheckResult(
                 check_name="schema_stable", passed=not diffs,
-                metadata={"hvla/previous_release": prev["release"] if prev else "(none: first release of this repo_id)",
+                metadata={"hvla/previous_release": prev.release if prev else "(none: first release of this repo_id)",
                           "hvla/differences": "\n".join(diffs) or "(none)"}),
             dg.AssetCheckResult(check_name="tasks_non_empty", passed=bool(tasks) and all(t.strip() for t in tasks),
                                 metadata={"hvla/tasks": "\n".join(tasks) or "(none)"}),
-            dg.AssetCheckResult(check_name="timestamps_regular", passed=not m.get("timestamp_problems"),
-                                metadata={"hvla/problems": dg.MetadataValue.json(m.get("timestamp_problems") or {})}),
+            dg.AssetCheckResult(check_name="timestamps_regular", passed=not m.timestamp_problems,
+                                metadata={"hvla/problems": dg.MetadataValue.json(m.timestamp_problems)}),
         ],
     )
 
@@ -124,15 +124,16 @@ def norm_stats(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
     lk = lake.get_lake()
     spec = load_release(lk, context.partition_key)
     b = build_norm_stats(lk, spec)
-    nonfinite = [p for p in b.problems if "non-finite" in p or "missing" in p]
-    low_std = [p for p in b.problems if "std" in p and p not in nonfinite]
+    problems = b.manifest.problems
+    nonfinite = [p for p in problems if "non-finite" in p or "missing" in p]
+    low_std = [p for p in problems if "std" in p and p not in nonfinite]
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": b.uri,
             "hvla/release": spec.name,
-            "hvla/num_frames": b.manifest["num_frames"],
-            "hvla/excluded_heldout_episodes": ", ".join(b.manifest["excluded_heldout_episode_ids"]) or "(none)",
-            "hvla/norm_stats": dg.MetadataValue.json(b.stats),
+            "hvla/num_frames": b.manifest.num_frames,
+            "hvla/excluded_heldout_episodes": ", ".join(b.manifest.excluded_heldout_episode_ids) or "(none)",
+            "hvla/norm_stats": dg.MetadataValue.json(load_norm_stats(lk, spec.name)),
             "status": b.status,
             **lineage_metadata(lk, norm_stats_prefix(spec.name)),
             **rights_metadata(b.rights),
@@ -179,17 +180,17 @@ def robodm_cache(context: dg.AssetExecutionContext, config: RoboDMConfig, lake: 
                     roundtrip_seed=config.roundtrip_seed)
     m = b.manifest
     # check_cache re-reads every .vla with PyAV; its codec findings name the image stream
-    codec_problems = [p for p in b.problems if IMAGE_PREFIX in p]
-    other = [p for p in b.problems if p not in codec_problems]
+    codec_problems = [p for p in m.problems if IMAGE_PREFIX in p]
+    other = [p for p in m.problems if p not in codec_problems]
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": b.uri,
-            "dagster/row_count": m["num_frames"],
+            "dagster/row_count": m.num_frames,
             "hvla/release": spec.name,
-            "hvla/num_episodes": m["num_episodes"],
-            "hvla/bytes": m["bytes"],
-            "hvla/video_codec": m["config"]["video_codec"],
-            "hvla/codecs_written": dg.MetadataValue.json(m["codecs"]),
+            "hvla/num_episodes": m.num_episodes,
+            "hvla/bytes": m.bytes,
+            "hvla/video_codec": m.config["video_codec"],
+            "hvla/codecs_written": dg.MetadataValue.json(m.codecs),
             "status": b.status,
             **lineage_metadata(lk, robodm_prefix(spec.name)),
             **rights_metadata(b.rights),
@@ -200,7 +201,7 @@ def robodm_cache(context: dg.AssetExecutionContext, config: RoboDMConfig, lake: 
             dg.AssetCheckResult(check_name="codec_written", passed=not codec_problems,
                                 metadata={"hvla/problems": "\n".join(codec_problems) or "(none)",
                                           "hvla/configured": config.video_codec}),
-            dg.AssetCheckResult(check_name="roundtrip", passed=bool(b.roundtrip.get("ok")),
-                                metadata={"hvla/result": dg.MetadataValue.json(b.roundtrip)}),
+            dg.AssetCheckResult(check_name="roundtrip", passed=bool(m.roundtrip.get("ok")),
+                                metadata={"hvla/result": dg.MetadataValue.json(m.roundtrip)}),
         ],
     )

@@ -5,8 +5,7 @@ import dagster as dg
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
-from hvla_platform.lib.evaluation.build import EvalConfig, evaluate_experiment
-from hvla_platform.lib.core.keys import eval_report_prefix
+from hvla_platform.lib.evaluation.build import EvalConfig, evaluate_experiment, read_eval_metrics
 
 
 class EvalReportConfig(dg.Config):
@@ -47,18 +46,18 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
     b = evaluate_experiment(lk, context.partition_key, cfg, env_factory=env_factory if config.closed_loop_trials else None,
                             arm_limits=arm_joint_limits() if config.closed_loop_trials else None,
                             tracking_uri=mlflow.uri(), artifact_root=mlflow.artifacts(), log=context.log.info)
-    eval_prefix = eval_report_prefix(context.partition_key, b.manifest['step'])
-    off = b.metrics.get("offline", {})
+    metrics = read_eval_metrics(lk, b.prefix)
+    off = metrics.get("offline", {})
     comp = off.get("comparison", {})
-    closed = b.metrics.get("closed_loop") or {}
+    closed = metrics.get("closed_loop") or {}
     pol_mae = (off.get("policy", {}).get("first", {}) or {}).get("mae")
     base_mae = (off.get("baseline", {}).get("first", {}) or {}).get("mae")
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": b.uri,
             "hvla/report": dg.MetadataValue.url(b.uri.rstrip("/") + "/report.html"),
-            "hvla/checkpoint": b.manifest["checkpoint"],
-            "hvla/heldout_episodes": ", ".join(b.manifest["episode_ids"]) or "(none)",
+            "hvla/checkpoint": b.manifest.checkpoint,
+            "hvla/heldout_episodes": ", ".join(b.manifest.episode_ids) or "(none)",
             "hvla/policy_mae_rad": pol_mae if pol_mae is not None else "n/a",
             "hvla/baseline_mae_rad": base_mae if base_mae is not None else "n/a",
             "hvla/mae_ratio_vs_baseline": comp.get("first_mae_ratio") if comp.get("first_mae_ratio") is not None else "n/a",
@@ -66,7 +65,7 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
             "hvla/closed_loop_trials": closed.get("trials", 0),
             "hvla/closed_loop_path": (closed.get("served_via") or {}).get("protocol", "not run"),
             "status": b.status,
-            **lineage_metadata(lk, eval_prefix),
+            **lineage_metadata(lk, b.prefix),
             **rights_metadata(b.rights),
         },
         check_results=[dg.AssetCheckResult(

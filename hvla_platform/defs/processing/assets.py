@@ -104,7 +104,7 @@ def episodes_hdf5(context: dg.AssetExecutionContext, config: EpisodesConfig, lak
             if (Path(d) / "qa").is_dir():
                 shutil.copytree(Path(d) / "qa", Path(tmp) / "qa")
             run_id = log_partition_qa(mlflow.uri(), partition=f"{day}|{robot}",
-                                      conversions=res.manifest["conversions"], thresholds=qa.to_dict(),
+                                      conversions=res.manifest.conversions, thresholds=qa.to_dict(),
                                       report_dir=Path(tmp), artifact_dir=mlflow.artifacts())
     return dg.MaterializeResult(
         metadata={
@@ -120,7 +120,7 @@ def episodes_hdf5(context: dg.AssetExecutionContext, config: EpisodesConfig, lak
             "hvla/not_converted": dg.MetadataValue.json(
                 {e.episode_id: e.reason for e in res.episodes if e.status != "converted"}
                 | {s["episode_id"]: s["reasons"] for s in res.skipped}) if (len(converted) < len(res.episodes) or res.skipped) else "(none)",
-            "hvla/fingerprint": res.manifest.get("fingerprint", ""),
+            "hvla/fingerprint": res.manifest.fingerprint,
             "status": res.status,
             **rights_metadata(res.rights),
         },

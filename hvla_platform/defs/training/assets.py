@@ -50,23 +50,23 @@ def checkpoint(context: dg.AssetExecutionContext, config: CheckpointConfig, lake
     b = train_experiment(lk, cfg, tracking_uri=mlflow.uri(), artifact_root=mlflow.artifacts(), log=context.log.info,
                          norm_stats_release=config.norm_stats_release or None)
     m = b.manifest
-    ratio = m["final_loss"] / m["initial_loss"] if m["initial_loss"] > 0 else float("inf")
+    ratio = m.final_loss / m.initial_loss if m.initial_loss > 0 else float("inf")
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": b.uri,
             "hvla/experiment": context.partition_key,
             "hvla/release": config.release,
-            "hvla/step": m["step"],
-            "hvla/initial_loss": m["initial_loss"],
-            "hvla/final_loss": m["final_loss"],
-            "hvla/num_train_frames": m["num_train_frames"],
-            "hvla/num_params": m["num_params"],
-            "hvla/train_seconds": round(m["train_seconds"], 1),
-            "hvla/mlflow_run_id": str(m["mlflow_run_id"]),
-            "hvla/serving_allowed": ", ".join(m["serving_allowed"]) or "(none)",
-            "hvla/serving_blocked": ", ".join(m["serving_blocked"]) or "(none)",
+            "hvla/step": m.step,
+            "hvla/initial_loss": m.initial_loss,
+            "hvla/final_loss": m.final_loss,
+            "hvla/num_train_frames": m.num_train_frames,
+            "hvla/num_params": m.num_params,
+            "hvla/train_seconds": round(m.train_seconds, 1),
+            "hvla/mlflow_run_id": str(m.mlflow_run_id),
+            "hvla/serving_allowed": ", ".join(m.serving_allowed) or "(none)",
+            "hvla/serving_blocked": ", ".join(m.serving_blocked) or "(none)",
             "status": b.status,
-            **lineage_metadata(lk, b.key),
+            **lineage_metadata(lk, b.prefix),
             **rights_metadata(b.rights),
         },
         check_results=[dg.AssetCheckResult(check_name="loss_fell", passed=ratio <= LOSS_RATIO_MAX,

@@ -122,6 +122,7 @@ def episodes_prefix(day: str, robot: str) -> str:
     """``episodes-hdf5/<day>/<robot>``: one artifact per partition holding ``<episode>.h5`` files."""
     return "/".join([EPISODES, day, robot])
 
+
 def spec_key(release: str) -> str:
     """``release-specs/<release>.yaml``: a registered release spec."""
     return f"{RELEASE_SPECS}/{release}.yaml"

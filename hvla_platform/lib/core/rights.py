@@ -8,6 +8,10 @@ artifact's rights are computed from its inputs by :func:`combine_rights`:
 * data owners, sites, customers, consent references, licenses: the **union**;
 * retention: the **earliest** ``retention_until`` date;
 * ``contains_human_video`` / ``contains_customer_environment``: true if any input is.
+
+The keys of the ``rights`` block are checked strictly (:class:`RightsBlock`): a misspelled key such
+as ``contains_customer_enviroment`` is refused with the closest valid key, instead of the flag it
+meant silently defaulting to false.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
+
+from pydantic import Field
+
+from hvla_platform.lib.core.contracts import StrictModel, validate_document
 
 #: Uses a piece of data may be put to (seed 000: "separate the right to train, serve, log and
 #: retrain"). Training and serving targets are both named here so a checkpoint's serving
@@ -32,6 +40,26 @@ SERVING_USES = ("lab_robot", "staging_demo", "public_api", "third_party_resale")
 
 class RightsError(ValueError):
     """A rights block is missing, malformed or does not allow what was asked."""
+
+
+class RightsBlock(StrictModel):
+    """The contract of the ``rights`` block of a recording's ``metadata.yaml``: its keys.
+
+    Unknown keys are refused and the six fields without a default are required. The values are
+    typed ``Any`` here on purpose: :meth:`Rights.from_episode_metadata` checks each of them and
+    raises a :class:`RightsError` naming the field and the expected form (the descriptions below).
+    """
+
+    data_owner: Any = Field(description="a string or a list of strings, not empty")
+    license: Any = Field(description="a string or a list of strings, not empty")
+    consent_refs: Any = Field(description="a string or a list of strings")
+    allowed_uses: Any = Field(description=f"a non-empty list of {KNOWN_USES}")
+    retention_until: Any = Field(description="an ISO date (YYYY-MM-DD)")
+    contains_human_video: Any = Field(description="true or false")
+    contains_customer_environment: Any = Field(default=False, description="true or false (default false)")
+    site: Any = Field(default=None, description="a string or a list (default: the metadata's top-level 'site')")
+    customer: Any = Field(default=None,
+                          description="a string or a list (default: the metadata's top-level 'customer')")
 
 
 def _as_list(value: Any, field_name: str) -> list[str]:
@@ -95,11 +123,13 @@ class Rights:
         """Validate and parse the rights of one raw episode from its ``metadata.yaml`` mapping.
 
         ``site`` and ``customer`` are read from the top level of the metadata (they describe the
-        capture), everything else from its ``rights`` block.
+        capture), everything else from its ``rights`` block, whose keys must be those of
+        :class:`RightsBlock`.
 
         Raises:
-            RightsError: the rights block is missing, a required field is missing or malformed,
-                or an allowed use is not one of :data:`KNOWN_USES`.
+            RightsError: the rights block is missing, has an unknown key (the message names it and
+                the closest valid key), a required field is missing or malformed, or an allowed
+                use is not one of :data:`KNOWN_USES`.
         """
         if not isinstance(metadata, Mapping):
             raise RightsError("metadata.yaml must be a mapping")
@@ -108,6 +138,7 @@ class Rights:
             raise RightsError("metadata.yaml has no 'rights' block: the episode declares no rights")
         if not isinstance(block, Mapping):
             raise RightsError("'rights' must be a mapping")
+        validate_document(RightsBlock, block, source="rights", error_cls=RightsError)
         required = ("data_owner", "license", "consent_refs", "allowed_uses", "retention_until",
                     "contains_human_video")
         missing = [k for k in required if k not in block]

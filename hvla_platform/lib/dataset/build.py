@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from hvla_platform.lib.core.keys import EPISODES
+from hvla_platform.lib.core.keys import episodes_prefix
 from hvla_platform.lib.dataset.lerobot_release import build_lerobot_dataset, feature_schema, load_and_probe, read_info
-from hvla_platform.lib.core.manifest import InputRef, build_manifest, fingerprint
+from hvla_platform.lib.core.manifest import Content, InputRef, Published, publish_if_changed
 from hvla_platform.lib.dataset.timestamps import check_lerobot_timestamps
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.dataset.releases import Selection, lerobot_prefix, select_episodes
-from hvla_platform.lib.core.rights import Rights, combine_rights
+from hvla_platform.lib.core.rights import combine_rights
 from hvla_platform.lib.core.lake import Lake
 
 
 @dataclass
-class ReleaseBuild:
-    """Outcome of :func:`build_release`: ``status`` is ``materialized`` or ``cached``."""
+class ReleaseBuild(Published):
+    """:class:`~hvla_platform.lib.core.manifest.Published` plus the episode selection the release
+    was built from (what the ``episode_count`` check compares the written dataset with)."""
 
-    status: str
-    uri: str
-    manifest: dict[str, Any]
-    selection: Selection | None
-    rights: Rights
-    probe: dict[str, Any]
+    selection: Selection
 
 
 def _inputs(lake: Lake, sel: Selection) -> list[InputRef]:
@@ -46,51 +41,48 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
         LeRobotReleaseError: see :func:`~hvla_platform.lib.dataset.lerobot_release.build_lerobot_dataset`.
     """
     sel = select_episodes(lake, spec)
-    inputs = _inputs(lake, sel)
     config = {"spec": spec.to_dict(), "spec_sha256": spec.digest(),
               "excluded": sel.excluded, "approved": sel.approved}  # decisions change the fingerprint
-    fp = fingerprint([i.to_dict() for i in inputs], config)
-    prefix = lerobot_prefix(spec)
-    existing = lake.read_manifest(prefix)
-    if existing is not None and existing.get("fingerprint") == fp:
-        return ReleaseBuild("cached", lake.uri(prefix), existing, sel, Rights.from_dict(existing["rights"]),
-                            existing.get("probe", {}))
-    rights = combine_rights(e.rights for e in sel.episodes)
     by_key = {e.hdf5_key: e for e in sel.episodes}
-    with tempfile.TemporaryDirectory(prefix="hvla-release-") as tmp, contextlib.ExitStack() as stack:
-        local_paths: list[Path] = []
-        source_uris: dict[str, str] = {}
-        dirs: dict[str, Path] = {}
-        for e in sel.episodes:
-            part = f"{EPISODES}/{e.capture_day}/{e.robot_id}"
-            if part not in dirs:
-                dirs[part] = stack.enter_context(lake.local_artifact(part))
-            p = dirs[part] / e.hdf5_key[len(part) + 1:]
-            local_paths.append(p)
-            source_uris[str(p)] = lake.uri(e.hdf5_key)
-        root = Path(tmp) / "dataset"
-        result = build_lerobot_dataset(spec, local_paths, root, rights=rights.to_dict(), progress=progress,
-                                       source_uris=source_uris)
-        probe = load_and_probe(root, spec.repo_id)
-        ts = check_lerobot_timestamps(root)
-        timestamp_problems = {str(ep_idx): r["detail"] for ep_idx, r in ts.items() if not r["passed"]}
-        info = read_info(root)
-        manifest = build_manifest(
-            artifact_type="lerobot_dataset", artifact_uri=lake.uri(prefix), inputs=inputs, config=config,
-            rights=rights, local_dir=root, episode_ids=result.episode_ids,
-            extra={
-                "release": spec.name, "repo_id": spec.repo_id, "codebase_version": info.get("codebase_version"),
-                "num_episodes": result.num_episodes, "num_frames": result.num_frames, "fps": result.fps,
-                "episode_index": {ep: i for i, ep in enumerate(result.episode_ids)},
-                "train_episode_ids": result.train_episode_ids, "heldout_episode_ids": result.heldout_episode_ids,
-                "train_episode_indices": result.train_episode_indices,
-                "heldout_episode_indices": result.heldout_episode_indices,
-                "excluded": sel.excluded, "approved": sel.approved,
-                "quality_scores": {e.episode_id: e.quality_score for e in sel.episodes}, "partitions": [f"{d}|{r}" for d, r in sel.partitions],
-                "feature_schema": feature_schema(info), "tasks": sorted({by_key[k].task for k in by_key}),
-                "probe": probe, "video_codec": result.video_codec, "timestamp_problems": timestamp_problems,
-                "partition_inputs": sel.inputs,
-            },
-        )
-        lake.publish_artifact(prefix, root, manifest)
-    return ReleaseBuild("materialized", lake.uri(prefix), manifest, sel, rights, probe)
+
+    def write(root: Path) -> Content:
+        rights = combine_rights(e.rights for e in sel.episodes)
+        with contextlib.ExitStack() as stack:
+            local_paths: list[Path] = []
+            source_uris: dict[str, str] = {}
+            dirs: dict[str, Path] = {}
+            for e in sel.episodes:
+                part = episodes_prefix(e.capture_day, e.robot_id)
+                if part not in dirs:
+                    dirs[part] = stack.enter_context(lake.local_artifact(part))
+                p = dirs[part] / e.hdf5_key[len(part) + 1:]
+                local_paths.append(p)
+                source_uris[str(p)] = lake.uri(e.hdf5_key)
+            dataset = root / "dataset"  # LeRobot's writer wants to create its root itself
+            result = build_lerobot_dataset(spec, local_paths, dataset, rights=rights.to_dict(), progress=progress,
+                                           source_uris=source_uris)
+        probe = load_and_probe(dataset, spec.repo_id)
+        ts = check_lerobot_timestamps(dataset)
+        info = read_info(dataset)
+        for child in dataset.iterdir():
+            child.rename(root / child.name)
+        dataset.rmdir()
+        return Content(rights=rights, episode_ids=result.episode_ids, extra={
+            "release": spec.name, "repo_id": spec.repo_id, "codebase_version": info.get("codebase_version"),
+            "num_episodes": result.num_episodes, "num_frames": result.num_frames, "fps": result.fps,
+            "episode_index": {ep: i for i, ep in enumerate(result.episode_ids)},
+            "train_episode_ids": result.train_episode_ids, "heldout_episode_ids": result.heldout_episode_ids,
+            "train_episode_indices": result.train_episode_indices,
+            "heldout_episode_indices": result.heldout_episode_indices,
+            "excluded": sel.excluded, "approved": sel.approved,
+            "quality_scores": {e.episode_id: e.quality_score for e in sel.episodes},
+            "partitions": [f"{d}|{r}" for d, r in sel.partitions],
+            "feature_schema": feature_schema(info), "tasks": sorted({by_key[k].task for k in by_key}),
+            "probe": probe, "video_codec": result.video_codec,
+            "timestamp_problems": {str(i): r["detail"] for i, r in ts.items() if not r["passed"]},
+            "partition_inputs": sel.inputs,
+        })
+
+    published = publish_if_changed(lake, lerobot_prefix(spec), artifact_type="lerobot_dataset",
+                                   inputs=_inputs(lake, sel), config=config, write=write)
+    return ReleaseBuild(**vars(published), selection=sel)

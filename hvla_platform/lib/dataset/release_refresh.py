@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from hvla_platform.lib.core.keys import LEROBOT, RELEASE_SPECS, episodes_prefix
-from hvla_platform.lib.core.manifest import manifest_sha256
+from hvla_platform.lib.core.manifest import EpisodesManifest, LeRobotDatasetManifest, load_manifest
 from hvla_platform.lib.dataset.spec import ReleaseSpec, ReleaseSpecError
 from hvla_platform.lib.dataset.releases import available_episode_partitions, load_release, register_release, spec_key
 from hvla_platform.lib.core.lake import Lake
@@ -57,8 +57,8 @@ def following_specs(lake: Lake) -> tuple[list[ReleaseSpec], list[str]]:
             continue
         try:
             spec = load_release(lake, name[: -len(".yaml")])
-        except (ReleaseSpecError, FileNotFoundError) as exc:
-            problems.append(f"{lake.uri(key)}: {exc}")
+        except (ReleaseSpecError, FileNotFoundError) as exc:  # a ReleaseSpecError names the spec's URI itself
+            problems.append(str(exc) if isinstance(exc, ReleaseSpecError) else f"{lake.uri(key)}: {exc}")
             continue
         if not spec.partitions and not _REVISION.search(spec.name):
             specs.append(spec)
@@ -69,19 +69,19 @@ def converted_partitions(lake: Lake) -> dict[str, str]:
     """``{"<day>|<robot>": sha256 of its episodes-hdf5 manifest}`` of every converted partition."""
     out = {}
     for day, robot in available_episode_partitions(lake):
-        manifest = lake.read_manifest(episodes_prefix(day, robot))
+        manifest = load_manifest(lake, episodes_prefix(day, robot), EpisodesManifest)
         if manifest is not None:
-            out[f"{day}|{robot}"] = manifest_sha256(manifest)
+            out[f"{day}|{robot}"] = manifest.sha256()
     return out
 
 
-def latest_line_release(lake: Lake, spec: ReleaseSpec) -> dict | None:
+def latest_line_release(lake: Lake, spec: ReleaseSpec) -> LeRobotDatasetManifest | None:
     """Manifest of the most recently built release of ``spec``'s line (itself or a snapshot), or ``None``."""
     line = re.compile(rf"^{re.escape(spec.name)}(-\d{{8}})?$")
     best = None
     for prefix in lake.list_artifacts(f"{LEROBOT}/{spec.repo_id}"):
-        m = lake.read_manifest(prefix)
-        if m and line.match(str(m.get("release", ""))) and (best is None or m["created_at"] > best["created_at"]):
+        m = load_manifest(lake, prefix, LeRobotDatasetManifest)
+        if m and line.match(m.release) and (best is None or m.created_at > best.created_at):
             best = m
     return best
 
@@ -99,8 +99,7 @@ def plan_refresh(lake: Lake, day: dt.date) -> tuple[list[RefreshPlan], list[str]
         return [], problems
     for spec in specs:
         prev = latest_line_release(lake, spec)
-        before = {i["partition"]: i["sha256"] for i in (prev or {}).get("partition_inputs", [])
-                  if "partition" in i}
+        before = {i["partition"]: i["sha256"] for i in (prev.partition_inputs if prev else []) if "partition" in i}
         if prev is not None and before == current:
             continue
         name = f"{spec.name}-{day:%Y%m%d}"

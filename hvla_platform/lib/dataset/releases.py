@@ -8,23 +8,26 @@ from typing import Any
 
 from hvla_platform.lib.core.keys import EPISODES, LEROBOT, episodes_prefix
 from hvla_platform.lib.ingest.raw import read_partition_index
-from hvla_platform.lib.core.manifest import manifest_sha256
+from hvla_platform.lib.core.manifest import LeRobotDatasetManifest, load_manifest, manifest_sha256
 from hvla_platform.lib.processing.qa.decisions import latest_decisions
 from hvla_platform.lib.core.withdrawals import revoked_episodes
 from hvla_platform.lib.processing.qa.score import GATES
 from hvla_platform.lib.dataset.spec import ReleaseSpec, ReleaseSpecError
 from hvla_platform.lib.core.rights import Rights, RightsError
 from hvla_platform.lib.core.lake import Lake
+from hvla_platform.lib.core.tables import check_qa_results
 from hvla_platform.lib.core.keys import lerobot_release_prefix, spec_key
 
 
-def register_release(lake: Lake, spec_yaml: str) -> ReleaseSpec:
+def register_release(lake: Lake, spec_yaml: str, *, source: str = "release spec") -> ReleaseSpec:
     """Validate a release spec and store it in the lake (replacing an earlier spec of that name).
+
+    ``source`` names the spec's file in error messages.
 
     Raises:
         ReleaseSpecError: the spec is invalid.
     """
-    spec = ReleaseSpec.from_yaml(spec_yaml)
+    spec = ReleaseSpec.from_yaml(spec_yaml, source=source)
     lake.write_bytes(spec_key(spec.name), spec_yaml.encode() if isinstance(spec_yaml, str) else spec_yaml)
     return spec
 
@@ -40,7 +43,7 @@ def load_release(lake: Lake, release: str) -> ReleaseSpec:
     if not lake.exists(key):
         raise FileNotFoundError(f"release {release!r} has no registered spec ({lake.uri(key)}); "
                                 "register it with `hvla release register <spec.yaml>`")
-    spec = ReleaseSpec.from_yaml(lake.read_bytes(key))
+    spec = ReleaseSpec.from_yaml(lake.read_bytes(key), source=lake.uri(key))
     if spec.name != release:
         raise ReleaseSpecError(f"{lake.uri(key)} declares name {spec.name!r}, expected {release!r}")
     return spec
@@ -101,6 +104,7 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
     Raises:
         FileNotFoundError: a partition named by the spec has no HDF5 artifact.
         ValueError: the spec selects no episode at all.
+        TableError: a partition's index or QA results do not match their schemas.
     """
     today = today or dt.date.today()
     decisions = latest_decisions(lake)
@@ -117,7 +121,8 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
                            "partition": f"{day}|{robot}"})
         raw = {e["episode_id"]: e for e in read_partition_index(lake, day, robot)["episodes"]}
         files = {f["path"]: f["sha256"] for f in manifest.get("files", [])}
-        for conv in manifest["conversions"]:
+        for conv in check_qa_results(manifest["conversions"],
+                                     where=f"{lake.uri(lake.manifest_key(prefix))} (conversions)"):
             ep = conv["episode_id"]
             if conv["status"] != "converted":
                 sel.excluded[ep] = f"not converted: {conv['reason']}"
@@ -183,13 +188,13 @@ def check_customer_mixing(spec: ReleaseSpec, sel: Selection) -> None:
         "{reference, granted_by, customers} to the release spec")
 
 
-def previous_release_manifest(lake: Lake, spec: ReleaseSpec) -> dict[str, Any] | None:
+def previous_release_manifest(lake: Lake, spec: ReleaseSpec) -> LeRobotDatasetManifest | None:
     """The most recently created other release of the same ``repo_id``, or ``None``."""
     best = None
     for prefix in lake.list_artifacts(f"{LEROBOT}/{spec.repo_id}"):
         if prefix == lerobot_prefix(spec):
             continue
-        m = lake.read_manifest(prefix)
-        if m and (best is None or m["created_at"] > best["created_at"]):
+        m = load_manifest(lake, prefix, LeRobotDatasetManifest)
+        if m and (best is None or m.created_at > best.created_at):
             best = m
     return best

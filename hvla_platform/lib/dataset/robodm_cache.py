@@ -3,7 +3,7 @@
 Layout (seed 002, "robodm-cache")::
 
     <out_dir>/episode_<NNNNNN>.vla     one per LeRobot episode (episode_index zero-padded to 6)
-    <out_dir>/manifest.parquet         one row per .vla (columns: :data:`MANIFEST_COLUMNS`)
+    <out_dir>/manifest.parquet         one row per .vla (columns: :data:`~hvla_platform.lib.formats.robodm_manifest.MANIFEST_COLUMNS`)
 
 Feature names inside every ``.vla`` (training code depends on these exact names):
 
@@ -70,6 +70,8 @@ import pyarrow.parquet as pq
 
 from hvla_platform.lib.core import features
 from hvla_platform.lib.core.compat import import_lerobot_dataset, import_robodm
+from hvla_platform.lib.core.tables import TableError
+from hvla_platform.lib.formats.robodm_manifest import read_cache_manifest, write_cache_manifest
 from hvla_platform.lib.dataset.lerobot_release import read_hvla_episodes
 
 DEFAULT_VIDEO_CODEC = "ffv1"
@@ -89,11 +91,6 @@ LEROBOT_KEYS = features.VLA_TO_LEROBOT
 LEROBOT_IMAGE_PREFIX = features.IMAGE_PREFIX
 DECODE_BATCH = 64
 
-MANIFEST_COLUMNS = (
-    "vla_path", "source_repo_id", "source_dataset_version", "source_episode_index",
-    "source_episode_length", "task", "robot_id", "converter_version", "created_at", "qa_status",
-    "episode_id", "split", "video_codec", "bytes",
-)
 
 _PATCH_LOCK = threading.RLock()
 
@@ -413,35 +410,10 @@ def build_robodm_cache(
                 "episode_id": ep_id, "split": str(m.get("split", "")), "video_codec": video_codec,
                 "bytes": path.stat().st_size,
             })
-    manifest_path = write_manifest(out_dir, rows)
+    manifest_path = write_cache_manifest(out_dir, rows)
     return RoboDMCacheResult(out_dir=out_dir, files=files, codecs=codecs, num_episodes=len(files),
                              bytes=sum(p.stat().st_size for p in files), manifest_path=manifest_path,
                              probe_fix_applied=fixed, frames=total_frames)
-
-
-_MANIFEST_SCHEMA = pa.schema([
-    ("vla_path", pa.string()), ("source_repo_id", pa.string()), ("source_dataset_version", pa.string()),
-    ("source_episode_index", pa.int64()), ("source_episode_length", pa.int64()), ("task", pa.string()),
-    ("robot_id", pa.string()), ("converter_version", pa.string()), ("created_at", pa.string()),
-    ("qa_status", pa.string()), ("episode_id", pa.string()), ("split", pa.string()),
-    ("video_codec", pa.string()), ("bytes", pa.int64()),
-])
-
-
-def write_manifest(out_dir: Path, rows: list[dict[str, Any]]) -> Path:
-    """Write ``out_dir/manifest.parquet`` (seed 002's columns + episode_id, split, video_codec, bytes).
-
-    ``vla_path`` is relative to ``out_dir``; ``created_at`` is ISO 8601 UTC.
-    """
-    path = Path(out_dir) / "manifest.parquet"
-    pq.write_table(pa.Table.from_pylist(rows, schema=_MANIFEST_SCHEMA), path)
-    return path
-
-
-def read_manifest(out_dir: Path) -> list[dict[str, Any]]:
-    """Rows of ``out_dir/manifest.parquet`` sorted by source_episode_index."""
-    rows = pq.read_table(Path(out_dir) / "manifest.parquet").to_pylist()
-    return sorted(rows, key=lambda r: r["source_episode_index"])
 
 
 def check_cache(out_dir: Path, *, video_codec: str, expected_episode_indices: list[int]) -> list[str]:
@@ -453,8 +425,8 @@ def check_cache(out_dir: Path, *, video_codec: str, expected_episode_indices: li
     problems: list[str] = []
     out_dir = Path(out_dir)
     try:
-        rows = read_manifest(out_dir)
-    except (OSError, pa.ArrowInvalid) as exc:
+        rows = read_cache_manifest(out_dir)
+    except (OSError, pa.ArrowInvalid, TableError) as exc:
         return [f"manifest.parquet unreadable: {exc}"]
     got = [r["source_episode_index"] for r in rows]
     if got != sorted(expected_episode_indices):

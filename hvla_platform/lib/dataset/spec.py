@@ -15,6 +15,12 @@ Example::
     action_joints: [...]         # default: both arms (14)
     heldout: {fraction: 0.25, seed: 0}     # or {episode_ids: [...]}
     video_codec: h264
+
+The file is validated strictly by :class:`ReleaseSpecDocument` (a
+:class:`~hvla_platform.lib.core.contracts.StrictModel`): an unknown or misspelled key, a missing
+required field or a value of the wrong type is a :class:`ReleaseSpecError` whose one-line message
+names the file, the key (with the closest valid key) and what was expected, e.g.
+``releases/x.yaml: unknown key 'min_qualty' (did you mean 'min_quality'?)``.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ import hashlib
 import random
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 import yaml
+from pydantic import BeforeValidator, Field, field_validator
 
+from hvla_platform.lib.core.contracts import StrictModel, iso_date_to_str, validate_document
 from hvla_platform.lib.processing.qa.thresholds import DEFAULT_MIN_QUALITY
 from hvla_platform.lib.formats.recording.contract import (
     CAMERA_TOPICS,
@@ -39,22 +47,88 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
-#: Default lowest quality score (``hvla_platform.lib.processing.qa.score``) an episode needs to enter a release.
-
-
 class ReleaseSpecError(ValueError):
     """A release spec is malformed."""
 
 
-def _grant(raw: Any) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping) or not raw.get("reference") or not raw.get("granted_by"):
-        raise ReleaseSpecError("'cross_customer_grant' needs 'reference', 'granted_by' and 'customers'")
-    customers = raw.get("customers")
-    if not isinstance(customers, list) or len(customers) < 2 or not all(isinstance(c, str) for c in customers):
-        raise ReleaseSpecError("'cross_customer_grant.customers' must list the (two or more) customers it allows to mix")
-    return {"reference": str(raw["reference"]), "granted_by": str(raw["granted_by"]), "customers": sorted(customers)}
+class PartitionRef(StrictModel):
+    """One ``partitions`` entry: a ``(capture_day, robot_id)`` partition of converted data."""
+
+    capture_day: Annotated[str, BeforeValidator(iso_date_to_str)] = Field(
+        description="capture day, YYYY-MM-DD (quoted or not)")
+    robot_id: str = Field(description="robot id of the partition")
+
+
+class HeldOut(StrictModel):
+    """The ``heldout`` block: a random fraction of episodes (seeded), or explicit episode ids."""
+
+    fraction: Annotated[float, Field(strict=True, ge=0.0, lt=1.0)] = 0.25
+    seed: Annotated[int, Field(strict=True)] = 0
+    episode_ids: list[str] = Field(default_factory=list)
+
+
+class CrossCustomerGrant(StrictModel):
+    """The ``cross_customer_grant`` block: the grant under which a release mixes customers."""
+
+    reference: Annotated[str, Field(min_length=1)]
+    granted_by: Annotated[str, Field(min_length=1)]
+    customers: Annotated[list[str], Field(min_length=2)] = Field(
+        description="every customer the release mixes (two or more)")
+
+
+class ReleaseSpecDocument(StrictModel):
+    """The contract of a release spec file (``releases/<name>.yaml``), as a person writes it.
+
+    Unknown keys are refused; ``name`` and ``repo_id`` are required; everything else has the
+    default shown in the module docstring. :meth:`ReleaseSpec.from_mapping` validates through this
+    model and raises :class:`ReleaseSpecError` with a one-line message.
+    """
+
+    name: str = Field(description="release name, the partition key: [A-Za-z0-9._-], at most 64 characters")
+    repo_id: str = Field(description="LeRobot '<org>/<name>'")
+    description: str = ""
+    partitions: list[PartitionRef] = Field(default_factory=list, description="'all' or a list of partitions")
+    fps: Annotated[int, Field(strict=True, ge=1, le=1000)] = 20
+    cameras: list[str] = Field(default_factory=lambda: list(CAMERA_TOPICS))
+    state_joints: list[str] = Field(default_factory=lambda: list(G1_WAIST_JOINTS + G1_ARM_JOINTS))
+    action_joints: list[str] = Field(default_factory=lambda: list(G1_ARM_JOINTS))
+    heldout: HeldOut | None = None
+    video_codec: str = "h264"
+    robot_type: str = ROBOT_MODEL_G1
+    min_quality: Annotated[float, Field(strict=True, ge=0.0, le=1.0)] = DEFAULT_MIN_QUALITY
+    cross_customer_grant: CrossCustomerGrant | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), "
+                             f"got {value!r}")
+        return value
+
+    @field_validator("repo_id")
+    @classmethod
+    def _org_slash_name(cls, value: str) -> str:
+        if not _REPO_RE.match(value):
+            raise ValueError(f"must look like '<org>/<name>', got {value!r}")
+        return value
+
+    @field_validator("partitions", mode="before")
+    @classmethod
+    def _all_or_list(cls, value: Any) -> Any:
+        if value == "all":
+            return []
+        if not isinstance(value, list):
+            raise ValueError(f"must be 'all' or a list of {{capture_day, robot_id}}, got {value!r}")
+        return value
+
+    @field_validator("cameras")
+    @classmethod
+    def _known_cameras(cls, value: list[str]) -> list[str]:
+        unknown = [c for c in value if c not in CAMERA_TOPICS]
+        if unknown:
+            raise ValueError(f"unknown camera(s) {unknown}, known: {list(CAMERA_TOPICS)}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -100,68 +174,53 @@ class ReleaseSpec:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "ReleaseSpec":
-        """Validate and build a spec from a parsed YAML mapping.
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "release spec") -> "ReleaseSpec":
+        """Validate a parsed YAML mapping strictly (:class:`ReleaseSpecDocument`) and build a spec.
+
+        ``source`` names the file in error messages (a path or a lake URI).
 
         Raises:
-            ReleaseSpecError: a field is missing or invalid (the message names it).
+            ReleaseSpecError: one line naming ``source`` and each problem: an unknown key (with the
+                closest valid key), a missing required field, or a value of the wrong type or range.
         """
-        if not isinstance(data, Mapping):
-            raise ReleaseSpecError("a release spec must be a mapping")
-        for req in ("name", "repo_id"):
-            if not data.get(req):
-                raise ReleaseSpecError(f"release spec is missing '{req}'")
-        name, repo_id = str(data["name"]), str(data["repo_id"])
-        if not _NAME_RE.match(name):
-            raise ReleaseSpecError(f"release name {name!r} must match {_NAME_RE.pattern}")
-        if not _REPO_RE.match(repo_id):
-            raise ReleaseSpecError(f"repo_id {repo_id!r} must look like '<org>/<name>'")
-        parts_raw = data.get("partitions", "all")
-        partitions: tuple[tuple[str, str], ...] = ()
-        if parts_raw != "all":
-            if not isinstance(parts_raw, list):
-                raise ReleaseSpecError("'partitions' must be 'all' or a list of {capture_day, robot_id}")
-            partitions = tuple(sorted((str(p["capture_day"]), str(p["robot_id"])) for p in parts_raw))
-        fps = data.get("fps", 20)
-        if not isinstance(fps, int) or not 1 <= fps <= 1000:
-            raise ReleaseSpecError(f"'fps' must be an integer in [1, 1000], got {fps!r}")
-        cameras = tuple(data.get("cameras", tuple(CAMERA_TOPICS)))
-        unknown = [c for c in cameras if c not in CAMERA_TOPICS]
-        if unknown:
-            raise ReleaseSpecError(f"unknown camera(s) {unknown}; known: {list(CAMERA_TOPICS)}")
-        mq = data.get("min_quality", DEFAULT_MIN_QUALITY)
-        if not isinstance(mq, (int, float)) or not 0.0 <= float(mq) <= 1.0:
-            raise ReleaseSpecError(f"'min_quality' must be a number in [0, 1], got {mq!r}")
-        heldout = data.get("heldout", {}) or {}
-        frac = float(heldout.get("fraction", 0.25))
-        if not 0.0 <= frac < 1.0:
-            raise ReleaseSpecError(f"'heldout.fraction' must be in [0, 1), got {frac}")
+        doc = validate_document(ReleaseSpecDocument, data, source=source, error_cls=ReleaseSpecError)
+        heldout = doc.heldout or HeldOut()
+        grant = doc.cross_customer_grant
         return cls(
-            name=name,
-            repo_id=repo_id,
-            partitions=partitions,
-            fps=fps,
-            cameras=cameras,
-            state_joints=tuple(data.get("state_joints", G1_WAIST_JOINTS + G1_ARM_JOINTS)),
-            action_joints=tuple(data.get("action_joints", G1_ARM_JOINTS)),
-            heldout_fraction=frac,
-            heldout_seed=int(heldout.get("seed", 0)),
-            heldout_episode_ids=tuple(heldout.get("episode_ids", ())),
-            video_codec=str(data.get("video_codec", "h264")),
-            robot_type=str(data.get("robot_type", ROBOT_MODEL_G1)),
-            description=str(data.get("description", "")),
-            min_quality=float(data.get("min_quality", DEFAULT_MIN_QUALITY)),
-            cross_customer_grant=_grant(data.get("cross_customer_grant")),
+            name=doc.name,
+            repo_id=doc.repo_id,
+            partitions=tuple(sorted((p.capture_day, p.robot_id) for p in doc.partitions)),
+            fps=doc.fps,
+            cameras=tuple(doc.cameras),
+            state_joints=tuple(doc.state_joints),
+            action_joints=tuple(doc.action_joints),
+            heldout_fraction=float(heldout.fraction),
+            heldout_seed=int(heldout.seed),
+            heldout_episode_ids=tuple(heldout.episode_ids),
+            video_codec=doc.video_codec,
+            robot_type=doc.robot_type,
+            description=doc.description,
+            min_quality=float(doc.min_quality),
+            cross_customer_grant=None if grant is None else {
+                "reference": grant.reference, "granted_by": grant.granted_by, "customers": sorted(grant.customers)},
         )
 
     @classmethod
-    def from_yaml(cls, text: str | bytes) -> "ReleaseSpec":
-        """Parse a YAML release spec (``yaml.safe_load``). Raises :class:`ReleaseSpecError`."""
+    def from_yaml(cls, text: str | bytes, *, source: str = "release spec") -> "ReleaseSpec":
+        """Parse a YAML release spec (``yaml.safe_load``) and validate it like :meth:`from_mapping`.
+
+        Raises:
+            ReleaseSpecError: the text is not YAML, or the document breaks the contract (the
+                message names ``source``).
+        """
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ReleaseSpecError(f"release spec is not valid YAML: {exc}") from exc
-        return cls.from_mapping(data)
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            what = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            raise ReleaseSpecError(f"{source}: not valid YAML: {what}{where}") from exc
+        return cls.from_mapping(data, source=source)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-serialisable form (round-trips through :meth:`from_mapping`)."""
@@ -183,7 +242,10 @@ class ReleaseSpec:
 
         Explicit ``heldout_episode_ids`` win; otherwise ``round(fraction * N)`` episodes (at least
         one when N ≥ 2 and fraction > 0) are drawn with ``random.Random(seed)`` from the sorted
-        ids, so adding an episode never reshuffles the seed's choice of the others' order.
+        ids. The draw is deterministic for a given set of ids, but it is recomputed from the whole
+        set each time: adding (or removing) an episode can change which of the other episodes are
+        held out, so an episode that was held out in one release may be in the train split of the
+        next.
         """
         ids = sorted(set(episode_ids))
         if self.heldout_episode_ids:

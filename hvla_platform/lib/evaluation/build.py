@@ -3,20 +3,20 @@ and publish the report, idempotently."""
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from hvla_platform.lib.core.keys import eval_report_prefix, robodm_prefix
-from hvla_platform.lib.core.manifest import InputRef, build_manifest, fingerprint, manifest_sha256
-from hvla_platform.lib.core.rights import Rights
+from hvla_platform.lib.core.manifest import (
+    CheckpointManifest, Content, EvalReportManifest, InputRef, Published, RoboDMCacheManifest, publish_if_changed,
+    require_manifest)
 from hvla_platform.lib.evaluation.offline import evaluate_policy_offline
 from hvla_platform.lib.evaluation.report import log_eval_to_mlflow, write_eval_report
 from hvla_platform.lib.serving.loopback import closed_loop_via_server
 from hvla_platform.lib.serving.robot import RobotConfig
 from hvla_platform.lib.core.lake import Lake
-from hvla_platform.lib.training.checkpoint import read_loss_curve, read_manifest as read_checkpoint_manifest
+from hvla_platform.lib.training.checkpoint import read_checkpoint_manifest, read_loss_curve
 from hvla_platform.lib.training.policy import Policy
 from hvla_platform.lib.training.build import find_checkpoint
 
@@ -40,21 +40,10 @@ class EvalConfig:
     max_step_rad: float = 0.25
 
 
-@dataclass
-class EvalBuild:
-    """Outcome of :func:`evaluate_experiment` (``status``: ``materialized`` or ``cached``)."""
-
-    status: str
-    uri: str
-    manifest: dict[str, Any]
-    metrics: dict[str, Any]
-    rights: Rights
-
-
 def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_factory: Callable[[], Any] | None,
                         arm_limits: tuple[Any, Any] | None = None,
                         tracking_uri: str | None, artifact_root: str | None = None,
-                        log: Callable[[str], None] | None = None) -> EvalBuild:
+                        log: Callable[[str], None] | None = None) -> Published:
     """Evaluate the newest checkpoint of ``exp_name`` and publish ``eval-reports/<exp>/<step>/``.
 
     ``env_factory`` builds the closed-loop simulator (``ReachEnv``); ``None`` skips closed loop.
@@ -70,58 +59,58 @@ def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_facto
     ckpt_key = find_checkpoint(lake, exp_name)
     if ckpt_key is None:
         raise FileNotFoundError(f"experiment {exp_name!r} has no committed checkpoint; materialize `checkpoint` first")
-    ck_m = lake.require_manifest(ckpt_key)
-    release = ck_m["release"]
-    cache_m = lake.require_manifest(robodm_prefix(release))
+    ck_m = require_manifest(lake, ckpt_key, CheckpointManifest)
+    release = ck_m.release
+    cache_m = require_manifest(lake, robodm_prefix(release), RoboDMCacheManifest)
     config = {"closed_loop_trials": cfg.closed_loop_trials if env_factory else 0, "seed": cfg.seed,
               "max_steps": cfg.max_steps, "replan_every": cfg.replan_every, "max_step_rad": cfg.max_step_rad,
               "closed_loop_path": "policy server + robot client (openpi websocket, loopback)"}
-    inputs = [InputRef(uri=lake.uri(ckpt_key), sha256=manifest_sha256(ck_m), kind="checkpoint",
-                       episode_ids=list(ck_m["episode_ids"])),
-              InputRef(uri=lake.uri(robodm_prefix(release)), sha256=manifest_sha256(cache_m), kind="robodm_cache",
-                       episode_ids=list(cache_m["heldout_episode_ids"]))]
-    fp = fingerprint([i.to_dict() for i in inputs], config)
-    prefix = eval_report_prefix(exp_name, ck_m['step'])
-    rights = Rights.from_dict(ck_m["rights"])
-    existing = lake.read_manifest(prefix)
-    if existing is not None and existing.get("fingerprint") == fp:
-        return EvalBuild("cached", lake.uri(prefix), existing, lake.read_json(f"{prefix}/metrics.json"), rights)
-    with lake.local_artifact(ckpt_key) as step_dir, lake.local_artifact(robodm_prefix(release)) as cache_dir, \
-            tempfile.TemporaryDirectory(prefix="hvla-eval-") as tmp:
-        policy = Policy.load(step_dir)
-        if log:
-            log(f"offline evaluation of {ckpt_key} on held-out episodes {cache_m['heldout_episode_ids']}")
-        offline = evaluate_policy_offline(policy, cache_dir, split="heldout")
-        closed = None
-        out = Path(tmp) / "report"
-        if env_factory is not None and cfg.closed_loop_trials > 0:
-            if arm_limits is None:
-                raise ValueError("closed-loop evaluation needs the robot's arm joint limits (arm_limits)")
+    inputs = [InputRef(uri=lake.uri(ckpt_key), sha256=ck_m.sha256(), kind="checkpoint",
+                       episode_ids=list(ck_m.episode_ids)),
+              InputRef(uri=lake.uri(robodm_prefix(release)), sha256=cache_m.sha256(), kind="robodm_cache",
+                       episode_ids=list(cache_m.heldout_episode_ids))]
+
+    def write(out: Path) -> Content:
+        with lake.local_artifact(ckpt_key) as step_dir, lake.local_artifact(robodm_prefix(release)) as cache_dir:
+            policy = Policy.load(step_dir)
             if log:
-                log(f"closed loop: {cfg.closed_loop_trials} trial(s) through the policy server and robot client")
-            closed = closed_loop_via_server(
-                policy, checkpoint_key=ckpt_key, env_factory=env_factory, arm_limits=arm_limits,
-                cfg=RobotConfig(episodes=cfg.closed_loop_trials, seed=cfg.seed, max_steps=cfg.max_steps,
-                                replan_every=cfg.replan_every, max_step_rad=cfg.max_step_rad),
-                log_dir=out / "logs", log=log)
-        ck_manifest = read_checkpoint_manifest(step_dir)
-        write_eval_report(out, offline=offline, closed_loop=closed, checkpoint_manifest=ck_manifest,
-                          loss_curve=read_loss_curve(step_dir), title=f"{exp_name} @ step {ck_m['step']}",
-                          training={"num_train_frames": ck_m.get("num_train_frames"),
-                                    "seconds": ck_m.get("train_seconds"), "mlflow_run_id": ck_m.get("mlflow_run_id")})
+                log(f"offline evaluation of {ckpt_key} on held-out episodes {cache_m.heldout_episode_ids}")
+            offline = evaluate_policy_offline(policy, cache_dir, split="heldout")
+            closed = None
+            if env_factory is not None and cfg.closed_loop_trials > 0:
+                if arm_limits is None:
+                    raise ValueError("closed-loop evaluation needs the robot's arm joint limits (arm_limits)")
+                if log:
+                    log(f"closed loop: {cfg.closed_loop_trials} trial(s) through the policy server and robot client")
+                closed = closed_loop_via_server(
+                    policy, checkpoint_key=ckpt_key, env_factory=env_factory, arm_limits=arm_limits,
+                    cfg=RobotConfig(episodes=cfg.closed_loop_trials, seed=cfg.seed, max_steps=cfg.max_steps,
+                                    replan_every=cfg.replan_every, max_step_rad=cfg.max_step_rad),
+                    log_dir=out / "logs", log=log)
+            ck_manifest = read_checkpoint_manifest(step_dir)
+            write_eval_report(out, offline=offline, closed_loop=closed, checkpoint_manifest=ck_manifest,
+                              loss_curve=read_loss_curve(step_dir), title=f"{exp_name} @ step {ck_m.step}",
+                              training={"num_train_frames": ck_m.num_train_frames, "seconds": ck_m.train_seconds,
+                                        "mlflow_run_id": ck_m.mlflow_run_id})
         run_id = None
         if tracking_uri:
             run_id = log_eval_to_mlflow(out, tracking_uri=tracking_uri, offline=offline, closed_loop=closed,
-                                        checkpoint_manifest=ck_manifest, run_name=f"{exp_name}-eval-{ck_m['step']}",
-                                        training_run_id=ck_m.get("mlflow_run_id"), artifact_dir=artifact_root)
-        import json
+                                        checkpoint_manifest=ck_manifest, run_name=f"{exp_name}-eval-{ck_m.step}",
+                                        training_run_id=ck_m.mlflow_run_id, artifact_dir=artifact_root)
+        return Content(episode_ids=list(cache_m.heldout_episode_ids), extra={
+            "experiment": exp_name, "checkpoint": lake.uri(ckpt_key), "step": ck_m.step, "release": release,
+            "mlflow_run_id": run_id})
 
-        metrics = json.loads((out / "metrics.json").read_text())
-        manifest = build_manifest(
-            artifact_type="eval_report", artifact_uri=lake.uri(prefix), inputs=inputs, config=config, rights=rights,
-            local_dir=out, episode_ids=list(cache_m["heldout_episode_ids"]),
-            extra={"experiment": exp_name, "checkpoint": lake.uri(ckpt_key), "step": ck_m["step"], "release": release,
-                   "mlflow_run_id": run_id},
-        )
-        lake.publish_artifact(prefix, out, manifest)
-    return EvalBuild("materialized", lake.uri(prefix), manifest, metrics, rights)
+    return publish_if_changed(lake, eval_report_prefix(exp_name, ck_m.step), artifact_type="eval_report",
+                              inputs=inputs, config=config, rights=ck_m.rights_obj, write=write)
+
+
+def read_eval_metrics(lake: Lake, prefix: str) -> dict[str, Any]:
+    """``metrics.json`` of a committed eval report (``offline``, ``closed_loop``… see
+    :func:`~hvla_platform.lib.evaluation.report.write_eval_report`).
+
+    Raises:
+        ArtifactNotFoundError: no committed eval report at ``prefix``.
+    """
+    require_manifest(lake, prefix, EvalReportManifest)
+    return lake.read_json(f"{prefix}/metrics.json")

@@ -23,6 +23,7 @@ from hvla_platform.lib.ingest.landing import list_landed_episodes, list_landing_
 from hvla_platform.lib.core.keys import PARTITION_INDEX, episodes_prefix, raw_prefix
 from hvla_platform.lib.core.withdrawals import revoked_episodes
 from hvla_platform.lib.core.lake import Lake
+from hvla_platform.lib.core.manifest import EpisodesManifest, load_manifest
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,10 @@ def _why_behind(lake: Lake, day: str, robot: str, landed: list[str]) -> str:
     withdrawn = revoked_episodes(lake)
     if not any(e.get("convertible") and ep not in withdrawn for ep, e in index.items()):
         return ""
-    manifest = lake.read_manifest(episodes_prefix(day, robot))
+    manifest = load_manifest(lake, episodes_prefix(day, robot), EpisodesManifest)
     if manifest is None:
         return "raw episodes ingested but not converted to HDF5"
-    converted = {c["episode_id"] for c in manifest.get("conversions", [])} | {
-        s["episode_id"] for s in manifest.get("skipped", [])}
+    converted = {c["episode_id"] for c in manifest.conversions} | {s["episode_id"] for s in manifest.skipped}
     if converted != set(index):
         return "the HDF5 artifact was built from other raw episodes than the partition now holds"
     return ""

@@ -19,7 +19,9 @@ Raw checks (names used by the Dagster asset checks):
                       record-size limit; see :class:`~hvla_platform.lib.formats.mcap.index.McapScan`)
 ``required_topics``   every contract topic is present, with its message type, and not empty
 ``monotonic``         log times and header stamps never go backwards within a topic
-``rights``            ``metadata.yaml`` has a valid rights block (see :mod:`hvla_platform.lib.core.rights`)
+``rights``            ``metadata.yaml`` keeps its contract (only known keys, identity present:
+                      :mod:`hvla_platform.lib.formats.recording.metadata`) and has a valid rights
+                      block (see :mod:`hvla_platform.lib.core.rights`)
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ from hvla_platform.lib.core.manifest import InputRef, build_manifest
 from hvla_platform.lib.formats.mcap.errors import RawLogError
 from hvla_platform.lib.formats.mcap.index import McapIndex, index_mcap
 from hvla_platform.lib.formats.recording.contract import REQUIRED_TOPICS
+from hvla_platform.lib.formats.recording.metadata import RecordingMetadataError, parse_recording_metadata
 from hvla_platform.lib.core.rights import Rights, RightsError
 from hvla_platform.lib.core.lake import Lake, ObjectExistsError, sha256_file
+from hvla_platform.lib.core.tables import check_partition_index
 
 RAW_CHECKS = ("readable", "required_topics", "monotonic", "rights")
 
@@ -115,8 +119,14 @@ def _check_monotonic(idx: McapIndex) -> tuple[bool, str]:
     return True, "log times and header stamps non-decreasing on every topic"
 
 
-def evaluate_episode(mcap_path: Path, metadata_path: Path) -> tuple[dict[str, dict[str, Any]], McapIndex | None, Rights | None, dict]:
+def evaluate_episode(mcap_path: Path, metadata_path: Path, *, metadata_source: str | None = None,
+                     ) -> tuple[dict[str, dict[str, Any]], McapIndex | None, Rights | None, dict]:
     """Run the raw checks on local copies of one episode's files.
+
+    ``metadata.yaml`` is first validated strictly (:func:`parse_recording_metadata`: an unknown or
+    misspelled key fails the ``rights`` check with a reason naming the key, the file —
+    ``metadata_source``, by default the file's name — and the closest valid key), then its rights
+    block is parsed.
 
     Returns ``(checks, index or None, rights or None, metadata mapping)``. Never raises for bad
     input: failures are reported in ``checks``, each failed detail starting with the file's name.
@@ -127,8 +137,11 @@ def evaluate_episode(mcap_path: Path, metadata_path: Path) -> tuple[dict[str, di
     try:
         loaded = yaml.safe_load(metadata_path.read_text(encoding="utf-8"))
         metadata = loaded if isinstance(loaded, dict) else {}
+        parse_recording_metadata(loaded, source=metadata_source or metadata_path.name)
         rights = Rights.from_episode_metadata(loaded)
         checks["rights"] = {"passed": True, "detail": f"allowed uses: {sorted(rights.allowed_uses)}"}
+    except RecordingMetadataError as exc:  # its message starts with the file
+        checks["rights"] = {"passed": False, "detail": str(exc)}
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RightsError) as exc:
         checks["rights"] = {"passed": False, "detail": f"{metadata_path.name}: {exc}"}
     idx = None
@@ -223,7 +236,8 @@ def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
             outcome.checks = {"readable": {"passed": False, "detail": "no .mcap file landed"},
                               "required_topics": {"passed": False, "detail": "not checked: no file"},
                               "monotonic": {"passed": False, "detail": "not checked: no file"}}
-            checks2, _, rights, metadata = evaluate_episode(tmpd / "absent.mcap", meta_local)
+            checks2, _, rights, metadata = evaluate_episode(tmpd / "absent.mcap", meta_local,
+                                                            metadata_source=lake.uri(f"{lp}/{METADATA}"))
             outcome.checks["rights"] = checks2["rights"]
             _quarantine(lake, day, robot, outcome, [meta_local], copy_files=True)
             return outcome
@@ -231,7 +245,8 @@ def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
         files = [mcap_local, meta_local]
         if NOTES in landed:
             files.append(lake.get_file(f"{lp}/{NOTES}", tmpd / NOTES))
-        checks, idx, rights, metadata = evaluate_episode(mcap_local, meta_local)
+        checks, idx, rights, metadata = evaluate_episode(mcap_local, meta_local,
+                                                         metadata_source=lake.uri(f"{lp}/{METADATA}"))
         # the ids inside metadata.yaml must agree with where the episode landed
         try:
             ident = read_identity(metadata)
@@ -282,6 +297,7 @@ def ingest_partition(lake: Lake, day: str, robot: str) -> PartitionIngestResult:
     Raises:
         UnsafeIdError: ``day`` or ``robot`` is not a safe id (before anything is read).
         ValueError: the partition has no landed episodes.
+        TableError: the index built does not match its schema (checked before it is written).
     """
     check_day(day), check_id(robot, "robot id")
     episodes = list_landed_episodes(lake, day, robot)
@@ -289,7 +305,9 @@ def ingest_partition(lake: Lake, day: str, robot: str) -> PartitionIngestResult:
         raise ValueError(f"no complete episodes landed for partition {day}|{robot} "
                          f"(expected {lake.uri(landing_prefix(day, robot))}/<episode>/metadata.yaml)")
     result = PartitionIngestResult(day, robot, [ingest_episode(lake, day, robot, ep) for ep in episodes])
-    lake.write_json(f"{raw_prefix(day, robot)}/{PARTITION_INDEX}", result.to_dict())
+    key = f"{raw_prefix(day, robot)}/{PARTITION_INDEX}"
+    lake.write_json(key, check_partition_index(result.to_dict(), where=lake.uri(key), capture_day=day,
+                                               robot_id=robot))
     return result
 
 
@@ -298,8 +316,9 @@ def read_partition_index(lake: Lake, day: str, robot: str) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: the partition was never ingested.
+        TableError: the index does not match :func:`~hvla_platform.lib.core.tables.partition_index_schema`.
     """
     key = f"{raw_prefix(day, robot)}/{PARTITION_INDEX}"
     if not lake.exists(key):
         raise FileNotFoundError(f"partition {day}|{robot} has not been ingested ({lake.uri(key)} missing)")
-    return lake.read_json(key)
+    return check_partition_index(lake.read_json(key), where=lake.uri(key), capture_day=day, robot_id=robot)

@@ -32,7 +32,10 @@ numbers in ``docs/lineage.md``):
   vanished manifests are dropped. A copy with fresh mtimes (``cp -r``) just rebuilds; a copy
   preserving them (``cp -a``, ``rsync -a``) carries identical content, so the index stays valid.
   An unreadable/unwritable or corrupt index file is ignored (the answer is the same, only
-  slower). ``verify=True`` re-reads every manifest and compares its sha256 with the index.
+  slower); one that does not match its schema (:func:`~hvla_platform.lib.core.tables.lineage_index_schema`,
+  checked before it is written and when a process loads it from disk, not per query) is rebuilt
+  too, with the one-line reason in ``stats["rejected_index"]``. ``verify=True`` re-reads every
+  manifest and compares its sha256 with the index.
 * **Other backends (S3).** One ``list_keys`` pass + every manifest read; the index is kept in
   memory only (an S3 listing exposes no mtime through the :class:`Lake` API).
 * **Queries** are graph walks over the in-memory records: upstream follows the edges of the
@@ -56,6 +59,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from hvla_platform.lib.core.lake import MANIFEST_NAME, Lake, LocalLake
+from hvla_platform.lib.core.tables import TableError, check_lineage_index
 
 INDEX_FORMAT = 2
 #: Where the persisted index lives, relative to a local lake's root.
@@ -196,6 +200,7 @@ class LineageIndex:
     def __init__(self, records: dict[str, ArtifactRecord], stats: dict[str, Any] | None = None):
         self.records = records
         #: how the index was obtained: ``{"manifests", "read", "reused", "dropped", "persisted", "seconds"}``
+        #: (+ ``"rejected_index"``: why a persisted index file was not used)
         self.stats = stats or {}
         self._consumers: dict[str, list[tuple[str, Edge]]] | None = None
         self._raw_by_episode: dict[str, str] | None = None
@@ -325,6 +330,24 @@ def _decode_index(doc: dict[str, Any]) -> dict[str, tuple[int, int, ArtifactReco
     return out
 
 
+def read_index_file(path: Path) -> dict[str, tuple[int, int, ArtifactRecord]]:
+    """The entries of a persisted index file, ``{key: (manifest size, mtime_ns, record)}``.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not JSON, or of another :data:`INDEX_FORMAT`.
+        TableError: it does not match :func:`~hvla_platform.lib.core.tables.lineage_index_schema`
+            (the message names the file, the columns and the artifact keys at fault).
+    """
+    with gc_paused():
+        doc = json.loads(Path(path).read_bytes())
+        if not isinstance(doc, dict) or doc.get("format") != INDEX_FORMAT:
+            raise ValueError(f"{path}: index format {doc.get('format') if isinstance(doc, dict) else None!r} "
+                             f"!= {INDEX_FORMAT}")
+        check_lineage_index(doc, where=str(path))
+        return _decode_index(doc)
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector: loading the index and building a 10^4-leaf tree create
@@ -358,6 +381,10 @@ def load_index(lake: Lake, *, persist: bool = True, verify: bool = False) -> Lin
 
     Returns:
         A :class:`LineageIndex`; ``index.stats`` says how many manifests were read vs reused.
+
+    Raises:
+        TableError: the index built from the manifests does not match its schema (checked before
+            it is persisted; names the artifact keys at fault).
     """
     import time
 
@@ -371,14 +398,16 @@ def load_index(lake: Lake, *, persist: bool = True, verify: bool = False) -> Lin
                                       "persisted": False, "seconds": time.perf_counter() - t0})
 
     old: dict[str, tuple[int, int, ArtifactRecord]] = {}
+    rejected = ""
     try:
         st = path.stat()
         memo = _MEMO.get(str(path))
         if memo is not None and memo[0] == st.st_mtime_ns:
             old = memo[1]
         else:
-            with gc_paused():
-                old = _decode_index(json.loads(path.read_bytes()))
+            old = read_index_file(path)
+    except TableError as exc:  # a corrupt index is not used (the answer is the same, rebuilt), but said why
+        rejected = str(exc)
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         old = {}
     roots = [lake.root_uri().rstrip("/")]
@@ -406,7 +435,9 @@ def load_index(lake: Lake, *, persist: bool = True, verify: bool = False) -> Lin
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(_encode_index(lake.root_uri(), entries), separators=(",", ":")))
+            doc = _encode_index(lake.root_uri(), entries)
+            check_lineage_index(doc, where=str(path))
+            tmp.write_text(json.dumps(doc, separators=(",", ":")))
             os.replace(tmp, path)
             persisted = True
             _MEMO[str(path)] = (path.stat().st_mtime_ns, entries)
@@ -418,8 +449,11 @@ def load_index(lake: Lake, *, persist: bool = True, verify: bool = False) -> Lin
         except OSError:
             pass
     records = {k: v[2] for k, v in entries.items()}
-    return LineageIndex(records, {"manifests": len(entries), "read": read, "reused": reused, "dropped": dropped,
-                                  "persisted": persisted, "seconds": time.perf_counter() - t0})
+    stats = {"manifests": len(entries), "read": read, "reused": reused, "dropped": dropped,
+             "persisted": persisted, "seconds": time.perf_counter() - t0}
+    if rejected:
+        stats["rejected_index"] = rejected
+    return LineageIndex(records, stats)
 
 
 # ---- upstream -------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import yaml
 
 from hvla_platform.lib.core.keys import LANDING, QUARANTINE, RAW, RESTRICTED, REVOCATIONS, flag_key, spec_key
 from hvla_platform.lib.core.lake import Lake
+from hvla_platform.lib.core.manifest import EpisodesManifest, LeRobotDatasetManifest, require_manifest
 from hvla_platform.lib.core.withdrawals import audit, now_utc
 from hvla_platform.lib.dataset.build import build_release
 from hvla_platform.lib.dataset.norm_stats_build import build_norm_stats
@@ -118,7 +119,7 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
         for h in hits:
             if h.type == "episodes_hdf5":  # derived HDF5 rebuilt without the episodes
                 _, day, robot = h.key.split("/")
-                if set(h.episode_ids) >= set(lake.read_manifest(h.key)["episode_ids"]):
+                if set(h.episode_ids) >= set(require_manifest(lake, h.key, EpisodesManifest).episode_ids):
                     # every episode of the partition is withdrawn: remove the derived artifact
                     # (manifest first, so it is never visible half-deleted)
                     keys = lake.list_keys(h.key)
@@ -133,7 +134,7 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
         for h in impacted:
             if h.type != "lerobot_dataset":
                 continue
-            old = lake.read_manifest(h.key)["release"]
+            old = require_manifest(lake, h.key, LeRobotDatasetManifest).release
             spec = ReleaseSpec.from_yaml(lake.read_bytes(spec_key(old)))
             new_name = _next_release_name(lake, old)
             doc = {**spec.to_dict(), "name": new_name,

@@ -14,7 +14,6 @@ Processing checks (names used by the Dagster asset checks):
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,11 +29,12 @@ from hvla_platform.lib.formats.mcap.streams import read_episode_streams
 from hvla_platform.lib.formats.episode_h5 import write_episode_h5
 from hvla_platform.lib.core.keys import episodes_prefix, quarantine_prefix, raw_prefix
 from hvla_platform.lib.ingest.raw import read_partition_index
-from hvla_platform.lib.core.manifest import InputRef, build_manifest, fingerprint
+from hvla_platform.lib.core.manifest import Content, EpisodesManifest, InputRef, publish_if_changed
 from hvla_platform.lib.formats.mcap.errors import RawLogError
 from hvla_platform.lib.core.withdrawals import revoked_episodes
 from hvla_platform.lib.core.rights import Rights, combine_rights
 from hvla_platform.lib.core.lake import Lake, sha256_file
+from hvla_platform.lib.core.tables import check_qa_results
 from hvla_platform.lib.processing.sync import coverage
 
 PROCESSING_CHECKS = ("camera_coverage", "alignment_skew", "no_nan")
@@ -78,8 +78,8 @@ class PartitionConversion:
     uri: str
     episodes: list[EpisodeConversion]
     skipped: list[dict[str, Any]]
-    rights: Rights | None
-    manifest: dict[str, Any]
+    rights: Rights
+    manifest: EpisodesManifest
 
     @property
     def manifest_prefix(self) -> str:
@@ -167,6 +167,8 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
     Raises:
         FileNotFoundError: the raw partition was never ingested.
         ValueError: no episode of the partition is convertible.
+        TableError: the partition index read, or the QA results written/re-read, do not match their
+            schemas (:mod:`hvla_platform.lib.core.tables`).
     """
     index = read_partition_index(lake, day, robot)
     revoked = revoked_episodes(lake)
@@ -180,24 +182,18 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
               "qa": qa.to_dict()}
     inputs = [InputRef(uri=e["mcap_uri"], sha256=e["sha256"], kind="raw_mcap", episode_ids=[e["episode_id"]])
               for e in usable]
-    fp = fingerprint([i.to_dict() for i in inputs], config)
     prefix = episodes_prefix(day, robot)
-    existing = lake.read_manifest(prefix)
-    if existing is not None and existing.get("fingerprint") == fp:
-        return PartitionConversion(day, robot, "cached", lake.uri(prefix),
-                                   [EpisodeConversion(**e) for e in existing["conversions"]], skipped,
-                                   Rights.from_dict(existing["rights"]) if existing.get("rights") else None, existing)
+    where = f"{lake.uri(lake.manifest_key(prefix))} (conversions)"
     conversions: list[EpisodeConversion] = []
-    with tempfile.TemporaryDirectory(prefix="hvla-h5-") as tmp:
-        tmpd = Path(tmp)
-        out = tmpd / "out"
-        out.mkdir()
+
+    def write(out: Path) -> Content:
+        work = out.parent / "in"
         for e in usable:
             ep = e["episode_id"]
             if progress:
                 progress(f"converting {day}|{robot}|{ep}")
             mcap_key = e["mcap_uri"].split(raw_prefix(day, robot, ep), 1)[-1].lstrip("/")
-            local = lake.get_file(f"{raw_prefix(day, robot, ep)}/{mcap_key}", tmpd / "in" / f"{ep}.mcap")
+            local = lake.get_file(f"{raw_prefix(day, robot, ep)}/{mcap_key}", work / f"{ep}.mcap")
             conv = convert_episode(local, out, day=day, robot=robot, episode_id=ep, cfg=cfg, qa=qa, attrs={
                 "source_uri": e["mcap_uri"], "source_sha256": e["sha256"], "rights": e["rights"],
                 "operator": e["metadata"].get("operator") or "", "site": e["metadata"].get("site") or "",
@@ -211,17 +207,19 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
         write_qa_report(out, partition=f"{day}|{robot}", conversions=[asdict(c) for c in conversions], skipped=skipped,
                         thresholds=qa.to_dict(), thumbnails={c.episode_id: c.thumbnails for c in conversions})
         ok = [c for c in conversions if c.status == "converted"]
-        rights = combine_rights(Rights.from_dict(e["rights"]) for e in usable
-                                if e["episode_id"] in {c.episode_id for c in ok}) if ok else None
-        if rights is None:
+        if not ok:
             raise ValueError(f"partition {day}|{robot}: no episode converted: "
                              + "; ".join(f"{c.episode_id}: {c.reason}" for c in conversions))
-        manifest = build_manifest(
-            artifact_type="episodes_hdf5", artifact_uri=lake.uri(prefix), inputs=inputs, config=config,
-            rights=rights, local_dir=out, episode_ids=[c.episode_id for c in ok],
-            extra={"capture_day": day, "robot_id": robot, "conversions": [asdict(c) for c in conversions],
-                   "skipped": skipped},
-        )
-        assert manifest["fingerprint"] == fp  # same inputs + config as the cache lookup above
-        lake.publish_artifact(prefix, out, manifest)
-    return PartitionConversion(day, robot, "materialized", lake.uri(prefix), conversions, skipped, rights, manifest)
+        ok_ids = {c.episode_id for c in ok}
+        rights = combine_rights(Rights.from_dict(e["rights"]) for e in usable if e["episode_id"] in ok_ids)
+        rows = check_qa_results([asdict(c) for c in conversions], where=where)
+        return Content(rights=rights, episode_ids=[c.episode_id for c in ok],
+                       extra={"capture_day": day, "robot_id": robot, "conversions": rows, "skipped": skipped})
+
+    published = publish_if_changed(lake, prefix, artifact_type="episodes_hdf5", inputs=inputs, config=config,
+                                   write=write)
+    manifest = published.manifest
+    if published.status == "cached":
+        conversions = [EpisodeConversion(**e) for e in check_qa_results(manifest.conversions, where=where)]
+    return PartitionConversion(day, robot, published.status, published.uri, conversions, skipped, published.rights,
+                               manifest)

@@ -62,7 +62,7 @@ def authorize(step_dir: Path, use: str, *, lake: Lake | None, checkpoint_key: st
     """
     step_dir = ckpt.check_checkpoint_dir(step_dir)
     if use == EVALUATION_USE:
-        return ckpt.read_manifest(step_dir)
+        return ckpt.read_checkpoint_manifest(step_dir)
     return authorize_serving(step_dir, use, lake=lake, checkpoint_key=checkpoint_key)
 
 

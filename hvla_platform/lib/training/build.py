@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from hvla_platform.lib.core.keys import CHECKPOINTS
-from hvla_platform.lib.core.manifest import InputRef, build_manifest, fingerprint, manifest_sha256
+from hvla_platform.lib.core.manifest import (
+    CheckpointManifest, Content, InputRef, LeRobotDatasetManifest, NormStatsManifest, Published, RoboDMCacheManifest,
+    publish_if_changed, require_manifest)
 from hvla_platform.lib.dataset.norm_stats_build import NORM_STATS_FILE, norm_stats_prefix
 from hvla_platform.lib.dataset.releases import lerobot_prefix, load_release
 from hvla_platform.lib.training.data_summary import training_data_summary
@@ -20,38 +20,27 @@ from hvla_platform.lib.training.checkpoint import checkpoint_key
 from hvla_platform.lib.training.train import TrainConfig, check_training_rights, train_policy
 
 
-@dataclass
-class TrainingBuild:
-    """Outcome of :func:`train_experiment` (``status``: ``materialized`` or ``cached``)."""
-
-    status: str
-    uri: str
-    key: str
-    manifest: dict[str, Any]
-    rights: Rights
-
-
 def find_checkpoint(lake: Lake, exp_name: str) -> str | None:
     """Key of the newest committed checkpoint of ``exp_name`` (highest step of the latest run)."""
     best: tuple[str, int, str] | None = None
     for prefix in lake.list_artifacts(CHECKPOINTS):
         parts = prefix.split("/")
         if len(parts) == 4 and parts[2] == exp_name and parts[3].isdigit():
-            created = lake.read_manifest(prefix)["created_at"]
+            created = require_manifest(lake, prefix, CheckpointManifest).created_at
             cand = (created, int(parts[3]), prefix)
             if best is None or cand[:2] > best[:2]:
                 best = cand
     return best[2] if best else None
 
 
-def check_norm_stats_reuse(ns_manifest: dict[str, Any], data_rights: Rights, *, ns_release: str, release: str) -> None:
+def check_norm_stats_reuse(ns_manifest: NormStatsManifest, data_rights: Rights, *, ns_release: str, release: str) -> None:
     """Refuse norm stats derived from another customer's data (seed 000's norm-stats review:
     ``reusable_across_customers: false``).
 
     Raises:
         RightsError: the norm stats' customers are not all customers of the training data.
     """
-    ns_customers = set(Rights.from_dict(ns_manifest["rights"]).customers)
+    ns_customers = set(ns_manifest.rights_obj.customers)
     foreign = sorted(ns_customers - set(data_rights.customers))
     if foreign:
         raise RightsError(
@@ -61,7 +50,7 @@ def check_norm_stats_reuse(ns_manifest: dict[str, Any], data_rights: Rights, *, 
 
 
 def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, artifact_root: str | None = None,
-                     log: Callable[[str], None] | None = None, norm_stats_release: str | None = None) -> TrainingBuild:
+                     log: Callable[[str], None] | None = None, norm_stats_release: str | None = None) -> Published:
     """Train ``cfg`` on the cache of ``cfg.release`` with the norm stats of ``norm_stats_release``
     (default: the same release) and publish ``checkpoints/<config_name>/<exp_name>/<steps>/``.
 
@@ -73,9 +62,9 @@ def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, 
     cfg.validate()
     spec = load_release(lake, cfg.release)
     ns_release = norm_stats_release or cfg.release
-    cache_m = lake.require_manifest(robodm_prefix(cfg.release))
-    ns_m = lake.require_manifest(norm_stats_prefix(ns_release))
-    rights = Rights.from_dict(cache_m["rights"])
+    cache_m = require_manifest(lake, robodm_prefix(cfg.release), RoboDMCacheManifest)
+    ns_m = require_manifest(lake, norm_stats_prefix(ns_release), NormStatsManifest)
+    rights = cache_m.rights_obj
     for prefix in (robodm_prefix(cfg.release), norm_stats_prefix(ns_release)):
         flag = artifact_flags(lake, prefix)
         if flag:
@@ -84,40 +73,37 @@ def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, 
     check_training_rights(rights.to_dict())
     check_norm_stats_reuse(ns_m, rights, ns_release=ns_release, release=cfg.release)
     inputs = [
-        InputRef(uri=lake.uri(robodm_prefix(cfg.release)), sha256=manifest_sha256(cache_m), kind="robodm_cache",
-                 episode_ids=list(cache_m["train_episode_ids"])),
-        InputRef(uri=lake.uri(f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}"), sha256=manifest_sha256(ns_m),
-                 kind="norm_stats", episode_ids=list(ns_m["episode_ids"])),
+        InputRef(uri=lake.uri(robodm_prefix(cfg.release)), sha256=cache_m.sha256(), kind="robodm_cache",
+                 episode_ids=list(cache_m.train_episode_ids)),
+        InputRef(uri=lake.uri(f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}"), sha256=ns_m.sha256(),
+                 kind="norm_stats", episode_ids=list(ns_m.episode_ids)),
     ]
     config = {**cfg.to_dict(), "norm_stats_release": ns_release}
-    fp = fingerprint([i.to_dict() for i in inputs], config)
     key = checkpoint_key(cfg.config_name, cfg.exp_name, cfg.steps)
-    existing = lake.read_manifest(key)
-    if existing is not None and existing.get("fingerprint") == fp:
-        return TrainingBuild("cached", lake.uri(key), key, existing, rights)
-    norm_stats = lake.read_json(f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}")
-    with lake.local_artifact(robodm_prefix(cfg.release)) as cache_dir, tempfile.TemporaryDirectory(prefix="hvla-ckpt-") as tmp:
-        out_dir = Path(tmp) / cfg.config_name / cfg.exp_name
-        res = train_policy(
-            cache_dir, norm_stats, cfg, out_dir=out_dir, log=log, mlflow_tracking_uri=tracking_uri,
-            mlflow_artifact_dir=artifact_root,
-            dataset_info={"repo_id": spec.repo_id, "release": cfg.release, "source": lake.uri(robodm_prefix(cfg.release)),
-                          "norm_stats_ref": lake.uri(f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}")},
-            rights=rights.to_dict(), state_names=list(spec.state_joints), action_names=list(spec.action_joints),
-        )
-        src_m = lake.require_manifest(lerobot_prefix(spec))
+
+    def write(staging: Path) -> Content:
+        norm_stats = lake.read_json(f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}")
+        with lake.local_artifact(robodm_prefix(cfg.release)) as cache_dir:
+            res = train_policy(
+                cache_dir, norm_stats, cfg, out_dir=staging.parent / "work" / cfg.config_name / cfg.exp_name, log=log,
+                mlflow_tracking_uri=tracking_uri, mlflow_artifact_dir=artifact_root,
+                dataset_info={"repo_id": spec.repo_id, "release": cfg.release,
+                              "source": lake.uri(robodm_prefix(cfg.release)),
+                              "norm_stats_ref": lake.uri(f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}")},
+                rights=rights.to_dict(), state_names=list(spec.state_joints), action_names=list(spec.action_joints),
+            )
+        src_m = require_manifest(lake, lerobot_prefix(spec), LeRobotDatasetManifest)
         (res.step_dir / "training_data_summary.md").write_text(training_data_summary(
-            lake, release_manifest=src_m, spec=spec, checkpoint_key=key, train_episode_ids=res.train_episode_ids,
-            norm_stats_release=ns_release, config=config))
-        manifest = build_manifest(
-            artifact_type="checkpoint", artifact_uri=lake.uri(key), inputs=inputs, config=config, rights=rights,
-            local_dir=res.step_dir, episode_ids=res.train_episode_ids,
-            extra={"experiment": cfg.exp_name, "config_name": cfg.config_name, "step": cfg.steps,
-                   "release": cfg.release, "repo_id": spec.repo_id, "initial_loss": res.initial_loss,
-                   "final_loss": res.final_loss, "mlflow_run_id": res.mlflow_run_id,
-                   "num_train_frames": res.num_train_frames, "num_params": res.num_params,
-                   "train_seconds": res.seconds, "timings": res.timings,
-                   "serving_allowed": rights.serving_allowed(), "serving_blocked": rights.serving_blocked()},
-        )
-        lake.publish_artifact(key, res.step_dir, manifest)
-    return TrainingBuild("materialized", lake.uri(key), key, manifest, rights)
+            lake, release_manifest=src_m, spec=spec, checkpoint_key=key,
+            train_episode_ids=res.train_episode_ids, norm_stats_release=ns_release, config=config))
+        for child in res.step_dir.iterdir():
+            child.rename(staging / child.name)
+        return Content(episode_ids=res.train_episode_ids, extra={
+            "experiment": cfg.exp_name, "config_name": cfg.config_name, "step": cfg.steps, "release": cfg.release,
+            "repo_id": spec.repo_id, "initial_loss": res.initial_loss, "final_loss": res.final_loss,
+            "mlflow_run_id": res.mlflow_run_id, "num_train_frames": res.num_train_frames,
+            "num_params": res.num_params, "train_seconds": res.seconds, "timings": res.timings,
+            "serving_allowed": rights.serving_allowed(), "serving_blocked": rights.serving_blocked()})
+
+    return publish_if_changed(lake, key, artifact_type="checkpoint", inputs=inputs, config=config, rights=rights,
+                              write=write)

@@ -171,7 +171,7 @@ def read_config(step_dir: str | Path) -> dict[str, Any]:
     return json.loads((check_checkpoint_dir(step_dir) / CONFIG_FILE).read_text())
 
 
-def read_manifest(step_dir: str | Path) -> dict[str, Any]:
+def read_checkpoint_manifest(step_dir: str | Path) -> dict[str, Any]:
     """``checkpoint_manifest.yaml`` of a checkpoint."""
     return yaml.safe_load((check_checkpoint_dir(step_dir) / MANIFEST_FILE).read_text())
 

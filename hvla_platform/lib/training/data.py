@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 from hvla_platform.lib.core import features
 from hvla_platform.lib.core.compat import import_robodm
+from hvla_platform.lib.core.tables import TableError
+from hvla_platform.lib.formats.robodm_manifest import read_cache_manifest
 
-MANIFEST_FILE = "manifest.parquet"
 STATE_KEY, ACTION_KEY = features.VLA_STATE, features.VLA_ACTION
 LOCOMOTION_KEY, IMAGE_PREFIX = features.VLA_LOCOMOTION_COMMAND, features.VLA_IMAGE_PREFIX
 SPLITS = ("train", "heldout")
-_MANIFEST_REQUIRED = ("vla_path", "episode_id", "split", "task")
 
 
 class CacheError(ValueError):
@@ -64,24 +63,20 @@ class Episode:
 
 
 def read_manifest(cache_dir: str | Path) -> list[dict]:
-    """Rows of ``cache_dir/manifest.parquet`` as dicts, sorted by ``vla_path`` file name.
+    """Rows of the cache's ``manifest.parquet`` as dicts, in episode order
+    (:func:`~hvla_platform.lib.formats.robodm_manifest.read_cache_manifest`).
 
     Raises:
-        CacheError: the manifest is missing or lacks a required column
-            (``vla_path``, ``episode_id``, ``split``, ``task``), or a split value is unknown.
+        CacheError: the manifest is missing or does not match its schema
+            (:func:`~hvla_platform.lib.core.tables.robodm_manifest_schema`: columns, dtypes, split
+            ``train``/``heldout``, unique episode ids...); the message names the column and rows.
     """
-    path = Path(cache_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise CacheError(f"no {MANIFEST_FILE} in Robo-DM cache {cache_dir}")
-    table = pq.read_table(path)
-    missing = [c for c in _MANIFEST_REQUIRED if c not in table.column_names]
-    if missing:
-        raise CacheError(f"{path} lacks column(s) {missing}; has {table.column_names}")
-    rows = table.to_pylist()
-    bad = sorted({str(r["split"]) for r in rows} - set(SPLITS))
-    if bad:
-        raise CacheError(f"{path} has unknown split value(s) {bad}; expected {SPLITS}")
-    return sorted(rows, key=lambda r: Path(str(r["vla_path"])).name)
+    try:
+        return read_cache_manifest(cache_dir)
+    except FileNotFoundError as exc:
+        raise CacheError(exc.strerror) from exc
+    except TableError as exc:
+        raise CacheError(str(exc)) from exc
 
 
 def _load_vla(path: Path) -> dict[str, np.ndarray]:

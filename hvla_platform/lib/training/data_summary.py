@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 from hvla_platform.lib.core.keys import episodes_prefix
+from hvla_platform.lib.core.manifest import EpisodesManifest, LeRobotDatasetManifest, load_manifest
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.core.lake import Lake
 
@@ -19,7 +20,7 @@ def _fmt(items) -> str:
     return ", ".join(str(i) for i in items) if items else "(none)"
 
 
-def training_data_summary(lake: Lake, *, release_manifest: dict[str, Any], spec: ReleaseSpec, checkpoint_key: str,
+def training_data_summary(lake: Lake, *, release_manifest: LeRobotDatasetManifest, spec: ReleaseSpec, checkpoint_key: str,
                           train_episode_ids: list[str], norm_stats_release: str, config: dict[str, Any]) -> str:
     """Markdown training-data summary of one checkpoint.
 
@@ -28,29 +29,29 @@ def training_data_summary(lake: Lake, *, release_manifest: dict[str, Any], spec:
         train_episode_ids: the episodes the checkpoint was trained on.
     """
     train = set(train_episode_ids)
-    inputs = [i for i in release_manifest["inputs"] if set(i["episode_ids"]) & train]
-    extra = [i.get("extra", {}) for i in inputs]
+    inputs = [i for i in release_manifest.inputs if set(i.episode_ids) & train]
+    extra = [i.extra or {} for i in inputs]
     robots = Counter(e.get("robot_id") for e in extra)
     sites = Counter(e.get("site") for e in extra)
     days = sorted({e.get("capture_day") for e in extra})
     operators = sorted({e.get("operator") for e in extra if e.get("operator")})
-    rights = release_manifest["rights"]
+    rights = release_manifest.rights
     qa_cfg: dict[str, Any] = {}
-    for part in release_manifest.get("partitions", []):
+    for part in release_manifest.partitions:
         day, robot = part.split("|")
-        m = lake.read_manifest(episodes_prefix(day, robot))
+        m = load_manifest(lake, episodes_prefix(day, robot), EpisodesManifest)
         if m:
-            qa_cfg = m["config"].get("qa", qa_cfg)
-    excluded = release_manifest.get("excluded", {})
-    approved = release_manifest.get("approved", {})
-    scores = [s for e, s in release_manifest.get("quality_scores", {}).items() if e in train and s is not None]
+            qa_cfg = m.config.get("qa", qa_cfg)
+    excluded = release_manifest.excluded
+    approved = release_manifest.approved
+    scores = [s for e, s in release_manifest.quality_scores.items() if e in train and s is not None]
     lines = [
         f"# Training-data summary — `{checkpoint_key}`",
         "",
         "## 1. Datasets used",
-        f"- LeRobot v3.0 release `{spec.name}` of `{spec.repo_id}` ({release_manifest['artifact_uri']}), "
+        f"- LeRobot v3.0 release `{spec.name}` of `{spec.repo_id}` ({release_manifest.artifact_uri}), "
         f"train split: {len(train)} episodes; held-out episodes not used for training or norm stats: "
-        f"{_fmt(release_manifest.get('heldout_episode_ids', []))}.",
+        f"{_fmt(release_manifest.heldout_episode_ids)}.",
         f"- Normalization statistics: release `{norm_stats_release}` (train split only).",
         f"- Training config: {', '.join(f'{k}={v}' for k, v in sorted(config.items()) if k in ('config_name', 'steps', 'seed', 'batch_size', 'learning_rate', 'action_horizon'))}.",
         "",
@@ -67,8 +68,8 @@ def training_data_summary(lake: Lake, *, release_manifest: dict[str, Any], spec:
         "## 3. How the data was obtained and selected",
         "- Robot logs (ROS 2 MCAP) landed write-once, validated (readable, required topics, monotonic "
         "timestamps, rights block), synchronised to "
-        f"{release_manifest.get('fps')} fps.",
-        f"- Release selection: partitions {_fmt(release_manifest.get('partitions', []))}; episodes with a quality score "
+        f"{release_manifest.fps} fps.",
+        f"- Release selection: partitions {_fmt(release_manifest.partitions)}; episodes with a quality score "
         f"below {spec.min_quality} or a failed QA gate left out unless approved; expired or supervisor-rejected "
         "episodes left out.",
         f"- Left out of the release: {_fmt(f'{e} ({why})' for e, why in sorted(excluded.items()))}.",
@@ -83,7 +84,7 @@ def training_data_summary(lake: Lake, *, release_manifest: dict[str, Any], spec:
         f"- QA thresholds: {_fmt(f'{k}={v}' for k, v in sorted(qa_cfg.items()))}.",
         "",
         "## 5. Known gaps and limitations",
-        f"- Tasks: {_fmt(release_manifest.get('tasks', []))} — a narrow task distribution; "
+        f"- Tasks: {_fmt(release_manifest.tasks)} — a narrow task distribution; "
         f"{len(robots)} robot(s), {len(sites)} site(s).",
         "- Episodes marked `source: simulation` in their metadata come from the platform's MuJoCo G1 "
         "recorder, not a physical robot; no contact-rich manipulation, no locomotion (pelvis fixed).",

@@ -18,7 +18,6 @@ Everything here is plain numpy / jax.numpy arithmetic and works on either.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -134,8 +133,3 @@ def unnormalize(y, stats: KeyStats, kind: str):
     if kind == "zscore":
         return y * (stats.std + EPS) + stats.mean
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {kind!r}")
-
-
-def finite_or_none(x: float) -> float | None:
-    """``x`` as a float, or None when it is NaN/inf (for JSON output)."""
-    return float(x) if math.isfinite(x) else None

@@ -104,7 +104,7 @@ class Policy:
 
         step_dir = ckpt.check_checkpoint_dir(step_dir)
         config = ckpt.read_config(step_dir)
-        manifest = ckpt.read_manifest(step_dir)
+        manifest = ckpt.read_checkpoint_manifest(step_dir)
         try:
             dims = ModelDims.from_dict(config["model"])
             _ = config["train_config"]["normalization"], config["camera_shapes"], config["step"]

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Annotated, Any, Callable, Mapping, Sequence
 
 import numpy as np
+from pydantic import Field
 
+from hvla_platform.lib.core.contracts import StrictModel, validate_document
 from hvla_platform.lib.core.rights import Rights, RightsError
 from hvla_platform.lib.training import checkpoint as ckpt
 from hvla_platform.lib.training.data import load_split, read_manifest, stack_frames
@@ -39,6 +41,10 @@ from hvla_platform.lib.core.keys import norm_stats_prefix
 TRAINING_USE = "internal_training"
 _EVAL_FRAMES = 1024
 _PREPROCESS_CHUNK = 256
+
+
+class TrainConfigError(ValueError):
+    """A stored training config (e.g. a checkpoint's ``config.json``) breaks its contract."""
 
 
 @dataclass(kw_only=True)
@@ -111,12 +117,50 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
-        """Inverse of :meth:`to_dict` (unknown keys raise TypeError)."""
-        d = dict(d)
-        d["image_size"] = tuple(d.get("image_size", (48, 64)))
-        d["cameras"] = tuple(d.get("cameras", ("head", "wrist_right")))
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any], *, source: str = "training config") -> "TrainConfig":
+        """Inverse of :meth:`to_dict`, validated strictly by :class:`TrainConfigDocument`.
+
+        Missing optional keys take the dataclass defaults. Range checks stay in :meth:`validate`.
+        ``source`` names the file in messages (e.g. a checkpoint's ``config.json``).
+
+        Raises:
+            TrainConfigError: one line naming ``source`` and each problem: an unknown key (with the
+                closest valid key), a missing ``exp_name``/``release``, or a value of the wrong type.
+        """
+        doc = validate_document(TrainConfigDocument, d, source=source, error_cls=TrainConfigError)
+        return cls(**{f.name: getattr(doc, f.name) for f in fields(cls)})
+
+
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+_Int = Annotated[int, Field(strict=True)]
+_Float = Annotated[float, Field(strict=True)]
+_Bool = Annotated[bool, Field(strict=True)]
+
+
+class TrainConfigDocument(StrictModel):
+    """The contract of a stored :class:`TrainConfig` (the JSON form of :meth:`TrainConfig.to_dict`).
+
+    Same fields and defaults as the dataclass; unknown keys are refused, ``exp_name`` and
+    ``release`` are required, numbers must be numbers (an integer where the field is one) and
+    flags true/false. Lists are accepted for the tuple fields (JSON has no tuples).
+    """
+
+    config_name: str = _DEFAULTS["config_name"]
+    exp_name: str
+    release: str
+    steps: _Int = _DEFAULTS["steps"]
+    batch_size: _Int = _DEFAULTS["batch_size"]
+    learning_rate: _Float = _DEFAULTS["learning_rate"]
+    seed: _Int = _DEFAULTS["seed"]
+    action_horizon: _Int = _DEFAULTS["action_horizon"]
+    image_size: tuple[_Int, _Int] = _DEFAULTS["image_size"]
+    cameras: tuple[str, ...] = _DEFAULTS["cameras"]
+    normalization: str = _DEFAULTS["normalization"]
+    base_model: str = _DEFAULTS["base_model"]
+    state_clip: _Float = _DEFAULTS["state_clip"]
+    save_every: _Int = _DEFAULTS["save_every"]
+    log_every: _Int = _DEFAULTS["log_every"]
+    residual_to_state: _Bool = _DEFAULTS["residual_to_state"]
 
 
 @dataclass
@@ -402,4 +446,4 @@ def train_policy(
     )
 
 
-__all__ = ["TrainConfig", "TrainResult", "train_policy", "check_training_rights", "TRAINING_USE"]
+__all__ = ["TrainConfig", "TrainConfigDocument", "TrainConfigError", "TrainResult", "train_policy", "check_training_rights", "TRAINING_USE"]

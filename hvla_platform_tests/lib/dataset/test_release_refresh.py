@@ -40,7 +40,7 @@ def lake(tmp_path_factory):
 def test_only_specs_with_partitions_all_follow_new_data(lake):
     specs, problems = following_specs(lake)
     assert [s.name for s in specs] == ["fol-v1"]
-    assert len(problems) == 1 and "broken.yaml" in problems[0] and "missing 'repo_id'" in problems[0]
+    assert len(problems) == 1 and "broken.yaml" in problems[0] and "missing required field 'repo_id'" in problems[0]
 
 
 def test_nightly_snapshot_pins_the_converted_partitions(lake):

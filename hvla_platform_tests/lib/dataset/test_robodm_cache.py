@@ -58,7 +58,7 @@ def test_configured_codec_is_written(cache):
 
 
 def test_manifest(cache):
-    rows = rc.read_manifest(cache.out_dir)
+    rows = rc.read_cache_manifest(cache.out_dir)
     assert [r["source_episode_index"] for r in rows] == [0, 1, 2]
     r0 = rows[0]
     for col in ("vla_path", "source_repo_id", "source_dataset_version", "source_episode_index",

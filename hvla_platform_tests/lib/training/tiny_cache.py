@@ -13,10 +13,9 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hvla_platform.lib.core.compat import import_robodm
+from hvla_platform.lib.formats.robodm_manifest import write_cache_manifest as write_manifest
 from hvla_platform.lib.formats.recording.contract import CAMERA_HEIGHT, CAMERA_WIDTH, G1_ARM_JOINTS, G1_WAIST_JOINTS
 
 STATE_NAMES = G1_WAIST_JOINTS + G1_ARM_JOINTS  # 17
@@ -78,10 +77,11 @@ def write_cache(cache_dir: Path, goals: list[float], splits: list[str], *, frame
             "vla_path": f"robodm-cache/tiny-v1/{path.name}", "source_repo_id": "hvla/tiny",
             "source_dataset_version": "v3.0", "source_episode_index": i, "source_episode_length": frames,
             "task": TASK, "robot_id": "g1-test", "converter_version": "test",
-            "created_at": dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc), "qa_status": "passed",
-            "episode_id": f"ep{i:03d}", "split": split,
+            "created_at": dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc).isoformat(timespec="seconds"),
+            "qa_status": "passed", "episode_id": f"ep{i:03d}", "split": split, "video_codec": "rawvideo",
+            "bytes": path.stat().st_size,
         })
-    pq.write_table(pa.Table.from_pylist(rows), cache_dir / "manifest.parquet")
+    write_manifest(cache_dir, rows)  # the production writer: the manifest passes the table's schema
     return cache_dir
 
 

@@ -67,3 +67,43 @@ def test_cli_records_decisions_and_lists_qa(lake, monkeypatch, capsys):
     assert main(["qa", "list"]) == 0
     out = capsys.readouterr().out
     assert "ep-limits" in out and "joint_limits" in out and "approve by sup-cli" in out
+
+
+# ---- the decision record is a strict contract -----------------------------------------------------
+@pytest.fixture()
+def bare_lake(tmp_path):
+    return LocalLake(tmp_path / "bare-lake")
+
+
+@pytest.mark.parametrize("args,expected", [
+    (("ep-x", "maybe", "r"), "QA decision: decision: expected one of 'approve' or 'reject', got 'maybe'"),
+    (("ep-x", "approve", "  "), "QA decision: reason: a decision needs a reason (it is empty)"),
+])
+def test_a_malformed_decision_names_the_field(bare_lake, args, expected):
+    with pytest.raises(DecisionError) as err:
+        record_decision(bare_lake, *args, by="sup-anna")
+    assert str(err.value) == expected
+    assert bare_lake.list_keys("qa-decisions") == []  # nothing written
+
+
+def test_a_stored_decision_with_an_unknown_key_is_an_error_naming_it(bare_lake):
+    rec = record_decision(bare_lake, "ep-1", "reject", "object moved by hand", by="sup-anna")
+    assert latest_decisions(bare_lake)["ep-1"] == rec  # a good record reads back unchanged
+    key = "qa-decisions/ep-1/20990101T000000000000Z-hand.json"
+    bare_lake.write_json(key, {"episode_id": "ep-1", "decision": "approve", "reason": "re-checked", "by": "sup-ben",
+                               "at": "2099-01-01T00:00:00+00:00", "aproved_until": "2099-02-01"})
+    for read in (lambda: latest_decisions(bare_lake), lambda: decision_history(bare_lake, "ep-1")):
+        with pytest.raises(DecisionError) as err:
+            read()
+        assert str(err.value) == f"{bare_lake.uri(key)}: unknown key 'aproved_until' (valid keys: at, by, decision, " \
+                                 "episode_id, reason)"
+
+
+def test_a_stored_decision_with_a_misspelled_or_missing_field_is_refused(bare_lake):
+    key = "qa-decisions/ep-2/20990101T000000000000Z-hand.json"
+    bare_lake.write_json(key, {"episode_id": "ep-2", "decision": "approve", "reson": "ok", "by": "sup-ben",
+                               "at": "2099-01-01T00:00:00+00:00"})
+    with pytest.raises(DecisionError) as err:
+        latest_decisions(bare_lake)
+    assert str(err.value) == (f"{bare_lake.uri(key)}: missing required field 'reason'; "
+                              "unknown key 'reson' (did you mean 'reason'?)")
