@@ -1,23 +1,20 @@
-"""Shared fixtures: a moto S3 server over real HTTP, isolated HVLA_HOME/DAGSTER_HOME."""
+"""Shared fixtures: a real S3 server (SeaweedFS) over HTTP, checkpoints."""
 
 import pytest
 
+from hvla_platform_tests.fixtures.seaweedfs import seaweedfs_s3
+
 
 @pytest.fixture(scope="session")
-def s3_server():
-    """moto's ThreadedMotoServer on a free loopback port; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def s3_server(tmp_path_factory):
+    """A SeaweedFS S3 gateway on free loopback ports for the whole session; yields its endpoint URL."""
+    with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture()
 def s3_client(s3_server, monkeypatch):
-    """A real boto3 S3 client talking HTTP to the moto server (path-style addressing)."""
+    """A real boto3 S3 client talking HTTP to the SeaweedFS server (path-style addressing)."""
     import boto3
     from botocore.config import Config
 

@@ -40,6 +40,10 @@ def cmd_rights(args: argparse.Namespace) -> int:
         echo(f"  release {old} rebuilt as {new}")
     for ep, keys in res.raw_handled.items():
         echo(f"  raw {args.raw_policy}: {ep} ({len(keys)} object(s))")
+    for ep, held in res.raw_held.items():
+        until = max(held.values())
+        echo(f"  raw {ep}: {len(held)} object(s) are under the store's object lock (COMPLIANCE) until {until}: "
+             "hidden now, but the store keeps their data until that date and nothing can erase it sooner")
     echo(f"recorded at {res.record_key}; every step is in the audit log (audit/)")
     return 0
 

@@ -1,6 +1,6 @@
 """The S3 lake end to end, without a click: recordings dropped on an S3 prefix → landing sensor →
 ingest_job → nightly release refresh → release_job (LeRobot dataset, norm stats, Robo-DM cache),
-all on moto's S3 server over HTTP with real boto3 clients and the code location configured by the
+all on a real S3 server (SeaweedFS) over HTTP with real boto3 clients and the code location configured by the
 environment, as deployed."""
 
 import datetime as dt

@@ -1,5 +1,5 @@
 """deploy/create_buckets.py (docker-compose's `buckets` service) against a real S3 endpoint over
-HTTP (moto's server), and against an endpoint that does not answer."""
+HTTP (a SeaweedFS server), and against an endpoint that does not answer."""
 
 from __future__ import annotations
 
@@ -25,13 +25,28 @@ def test_creates_missing_buckets_and_leaves_existing_ones(s3_server, s3_client, 
     assert first.returncode == 0, first.stderr
     assert "bucket hvla-existing: exists" in first.stdout
     assert "bucket hvla-new-lake: created" in first.stdout and "bucket hvla-new-mlflow: created" in first.stdout
-    names = {b["Name"] for b in s3_client.list_buckets()["Buckets"]}
-    assert {"hvla-existing", "hvla-new-lake", "hvla-new-mlflow"} <= names
+    for name in ("hvla-existing", "hvla-new-lake", "hvla-new-mlflow"):
+        # HeadBucket, not ListBuckets: SeaweedFS without an IAM config lists no buckets to anyone
+        assert s3_client.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert s3_client.get_object(Bucket="hvla-existing", Key="keep.txt")["Body"].read() == b"keep"
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count(": exists") == 3 and "created" not in again.stdout
+
+
+@pytest.mark.s3
+def test_the_lake_bucket_is_created_with_object_lock(s3_server, s3_client, monkeypatch):
+    monkeypatch.setenv("HVLA_S3_ENDPOINT_URL", s3_server)
+    s3_client.create_bucket(Bucket="hvla-old-lake")  # created earlier without the lock
+    res = subprocess.run([sys.executable, str(SCRIPT), "--wait", "10", "--object-lock", "hvla-worm-lake",
+                          "--object-lock", "hvla-old-lake", "hvla-worm-drop"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "bucket hvla-worm-lake: created (object lock)" in res.stdout
+    assert "bucket hvla-old-lake: exists without object lock (WORM not enforced)" in res.stdout
+    assert "bucket hvla-worm-drop: created\n" in res.stdout
+    conf = s3_client.get_object_lock_configuration(Bucket="hvla-worm-lake")["ObjectLockConfiguration"]
+    assert conf["ObjectLockEnabled"] == "Enabled"
 
 
 def test_gives_up_with_a_clear_error_when_the_store_never_answers(monkeypatch):

@@ -16,6 +16,7 @@ writes exist:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -103,6 +104,26 @@ class Lake(ABC):
     @abstractmethod
     def size(self, key: str) -> int:
         """Object size in bytes."""
+
+    def put_file_retained(self, src: str | os.PathLike[str], key: str, *, retain_until: dt.date | None) -> None:
+        """Write-once upload of evidence that must be kept until ``retain_until`` (raw episodes, seed
+        001's WORM raw storage). Where the store enforces retention (:attr:`enforces_retention`: an
+        S3 bucket with Object Lock) it is written with a COMPLIANCE retention period, so the store
+        itself refuses to delete or overwrite it before that date; elsewhere it is a write-once put.
+
+        Raises:
+            ObjectExistsError: the key exists.
+        """
+        self.put_file(src, key, write_once=True)
+
+    @property
+    def enforces_retention(self) -> bool:
+        """Whether the store itself enforces retention periods (S3 Object Lock); False here."""
+        return False
+
+    def retention_until(self, key: str) -> dt.date | None:
+        """The date until which the store refuses to delete or overwrite ``key``, or None (no lock)."""
+        return None
 
     def sha256(self, key: str) -> str:
         """Hex sha256 of an object's content."""
@@ -280,6 +301,7 @@ class S3Lake(Lake):
                 client.head_bucket(Bucket=bucket)
             except client.exceptions.ClientError:
                 client.create_bucket(Bucket=bucket)
+        self._object_lock: bool | None = None
 
     def _k(self, key: str) -> str:
         validate_key(key)
@@ -344,6 +366,40 @@ class S3Lake(Lake):
                 if k == prefix or not prefix or k.startswith(prefix.rstrip("/") + "/"):
                     out.append(k)
         return sorted(out)
+
+    @property
+    def enforces_retention(self) -> bool:
+        """Whether the bucket has S3 Object Lock enabled (asked once, then remembered)."""
+        if self._object_lock is None:
+            try:
+                conf = self.client.get_object_lock_configuration(Bucket=self.bucket)
+                self._object_lock = conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+            except self.client.exceptions.ClientError:
+                self._object_lock = False
+        return self._object_lock
+
+    def put_file_retained(self, src: str | os.PathLike[str], key: str, *, retain_until: dt.date | None) -> None:
+        if not (self.enforces_retention and retain_until and retain_until > dt.date.today()):
+            self.put_file(src, key, write_once=True)
+            return
+        until = dt.datetime.combine(retain_until, dt.time(0, 0), tzinfo=dt.timezone.utc)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=Path(src).read_bytes(), IfNoneMatch="*",
+                                   ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until)
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise ObjectExistsError(f"{self.uri(key)} already exists and is write-once") from exc
+            raise
+
+    def retention_until(self, key: str) -> dt.date | None:
+        if not self.enforces_retention:
+            return None
+        try:
+            ret = self.client.get_object_retention(Bucket=self.bucket, Key=self._k(key)).get("Retention", {})
+        except self.client.exceptions.ClientError:
+            return None  # no retention on this object (or no such object)
+        until = ret.get("RetainUntilDate")
+        return until.date() if until is not None else None
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._k(key))

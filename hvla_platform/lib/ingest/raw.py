@@ -187,7 +187,8 @@ def _publish_raw(lake: Lake, day: str, robot: str, ep: str, files: list[Path], i
         return "cached" if existing.get("mcap_sha256") == idx.sha256 else "conflict"
     for p in files:
         try:
-            lake.put_file(p, f"{prefix}/{p.name}", write_once=True)
+            # WORM where the store enforces it (S3 Object Lock): kept until the rights' retention date
+            lake.put_file_retained(p, f"{prefix}/{p.name}", retain_until=rights.retention_until)
         except ObjectExistsError:
             # a previous run crashed before its manifest; keep the object if it is identical
             if lake.sha256(f"{prefix}/{p.name}") != sha256_file(p):

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import re
 import uuid
@@ -56,6 +57,9 @@ class RevocationResult:
     flagged: dict[str, str] = field(default_factory=dict)  # artifact key -> status
     rebuilt_releases: dict[str, str] = field(default_factory=dict)  # old -> new release
     raw_handled: dict[str, list[str]] = field(default_factory=dict)  # episode -> keys moved/deleted
+    # episode -> {key: ISO date}: objects the store itself keeps until that date (S3 Object Lock,
+    # COMPLIANCE): a delete only hides them (a delete marker); their data cannot be erased before
+    raw_held: dict[str, dict[str, str]] = field(default_factory=dict)
     record_key: str = ""
 
 
@@ -152,14 +156,22 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
     for ep in episodes:
         keys = [k for prefix in (RAW, LANDING, QUARANTINE) for k in lake.list_keys(prefix) if f"/{ep}/" in k]
         handled = []
+        held: dict[str, str] = {}
         for k in keys:
+            if raw_policy == "keep":
+                continue
+            until = lake.retention_until(k)
+            if until is not None and until > dt.date.today():
+                held[k] = until.isoformat()
             if raw_policy == "restrict":
                 lake.write_bytes(f"{RESTRICTED}/{k}", lake.read_bytes(k), write_once=False)
-                lake.delete(k)
-                handled.append(k)
-            elif raw_policy == "delete":
-                lake.delete(k)
-                handled.append(k)
+            lake.delete(k)
+            handled.append(k)
         res.raw_handled[ep] = handled
         audit(lake, f"raw_{raw_policy}", episode=ep, consent=consent, objects=handled)
+        if held:
+            res.raw_held[ep] = held
+            audit(lake, "raw_held_by_store", episode=ep, consent=consent, retained_until=held,
+                  detail="the store's object lock (COMPLIANCE) keeps these versions until the dates given; "
+                         "they are hidden now and can only be erased after")
     return res

@@ -1,6 +1,6 @@
 """The landing sensor's plain logic: drop area (local folder and S3 prefix) → write-once landing.
 
-Real recordings, a real local lake, and an S3 drop area on moto's server over HTTP.
+Real recordings, a real local lake, and an S3 drop area on a SeaweedFS server over HTTP.
 """
 
 import os
