@@ -27,7 +27,7 @@ from hvla_platform.lib.ingest.raw import RAW_CHECKS, ingest_partition, read_part
 from hvla_platform.lib.lineage import graph as lin
 from hvla_platform.lib.processing.build import PROCESSING_CHECKS, convert_partition
 from hvla_platform.lib.processing.convert import SyncConfig
-from hvla_platform.lib.formats.robodm_manifest import MANIFEST_COLUMNS
+from hvla_platform.lib.formats.robodm_manifest import MANIFEST_COLUMNS, write_cache_manifest
 from hvla_platform.lib.training.data import CacheError, read_manifest as read_training_manifest
 from hvla_platform_tests.fixtures.recordings import write_recording
 from hvla_platform_tests.lib.episode_factory import write_episodes
@@ -245,7 +245,7 @@ def test_robodm_manifest_is_checked_before_it_is_written(cache, tmp_path):
     rows = rc.read_cache_manifest(cache.out_dir)
     rows[1]["split"] = "validation"
     with pytest.raises(TableError) as exc:
-        rc.write_manifest(tmp_path, rows)
+        write_cache_manifest(tmp_path, rows)
     assert_one_line(exc.value, "column 'split'", "'ep-001'", "validation")
     assert not (tmp_path / "manifest.parquet").exists()
 
