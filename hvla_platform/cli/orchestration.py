@@ -5,26 +5,54 @@ The demo and the CLI materialize partitions with ``execute_in_process`` on the s
 materialization and check result of the demo is visible in the UI afterwards.
 """
 
+import hashlib
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import dagster as dg
 
-from hvla_platform.lib.core import settings
+from hvla_platform.lib.core import settings, tracking
+from hvla_platform.lib.core.locking import file_lock, owner_alive, owner_token
 from hvla_platform.lib.core.settings import REPO_ROOT
 
 
+#: Written into ``DAGSTER_HOME`` once its storage exists (after :func:`ensure_dagster_home`'s first run).
+READY_MARKER = ".hvla-initialised"
+
+
 def ensure_dagster_home() -> Path:
-    """Point ``DAGSTER_HOME`` at ``$HVLA_HOME/dagster`` (unless set) and give it a ``dagster.yaml``
-    (a copy of the repository's embedded-default ``dagster.yaml``) if it has none."""
+    """Point ``DAGSTER_HOME`` at ``$HVLA_HOME/dagster`` (unless set), give it a ``dagster.yaml`` (a
+    copy of the repository's embedded-default ``dagster.yaml``) if it has none, and create the
+    instance's storage once.
+
+    Dagster creates a SQLite instance's tables on first use; two processes doing it at once (two
+    commands, or ``dagster-webserver`` + ``dagster-daemon``) fail with "table … already exists" or
+    alembic's "more than one head". The first use therefore runs here, under a file lock
+    (``$DAGSTER_HOME/.hvla-init.lock``), before any process uses the instance; later calls only see
+    the marker file."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.hvla_home() / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
-    if not (home / "dagster.yaml").exists() and (REPO_ROOT / "dagster.yaml").exists():
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    if (home / READY_MARKER).exists():
+        return home
+    with file_lock(home / ".hvla-init.lock", what=f"Dagster instance {home}"):
+        if not (home / READY_MARKER).exists():
+            if not (home / "dagster.yaml").exists() and (REPO_ROOT / "dagster.yaml").exists():
+                tmp = home / f".dagster.yaml.{os.getpid()}"
+                shutil.copyfile(REPO_ROOT / "dagster.yaml", tmp)
+                os.replace(tmp, home / "dagster.yaml")  # readers never see half a file
+            inst = dg.DagsterInstance.from_config(str(home))
+            try:  # touch every storage: each creates and stamps its tables
+                inst.get_runs(limit=1)
+                inst.all_instigator_state()
+                inst.get_dynamic_partitions("_hvla_init")
+            finally:
+                inst.dispose()
+            (home / READY_MARKER).write_text("storage created by hvla\n")
     return home
 
 
@@ -36,10 +64,75 @@ def load_defs() -> dg.Definitions:
     return defs()
 
 
+#: Run tag naming the process that executes a run in process (``host:pid:start``, see
+#: :func:`~hvla_platform.lib.core.locking.owner_token`).
+OWNER_TAG = "hvla/owner"
+#: Run statuses of a run that holds its partition (and the run queue's limits).
+IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
 def instance() -> dg.DagsterInstance:
-    """The persistent Dagster instance under ``DAGSTER_HOME``."""
+    """The persistent Dagster instance under ``DAGSTER_HOME``, after marking failed the runs a dead
+    ``hvla`` process left in progress (:func:`fail_dead_runs`)."""
     ensure_dagster_home()
-    return dg.DagsterInstance.get()
+    inst = dg.DagsterInstance.get()
+    fail_dead_runs(inst)
+    return inst
+
+
+def fail_dead_runs(inst: dg.DagsterInstance, echo: Callable[[str], None] = print) -> list[str]:
+    """Mark failed every in-progress run executed in process by an ``hvla`` command whose process is
+    gone (killed, crashed, machine rebooted); the run ids.
+
+    Such a run would otherwise stay STARTED forever and hold the run queue's limits (one training
+    run at a time, one run per partition). The MLflow runs dead processes left RUNNING are marked
+    failed too (:func:`~hvla_platform.lib.core.tracking.fail_orphaned_runs`). Runs the daemon launched are watched by Dagster's run
+    monitoring instead (``run_monitoring`` in ``dagster.yaml``)."""
+    failed = []
+    for run in inst.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+        token = run.tags.get(OWNER_TAG)
+        if not token or owner_alive(token) is not False:
+            continue
+        inst.report_run_failed(run, message=(
+            f"hvla: the process that executed this run in process ({token}) is gone (killed or crashed); "
+            f"marked failed by {owner_token()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"))
+        failed.append(run.run_id)
+        echo(f"  run {run.run_id[:8]} ({run.job_name}, partition {run.tags.get('dagster/partition', '-')}) "
+             f"was left in progress by a dead process ({token}): marked failed")
+    if failed:  # and the MLflow runs it left RUNNING
+        tracking.fail_orphaned_runs(settings.mlflow_tracking_uri())
+    return failed
+
+
+def wait_for_partition(inst: dg.DagsterInstance, partition: str, *, timeout: float,
+                       echo: Callable[[str], None] = print) -> None:
+    """Wait until no run of ``partition`` is in progress (one the daemon launched, or another
+    command's); runs of dead ``hvla`` processes are marked failed meanwhile.
+
+    Raises:
+        TimeoutError: a run of the partition was still in progress after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    told = ""
+    while True:
+        fail_dead_runs(inst, echo)
+        busy = inst.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS, tags={"dagster/partition": partition}))
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"partition {partition}: run {busy[0].run_id} ({busy[0].job_name}) still in progress "
+                               f"after {timeout:.0f} s")
+        if told != busy[0].run_id:
+            told = busy[0].run_id
+            echo(f"  waiting for run {told[:8]} ({busy[0].job_name}) of partition {partition} to finish")
+        time.sleep(1.0)
+
+
+def partition_lock(inst: dg.DagsterInstance, partition: str, *, timeout: float):
+    """The file lock that lets one ``hvla`` command at a time run a partition on this instance."""
+    digest = hashlib.sha256(partition.encode()).hexdigest()[:32]
+    return file_lock(Path(inst.root_directory) / ".hvla-locks" / f"partition-{digest}.lock", timeout=timeout,
+                     what=f"partition {partition} (another hvla command runs it)")
 
 
 def add_partitions(inst: dg.DagsterInstance, name: str, keys: list[str]) -> None:
@@ -68,12 +161,21 @@ def run_job(defs: dg.Definitions, inst: dg.DagsterInstance, job_name: str, parti
             log_level: str = "INFO") -> JobOutcome:
     """Execute ``job_name`` for one partition in-process on ``inst`` and summarise the result.
 
+    One run per partition at a time: this waits for the partition's run in progress, if any
+    (another ``hvla`` command's: a file lock; one the daemon launched: the instance's runs), up to
+    ``HVLA_PARTITION_WAIT_SECONDS`` (default 3600). The run is tagged with this process
+    (:data:`OWNER_TAG`) so that a later command can tell it died.
+
     ``log_level`` is the console logger's level (the full DEBUG event stream is in the instance's
     event log either way, visible in the UI)."""
     job = defs.resolve_job_def(job_name)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
-    res = job.execute_in_process(instance=inst, partition_key=partition_key, run_config=config,
-                                 raise_on_error=False, tags=tags or {})
+    timeout = float(os.environ.get("HVLA_PARTITION_WAIT_SECONDS", "3600"))
+    key = str(partition_key)
+    with partition_lock(inst, key, timeout=timeout):
+        wait_for_partition(inst, key, timeout=timeout)
+        res = job.execute_in_process(instance=inst, partition_key=partition_key, run_config=config,
+                                     raise_on_error=False, tags={**(tags or {}), OWNER_TAG: owner_token()})
     out = JobOutcome(job=job_name, partition=str(partition_key), success=res.success, run_id=res.run_id)
     for ev in res.all_events:
         if ev.event_type_value == "ASSET_MATERIALIZATION":

@@ -24,6 +24,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from hvla_platform_tests.procs import wait_group_gone
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UI_DIR = Path(__file__).resolve().parent
 
@@ -78,6 +80,25 @@ def land_recordings(home: Path, folder: Path, log: Path) -> str:
     return proc.stdout
 
 
+def initialise_instance(home: Path, log: Path) -> None:
+    """Create the instance's storage under ``home`` once, under its file lock, the way every
+    ``hvla`` command does before using it (``ensure_dagster_home``): ``dagster-webserver`` and
+    ``dagster-daemon`` starting together on an uninitialised SQLite instance would both create
+    its tables and one of them would fail. Raises if it fails."""
+    code = "from hvla_platform.cli.orchestration import ensure_dagster_home; print(ensure_dagster_home())"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, env=instance_env(home),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    log.write_text(out or "")
+    if proc.returncode != 0:
+        raise RuntimeError(f"initialising the Dagster instance under {home} failed ({proc.returncode}); see {log}")
+
+
 def graphql(base_url: str, query: str, timeout: float = 10.0) -> dict:
     """POST a GraphQL query to the webserver; the ``data`` of the answer."""
     req = urllib.request.Request(f"{base_url}/graphql", data=json.dumps({"query": query}).encode(),
@@ -108,9 +129,18 @@ class DagsterUI:
                                             start_new_session=True)
 
     def start(self, timeout: float = 120.0) -> "DagsterUI":
-        """Start both processes and wait until the code location is loaded and the daemon that
-        dequeues runs reports healthy. Raises ``RuntimeError`` (naming the log) otherwise."""
+        """Initialise the instance (as ``hvla ui`` does), start both processes and wait until the
+        code location is loaded and the daemon that dequeues runs reports healthy. Raises
+        ``RuntimeError`` (naming the log) otherwise, after stopping whatever it started."""
         self.logs.mkdir(parents=True, exist_ok=True)
+        initialise_instance(self.home, self.logs / "init.log")
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> "DagsterUI":
         workspace = str(REPO_ROOT / "workspace.yaml")
         self._spawn("dagster-webserver", [venv_tool("dagster-webserver"), "-w", workspace, "-h", "127.0.0.1",
                                           "-p", str(self.port)])
@@ -149,7 +179,8 @@ class DagsterUI:
         return "ready"
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM each process group, then SIGKILL whatever is left after ``grace`` seconds."""
+        """SIGTERM each process group, then SIGKILL whatever is left after ``grace`` seconds
+        (idempotent; also called when :meth:`start` fails)."""
         for p in self.procs.values():
             if p.poll() is None:
                 try:
@@ -171,6 +202,7 @@ class DagsterUI:
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+            wait_group_gone(p.pid, 5.0)
         for f in self._files:
             f.close()
         self._files.clear()

@@ -1,7 +1,6 @@
 """Processing stage: raw MCAP → synchronised HDF5 episodes at a fixed fps, with episode QA, per capture day × robot."""
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +12,9 @@ from hvla_platform.lib.processing.convert import SyncConfig
 from hvla_platform.lib.processing.build import PROCESSING_CHECKS, convert_partition
 from hvla_platform.lib.processing.qa.metrics import QA_CHECKS
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
-from hvla_platform.lib.processing.qa.tracking import log_partition_qa
+from hvla_platform.lib.core.scratch import scratch_dir
+from hvla_platform.lib.core.tracking import find_finished_run
+from hvla_platform.lib.processing.qa.tracking import FINGERPRINT_TAG, log_partition_qa
 from hvla_platform.lib.processing.qa.thresholds import DEFAULT_MIN_QUALITY
 
 PROCESSING_CHECK_SPECS = [
@@ -97,15 +98,22 @@ def episodes_hdf5(context: dg.AssetExecutionContext, config: EpisodesConfig, lak
                         "detail": f"score {e.quality_score} ({e.quality_components})"} for e in res.episodes},
         usable=len(converted), description=QA_CHECK_SPECS[-1][1]))
     run_id = "(not logged)"
-    if config.log_to_mlflow and res.status == "materialized":
-        with lk.local_artifact(res.manifest_prefix) as d, tempfile.TemporaryDirectory() as tmp:
-            for name in ("qa_report.html", "qa_metrics.json"):
-                shutil.copy(Path(d) / name, Path(tmp) / name)
-            if (Path(d) / "qa").is_dir():
-                shutil.copytree(Path(d) / "qa", Path(tmp) / "qa")
-            run_id = log_partition_qa(mlflow.uri(), partition=f"{day}|{robot}",
-                                      conversions=res.manifest.conversions, thresholds=qa.to_dict(),
-                                      report_dir=Path(tmp), artifact_dir=mlflow.artifacts())
+    if config.log_to_mlflow:
+        # from the published artifact's manifest, cached or not: a run that died between publishing
+        # and logging left no QA record, and the next one (which finds the artifact cached) logs it;
+        # the fingerprint tag makes it idempotent
+        run_id = find_finished_run(mlflow.uri(), "hvla-qa", {FINGERPRINT_TAG: res.manifest.fingerprint,
+                                                              "hvla.partition": f"{day}|{robot}"}) or ""
+        if not run_id:
+            with lk.local_artifact(res.manifest_prefix) as d, scratch_dir("hvla-qa", lk.scratch_root()) as tmp:
+                for name in ("qa_report.html", "qa_metrics.json"):
+                    shutil.copy(Path(d) / name, tmp / name)
+                if (Path(d) / "qa").is_dir():
+                    shutil.copytree(Path(d) / "qa", tmp / "qa")
+                run_id = log_partition_qa(mlflow.uri(), partition=f"{day}|{robot}",
+                                          conversions=res.manifest.conversions, thresholds=qa.to_dict(),
+                                          report_dir=tmp, artifact_dir=mlflow.artifacts(),
+                                          fingerprint=res.manifest.fingerprint)
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": res.uri,

@@ -21,11 +21,12 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
-import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Iterator
+
+from hvla_platform.lib.core import scratch
+from hvla_platform.lib.core.locking import file_lock
 
 #: File name of the lineage manifest every artifact carries; written last.
 MANIFEST_NAME = "_hvla_manifest.json"
@@ -127,8 +128,21 @@ class Lake(ABC):
 
     def sha256(self, key: str) -> str:
         """Hex sha256 of an object's content."""
-        with tempfile.TemporaryDirectory() as tmp:
-            return sha256_file(self.get_file(key, Path(tmp) / "obj"))
+        with scratch.scratch_dir("sha256", self.scratch_root()) as tmp:
+            return sha256_file(self.get_file(key, tmp / "obj"))
+
+    def scratch_root(self) -> Path:
+        """Where temporary build directories for this lake live (swept when their owner is gone;
+        :mod:`hvla_platform.lib.core.scratch`): ``$HVLA_HOME/tmp`` unless the lake is local."""
+        return scratch.scratch_root()
+
+    def build_lock(self, prefix: str, *, timeout: float = 24 * 3600.0) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock for building the artifact at ``prefix``: concurrent builders of one
+        artifact wait for each other (a file lock under :meth:`scratch_root`; on an S3 lake this
+        serialises the builders of one machine only)."""
+        digest = hashlib.sha256(f"{self.root_uri()}|{validate_key(prefix.rstrip('/'))}".encode()).hexdigest()[:32]
+        return file_lock(self.scratch_root() / "locks" / f"build-{digest}.lock", timeout=timeout,
+                         what=f"building {self.uri(prefix)}")
 
     @abstractmethod
     def root_uri(self) -> str:
@@ -181,7 +195,9 @@ class Lake(ABC):
 
 
 class LocalLake(Lake):
-    """The lake as a local directory. Staging and trash live in ``<root>/.hvla-tmp``."""
+    """The lake as a local directory. Staging, trash and builders' temporary directories live in
+    ``<root>/.hvla-tmp`` (one filesystem with the artifacts, swept when their owner is gone);
+    per-artifact publish locks in ``<root>/.hvla-tmp/locks``."""
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).resolve()
@@ -210,9 +226,12 @@ class LocalLake(Lake):
     def sha256(self, key: str) -> str:
         return sha256_file(self.path(key))
 
+    def scratch_root(self) -> Path:
+        return self._tmp
+
     def _tmp_file(self) -> Path:
         self._tmp.mkdir(parents=True, exist_ok=True)
-        return self._tmp / f"obj-{uuid.uuid4().hex}"
+        return self._tmp / scratch.scratch_name("obj")
 
     def _commit_tmp(self, tmp: Path, key: str, write_once: bool) -> None:
         dest = self.path(key)
@@ -262,20 +281,29 @@ class LocalLake(Lake):
         self.path(key).unlink(missing_ok=True)
 
     def publish_artifact(self, prefix: str, local_dir: str | os.PathLike[str], manifest: dict[str, Any]) -> None:
+        """See :meth:`Lake.publish_artifact`. Concurrent publishes of one prefix (other threads or
+        processes) are serialised by a lock per prefix around the swap: the last one wins, none
+        fails, and no staging or trash directory is left behind (a killed publisher's are swept)."""
         local_dir = Path(local_dir)
-        final = self.path(prefix.rstrip("/"))
+        prefix = validate_key(prefix.rstrip("/"))
+        final = self.path(prefix)
         self._tmp.mkdir(parents=True, exist_ok=True)
-        staging = self._tmp / f"stage-{uuid.uuid4().hex}"
-        shutil.copytree(local_dir, staging)
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        trash = None
-        if final.exists():
-            trash = self._tmp / f"trash-{uuid.uuid4().hex}"
-            os.rename(final, trash)
-        os.rename(staging, final)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        scratch.sweep(self._tmp, keep=frozenset({"locks"}))
+        staging = self._tmp / scratch.scratch_name("stage")
+        trash = self._tmp / scratch.scratch_name("trash")
+        try:
+            shutil.copytree(local_dir, staging)
+            (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            lock = self._tmp / "locks" / (hashlib.sha256(prefix.encode()).hexdigest()[:32] + ".lock")
+            with file_lock(lock, what=f"publishing {self.uri(prefix)}"):
+                if final.exists():
+                    os.rename(final, trash)
+                os.rename(staging, final)
+        finally:
+            for leftover in (staging, trash):
+                if leftover.exists():
+                    shutil.rmtree(leftover, ignore_errors=True)
 
     @contextlib.contextmanager
     def local_artifact(self, prefix: str) -> Iterator[Path]:
@@ -427,8 +455,8 @@ class S3Lake(Lake):
     def local_artifact(self, prefix: str) -> Iterator[Path]:
         self.require_manifest(prefix)
         prefix = prefix.rstrip("/")
-        with tempfile.TemporaryDirectory(prefix="hvla-s3-") as tmp:
-            root = Path(tmp) / "artifact"
+        with scratch.scratch_dir("hvla-s3", self.scratch_root()) as tmp:
+            root = tmp / "artifact"
             for key in self.list_keys(prefix):
                 self.get_file(key, root / key[len(prefix) + 1 :])
             yield root

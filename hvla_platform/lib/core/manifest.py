@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +35,7 @@ from hvla_platform.lib.core.contracts import StrictModel, validate_document
 from hvla_platform.lib.core.rights import Rights
 from hvla_platform.lib.core.settings import REPO_ROOT
 from hvla_platform.lib.core.lake import MANIFEST_NAME, ArtifactNotFoundError, Lake, sha256_file
+from hvla_platform.lib.core.scratch import scratch_dir
 
 MANIFEST_SCHEMA_VERSION = 1
 
@@ -454,8 +454,18 @@ def publish_if_changed(lake: Lake, prefix: str, *, artifact_type: str, inputs: l
     existing = load_manifest(lake, prefix, MANIFEST_MODELS[artifact_type])
     if existing is not None and existing.fingerprint == fp:
         return Published("cached", prefix, lake.uri(prefix), existing)
-    with tempfile.TemporaryDirectory(prefix=f"hvla-{artifact_type}-") as tmp:
-        staging = Path(tmp) / "artifact"
+    with lake.build_lock(prefix):  # one builder per artifact at a time; the second finds it built
+        existing = load_manifest(lake, prefix, MANIFEST_MODELS[artifact_type])
+        if existing is not None and existing.fingerprint == fp:
+            return Published("cached", prefix, lake.uri(prefix), existing)
+        return _build_and_publish(lake, prefix, artifact_type=artifact_type, inputs=inputs, config=config,
+                                  write=write, rights=rights)
+
+
+def _build_and_publish(lake: Lake, prefix: str, *, artifact_type: str, inputs: list[InputRef],
+                       config: dict[str, Any], write: Callable[[Path], Content], rights: Rights | None) -> Published:
+    with scratch_dir(f"hvla-{artifact_type}", lake.scratch_root()) as tmp:  # swept if this process dies
+        staging = tmp / "artifact"
         staging.mkdir()
         content = write(staging)
         art_rights = content.rights or rights

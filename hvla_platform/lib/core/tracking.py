@@ -13,12 +13,47 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from hvla_platform.lib.core.locking import file_lock, owner_alive, owner_token
+
 _MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
+_READY: set[str] = set()  # tracking URIs whose store this process has initialised
+#: Tag naming the process that created a run (``host:pid:start``), so a later one can tell it died.
+OWNER_TAG = "hvla.owner"
+#: Tag saying why a run was marked failed by someone else than its owner.
+FAILURE_REASON_TAG = "hvla.failure_reason"
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///…`` tracking URI (``None`` for other stores)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def ensure_store(tracking_uri: str) -> None:
+    """Create and migrate the tracking store once, before this process uses it.
+
+    MLflow creates and migrates a SQLite store on first use; two processes doing that at once fail
+    (``duplicate column name``, alembic "expected to match one row"). The first use therefore runs
+    under a file lock beside the database (``<db>.lock``): whoever comes second finds it ready.
+    """
+    if tracking_uri in _READY:
+        return
+    from mlflow import MlflowClient  # noqa: PLC0415 - mlflow takes ~2 s to import
+
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(db.with_name(db.name + ".lock"), what=f"MLflow store {db}"):
+            MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+    _READY.add(tracking_uri)
 
 
 def _client(tracking_uri: str):
     from mlflow import MlflowClient  # noqa: PLC0415 - mlflow takes ~2 s to import
 
+    ensure_store(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -38,7 +73,48 @@ def get_or_create_experiment(tracking_uri: str, name: str, artifact_dir: str | P
         location = str(artifact_dir)
     else:
         location = Path(artifact_dir).absolute().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415 - mlflow takes ~2 s to import
+
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another process created it in the meantime
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def fail_orphaned_runs(tracking_uri: str, experiment_ids: Sequence[str] | None = None) -> list[str]:
+    """Mark ``FAILED`` (with the reason in :data:`FAILURE_REASON_TAG`) every ``RUNNING`` run whose
+    creating process (:data:`OWNER_TAG`) is gone; the run ids. Default: every experiment."""
+    client = _client(tracking_uri)
+    ids = list(experiment_ids) if experiment_ids is not None else [
+        e.experiment_id for e in client.search_experiments()]
+    if not ids:
+        return []
+    out = []
+    for r in client.search_runs(ids, filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        token = r.data.tags.get(OWNER_TAG)
+        if not token or owner_alive(token) is not False:
+            continue
+        client.set_tag(r.info.run_id, FAILURE_REASON_TAG,
+                       f"the process that ran it ({token}) is gone (killed or crashed); marked failed by "
+                       f"{owner_token()} at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        client.set_terminated(r.info.run_id, status="FAILED")
+        out.append(r.info.run_id)
+    return out
+
+
+def find_finished_run(tracking_uri: str, experiment: str, tags: Mapping[str, str]) -> str | None:
+    """Id of a ``FINISHED`` run of ``experiment`` carrying all ``tags`` (the newest), or ``None``."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    flt = " and ".join([f"tags.`{k}` = '{v}'" for k, v in tags.items()] + ["attributes.status = 'FINISHED'"])
+    runs = client.search_runs([exp.experiment_id], filter_string=flt, max_results=1,
+                              order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -61,6 +137,9 @@ class TrackedRun:
     """One MLflow run driven through an explicit client.
 
     Use :meth:`start`, the ``log_*`` methods, then :meth:`finish` (``status="FAILED"`` on error).
+    The run is tagged with the creating process (:data:`OWNER_TAG`); creating one first marks
+    failed the runs of the experiment that a dead process left ``RUNNING``
+    (:func:`fail_orphaned_runs`).
     """
 
     def __init__(self, tracking_uri: str, experiment: str, *, run_name: str | None = None,
@@ -68,7 +147,9 @@ class TrackedRun:
         self.tracking_uri = tracking_uri
         self.client = _client(tracking_uri)
         self.experiment_id = get_or_create_experiment(tracking_uri, experiment, artifact_dir)
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags or {}))
+        fail_orphaned_runs(tracking_uri, [self.experiment_id])
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={**dict(tags or {}), OWNER_TAG: owner_token()})
         self.run_id: str = run.info.run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:

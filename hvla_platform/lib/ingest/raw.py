@@ -27,7 +27,6 @@ Raw checks (names used by the Dagster asset checks):
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from hvla_platform.lib.formats.recording.contract import REQUIRED_TOPICS
 from hvla_platform.lib.formats.recording.metadata import RecordingMetadataError, parse_recording_metadata
 from hvla_platform.lib.core.rights import Rights, RightsError
 from hvla_platform.lib.core.lake import Lake, ObjectExistsError, sha256_file
+from hvla_platform.lib.core.scratch import scratch_dir
 from hvla_platform.lib.core.tables import check_partition_index
 
 RAW_CHECKS = ("readable", "required_topics", "monotonic", "rights")
@@ -226,8 +226,7 @@ def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
     """
     check_day(day), check_id(robot, "robot id"), check_id(ep, "episode id")
     lp = landing_prefix(day, robot, ep)
-    with tempfile.TemporaryDirectory(prefix="hvla-ingest-") as tmp:
-        tmpd = Path(tmp)
+    with scratch_dir("hvla-ingest", lake.scratch_root()) as tmpd:  # swept if this process dies
         landed = {k.rsplit("/", 1)[1] for k in lake.list_keys(lp)}
         mcap = mcap_name(ep) if mcap_name(ep) in landed else next((n for n in sorted(landed) if n.endswith(".mcap")), None)
         outcome = EpisodeOutcome(episode_id=ep, status="quarantined")
