@@ -159,7 +159,8 @@ def test_serve_and_deploy_the_trained_checkpoint(lifecycle, env):
     hvla = [sys.executable, "-m", "hvla_platform.cli"]
     refused = subprocess.run(hvla + ["serve", "--checkpoint", key, "--use", "public_api", "--port", str(free_port())],
                              capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and "may not be served for 'public_api'" in refused.stdout, refused.stdout
+    assert refused.returncode == 2 and "may not be served for 'public_api'" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     port = free_port()
     server = subprocess.Popen(hvla + ["serve", "--checkpoint", key, "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -2,7 +2,8 @@
 
 Exit codes (README, "The `hvla` command"): 0 everything asked for succeeded; 1 a run or step
 failed; 2 the request was refused (bad input, rights, unknown id); 3 the robot stopped on an
-emergency stop; 4 the robot stopped on a fault.
+emergency stop; 4 the robot stopped on a fault; 5 partly done: some inputs were rejected,
+quarantined, withdrawn or in conflict (``hvla ingest``; the summary table names each and why).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.lake_config import open_lake
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_ESTOP, EXIT_FAULT = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_ESTOP, EXIT_FAULT, EXIT_PARTIAL = 0, 1, 2, 3, 4, 5
 
 
 def echo(msg: str) -> None:

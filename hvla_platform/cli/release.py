@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hvla_platform.cli.common import echo, open_env_lake
+from hvla_platform.cli.common import EXIT_OK, echo, open_env_lake
+from hvla_platform.cli.known import require_release
 from hvla_platform.lib.dataset.releases import register_release
 
 
@@ -22,15 +23,17 @@ def register_release_file(spec_path: Path) -> str:
 def cmd_release(args: argparse.Namespace) -> int:
     """`hvla release register SPEC` / `hvla release build NAME`."""
     # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
-    from hvla_platform.cli.orchestration import instance, load_defs, print_outcome, run_job  # noqa: PLC0415
+    from hvla_platform.cli.orchestration import add_partitions, instance, load_defs  # noqa: PLC0415
+    from hvla_platform.cli.outcome import run_and_report  # noqa: PLC0415
 
     if args.action == "register":
         name = register_release_file(Path(args.target))
         echo(f"registered release {name}")
-        return 0
-    o = run_job(load_defs(), instance(), "release_job", args.target)
-    print_outcome(o, echo)
-    return 0 if o.success else 1
+        return EXIT_OK
+    spec = require_release(open_env_lake(), args.target)  # unknown release: refused before any run
+    inst = instance()
+    add_partitions(inst, "release", [spec.name])
+    return run_and_report("release", load_defs(), inst, "release_job", spec.name)[1]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -13,20 +13,27 @@ def cmd_rights(args: argparse.Namespace) -> int:
     # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
     import dagster as dg  # noqa: PLC0415
 
-    from hvla_platform.cli.orchestration import add_partitions, instance, load_defs, print_outcome, run_job  # noqa: PLC0415
+    from hvla_platform.cli.orchestration import add_partitions, instance, load_defs  # noqa: PLC0415
+    from hvla_platform.cli.outcome import run_and_report  # noqa: PLC0415
 
-    defs, inst = load_defs(), instance()
+    loaded: dict[str, object] = {}
+
+    def defs_and_instance() -> tuple:
+        # the code location loads only when a rebuild runs: a refused request (unknown consent) is refused at once
+        if not loaded:
+            loaded.update(defs=load_defs(), inst=instance())
+        return loaded["defs"], loaded["inst"]
 
     def rebuild_partition(day: str, robot: str) -> None:
-        o = run_job(defs, inst, "ingest_job", dg.MultiPartitionKey({"capture_day": day, "robot": robot}))
-        print_outcome(o, echo)
+        defs, inst = defs_and_instance()
+        o, _ = run_and_report("rights", defs, inst, "ingest_job", dg.MultiPartitionKey({"capture_day": day, "robot": robot}))
         if not o.success:
             raise SystemExit(f"rebuilding partition {day}|{robot} failed; the revocation is recorded, rerun the job")
 
     def rebuild_release(name: str) -> None:
+        defs, inst = defs_and_instance()
         add_partitions(inst, "release", [name])
-        o = run_job(defs, inst, "release_job", name)
-        print_outcome(o, echo)
+        o, _ = run_and_report("rights", defs, inst, "release_job", name)
         if not o.success:
             raise SystemExit(f"rebuilding release {name} failed; the revocation is recorded, rerun release_job")
 

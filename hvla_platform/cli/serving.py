@@ -8,9 +8,11 @@ import argparse
 import datetime as dt
 import json
 import os
+import sys
 from pathlib import Path
 
 from hvla_platform.cli.common import EXIT_ESTOP, EXIT_FAULT, EXIT_REFUSED, echo, open_env_lake
+from hvla_platform.cli.known import checkpoint_suggestion
 from hvla_platform.lib.core import settings
 from hvla_platform.lib.core.rights import SERVING_USES, RightsError
 from hvla_platform.lib.serving.inference_log import InferenceLog
@@ -37,6 +39,12 @@ def read_api_key(key_file: str | None) -> str | None:
     return os.environ.get(API_KEY_ENV) or None
 
 
+def _refused(reason: str) -> int:
+    """``hvla serve: refused: <reason>`` on stderr (one line); :data:`EXIT_REFUSED`."""
+    print(f"hvla serve: refused: {' '.join(reason.split())}", file=sys.stderr, flush=True)
+    return EXIT_REFUSED
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`hvla serve --checkpoint DIR|KEY`: authorize, load and serve a checkpoint over openpi's protocol."""
     # deferred: the checkpoint, policy and server modules import jax/flax/orbax (seconds)
@@ -47,13 +55,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     lake = open_env_lake()
     api_key = read_api_key(args.api_key_file)
+    if not Path(args.checkpoint).expanduser().is_dir() and {".", ".."} & set(str(args.checkpoint).split("/")):
+        return _refused(f"checkpoint {args.checkpoint!r} has '.' or '..' segments; give a lake key "
+                        "checkpoints/<config>/<exp>/<step> or a checkpoint directory")
     try:
         with resolve_checkpoint(args.checkpoint, lake) as (step_dir, key):
             try:
                 manifest = authorize(step_dir, args.use, lake=lake, checkpoint_key=key)
             except (RightsError, CheckpointError) as exc:
-                echo(f"hvla serve: refused: {exc}")
-                return EXIT_REFUSED
+                return _refused(str(exc))
             echo(f"loading {step_dir} (checkpoint {manifest.get('checkpoint')}) for {args.use!r}")
             policy = Policy.load(step_dir)
             log_dir = Path(args.log_dir) if args.log_dir else settings.hvla_home() / "logs" / "serving"
@@ -65,8 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                       max_message_bytes=args.max_message_mb * 1024 * 1024,
                                       inference_log=ilog, allow_remote_without_key=args.allow_remote_without_key)
             except ValueError as exc:
-                echo(f"hvla serve: refused: {exc}")
-                return EXIT_REFUSED
+                return _refused(str(exc))
 
             def started(s: PolicyServer) -> None:
                 echo(f"serving {manifest.get('checkpoint')} for {args.use!r} on ws://{s.host}:{s.port} "
@@ -79,8 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             finally:
                 ilog.close()
     except FileNotFoundError as exc:
-        echo(f"hvla serve: {exc}")
-        return EXIT_REFUSED
+        return _refused(f"{exc}{checkpoint_suggestion(lake, args.checkpoint)}")
     echo("server stopped")
     return 0
 

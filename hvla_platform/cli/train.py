@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from hvla_platform.cli.common import echo
+from hvla_platform.cli.common import open_env_lake
+from hvla_platform.cli.known import check_can_train
+from hvla_platform.lib.core.keys import check_id
 
 
 def training_run_config(release: str, steps: int, seed: int, trials: int, config_name: str) -> dict:
@@ -22,15 +24,19 @@ def training_run_config(release: str, steps: int, seed: int, trials: int, config
 def cmd_train(args: argparse.Namespace) -> int:
     """`hvla train`: register the experiment partition and run training_job (checkpoint + eval_report)."""
     # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
-    from hvla_platform.cli.orchestration import add_partitions, instance, load_defs, print_outcome, run_job  # noqa: PLC0415
+    from hvla_platform.cli.orchestration import add_partitions, instance, load_defs  # noqa: PLC0415
+    from hvla_platform.cli.outcome import run_and_report  # noqa: PLC0415
 
+    check_id(args.exp, "experiment name")
+    # what the checkpoint asset would refuse (unknown release, not built, flagged, rights) is
+    # refused here, before a run exists
+    check_can_train(open_env_lake(), args.release)
     inst = instance()
     add_partitions(inst, "experiment", [args.exp])
-    o = run_job(load_defs(), inst, "training_job", args.exp,
-                run_config=training_run_config(args.release, args.steps, args.seed, args.trials, args.config_name),
-                tags={"hvla/stage": "training"})
-    print_outcome(o, echo)
-    return 0 if o.success else 1
+    return run_and_report("train", load_defs(), inst, "training_job", args.exp,
+                          run_config=training_run_config(args.release, args.steps, args.seed, args.trials,
+                                                         args.config_name),
+                          tags={"hvla/stage": "training"})[1]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -130,16 +130,16 @@ def test_serve_refuses_blocked_use_before_binding(step_dir, tmp_path, monkeypatc
     monkeypatch.setenv("HVLA_HOME", str(tmp_path))
     port = free_port()
     assert main(["serve", "--checkpoint", str(step_dir), "--use", "public_api", "--port", str(port)]) == 2
-    out = capsys.readouterr().out
-    assert "refused" in out and "may not be served for 'public_api'" in out
-    assert "allows serving only for ['lab_robot', 'staging_demo']" in out
+    err = capsys.readouterr().err  # a refusal is one line on stderr
+    assert "refused" in err and "may not be served for 'public_api'" in err
+    assert "allows serving only for ['lab_robot', 'staging_demo']" in err
     assert not listening(port)
     assert main(["serve", "--checkpoint", str(tmp_path / "nope"), "--port", str(port)]) == 2
-    assert "is neither a directory" in capsys.readouterr().out
+    assert "is neither a directory" in capsys.readouterr().err
 
 
 def test_serve_refuses_open_remote_binding(step_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HVLA_HOME", str(tmp_path))
     monkeypatch.delenv("HVLA_API_KEY", raising=False)
     assert main(["serve", "--checkpoint", str(step_dir), "--host", "0.0.0.0", "--port", str(free_port())]) == 2
-    assert "without an API key" in capsys.readouterr().out
+    assert "without an API key" in capsys.readouterr().err

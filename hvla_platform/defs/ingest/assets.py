@@ -8,6 +8,7 @@ from hvla_platform.defs.partitions import day_robot, raw_partitions
 from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.core.keys import quarantine_prefix, raw_prefix
 from hvla_platform.lib.ingest.raw import ingest_partition
+from hvla_platform.lib.ingest.refusals import list_refusals
 from hvla_platform.lib.core.rights import Rights, combine_rights
 
 RAW_CHECKS = [
@@ -40,6 +41,17 @@ def raw_mcap(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
         if not e.convertible:
             context.log.warning(f"{e.episode_id} quarantined ({lk.uri(quarantine_prefix(day, robot, e.episode_id))}): "
                                 + "; ".join(e.reasons))
+    # uploads refused at landing that named this partition (rejected, changed re-uploads): one
+    # observation each on the partition, naming the episode, the reason and the kept evidence
+    refusals = list_refusals(lk, context.partition_key)
+    for r in refusals:
+        context.log.warning(f"upload of {r.episode_id or '?'} {r.status} at landing ({lk.uri(r.evidence)}): {r.reason}")
+        context.log_event(dg.AssetObservation(
+            asset_key="raw_mcap", partition=context.partition_key,
+            description=f"Upload of {r.episode_id or '(no episode id)'} {r.status} at landing: {r.reason}",
+            metadata={"hvla/landing_refusal": r.status, "hvla/episode_id": r.episode_id or "(none named)",
+                      "hvla/reason": r.reason, "hvla/source": r.source, "hvla/evidence": lk.uri(r.evidence),
+                      "hvla/refused_at": r.at}))
     rights = combine_rights(Rights.from_dict(e.rights) for e in usable) if usable else None
     statuses = {s: sum(1 for e in result.episodes if e.status == s) for s in ("published", "cached", "quarantined", "conflict")}
     checks = [
@@ -61,6 +73,9 @@ def raw_mcap(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
             "hvla/operators": ", ".join(sorted({str(e.metadata.get("operator")) for e in usable})),
             "status": "cached" if statuses["cached"] == len(result.episodes) else "materialized",
             **{f"hvla/episodes_{k}": v for k, v in statuses.items()},
+            "hvla/landing_refusals": dg.MetadataValue.json(
+                [{"episode_id": r.episode_id, "status": r.status, "reason": r.reason, "evidence": lk.uri(r.evidence)}
+                 for r in refusals]) if refusals else "(none)",
             **rights_metadata(rights),
         },
         check_results=checks,

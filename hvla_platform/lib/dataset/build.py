@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from hvla_platform.lib.core.keys import episodes_prefix
+from hvla_platform.lib.dataset.codec_log import codec_log_path, codec_output_to
 from hvla_platform.lib.dataset.lerobot_release import build_lerobot_dataset, feature_schema, load_and_probe, read_info
 from hvla_platform.lib.core.manifest import Content, InputRef, Published, publish_if_changed
 from hvla_platform.lib.dataset.timestamps import check_lerobot_timestamps
@@ -35,6 +36,8 @@ def _inputs(lake: Lake, sel: Selection) -> list[InputRef]:
 def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], None] | None = None) -> ReleaseBuild:
     """Select the spec's episodes, write the LeRobot dataset with LeRobot's writer, reload it with
     LeRobot (decoding a video frame) and publish it under ``lerobot/<repo_id>/<release>/``.
+    The codecs' own output goes to :func:`~hvla_platform.lib.dataset.codec_log.codec_log_path`
+    (``$HVLA_HOME/logs/codec/<release>.log``); ``progress`` gets one line per episode.
 
     Raises:
         FileNotFoundError, ValueError: see :func:`~hvla_platform.lib.dataset.releases.select_episodes`.
@@ -44,6 +47,8 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
     config = {"spec": spec.to_dict(), "spec_sha256": spec.digest(),
               "excluded": sel.excluded, "approved": sel.approved}  # decisions change the fingerprint
     by_key = {e.hdf5_key: e for e in sel.episodes}
+    say = progress or (lambda _m: None)
+    log = codec_log_path(spec.name)
 
     def write(root: Path) -> Content:
         rights = combine_rights(e.rights for e in sel.episodes)
@@ -59,9 +64,13 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
                 local_paths.append(p)
                 source_uris[str(p)] = lake.uri(e.hdf5_key)
             dataset = root / "dataset"  # LeRobot's writer wants to create its root itself
-            result = build_lerobot_dataset(spec, local_paths, dataset, rights=rights.to_dict(), progress=progress,
-                                           source_uris=source_uris)
-        probe = load_and_probe(dataset, spec.repo_id)
+            # ffmpeg/libx264 statistics (~350 lines) go to the log; the progress line per episode stays
+            say(f"writing {len(sel.episodes)} episode(s) with LeRobot; codec output → {log}")
+            with codec_output_to(log):
+                result = build_lerobot_dataset(spec, local_paths, dataset, rights=rights.to_dict(), progress=progress,
+                                               source_uris=source_uris)
+        with codec_output_to(log):
+            probe = load_and_probe(dataset, spec.repo_id)
         ts = check_lerobot_timestamps(dataset)
         info = read_info(dataset)
         for child in dataset.iterdir():

@@ -23,6 +23,7 @@ import yaml
 from hvla_platform.lib.core.withdrawals import Withdrawals
 from hvla_platform.lib.core.keys import (
     LANDING,
+    RAW,
     REJECTED,
     UnsafeIdError,
     check_day,
@@ -42,6 +43,8 @@ class LandingResult:
     ``status`` is ``landed``, ``already_landed`` (same content was there), ``conflict`` (different
     content already landed under the same key: reported, not replaced), ``rejected`` (quarantined)
     or ``withdrawn`` (the episode, or a consent it declares, was withdrawn: nothing is copied).
+    A rejection carries the ids its metadata named safely (if any) and ``evidence``, the
+    ``quarantine/_rejected/<digest>`` prefix of the kept files and ``reason.json``.
     """
 
     source: str
@@ -50,6 +53,7 @@ class LandingResult:
     robot_id: str | None = None
     episode_id: str | None = None
     reason: str = ""
+    evidence: str = ""
 
 
 def find_recordings(src: str | Path) -> list[Path]:
@@ -76,7 +80,27 @@ def read_identity(metadata: dict) -> tuple[str, str, str]:
             check_id(metadata.get("episode_id"), "episode id"))
 
 
-def _reject(lake: Lake, rec: Path, reason: str, source: str | None = None) -> LandingResult:
+def _identity_hint(metadata: object) -> dict[str, str]:
+    """Whichever of capture_day / robot_id / episode_id the metadata names safely (a rejection
+    keeps them so that it can be shown on the raw partition it was meant for)."""
+    if not isinstance(metadata, dict):
+        return {}
+    robot = metadata.get("robot")
+    fields = {"capture_day": (check_day, metadata.get("capture_date")),
+              "robot_id": (lambda v: check_id(v, "robot id"),
+                           robot.get("id") if isinstance(robot, dict) else metadata.get("robot_id")),
+              "episode_id": (lambda v: check_id(v, "episode id"), metadata.get("episode_id"))}
+    out = {}
+    for name, (check, value) in fields.items():
+        try:
+            out[name] = check(value)
+        except UnsafeIdError:
+            pass
+    return out
+
+
+def _reject(lake: Lake, rec: Path, reason: str, source: str | None = None,
+            metadata: object = None) -> LandingResult:
     h = hashlib.sha256()
     # regular files only: a symbolic link could point anywhere on the host
     files = sorted(p for p in rec.iterdir() if p.is_file() and not p.is_symlink())
@@ -89,12 +113,15 @@ def _reject(lake: Lake, rec: Path, reason: str, source: str | None = None) -> La
             lake.put_file(p, f"{prefix}/files/{p.name}", write_once=True)
         except ObjectExistsError:
             pass  # identical rejected recording already kept
+    hint = _identity_hint(metadata)
     lake.write_json(f"{prefix}/reason.json", {
         "source": source or str(rec), "stage": "landing", "reason": reason,
         "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "files": [p.name for p in files],
+        "files": [p.name for p in files], **hint,
     })
-    return LandingResult(source=source or str(rec), status="rejected", reason=reason)
+    return LandingResult(source=source or str(rec), status="rejected", reason=reason,
+                         capture_day=hint.get("capture_day"), robot_id=hint.get("robot_id"),
+                         episode_id=hint.get("episode_id"), evidence=prefix)
 
 
 def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
@@ -130,9 +157,10 @@ def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         return _reject(lake, rec, f"{shown}/{METADATA}: cannot read metadata.yaml: {type(exc).__name__}: {exc}", source)
     except UnsafeIdError as exc:
-        return _reject(lake, rec, f"{shown}/{METADATA}: {exc}", source)
+        return _reject(lake, rec, f"{shown}/{METADATA}: {exc}", source, metadata)
     if len(mcaps) != 1:
-        return _reject(lake, rec, f"{shown}: expected exactly one .mcap file, found {[p.name for p in mcaps]}", source)
+        return _reject(lake, rec, f"{shown}: expected exactly one .mcap file, found {[p.name for p in mcaps]}", source,
+                       metadata)
     result = LandingResult(source=shown, status="already_landed", capture_day=day, robot_id=robot, episode_id=episode)
     withdrawn = (withdrawals or Withdrawals.load(lake)).reason(episode, metadata)
     if withdrawn:
@@ -145,7 +173,7 @@ def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
         try:
             check_id(p.name, "file name")
         except UnsafeIdError as exc:
-            return _reject(lake, rec, f"{shown}/{p.name}: {exc}", source)
+            return _reject(lake, rec, f"{shown}/{p.name}: {exc}", source, metadata)
         key = f"{prefix}/{p.name}"
         try:
             lake.put_file(p, key, write_once=True)
@@ -178,3 +206,26 @@ def list_landed_episodes(lake: Lake, day: str, robot: str) -> list[str]:
         if len(rest) == 2 and rest[1] == METADATA:
             eps.add(rest[0])
     return sorted(eps)
+
+
+def landed_episodes(lake: Lake) -> dict[str, tuple[str, str]]:
+    """``{episode_id: (capture_day, robot_id)}`` of every episode landed completely (its
+    ``metadata.yaml`` present) anywhere in the landing area: the episodes the lake knows."""
+    out: dict[str, tuple[str, str]] = {}
+    for key in lake.list_keys(LANDING):
+        segs = key.split("/")
+        if len(segs) == 5 and segs[4] == METADATA:
+            out.setdefault(segs[3], (segs[1], segs[2]))
+    return out
+
+
+def known_episode_ids(lake: Lake) -> set[str]:
+    """Episode ids the lake knows: landed (:func:`landed_episodes`) or published to the raw layer
+    (``raw-mcap/<day>/<robot>/<episode>/…``; a raw episode outlives its landing copy only if the
+    landing area was cleaned by hand)."""
+    ids = set(landed_episodes(lake))
+    for key in lake.list_keys(RAW):
+        segs = key.split("/")
+        if len(segs) == 5:
+            ids.add(segs[3])
+    return ids

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from hvla_platform.lib.core.lake import MANIFEST_NAME, Lake, LocalLake
+from hvla_platform.lib.core.suggest import did_you_mean
 from hvla_platform.lib.core.tables import TableError, check_lineage_index
 
 INDEX_FORMAT = 2
@@ -267,7 +268,7 @@ class LineageIndex:
             if r is not None:
                 return r[0]
         raise LineageError(f"no committed artifact (with a {MANIFEST_NAME}) at or above {artifact!r} in this lake "
-                           f"({len(self.records)} artifacts indexed)")
+                           f"({len(self.records)} artifacts indexed){did_you_mean(a, self.records)}")
 
     def recorded_roots(self) -> set[str]:
         """Root URIs the manifests were written under (one for a lake never copied)."""
@@ -663,25 +664,35 @@ def query_episodes(index: LineageIndex, query: str, lake: Lake | None = None) ->
     ``customer`` or rights ``customers`` name it; otherwise a raw episode id, raw prefix, key or URI.
 
     Raises:
-        LineageError: an episode/prefix/URI that names no raw episode (an unknown consent or
-        customer gives an empty set, not an error).
+        LineageError: an episode/prefix/URI that names no raw episode, or a consent or customer no
+        raw episode in the lake carries; the message names the closest known id ("did you mean").
     """
     q = query.strip()
     raws = [r for r in index.records.values() if r.type == RAW_TYPE]
     if q.startswith("consent:"):
         cid = q[len("consent:"):]
-        return {e for r in raws if cid in (r.rights.get("consent_refs") or []) for e in r.episode_ids}
+        found = {e for r in raws if cid in (r.rights.get("consent_refs") or []) for e in r.episode_ids}
+        if not found:
+            known = {c for r in raws for c in (r.rights.get("consent_refs") or [])}
+            raise LineageError(f"no episode carries consent {cid!r} in this lake{did_you_mean(cid, known)}")
+        return found
     if q.startswith("customer:"):
         name = q[len("customer:"):]
-        return {e for r in raws if r.info.get("customer") == name or name in (r.rights.get("customers") or [])
-                for e in r.episode_ids}
+        found = {e for r in raws if r.info.get("customer") == name or name in (r.rights.get("customers") or [])
+                 for e in r.episode_ids}
+        if not found:
+            known = {str(r.info["customer"]) for r in raws if r.info.get("customer")} | \
+                {c for r in raws for c in (r.rights.get("customers") or [])}
+            raise LineageError(f"no episode belongs to customer {name!r} in this lake{did_you_mean(name, known)}")
+        return found
     if q in index.raw_by_episode:
         return {q}
     try:
         key = index.find(q, lake)
     except LineageError:
         raise LineageError(f"{query!r} is neither a raw episode id in this lake nor the prefix/URI of a raw "
-                           "episode (use consent:<id> or customer:<name> for those)") from None
+                           f"episode{did_you_mean(q, index.raw_by_episode)} (use consent:<id> or customer:<name> "
+                           "for those)") from None
     rec = index.records[key]
     if rec.type != RAW_TYPE:
         raise LineageError(f"{query!r} is a {rec.type} ({key}), not a raw episode; downstream takes a raw episode, "

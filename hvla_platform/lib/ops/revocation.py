@@ -96,8 +96,8 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
     by = by or getpass.getuser()
     try:
         hits = downstream(lake, f"consent:{consent}")
-    except LineageError as exc:
-        raise RevocationError(f"no episode carries consent {consent!r}: {exc}") from exc
+    except LineageError as exc:  # names the closest known consent ("did you mean")
+        raise RevocationError(str(exc)) from exc
     episodes = sorted({e for h in hits for e in h.episode_ids})
     if not episodes:
         raise RevocationError(f"no episode carries consent {consent!r}")

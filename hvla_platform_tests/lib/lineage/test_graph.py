@@ -174,14 +174,17 @@ def test_downstream_of_episode_consent_customer(lake):
         "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache", "checkpoint", "eval_report"}
     consent_a = lin.downstream(lake, "consent:consent-A", include_raw=False)
     assert next(h for h in consent_a if h.type == "eval_report").episode_ids == ["ep-a-1", "ep-a-2"]
-    assert lin.downstream(lake, "consent:nobody") == []
+    # an unknown consent is an error naming the closest known one, not an empty answer
+    with pytest.raises(lin.LineageError, match=r"no episode carries consent 'consent-Z' in this lake \(did you mean"):
+        lin.downstream(lake, "consent:consent-Z")
 
     # one customer (a release may not mix customers without a grant): everything is downstream of it
     internal = lin.downstream(lake, "customer:internal")
     assert len(internal) == 11
     assert next(h for h in internal if h.type == "checkpoint").episode_ids == TRAIN
     assert next(h for h in internal if h.type == "eval_report").episode_ids == sorted(TRAIN + HELDOUT)
-    assert lin.downstream(lake, "customer:acme") == []
+    with pytest.raises(lin.LineageError, match=r"customer 'internl' in this lake \(did you mean 'internal'\?\)"):
+        lin.downstream(lake, "customer:internl")
     assert "norm_stats" in lin.render_hits("customer:internal", internal)
 
 

@@ -23,6 +23,8 @@ from hvla_platform.lib.core.contracts import StrictModel, validate_document
 from hvla_platform.lib.core.keys import check_id
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.keys import QA_DECISIONS
+from hvla_platform.lib.core.suggest import did_you_mean
+from hvla_platform.lib.ingest.landing import known_episode_ids
 
 
 DECISIONS = ("approve", "reject")
@@ -79,14 +81,22 @@ def record_decision(lake: Lake, episode_id: str, decision: str, reason: str, by:
 
     The record is validated by :class:`DecisionRecord` before it is written.
 
+    A decision is stored permanently, so one on an episode the lake does not know (never landed:
+    typically a typo) is refused with the closest known id, and nothing is written.
+
     Raises:
-        DecisionError: unknown decision, empty reason, empty ``by``, or an unsafe episode id (one
-            line naming the field and what was expected).
+        DecisionError: unknown decision, empty reason, empty ``by``, an unsafe episode id (one
+            line naming the field and what was expected), or an episode id the lake does not know
+            (``unknown episode 'ep-limts' (did you mean 'ep-limits'?)``).
     """
     at = at or dt.datetime.now(dt.timezone.utc)
     rec = {"episode_id": episode_id, "decision": decision, "reason": (reason or "").strip(),
            "by": by or getpass.getuser(), "at": at.isoformat(timespec="microseconds")}
     validate_document(DecisionRecord, rec, source="QA decision", error_cls=DecisionError)
+    known = known_episode_ids(lake)
+    if episode_id not in known:
+        raise DecisionError(f"unknown episode {episode_id!r}{did_you_mean(episode_id, known)}; "
+                            "a decision is kept permanently, so it is only recorded on a landed episode")
     key = f"{QA_DECISIONS}/{episode_id}/{at.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json"
     lake.write_json(key, rec, write_once=True)
     return rec

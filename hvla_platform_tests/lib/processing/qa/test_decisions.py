@@ -72,7 +72,17 @@ def test_cli_records_decisions_and_lists_qa(lake, monkeypatch, capsys):
 # ---- the decision record is a strict contract -----------------------------------------------------
 @pytest.fixture()
 def bare_lake(tmp_path):
-    return LocalLake(tmp_path / "bare-lake")
+    """A lake where only episode ``ep-1`` has landed (its metadata.yaml, nothing else)."""
+    lake = LocalLake(tmp_path / "bare-lake")
+    lake.write_bytes("landing/2026-11-10/g1-001/ep-1/metadata.yaml", b"episode_id: ep-1\n")
+    return lake
+
+
+def test_a_decision_on_an_unknown_episode_is_refused_with_a_suggestion(bare_lake):
+    with pytest.raises(DecisionError) as err:
+        record_decision(bare_lake, "ep-11", "reject", "object moved by hand", by="sup-anna")
+    assert str(err.value).startswith("unknown episode 'ep-11' (did you mean 'ep-1'?)")
+    assert bare_lake.list_keys("qa-decisions") == []  # nothing stored
 
 
 @pytest.mark.parametrize("args,expected", [
