@@ -7,6 +7,8 @@
 #     tests and benchmarks/policy_server.py (scripts/install_openpi_client.sh)
 #   - .venv with the pinned Python dependencies (see docs/environment.md for why torch, lerobot and
 #     robodm are installed the way they are)
+# PostgreSQL, the deployment tests' server, is installed and started by scripts/ensure_postgres.sh,
+# which scripts/test.sh runs before pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${HVLA_VENV:-.venv}"
@@ -45,15 +47,23 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/hvla" ]
   exit 0
 fi
 "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version}"'
-echo "[install] creating $VENV and installing pinned dependencies (about 3 minutes)"
+echo "[install] creating $VENV and installing pinned dependencies (about 3 minutes, ~7.5 GB)"
 "$PY" -m venv "$VENV"
 pipq() { "$VENV/bin/pip" install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
-# 1. the CPU build of torch first, so nothing below pulls a CUDA build
-pipq "torch==2.13.0"
-# 2. everything else, pinned
-pipq -r requirements/runtime.txt -r requirements/test.txt
-# 3. lerobot and robodm without their dependency pins (lerobot 0.4.4 would pull torch 2.10 + CUDA,
-#    robodm would pull ray whose packaging>=26 conflicts with lerobot)
+# 1. torch first, the release requirements/runtime.txt's torchvision and torchcodec are built for
+#    (docs/environment.md, "torch": no CPU torch here has a matching torchvision, so this is PyPI's
+#    CUDA build with its nvidia-* libraries; the image's build finds 2.14.1+cpu on the CPU index)
+pipq "torch==2.14.1"
+# 2. everything else, pinned, in one resolve: runtime, what lerobot needs (its dataset modules and
+#    its own command-line tools), test tools
+pipq -r requirements/runtime.txt -r requirements/lerobot.txt -r requirements/test.txt
+# torch's triton (GPU kernels only, ~0.9 GB) goes: torch imports it whenever torchvision is
+# imported, and its bundled LLVM crashes a process that already rendered MuJoCo with OSMesa (which
+# loads Debian's libLLVM) -- a release or evaluation run after simulation (docs/environment.md)
+if "$VENV/bin/pip" show -q triton >/dev/null 2>&1; then "$VENV/bin/pip" uninstall -y -q triton; fi
+# 3. lerobot and robodm without their dependency pins (lerobot 0.4.4's torch<2.11, torchvision<0.26
+#    and torchcodec<0.11 would replace the matching set; robodm would pull ray, whose
+#    packaging>=26 conflicts with lerobot); what they need is in requirements/
 pipq --no-deps "lerobot==0.4.4" "robodm==0.1.0"
 # 4. this project
 pipq --no-deps -e .

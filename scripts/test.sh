@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh
+# the deployment tests' PostgreSQL: installed from Debian's package and started when absent (they
+# fail, not skip, without it)
+./scripts/ensure_postgres.sh
 exec .venv/bin/python -m pytest "$@"

@@ -3,8 +3,9 @@ instance (``deploy/dagster.yaml``, copied unmodified) pointed at it, and a real 
 
 The PostgreSQL server is found at ``HVLA_TEST_PG_HOST``:``HVLA_TEST_PG_PORT`` (default
 127.0.0.1:5432) as ``HVLA_TEST_PG_USER`` (default ``postgres``) with ``HVLA_TEST_PG_PASSWORD``
-(default empty). Tests that need it are skipped, with the connection error as the reason, only
-when no server answers there.
+(default empty). ``./scripts/test.sh`` runs ``scripts/ensure_postgres.sh`` first, which installs
+Debian's ``postgresql`` and starts it when nothing answers there. Tests that need the server FAIL
+(never skip) when none answers, saying how to start one: a green run has exercised PostgreSQL.
 """
 
 from __future__ import annotations
@@ -60,16 +61,21 @@ def query(pg: PgServer, dbname: str, sql: str, params: tuple = ()) -> list[tuple
 
 @pytest.fixture(scope="session")
 def pg_server() -> PgServer:
-    """The local PostgreSQL server; skips the test if none is reachable."""
+    """The local PostgreSQL server; fails the test (with how to start one) if none is reachable."""
     pg = PgServer(host=os.environ.get("HVLA_TEST_PG_HOST", "127.0.0.1"),
                   port=int(os.environ.get("HVLA_TEST_PG_PORT", "5432")),
                   user=os.environ.get("HVLA_TEST_PG_USER", "postgres"),
                   password=os.environ.get("HVLA_TEST_PG_PASSWORD", ""))
+    error = None
     try:
         pg.connect("postgres").close()
     except Exception as e:  # noqa: BLE001 - any connection failure means "no server here"
-        pytest.skip(f"no PostgreSQL server reachable at {pg.host}:{pg.port} as {pg.user!r}: "
-                    f"{str(e).strip()}")
+        error = " ".join(str(e).split())
+    if error is not None:  # outside the except block: the message alone, no chained traceback
+        pytest.fail(f"no PostgreSQL server reachable at {pg.host}:{pg.port} as {pg.user!r}: {error}\n"
+                    "Start one with ./scripts/ensure_postgres.sh (installs Debian's postgresql if needed, "
+                    "starts it, allows this user over loopback; ./scripts/test.sh runs it), or point "
+                    "HVLA_TEST_PG_HOST/_PORT/_USER/_PASSWORD at a running server.", pytrace=False)
     return pg
 
 
