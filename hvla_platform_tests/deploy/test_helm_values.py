@@ -12,6 +12,7 @@ so the chart is not rendered; instead:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,11 @@ def test_external_postgres_with_the_production_driver():
 def test_queue_limits_equal_the_compose_instance():
     conc = VALUES["concurrency"]
     assert conc["enabled"] is True
-    mine = {(t["key"], t["value"]): t["limit"] for t in conc["runs"]["tagConcurrencyLimits"]}
-    compose = {(t["key"], t["value"]): t["limit"] for t in INSTANCE["concurrency"]["runs"]["tag_concurrency_limits"]}
-    assert mine == compose and mine[("hvla/stage", "training")] == 1
+    mine = {(t["key"], json.dumps(t["value"])): t["limit"] for t in conc["runs"]["tagConcurrencyLimits"]}
+    compose = {(t["key"], json.dumps(t["value"])): t["limit"]
+               for t in INSTANCE["concurrency"]["runs"]["tag_concurrency_limits"]}
+    assert mine == compose and mine[("hvla/stage", '"training"')] == 1
+    assert mine[("dagster/partition", '{"applyLimitPerUniqueValue": true}')] == 1
     assert (conc["pools"]["defaultLimit"], conc["pools"]["granularity"]) == (
         INSTANCE["concurrency"]["pools"]["default_limit"], INSTANCE["concurrency"]["pools"]["granularity"])
     rc = VALUES["dagsterDaemon"]["runCoordinator"]

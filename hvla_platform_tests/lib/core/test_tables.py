@@ -153,7 +153,7 @@ def _conversion(doc, episode_id):
 def _qa_list(lake, monkeypatch):
     monkeypatch.setenv("HVLA_LAKE_BACKEND", "local")
     monkeypatch.setenv("HVLA_LAKE_ROOT", str(lake.root))
-    return cmd_qa(argparse.Namespace(action="list", episode=None, reason="", by=None))
+    return cmd_qa(argparse.Namespace(action="list", episode=None, reason="", by=None, json=False))
 
 
 def test_qa_results_accept_what_processing_writes(lake, monkeypatch, capsys):
