@@ -37,11 +37,6 @@ def require_release(lake: Lake, name: str) -> ReleaseSpec:
     return load_release(lake, name)
 
 
-def known_experiments(lake: Lake) -> list[str]:
-    """Experiments that have a committed checkpoint (``checkpoints/<config>/<exp>/<step>``)."""
-    return sorted({p.split("/")[2] for p in lake.list_artifacts(CHECKPOINTS) if len(p.split("/")) == 4})
-
-
 def checkpoint_suggestion(lake: Lake, ref: str) -> str:
     """" (did you mean 'checkpoints/…'?)" for a checkpoint reference that names nothing."""
     return did_you_mean(ref.strip("/"), lake.list_artifacts(CHECKPOINTS))
