@@ -99,9 +99,11 @@ def initialise_instance(home: Path, log: Path) -> None:
         raise RuntimeError(f"initialising the Dagster instance under {home} failed ({proc.returncode}); see {log}")
 
 
-def graphql(base_url: str, query: str, timeout: float = 10.0) -> dict:
-    """POST a GraphQL query to the webserver; the ``data`` of the answer."""
-    req = urllib.request.Request(f"{base_url}/graphql", data=json.dumps({"query": query}).encode(),
+def graphql(base_url: str, query: str, timeout: float = 10.0, variables: dict | None = None) -> dict:
+    """POST a GraphQL query (with its ``variables``, if any) to the webserver; the ``data`` of the
+    answer. Raises ``RuntimeError`` when the answer has errors."""
+    payload = {"query": query, **({"variables": variables} if variables is not None else {})}
+    req = urllib.request.Request(f"{base_url}/graphql", data=json.dumps(payload).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         body = json.load(r)
