@@ -87,19 +87,19 @@ def build_lake(root: Path, episodes: int, per_partition: int, releases: int) -> 
             lake.path(key).mkdir(parents=True, exist_ok=True)
             lake.path(mcap).write_bytes(b"")
             sha = _h(ep)
-            m = build_manifest(artifact_type="raw_mcap_episode", artifact_uri=lake.uri(key),
-                               inputs=[InputRef(uri=lake.uri(f"landing/{day}/{robot}/{ep}/{ep}_0.mcap"), sha256=sha,
+            m = build_manifest(artifact_type="raw_mcap_episode", artifact_key=key,
+                               inputs=[InputRef(key=f"landing/{day}/{robot}/{ep}/{ep}_0.mcap", sha256=sha,
                                                 kind="landing", episode_ids=[ep])],
                                config={}, rights=rights, episode_ids=[ep],
-                               extra={"mcap_uri": lake.uri(mcap), "mcap_sha256": sha, "capture_day": day,
+                               extra={"mcap_key": mcap, "mcap_sha256": sha, "capture_day": day,
                                       "robot_id": robot, "operator": OPERATORS[n % 4], "site": f"site-{robot}",
                                       "customer": customer, "task": "touch the red cube"})
             _write(lake, key, m)
             eps.append({"ep": ep, "key": key, "mcap": mcap, "sha": sha, "rights": rights, "day": day,
                         "robot": robot, "operator": OPERATORS[n % 4]})
         pkey = f"episodes-hdf5/{day}/{robot}"
-        inputs = [InputRef(uri=lake.uri(e["mcap"]), sha256=e["sha"], kind="raw_mcap", episode_ids=[e["ep"]]) for e in eps]
-        m = build_manifest(artifact_type="episodes_hdf5", artifact_uri=lake.uri(pkey), inputs=inputs,
+        inputs = [InputRef(key=e["mcap"], sha256=e["sha"], kind="raw_mcap", episode_ids=[e["ep"]]) for e in eps]
+        m = build_manifest(artifact_type="episodes_hdf5", artifact_key=pkey, inputs=inputs,
                            config={"fps": 20.0, "qa": {"spike_k": 8.0}}, rights=combine_rights(e["rights"] for e in eps),
                            extra={"capture_day": day, "robot_id": robot,
                                   "conversions": [{"episode_id": e["ep"], "file": f"{e['ep']}.h5", "sha256": _h("h5" + e["ep"]),
@@ -118,13 +118,13 @@ def build_lake(root: Path, episodes: int, per_partition: int, releases: int) -> 
         held = set(ids[:: 10])
         train = [e for e in ids if e not in held]
         rkey = f"lerobot/hvla/bench/{name}"
-        inputs = [InputRef(uri=lake.uri(f"{pkey}/{e['ep']}.h5"), sha256=_h("h5" + e["ep"]), kind="episodes_hdf5",
+        inputs = [InputRef(key=f"{pkey}/{e['ep']}.h5", sha256=_h("h5" + e["ep"]), kind="episodes_hdf5",
                            episode_ids=[e["ep"]],
-                           extra={"raw_mcap_uri": lake.uri(e["mcap"]), "raw_sha256": e["sha"], "capture_day": e["day"],
+                           extra={"raw_mcap_key": e["mcap"], "raw_sha256": e["sha"], "capture_day": e["day"],
                                   "robot_id": e["robot"], "operator": e["operator"], "site": f"site-{e['robot']}"})
                   for pkey, e in eps]
         rights = combine_rights(e["rights"] for _, e in eps)
-        rel_m = build_manifest(artifact_type="lerobot_dataset", artifact_uri=lake.uri(rkey), inputs=inputs,
+        rel_m = build_manifest(artifact_type="lerobot_dataset", artifact_key=rkey, inputs=inputs,
                                config={"spec": {"name": name}}, rights=rights,
                                extra={"release": name, "repo_id": "hvla/bench", "codebase_version": "v3.0",
                                       "num_episodes": len(ids), "num_frames": 90 * len(ids), "fps": 20.0,
@@ -136,11 +136,11 @@ def build_lake(root: Path, episodes: int, per_partition: int, releases: int) -> 
                                       "partitions": [f"{d}|{r}" for _, d, es in parts for r in {es[0]["robot"]}],
                                       "feature_schema": {}, "tasks": ["touch the red cube"], "probe": {},
                                       "video_codec": "h264", "timestamp_problems": {},
-                                      "partition_inputs": [{"uri": lake.uri(p[0]), "partition": p[0]} for p in parts]})
+                                      "partition_inputs": [{"key": p[0], "partition": p[0]} for p in parts]})
         _write(lake, rkey, rel_m)
         ns_key, cache_key = f"norm-stats/{name}", f"robodm-cache/{name}"
-        ns_m = build_manifest(artifact_type="norm_stats", artifact_uri=lake.uri(ns_key),
-                              inputs=[InputRef(uri=lake.uri(rkey), sha256=manifest_sha256(rel_m), kind="lerobot_dataset",
+        ns_m = build_manifest(artifact_type="norm_stats", artifact_key=ns_key,
+                              inputs=[InputRef(key=rkey, sha256=manifest_sha256(rel_m), kind="lerobot_dataset",
                                                episode_ids=train)],
                               config={"min_std": 1e-4}, rights=rights,
                               extra={"release": name, "repo_id": "hvla/bench", "computed_from": "train_split_only",
@@ -148,8 +148,8 @@ def build_lake(root: Path, episodes: int, per_partition: int, releases: int) -> 
                                      "names": {}, "problems": [], "reusable_across_customers": False,
                                      "customers": sorted(rights.customers)})
         _write(lake, ns_key, ns_m)
-        cache_m = build_manifest(artifact_type="robodm_cache", artifact_uri=lake.uri(cache_key),
-                                 inputs=[InputRef(uri=lake.uri(rkey), sha256=manifest_sha256(rel_m), kind="lerobot_dataset",
+        cache_m = build_manifest(artifact_type="robodm_cache", artifact_key=cache_key,
+                                 inputs=[InputRef(key=rkey, sha256=manifest_sha256(rel_m), kind="lerobot_dataset",
                                                   episode_ids=ids)],
                                  config={"video_codec": "ffv1"}, rights=rights,
                                  extra={"release": name, "repo_id": "hvla/bench", "num_episodes": len(ids),
@@ -160,10 +160,10 @@ def build_lake(root: Path, episodes: int, per_partition: int, releases: int) -> 
         ckpts = []
         for exp in ("a", "b"):
             ck = f"checkpoints/bench_cfg/{name}-{exp}/1000"
-            ck_m = build_manifest(artifact_type="checkpoint", artifact_uri=lake.uri(ck),
-                                  inputs=[InputRef(uri=lake.uri(cache_key), sha256=manifest_sha256(cache_m),
+            ck_m = build_manifest(artifact_type="checkpoint", artifact_key=ck,
+                                  inputs=[InputRef(key=cache_key, sha256=manifest_sha256(cache_m),
                                                    kind="robodm_cache", episode_ids=train),
-                                          InputRef(uri=lake.uri(f"{ns_key}/norm_stats.json"), sha256=manifest_sha256(ns_m),
+                                          InputRef(key=f"{ns_key}/norm_stats.json", sha256=manifest_sha256(ns_m),
                                                    kind="norm_stats", episode_ids=train)],
                                   config={"release": name, "steps": 1000}, rights=rights,
                                   extra={"experiment": f"{name}-{exp}", "config_name": "bench_cfg", "step": 1000,
@@ -174,12 +174,12 @@ def build_lake(root: Path, episodes: int, per_partition: int, releases: int) -> 
             _write(lake, ck, ck_m)
             ev = f"eval-reports/{name}-{exp}/1000"
             _write(lake, ev, build_manifest(
-                artifact_type="eval_report", artifact_uri=lake.uri(ev),
-                inputs=[InputRef(uri=lake.uri(ck), sha256=manifest_sha256(ck_m), kind="checkpoint", episode_ids=train),
-                        InputRef(uri=lake.uri(cache_key), sha256=manifest_sha256(cache_m), kind="robodm_cache",
+                artifact_type="eval_report", artifact_key=ev,
+                inputs=[InputRef(key=ck, sha256=manifest_sha256(ck_m), kind="checkpoint", episode_ids=train),
+                        InputRef(key=cache_key, sha256=manifest_sha256(cache_m), kind="robodm_cache",
                                  episode_ids=sorted(held))],
                 config={"seed": 1000}, rights=rights,
-                extra={"experiment": f"{name}-{exp}", "checkpoint": lake.uri(ck), "step": 1000, "release": name,
+                extra={"experiment": f"{name}-{exp}", "checkpoint": ck, "step": 1000, "release": name,
                        "mlflow_run_id": None}))
             ckpts.append(ck)
         out["releases"].append({"release": rkey, "checkpoints": ckpts, "episodes": len(ids), "train": len(train)})

@@ -184,3 +184,43 @@ def test_serve_and_deploy_the_trained_checkpoint(lifecycle, env):
     logs = list((home / "logs" / "serving").glob("inference-*.jsonl"))
     assert logs and logs[0].read_text().count('"status": "ok"') == 3
     assert list((home / "logs" / "robot").glob("safety-*.jsonl"))
+
+
+@pytest.mark.e2e
+def test_a_rebuild_after_a_decision_is_a_new_version_and_the_checkpoint_keeps_its_data(lifecycle, env):
+    """Issue 11 §1: a supervisor's decision and a rebuild make `e2e-v1.1`; `e2e-v1`, which the
+    checkpoint was trained on, is untouched and still names the same episodes."""
+    import subprocess
+    import sys
+
+    from hvla_platform.cli.orchestration import run_job
+    from hvla_platform.defs.resources import lake_from_env
+    from hvla_platform.lib.processing.qa.decisions import record_decision
+
+    defs, inst, release = lifecycle
+    home, _ = env
+    lake = lake_from_env().get_lake()
+    v0 = "lerobot/hvla/e2e/e2e-v1"
+    before = {k: lake.sha256(k) for k in lake.list_keys(v0)}
+    record_decision(lake, "ep-a-2", "reject", "object fell off the table", by="qa-lead")
+    o = run_job(defs, inst, "release_job", release)
+    assert o.success, o.error
+    assert o.materializations["lerobot_dataset"]["hvla/release"] == "e2e-v1.1"
+    assert o.materializations["norm_stats"]["hvla/release"] == "e2e-v1.1"
+    assert o.materializations["robodm_cache"]["hvla/release"] == "e2e-v1.1"
+    assert {k: lake.sha256(k) for k in lake.list_keys(v0)} == before  # the trained-on version is untouched
+    assert "ep-a-2" in lake.read_manifest(v0)["episode_ids"]
+    assert "ep-a-2" not in lake.read_manifest("lerobot/hvla/e2e/e2e-v1.1")["episode_ids"]
+    assert lake.read_manifest("norm-stats/e2e-v1")["release"] == "e2e-v1"  # still there, for the checkpoint
+    assert lake.read_manifest("checkpoints/hvla_test/e2e-exp/60")["release"] == "e2e-v1"
+
+    hvla = [sys.executable, "-m", "hvla_platform.cli"]
+    p = subprocess.run(hvla + ["release", "versions", "e2e-v1", "--json"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    rows = {r["release"]: r for r in json.loads(p.stdout)}
+    assert rows["e2e-v1"]["used_by"] == ["checkpoints/hvla_test/e2e-exp/60", "eval-reports/e2e-exp/60"]
+    assert rows["e2e-v1.1"]["used_by"] == [] and rows["e2e-v1.1"]["num_episodes"] == 3
+    p = subprocess.run(hvla + ["release", "build", "e2e-v1.1"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        "hvla release: 'e2e-v1.1' is version 1 of release 'e2e-v1', and versions never change; "
+        "`hvla release build e2e-v1` builds a new version when its content changed"], p.stderr

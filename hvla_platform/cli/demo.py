@@ -93,5 +93,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--config-name", default="hvla_g1_reach_small")
     d.add_argument("--steps", type=int, default=300)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--trials", type=int, default=4, help="closed-loop trials in the simulator")
+    d.add_argument("--trials", type=int, default=8,
+                   help="closed-loop trials in the simulator, half on training tasks, half on others")
     d.set_defaults(func=cmd_demo)

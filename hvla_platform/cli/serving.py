@@ -2,6 +2,12 @@
 
 Exit codes: 0 done; 2 refused (rights, bad checkpoint, unsafe binding); 3 the robot stopped on an
 emergency stop; 4 the robot stopped on a fault (server error, lost connection, invalid command).
+
+A prompt that is not one of the checkpoint's training tasks is served, not refused, with one
+warning line on stderr the first time it is seen (``hvla serve: warning: prompt '…' is not among
+the checkpoint's N training tasks (nearest: '…') …``; ``hvla deploy: warning: …`` on the robot
+side), and a ``prompt_warning`` line in the inference log / robot safety log
+(:mod:`hvla_platform.lib.serving.prompts`).
 """
 
 import argparse
@@ -16,6 +22,7 @@ from hvla_platform.cli.known import checkpoint_suggestion
 from hvla_platform.lib.core import settings
 from hvla_platform.lib.core.rights import SERVING_USES, RightsError
 from hvla_platform.lib.serving.inference_log import InferenceLog
+from hvla_platform.lib.serving.prompts import PromptCheckedPolicy, PromptWatch, checked_infer
 from hvla_platform.lib.serving.safety import EmergencyStop, SafetyLog
 
 API_KEY_ENV = "HVLA_API_KEY"
@@ -45,6 +52,20 @@ def _refused(reason: str) -> int:
     return EXIT_REFUSED
 
 
+def _warn(command: str, warning: dict) -> None:
+    """``hvla <command>: warning: <message>`` on stderr (one line)."""
+    print(f"hvla {command}: warning: {' '.join(warning['message'].split())}", file=sys.stderr, flush=True)
+
+
+def _tasks_note(watch: PromptWatch, whose: str) -> str:
+    """The line saying which prompts are checked against what."""
+    if not watch.active:
+        return f"note: {whose} lists no training tasks; prompts are not checked"
+    n = len(watch.training_tasks)
+    return (f"trained on {n} task{'s' if n != 1 else ''}: {'; '.join(watch.training_tasks)} — any other prompt is "
+            "served with a warning (once per prompt)")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`hvla serve --checkpoint DIR|KEY`: authorize, load and serve a checkpoint over openpi's protocol."""
     # deferred: the checkpoint, policy and server modules import jax/flax/orbax (seconds)
@@ -69,8 +90,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_dir = Path(args.log_dir) if args.log_dir else settings.hvla_home() / "logs" / "serving"
             ilog = InferenceLog(log_dir, checkpoint=str(manifest.get("checkpoint")),
                                 sample_every=args.sample_observations_every)
+
+            def unknown_prompt(warning: dict) -> None:
+                _warn("serve", warning)
+                ilog.write("prompt_warning", **warning)
+
+            checked = PromptCheckedPolicy(policy, unknown_prompt)
+            echo(_tasks_note(checked.watch, "the checkpoint"))
             try:
-                server = PolicyServer(policy, host=args.host, port=args.port, api_key=api_key,
+                server = PolicyServer(checked, host=args.host, port=args.port, api_key=api_key,
                                       metadata=server_metadata(policy.metadata, use=args.use, checkpoint_key=key),
                                       max_message_bytes=args.max_message_mb * 1024 * 1024,
                                       inference_log=ilog, allow_remote_without_key=args.allow_remote_without_key)
@@ -122,8 +150,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
           f"action chunks of {meta.get('action_horizon')} × {meta.get('action_dim')}, cameras {meta.get('cameras')}")
     cfg = RobotConfig(episodes=args.episodes, seed=args.seed, max_steps=args.max_steps,
                       replan_every=args.replan_every, max_step_rad=args.max_step_rad)
+    watch = PromptWatch(meta.get("tasks"), prompt_used=bool(meta.get("prompt_used", True)))
+    echo(_tasks_note(watch, "the server"))
+
+    def unknown_prompt(warning: dict) -> None:
+        _warn("deploy", warning)
+        slog.write("prompt_warning", **warning)
+
     try:
-        result = run_robot(client.infer, meta, lambda: ReachEnv(control_hz=args.control_hz), arm_joint_limits(), cfg,
+        result = run_robot(checked_infer(client.infer, watch, unknown_prompt), meta, lambda: ReachEnv(control_hz=args.control_hz), arm_joint_limits(), cfg,
                            estop=estop, safety_log=slog, stop_on_fault=True, log=echo)
     except ValueError as exc:
         slog.mode("fault", error=str(exc))

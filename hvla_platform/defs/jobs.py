@@ -27,7 +27,7 @@ TRAINING_LAUNCHPAD_CONFIG = {
     "ops": {
         "checkpoint": {"config": {"release": "g1-reach-v1", "config_name": "hvla_g1_reach_small", "steps": 300,
                                   "seed": 0}},
-        "eval_report": {"config": {"closed_loop_trials": 4}},
+        "eval_report": {"config": {"closed_loop_trials": 8}},
     },
 }
 

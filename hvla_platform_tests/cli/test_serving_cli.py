@@ -143,3 +143,39 @@ def test_serve_refuses_open_remote_binding(step_dir, tmp_path, monkeypatch, caps
     monkeypatch.delenv("HVLA_API_KEY", raising=False)
     assert main(["serve", "--checkpoint", str(step_dir), "--host", "0.0.0.0", "--port", str(free_port())]) == 2
     assert "without an API key" in capsys.readouterr().err
+
+
+def test_prompts_outside_the_training_tasks_are_warned_about_once_not_refused(step_dir, env, tmp_path):
+    """The simulated robot's instructions ("touch the … with the … hand") are not the test
+    checkpoint's one training task: both sides serve them, each saying so once per distinct prompt."""
+    port = free_port()
+    server = subprocess.Popen(HVLA + ["serve", "--checkpoint", str(step_dir), "--port", str(port),
+                                      "--log-dir", str(tmp_path / "serving")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not listening(port):
+            assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+            time.sleep(0.3)
+        p = deploy(port, env, tmp_path, "--episodes", "3", "--seed", "2000", "--max-steps", "6", name="ood")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        s_out, s_err = server.communicate(timeout=30)
+    assert p.returncode == 0 and server.returncode == 0, p.stdout + p.stderr + s_out + s_err
+    tasks = [t["task"] for t in json.loads((tmp_path / "ood.json").read_text())["per_trial"]]
+    distinct = list(dict.fromkeys(tasks))
+    assert len(tasks) == 3 and 1 <= len(distinct) <= 3
+    train_task = "reach the red target with the right hand"
+    assert f"trained on 1 task: {train_task}" in p.stdout and f"trained on 1 task: {train_task}" in s_out
+    for side, err in (("deploy", p.stderr), ("serve", s_err)):
+        warnings = [ln for ln in err.splitlines() if ln.startswith(f"hvla {side}: warning: ")]
+        assert warnings == [f"hvla {side}: warning: prompt {t!r} is not among the checkpoint's 1 training task "
+                            f"(nearest: {train_task!r}); it is out of distribution and its success is unmeasured "
+                            "(this policy does not read the prompt: it acts as trained, whatever the prompt asks)"
+                            for t in distinct], err
+        assert "Traceback" not in err
+    safety = [ln for ln in lines(tmp_path / "ood.jsonl") if ln["event"] == "prompt_warning"]
+    inference = [ln for ln in lines(next((tmp_path / "serving").glob("inference-*.jsonl")))
+                 if ln["event"] == "prompt_warning"]
+    assert [ln["prompt"] for ln in safety] == [ln["prompt"] for ln in inference] == distinct
+    assert {ln["nearest"] for ln in safety + inference} == {train_task}

@@ -8,16 +8,23 @@ Builds :class:`~hvla_platform.lib.formats.episode_h5.EpisodeData` with the platf
 * actions: the arm joints' positions one frame ahead plus small noise (a leading target);
 * locomotion command: piecewise-constant flags in {-1, 0, 1} and a stance height near 0.75 m;
 * images: a textured background with a filled disc and a rectangle of episode-specific colours
-  moving along smooth trajectories, so video codecs see real motion.
+  moving along smooth trajectories, so video codecs see real motion; with ``camera_hz`` the cameras
+  run at that rate and each frame shows the nearest camera frame (repeats recorded as
+  ``source_index``, like the processing stage's synchronisation);
+* attributes: ``source_key`` (a raw lake key), ``source_sha256`` and, with ``outcome``, the
+  recording's outcome as JSON.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import numpy as np
 
 from hvla_platform.lib.formats.episode_h5 import EpisodeData, write_episode_h5
+from hvla_platform.lib.processing.sync import match_nearest
 from hvla_platform.lib.formats.recording.contract import G1_ARM_JOINTS, G1_JOINTS
 
 DEFAULT_TASK = "pick up the red cube and place it in the bin"
@@ -60,9 +67,13 @@ def make_episode(
     task: str = DEFAULT_TASK,
     state_scale: float = 1.0,
     attrs: dict | None = None,
+    camera_hz: float | None = None,
+    outcome: dict | None = None,
 ) -> EpisodeData:
     """One synthetic episode (see module docstring). ``state_scale`` multiplies state and action
-    (used to plant outliers in a held-out episode)."""
+    (used to plant outliers in a held-out episode); ``camera_hz`` sets the cameras' own rate (None:
+    one camera frame per frame, source indices not recorded); ``outcome`` (``{"success",
+    "min_distance_m"}``) is stored as the ``outcome`` attribute."""
     rng = np.random.default_rng(seed)
     d, a_dim = len(G1_JOINTS), len(G1_ARM_JOINTS)
     offset = rng.uniform(-0.5, 0.5, size=d)
@@ -81,15 +92,26 @@ def make_episode(
     loco[:, 3] = 0.75 + rng.normal(0.0, 0.005, size=num_frames)
     images = {c: make_images(rng, num_frames, height, width, phase=i * 1.3) for i, c in enumerate(cameras)}
     skew = {c: np.abs(rng.normal(0, 0.002, size=num_frames)).astype(np.float32) for c in cameras}
+    source_index: dict[str, np.ndarray] = {}
+    if camera_hz is not None:
+        frame_ns = (np.arange(num_frames) * 1e9 / fps).astype(np.int64)
+        cam_ns = (np.arange(int(num_frames * camera_hz / fps) + 1) * 1e9 / camera_hz).astype(np.int64)
+        for c in cameras:
+            idx, sk = match_nearest(cam_ns, frame_ns)
+            images[c], skew[c], source_index[c] = images[c][np.minimum(idx, num_frames - 1)], sk, idx
     ep = EpisodeData(
         episode_id=episode_id, robot_id=robot_id, capture_day=capture_day, task=task, fps=float(fps),
         timestamps=np.arange(num_frames, dtype=np.float64) / fps,
         state=state, state_names=list(G1_JOINTS), velocity=velocity,
         action=action, action_names=list(G1_ARM_JOINTS), locomotion_command=loco,
         images=images, skew=skew, start_time_ns=1_700_000_000_000_000_000 + seed,
-        attrs=dict(attrs or {"source_uri": f"lake://raw-mcap/{capture_day}/{robot_id}/{episode_id}",
+        attrs=dict(attrs or {"source_key": f"raw-mcap/{capture_day}/{robot_id}/{episode_id}/{episode_id}_0.mcap",
                               "source_sha256": f"{seed:064x}"}),
+        source_index=source_index,
+        source_rate_hz={c: float(camera_hz) for c in source_index},
     )
+    if outcome is not None:
+        ep.attrs["outcome"] = json.dumps(outcome)
     ep.validate()
     return ep
 

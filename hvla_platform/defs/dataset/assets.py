@@ -12,6 +12,7 @@ from hvla_platform.lib.dataset.build import build_release
 from hvla_platform.lib.processing.qa.decisions import record_decision
 from hvla_platform.lib.dataset.norm_stats_build import norm_stats_prefix
 from hvla_platform.lib.dataset.releases import lerobot_prefix, load_release, previous_release_manifest
+from hvla_platform.lib.dataset.versions import latest_release_spec
 from hvla_platform.lib.dataset.robodm_build import robodm_prefix
 from hvla_platform.lib.dataset.robodm_build import build_cache
 from hvla_platform.lib.dataset.robodm_cache import DEFAULT_IMAGE_ATOL, DEFAULT_VIDEO_CODEC, IMAGE_PREFIX
@@ -50,7 +51,9 @@ class ReleaseConfig(dg.Config):
     metadata={"hvla/layer": "dataset", "hvla/canonical": "canonical for sharing"},
 )
 def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, lake: LakeResource) -> dg.MaterializeResult:
-    """Build the release named by the partition key from its registered spec (``release-specs/<name>.yaml``).
+    """Build the release named by the partition key from its registered spec (``release-specs/<name>.yaml``)
+    as a new immutable version (``<name>``, ``<name>.1``, ...) when its content changed, else find the
+    latest version ``cached`` (lib/dataset/versions.py). ``hvla/release`` names the version.
 
     Supervisor decisions given in the config (``approve`` / ``reject`` lists with a ``reason``) are
     recorded first, exactly as ``hvla qa approve|reject`` records them, and the release honours them."""
@@ -61,9 +64,9 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
         for ep in eps:
             rec = record_decision(lk, ep, verb, config.reason, by=config.decided_by or "dagster-ui")
             context.log.info(f"recorded decision {rec}")
-    spec = load_release(lk, context.partition_key)
-    build = build_release(lk, spec, progress=context.log.info)
+    build = build_release(lk, load_release(lk, context.partition_key), progress=context.log.info)
     m = build.manifest
+    spec = latest_release_spec(lk, context.partition_key)  # the version built or found: m.release
     selected = len(build.selection.episodes)
     prev = previous_release_manifest(lk, spec)
     diffs = schema_diff(prev.feature_schema, m.feature_schema) if prev else []
@@ -73,6 +76,7 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
             "dagster/uri": build.uri,
             "dagster/row_count": m.num_frames,
             "hvla/release": spec.name,
+            "hvla/release_version": dg.MetadataValue.text(f"{m.release} (version {m.version} of {spec.spec_name})"),
             "hvla/repo_id": spec.repo_id,
             "hvla/num_episodes": m.num_episodes,
             "hvla/num_frames": m.num_frames,
@@ -122,7 +126,7 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
 def norm_stats(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Compute column-wise from the Parquet files (no video decoding)."""
     lk = lake.get_lake()
-    spec = load_release(lk, context.partition_key)
+    spec = latest_release_spec(lk, context.partition_key)  # the newest version: name is its id
     b = build_norm_stats(lk, spec)
     problems = b.manifest.problems
     nonfinite = [p for p in problems if "non-finite" in p or "missing" in p]
@@ -175,7 +179,7 @@ class RoboDMConfig(dg.Config):
 def robodm_cache(context: dg.AssetExecutionContext, config: RoboDMConfig, lake: LakeResource) -> dg.MaterializeResult:
     """Convert the release's LeRobot dataset episode by episode through robodm's ``Trajectory``."""
     lk = lake.get_lake()
-    spec = load_release(lk, context.partition_key)
+    spec = latest_release_spec(lk, context.partition_key)  # the newest version: name is its id
     b = build_cache(lk, spec, video_codec=config.video_codec, image_atol=config.image_atol,
                     roundtrip_seed=config.roundtrip_seed)
     m = b.manifest

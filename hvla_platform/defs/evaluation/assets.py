@@ -6,17 +6,41 @@ from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
 from hvla_platform.lib.evaluation.build import EvalConfig, evaluate_experiment, read_eval_metrics
+from hvla_platform.lib.evaluation.distribution import GROUPS
 
 
 class EvalReportConfig(dg.Config):
-    """Evaluation settings (see ``hvla_platform.lib.evaluation.build.EvalConfig``)."""
+    """Evaluation settings (see ``hvla_platform.lib.evaluation.build.EvalConfig``).
 
-    closed_loop_trials: int = 4
+    ``closed_loop_trials`` is the total: half (rounded up) on the checkpoint's training tasks, the
+    rest on other tasks, each group reported with its own 95 % Wilson interval."""
+
+    closed_loop_trials: int = 8
     seed: int = 1000
     max_steps: int = 140
     replan_every: int = 5
     max_step_rad: float = 0.25
     control_hz: float = 20.0
+
+
+def closed_loop_metadata(closed: dict) -> dict:
+    """``hvla/closed_loop_<group>`` (``"k/n = rate (95% Wilson lower–upper)"``, or why not measured) and
+    ``hvla/closed_loop_<group>_success_rate`` (a float, or ``"not measured"``) for both groups of
+    ``metrics.json``'s ``closed_loop`` (``"not run"`` without closed loop)."""
+    out: dict = {}
+    for g in GROUPS:
+        grp = closed.get(g)
+        if not grp:
+            out[f"hvla/closed_loop_{g}"] = out[f"hvla/closed_loop_{g}_success_rate"] = "not run"
+        elif not grp["trials"]:
+            out[f"hvla/closed_loop_{g}"] = grp.get("note") or "no trials: not measured"
+            out[f"hvla/closed_loop_{g}_success_rate"] = "not measured"
+        else:
+            lo, hi = grp["ci95"]
+            out[f"hvla/closed_loop_{g}"] = (f"{grp['successes']}/{grp['trials']} = {grp['success_rate']:.2f} "
+                                            f"(95% Wilson {lo:.2f}–{hi:.2f})")
+            out[f"hvla/closed_loop_{g}_success_rate"] = float(grp["success_rate"])
+    return out
 
 
 @dg.asset(
@@ -25,7 +49,7 @@ class EvalReportConfig(dg.Config):
     group_name="evaluation",
     owners=["team:ml-evaluation"],
     kinds={"html", "mlflow"},
-    description="Eval report of the experiment's checkpoint: held-out action error vs a hold-position baseline, closed-loop success in the G1 simulator through the policy server and robot client (the deployment path).",
+    description="Eval report of the experiment's checkpoint: held-out action error vs a hold-position baseline; closed-loop success in the G1 simulator through the policy server and robot client (the deployment path), in and out of the training distribution separately, each with a 95% Wilson interval.",
     check_specs=[dg.AssetCheckSpec("metrics_finite", asset="eval_report", partitions_def=experiment_partitions,
                                    description="The offline error metrics are finite numbers (the evaluation ran on real frames).")],
     metadata={"hvla/layer": "evaluation"},
@@ -61,7 +85,7 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
             "hvla/policy_mae_rad": pol_mae if pol_mae is not None else "n/a",
             "hvla/baseline_mae_rad": base_mae if base_mae is not None else "n/a",
             "hvla/mae_ratio_vs_baseline": comp.get("first_mae_ratio") if comp.get("first_mae_ratio") is not None else "n/a",
-            "hvla/closed_loop_success_rate": closed.get("success_rate", "not run"),
+            **closed_loop_metadata(closed),
             "hvla/closed_loop_trials": closed.get("trials", 0),
             "hvla/closed_loop_path": (closed.get("served_via") or {}).get("protocol", "not run"),
             "status": b.status,

@@ -10,7 +10,7 @@ from hvla_platform.defs.partitions import day_robot, raw_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
 from hvla_platform.lib.processing.convert import SyncConfig
 from hvla_platform.lib.processing.build import PROCESSING_CHECKS, convert_partition
-from hvla_platform.lib.processing.qa.metrics import QA_CHECKS
+from hvla_platform.lib.processing.qa.metrics import ALL_QA_CHECKS
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
 from hvla_platform.lib.core.scratch import scratch_dir
 from hvla_platform.lib.core.tracking import find_finished_run
@@ -31,19 +31,26 @@ QA_CHECK_DESCRIPTIONS = {
     "clock_jumps": "No inter-message interval is negative or longer than `clock_jump_s`.",
     "duration": "Episode duration within [`min_duration_s`, `max_duration_s`].",
     "camera_frame_count": "Each camera delivered at least `min_camera_frame_ratio` of duration × nominal rate frames.",
+    "camera_offset": "Per camera, raw stamp offset vs the joint states (median log − stamp delays) within ±`max_camera_offset_s`.",
     "nan_inf": "No NaN/Inf in raw joint states, commands or the synchronised streams.",
     "joint_limits": "Measured joint positions stay within the limits of the robot's own model (G1 MJCF).",
+    "joint_limit_proximity": "Report only: joints within `max_joint_limit_fraction` of their range of a model limit.",
+    "state_spikes": "No measured joint sample further than `spike_k`·σ and `spike_min_rad` from its running median (Hampel).",
     "action_spikes": "No commanded step larger than `spike_k`·σ (robust) and `spike_min_rad`.",
+    "command_chatter": "No `chatter_reversals` consecutive back-and-forth command steps ≥ `chatter_step_rad`.",
+    "command_stall": "No arm command held ≥ `frozen_s` while that arm's measured joints move > `stall_motion_rad`.",
     "frozen_joints": "No joint (nor the whole state) reports bit-identical values for `frozen_s` or longer.",
     "smoothness": "RMS jerk of the commanded arm path ≤ `max_rms_jerk` (LDLJ reported).",
-    "action_state_divergence": "Median |commanded target − measured position| ≤ `max_tracking_error_rad`.",
+    "action_state_divergence": "Per action joint, p95 |commanded target − measured position| ≤ `max_tracking_error_rad`.",
     "camera_black": "At most `max_bad_frame_fraction` black frames per camera.",
     "camera_saturated": "At most `max_bad_frame_fraction` saturated frames per camera.",
     "camera_frozen": "At most `max_bad_frame_fraction` frozen (identical consecutive) frames per camera.",
     "camera_undecodable": "Every camera frame decodes.",
     "task_non_empty": "The task instruction is not empty.",
+    "recording_complete": "The MCAP covers at least `min_recorded_fraction` of the duration its metadata.yaml states.",
+    "duplicate": "No other episode in the lake has the same raw sha256 or signal fingerprint (fails on the later copy).",
 }
-QA_CHECK_SPECS = [(n, QA_CHECK_DESCRIPTIONS[n], False) for n in QA_CHECKS] + [
+QA_CHECK_SPECS = [(n, QA_CHECK_DESCRIPTIONS[n], False) for n in ALL_QA_CHECKS] + [
     ("quality_score", f"Every episode's quality score is ≥ the default release threshold {DEFAULT_MIN_QUALITY} "
                       "(lower-scoring episodes are left out of releases unless approved).", False)]
 

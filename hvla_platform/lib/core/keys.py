@@ -20,6 +20,7 @@ ROBODM = "robodm-cache"
 CHECKPOINTS = "checkpoints"
 EVAL_REPORTS = "eval-reports"
 RELEASE_SPECS = "release-specs"
+RELEASE_VERSIONS = "release-versions"
 PARTITION_INDEX = "_partition.json"
 
 
@@ -126,6 +127,12 @@ def episodes_prefix(day: str, robot: str) -> str:
 def spec_key(release: str) -> str:
     """``release-specs/<release>.yaml``: a registered release spec."""
     return f"{RELEASE_SPECS}/{release}.yaml"
+
+
+def release_version_key(spec_name: str, version: int) -> str:
+    """``release-versions/<spec_name>/<version:06d>.json``: the write-once record of one immutable
+    version of a release (lib/dataset/versions.py)."""
+    return f"{RELEASE_VERSIONS}/{spec_name}/{version:06d}.json"
 
 
 def lerobot_release_prefix(repo_id: str, release: str) -> str:

@@ -3,13 +3,24 @@ publish-if-changed helper every builder uses.
 
 Every artifact the platform publishes carries a JSON manifest (the lake's
 :data:`~hvla_platform.lib.core.lake.MANIFEST_NAME`, written last as the commit marker) that names
-its exact inputs (URIs + sha256 + episode ids), its files (path + sha256 + bytes), its config, the
-code version and its rights. Lineage queries walk these manifests.
+its exact inputs (lake keys + sha256 + episode ids), its files (path + sha256 + bytes), its config,
+the code version and its rights. Lineage queries walk these manifests.
+
+**Relocatable.** A manifest names its own artifact and its inputs by **lake key** (relative, e.g.
+``episodes-hdf5/2026-11-10/g1-001``), never by URI or absolute path, and :func:`fingerprint` is a
+function of the inputs' keys and content hashes, the config and the platform version only; so a
+lake moved or copied elsewhere (``HVLA_HOME`` copied to another directory or machine) finds every
+artifact ``cached``. URIs are computed for display from the lake being read (``lake.uri(key)``).
 
 Each artifact type has a pydantic model (:data:`MANIFEST_MODELS`, ``extra="forbid"``,
-``schema_version`` 1): :func:`build_manifest` validates what it writes and :func:`load_manifest` /
+``schema_version`` 2): :func:`build_manifest` validates what it writes and :func:`load_manifest` /
 :func:`require_manifest` validate what they read, so a key written in one stage and read in
-another is declared in exactly one place.
+another is declared in exactly one place. Manifests of ``schema_version`` 1 (written before keys
+replaced URIs) are still read: :func:`upgrade_v1` maps their URIs to keys in memory (the stored
+document, and so its :meth:`~ArtifactManifest.sha256`, is unchanged); their fingerprints were
+computed over URIs and never equal a current one, so a derived artifact of version 1 is rebuilt
+(as version 2) by its next materialization, and a raw episode (write-once) keeps its version-1
+manifest for good (docs/decisions.md, "Relocatable artifacts").
 
 :func:`publish_if_changed` is the skeleton of every derived artifact: fingerprint (inputs + config +
 platform version) → the published manifest has the same fingerprint? ``cached`` → otherwise build
@@ -27,17 +38,21 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Literal, TypeVar
+from urllib.parse import unquote
 
 from pydantic import ConfigDict, PrivateAttr
 
 from hvla_platform import __version__
 from hvla_platform.lib.core.contracts import StrictModel, validate_document
+from hvla_platform.lib.core.keys import CHECKPOINTS, EPISODES, EVAL_REPORTS, LEROBOT, NORM_STATS, RAW, ROBODM
 from hvla_platform.lib.core.rights import Rights
 from hvla_platform.lib.core.settings import REPO_ROOT
-from hvla_platform.lib.core.lake import MANIFEST_NAME, ArtifactNotFoundError, Lake, sha256_file
+from hvla_platform.lib.core.lake import MANIFEST_NAME, ArtifactNotFoundError, Lake, sha256_file, validate_key
 from hvla_platform.lib.core.scratch import scratch_dir
 
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 2
+#: Older schema versions :func:`parse_manifest` still reads (upgraded in memory by :func:`upgrade_v1`).
+LEGACY_SCHEMA_VERSIONS = (1,)
 
 
 @lru_cache(maxsize=1)
@@ -59,21 +74,33 @@ class InputRef:
     """One input of an artifact.
 
     Attributes:
-        uri: where the input lives (lake URI).
+        key: where the input lives: its lake key, relative to the lake's root (an artifact prefix
+            such as ``episodes-hdf5/2026-11-10/g1-001``, or a file in one such as
+            ``norm-stats/<release>/norm_stats.json``); never a URI or an absolute path, so that the
+            manifest stays true when the lake is moved (:func:`~hvla_platform.lib.core.lake.validate_key`).
         sha256: content hash of the input (of its manifest, for a directory artifact).
         kind: what it is (``raw_mcap``, ``episodes_hdf5``, ``lerobot_dataset``...).
         episode_ids: raw episode ids contained in the input.
+
+    Raises:
+        ValueError: ``key`` is not a relative lake key (a URI, an absolute path, ``..``).
     """
 
-    uri: str
+    key: str
     sha256: str
     kind: str
     episode_ids: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if "://" in self.key:
+            raise ValueError(f"input {self.key!r} is a URI; inputs are recorded by lake key (relative to the "
+                             "lake's root), e.g. 'episodes-hdf5/2026-11-10/g1-001'")
+        validate_key(self.key)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form as stored in manifests (episode ids sorted)."""
-        d = {"uri": self.uri, "sha256": self.sha256, "kind": self.kind, "episode_ids": sorted(self.episode_ids)}
+        d = {"key": self.key, "sha256": self.sha256, "kind": self.kind, "episode_ids": sorted(self.episode_ids)}
         if self.extra:
             d["extra"] = self.extra
         return d
@@ -92,7 +119,7 @@ def file_entries(local_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def build_manifest(
     *,
     artifact_type: str,
-    artifact_uri: str,
+    artifact_key: str,
     inputs: list[InputRef],
     config: dict[str, Any],
     rights: Rights,
@@ -102,18 +129,20 @@ def build_manifest(
 ) -> dict[str, Any]:
     """Assemble an artifact manifest (a JSON-serialisable dict), validated against its type's model.
 
-    ``files`` lists every file of ``local_dir`` with its sha256, so a copy of the lake can be
-    verified; ``fingerprint`` is the sha256 of the inputs + config + code version and is what makes
-    assets idempotent (same fingerprint → ``status: cached``).
+    ``artifact_key`` is the artifact's lake prefix (relative; the manifest holds no URI or absolute
+    path). ``files`` lists every file of ``local_dir`` with its sha256, so a copy of the lake can be
+    verified; ``fingerprint`` is the sha256 of the inputs' keys and hashes + config + platform
+    version and is what makes assets idempotent (same fingerprint → ``status: cached``).
 
     Raises:
         ManifestError: the manifest does not match the model of ``artifact_type``.
+        ValueError: ``artifact_key`` is not a relative lake key.
     """
     inputs_d = [i.to_dict() for i in inputs]
     manifest: dict[str, Any] = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "artifact_type": artifact_type,
-        "artifact_uri": artifact_uri,
+        "artifact_key": validate_key(artifact_key.rstrip("/")),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "config": config,
@@ -126,17 +155,29 @@ def build_manifest(
         manifest["files"] = file_entries(local_dir)
     if extra:
         manifest.update(extra)
-    parse_manifest(json.loads(json.dumps(manifest, default=str)), source=artifact_uri)  # the model is the contract
+    parse_manifest(json.loads(json.dumps(manifest, default=str)), source=artifact_key)  # the model is the contract
     return manifest
 
 
 def fingerprint(inputs: list[dict[str, Any]], config: dict[str, Any]) -> str:
-    """sha256 over the inputs' hashes, the config and the platform version (not the git commit,
-    so that a docs-only commit does not invalidate every artifact)."""
-    payload = json.dumps(
-        {"inputs": sorted((i["uri"], i["sha256"]) for i in inputs), "config": config, "version": __version__},
-        sort_keys=True, default=str,
-    )
+    """sha256 over the inputs' lake keys and content hashes, the config and the platform version.
+
+    ``inputs`` are :meth:`InputRef.to_dict` forms. Nothing else enters it: not where the lake is
+    (keys are relative; a URI or absolute path is refused), not the time, not the git commit (so a
+    docs-only commit does not invalidate every artifact). The same inputs under two lake roots, or
+    a lake copied elsewhere, give the same fingerprint.
+
+    Raises:
+        ValueError: an input has no lake ``key`` (e.g. a URI-based form of schema version 1).
+    """
+    pairs = []
+    for i in inputs:
+        key = i.get("key")
+        if not isinstance(key, str) or "://" in key or key.startswith("/"):
+            raise ValueError(f"fingerprint: input {i!r} has no relative lake key")
+        pairs.append((key, i["sha256"]))
+    payload = json.dumps({"inputs": sorted(pairs), "config": config, "version": __version__},
+                         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -146,6 +187,10 @@ def manifest_sha256(manifest: dict[str, Any]) -> str:
 
 
 # ---- manifest models -------------------------------------------------------------------------------
+
+class ImmutableArtifactError(RuntimeError):
+    """A build would replace a published artifact that must never change (a release version)."""
+
 
 class ManifestError(ValueError):
     """A manifest does not match its artifact type's model (unknown/missing key, wrong type,
@@ -157,9 +202,10 @@ class _Model(StrictModel):
 
 
 class InputEntry(_Model):
-    """One entry of ``inputs``: the form :meth:`InputRef.to_dict` writes."""
+    """One entry of ``inputs``: the form :meth:`InputRef.to_dict` writes (``key``: a lake key;
+    version-1 manifests' ``uri`` is mapped to it by :func:`upgrade_v1`)."""
 
-    uri: str
+    key: str
     sha256: str
     kind: str
     episode_ids: list[str]
@@ -175,19 +221,26 @@ class FileEntry(_Model):
 
 
 class ArtifactManifest(_Model):
-    """Fields every manifest has (schema version 1).
+    """Fields every manifest has (schema version 2).
 
     Attributes:
+        schema_version: 2; 1 for a manifest written before lake keys replaced URIs (read through
+            :func:`upgrade_v1`: the fields below are then the upgraded view, :meth:`to_dict` the
+            stored version-1 document).
+        artifact_key: the artifact's lake prefix (relative to the lake's root; its URI in the lake
+            being read is ``lake.uri(artifact_key)``).
+        inputs: the inputs, by lake key.
         rights: the :class:`~hvla_platform.lib.core.rights.Rights` dict (validated by
             ``Rights.from_dict``; use :attr:`rights_obj`).
-        fingerprint: sha256 of inputs + config + platform version (:func:`fingerprint`).
+        fingerprint: sha256 of the inputs' keys and hashes + config + platform version
+            (:func:`fingerprint`).
         files: every file of a directory artifact; ``None`` for a raw episode (its own ``index.json``
             lists the MCAP's content).
     """
 
-    schema_version: Literal[1]
+    schema_version: Literal[1, 2]
     artifact_type: str
-    artifact_uri: str
+    artifact_key: str
     created_at: str
     code_version: str
     config: dict[str, Any]
@@ -218,7 +271,7 @@ class RawEpisodeManifest(ArtifactManifest):
     """``raw-mcap/<day>/<robot>/<episode>/``: one write-once raw episode (ingest)."""
 
     artifact_type: Literal["raw_mcap_episode"]
-    mcap_uri: str
+    mcap_key: str  # lake key of the MCAP (version 1: ``mcap_uri``, mapped by :func:`upgrade_v1`)
     mcap_sha256: str
     capture_day: str
     robot_id: str
@@ -246,8 +299,10 @@ class LeRobotDatasetManifest(ArtifactManifest):
     """``lerobot/<repo_id>/<release>/``: a LeRobot v3.0 release (dataset)."""
 
     artifact_type: Literal["lerobot_dataset"]
-    release: str
+    release: str  # the immutable version id: <spec_name> for version 0, <spec_name>.<n> after
     repo_id: str
+    spec_name: str = ""  # the release spec it was built from ("" in manifests older than versioning)
+    version: int = 0
     codebase_version: str | None
     num_episodes: int
     num_frames: int
@@ -322,7 +377,20 @@ class CheckpointManifest(ArtifactManifest):
 
 
 class EvalReportManifest(ArtifactManifest):
-    """``eval-reports/<exp>/<step>/``: offline + closed-loop evaluation of a checkpoint (evaluation)."""
+    """``eval-reports/<exp>/<step>/``: offline + closed-loop evaluation of a checkpoint (evaluation).
+
+    Attributes:
+        checkpoint: lake key of the evaluated checkpoint (``checkpoints/<config>/<exp>/<step>``;
+            reports written before keys hold its URI).
+        release: the release version the checkpoint was trained on.
+        training_tasks: the checkpoint's training tasks (its train split's instructions): a
+            closed-loop trial on one of them is in distribution, any other is out of distribution.
+        release_tasks: the instructions of every episode of ``release`` (train and held out).
+        closed_loop: success per group, ``{"in_distribution": {"trials": n, "successes": k,
+            "success_rate": k / n, "ci95": [lower, upper]}, "out_of_distribution": {...}}`` (95 %
+            Wilson score interval; rate and interval null for a group without trials); None when
+            closed loop did not run. Never one pooled rate.
+    """
 
     artifact_type: Literal["eval_report"]
     experiment: str
@@ -330,6 +398,9 @@ class EvalReportManifest(ArtifactManifest):
     step: int
     release: str
     mlflow_run_id: str | None
+    training_tasks: list[str] = []
+    release_tasks: list[str] = []
+    closed_loop: dict[str, dict[str, Any]] | None = None
 
 
 #: artifact type → its manifest model.
@@ -342,14 +413,80 @@ MANIFEST_MODELS: dict[str, type[ArtifactManifest]] = {
 M = TypeVar("M", bound=ArtifactManifest)
 
 
-def parse_manifest(data: dict[str, Any], *, source: str, model: type[M] | None = None) -> M:
+#: artifact type → (top-level lake folder, number of key segments) of its prefix: how the key of a
+#: version-1 manifest read without its prefix is cut from its ``artifact_uri``.
+_LAYOUT = {"raw_mcap_episode": (RAW, 4), "episodes_hdf5": (EPISODES, 3), "lerobot_dataset": (LEROBOT, 4),
+           "norm_stats": (NORM_STATS, 2), "robodm_cache": (ROBODM, 2), "checkpoint": (CHECKPOINTS, 4),
+           "eval_report": (EVAL_REPORTS, 3)}
+
+
+def _own_key(data: dict[str, Any]) -> str | None:
+    """The lake prefix a version-1 manifest describes, from its ``artifact_uri`` and type's layout."""
+    layout = _LAYOUT.get(str(data.get("artifact_type")))
+    uri = str(data.get("artifact_uri", "")).rstrip("/")
+    if layout is None or "://" not in uri:
+        return None
+    parts = uri.split("://", 1)[1].split("/")
+    if len(parts) <= layout[1] or parts[-layout[1]] != layout[0]:
+        return None
+    return unquote("/".join(parts[-layout[1]:]))
+
+
+def upgrade_v1(data: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+    """The version-2 view of a ``schema_version`` 1 manifest (a new dict; ``data`` is unchanged).
+
+    Version 1 named the artifact and its inputs by URI (``artifact_uri``, ``inputs[].uri``,
+    ``mcap_uri``, an eval report's ``checkpoint``, a release's ``partition_inputs[].uri``), i.e.
+    by the absolute location of the lake that built it. Every such URI under the manifest's own
+    root (``artifact_uri`` minus ``/<key>``) becomes the lake key it names; a URI outside it
+    (none are written by the platform) is kept as it is, so lineage shows it as an input outside
+    the lake. ``schema_version`` stays 1 and ``fingerprint`` is kept: it was computed over URIs,
+    so it never equals a current :func:`fingerprint` and the artifact is rebuilt when next
+    materialized.
+
+    Args:
+        data: the stored version-1 manifest.
+        key: the artifact's lake prefix when known (where the manifest was found); otherwise it is
+            cut from ``artifact_uri`` by the artifact type's key layout.
+    """
+    out = dict(data)
+    uri = str(out.pop("artifact_uri", "")).rstrip("/")
+    own = (key.rstrip("/") if key else None) or _own_key(data)
+    root = uri[: -len(own) - 1] if own and uri.endswith("/" + own) else None
+
+    def to_key(u: Any) -> Any:
+        if not isinstance(u, str) or root is None or not u.startswith(root + "/"):
+            return u
+        return unquote(u[len(root) + 1:])
+
+    out["artifact_key"] = own or uri
+    out["inputs"] = [{("key" if k == "uri" else k): (to_key(v) if k == "uri" else v) for k, v in i.items()}
+                     if isinstance(i, dict) else i for i in data.get("inputs") or []]
+    if "mcap_uri" in out:
+        out["mcap_key"] = to_key(out.pop("mcap_uri"))
+    if data.get("artifact_type") == "eval_report" and "checkpoint" in out:
+        out["checkpoint"] = to_key(out["checkpoint"])
+    if isinstance(data.get("partition_inputs"), list):
+        out["partition_inputs"] = [{("key" if k == "uri" else k): (to_key(v) if k == "uri" else v)
+                                    for k, v in i.items()} if isinstance(i, dict) else i
+                                   for i in data["partition_inputs"]]
+    return out
+
+
+def parse_manifest(data: dict[str, Any], *, source: str, model: type[M] | None = None,
+                   key: str | None = None) -> M:
     """Validate a manifest dict against its artifact type's model.
+
+    A ``schema_version`` 1 manifest is validated in its :func:`upgrade_v1` form (URIs mapped to
+    keys); :meth:`ArtifactManifest.to_dict` and :meth:`~ArtifactManifest.sha256` still give the
+    stored document.
 
     Args:
         data: the manifest as read from JSON.
-        source: where it came from (a lake URI), named in errors.
+        source: where it came from (a lake URI or key), named in errors.
         model: the expected model; default: the one :data:`MANIFEST_MODELS` names for
             ``data["artifact_type"]``.
+        key: the artifact's lake prefix, when known (used to upgrade a version-1 manifest).
 
     Raises:
         ManifestError: unknown artifact type or schema version, an unknown or missing key, a wrong
@@ -357,16 +494,19 @@ def parse_manifest(data: dict[str, Any], *, source: str, model: type[M] | None =
     """
     if not isinstance(data, dict):
         raise ManifestError(f"{source}: a manifest must be a JSON object, got {type(data).__name__}")
-    if data.get("schema_version") != MANIFEST_SCHEMA_VERSION:
-        raise ManifestError(f"{source}: manifest schema_version {data.get('schema_version')!r} is not supported "
-                            f"(this platform reads {MANIFEST_SCHEMA_VERSION})")
+    version = data.get("schema_version")
+    if version != MANIFEST_SCHEMA_VERSION and version not in LEGACY_SCHEMA_VERSIONS:
+        raise ManifestError(f"{source}: manifest schema_version {version!r} is not supported "
+                            f"(this platform reads {MANIFEST_SCHEMA_VERSION} and "
+                            f"{', '.join(map(str, LEGACY_SCHEMA_VERSIONS))})")
     kind = data.get("artifact_type")
     found = MANIFEST_MODELS.get(str(kind))
     if found is None:
         raise ManifestError(f"{source}: unknown artifact_type {kind!r} (known: {', '.join(sorted(MANIFEST_MODELS))})")
     if model is not None and found is not model and model is not ArtifactManifest:
         raise ManifestError(f"{source}: is a {kind} artifact, not a {model.__name__}")
-    parsed = validate_document(found, data, source=f"{source}: {kind} manifest", error_cls=ManifestError)
+    view = upgrade_v1(data, key) if version == 1 else data
+    parsed = validate_document(found, view, source=f"{source}: {kind} manifest", error_cls=ManifestError)
     parsed._stored = data
     return parsed  # type: ignore[return-value]
 
@@ -378,7 +518,8 @@ def load_manifest(lake: Lake, prefix: str, model: type[M] | None = None) -> M | 
         ManifestError: see :func:`parse_manifest`.
     """
     data = lake.read_manifest(prefix)
-    return None if data is None else parse_manifest(data, source=lake.uri(prefix), model=model)
+    return None if data is None else parse_manifest(data, source=lake.uri(prefix), model=model,
+                                                   key=prefix.rstrip("/"))
 
 
 def require_manifest(lake: Lake, prefix: str, model: type[M] | None = None) -> M:
@@ -419,7 +560,8 @@ class Published:
     Attributes:
         status: ``materialized`` (built and published now) or ``cached`` (the published artifact
             already had this fingerprint; nothing was built).
-        prefix: the artifact's lake prefix; ``uri`` its URI.
+        prefix: the artifact's lake prefix; ``uri`` its URI in this lake (for display: the manifest
+            itself holds only keys).
         manifest: the validated manifest (the published one when ``cached``).
     """
 
@@ -436,8 +578,11 @@ class Published:
 
 def publish_if_changed(lake: Lake, prefix: str, *, artifact_type: str, inputs: list[InputRef],
                        config: dict[str, Any], write: Callable[[Path], Content],
-                       rights: Rights | None = None) -> Published:
+                       rights: Rights | None = None, immutable: bool = False) -> Published:
     """Build and publish an artifact unless the published one has the same fingerprint.
+
+    With ``immutable=True`` a published artifact is never replaced: a different fingerprint raises
+    :class:`ImmutableArtifactError` (release versions, lib/dataset/versions.py).
 
     ``write(staging_dir)`` writes the artifact's files into an empty staging directory and returns
     its :class:`Content`; it is only called when the fingerprint changed. The manifest (validated
@@ -447,6 +592,7 @@ def publish_if_changed(lake: Lake, prefix: str, *, artifact_type: str, inputs: l
     Raises:
         ValueError: neither ``rights`` nor the written :class:`Content` gives the artifact's rights.
         ManifestError: the assembled manifest does not match the artifact type's model.
+        ImmutableArtifactError: ``immutable`` and a published artifact has another fingerprint.
         Whatever ``write`` raises (nothing is published then).
     """
     inputs_d = [i.to_dict() for i in inputs]
@@ -458,6 +604,10 @@ def publish_if_changed(lake: Lake, prefix: str, *, artifact_type: str, inputs: l
         existing = load_manifest(lake, prefix, MANIFEST_MODELS[artifact_type])
         if existing is not None and existing.fingerprint == fp:
             return Published("cached", prefix, lake.uri(prefix), existing)
+        if existing is not None and immutable:
+            raise ImmutableArtifactError(
+                f"{lake.uri(prefix)} is an immutable {artifact_type} published {existing.created_at}; "
+                "its inputs or config differ now, so they must become a new version, never replace it")
         return _build_and_publish(lake, prefix, artifact_type=artifact_type, inputs=inputs, config=config,
                                   write=write, rights=rights)
 
@@ -471,9 +621,9 @@ def _build_and_publish(lake: Lake, prefix: str, *, artifact_type: str, inputs: l
         art_rights = content.rights or rights
         if art_rights is None:
             raise ValueError(f"{artifact_type} at {lake.uri(prefix)}: no rights given for the artifact")
-        manifest = build_manifest(artifact_type=artifact_type, artifact_uri=lake.uri(prefix), inputs=inputs,
+        manifest = build_manifest(artifact_type=artifact_type, artifact_key=prefix, inputs=inputs,
                                   config=config, rights=art_rights, local_dir=staging,
                                   episode_ids=content.episode_ids, extra=content.extra)
         lake.publish_artifact(prefix, staging, manifest)
     return Published("materialized", prefix, lake.uri(prefix),
-                     parse_manifest(manifest, source=lake.uri(prefix)))
+                     parse_manifest(manifest, source=lake.uri(prefix), key=prefix))

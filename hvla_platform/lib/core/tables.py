@@ -63,6 +63,10 @@ PROCESSING_CHECK_NAMES = ("camera_coverage", "alignment_skew", "no_nan")
 EPISODE_STATUSES = ("published", "cached", "quarantined", "conflict")
 CONVERSION_STATUSES = ("converted", "failed")
 SPLITS = ("train", "heldout")
+#: QA status of an episode in a release: ``passed`` (score ≥ the spec's ``min_quality``, no QA gate
+#: failed), ``approved`` (it failed one of those and a supervisor approved it), ``unchecked`` (built
+#: without QA results: a dataset written outside the release build).
+QA_STATUSES = ("passed", "approved", "unchecked")
 #: A safe id, as :func:`hvla_platform.lib.core.keys.check_id` accepts it.
 SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SHA256 = r"^[0-9a-f]{64}$"
@@ -70,7 +74,7 @@ SHA256_OR_EMPTY = r"^(?:[0-9a-f]{64})?$"
 ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 ISO_DATETIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
 #: Fields of one lineage-index entry, in their stored order (``lineage.graph._encode_index``).
-LINEAGE_FIELDS = ("size", "mtime_ns", "type", "recorded_uri", "manifest_sha256", "code_version", "config",
+LINEAGE_FIELDS = ("size", "mtime_ns", "type", "manifest_sha256", "code_version", "config",
                   "rights", "episode_ids", "info", "files", "inputs")
 #: At most this many problems are listed in one message (the rest are counted).
 MAX_PROBLEMS = 6
@@ -126,18 +130,20 @@ def partition_index_schema() -> pa.DataFrameSchema:
 
     Producer: ingest (:func:`hvla_platform.lib.ingest.raw.ingest_partition`), after every episode
     of the partition was checked. Consumers: processing (``convert_partition`` converts the
-    ``convertible`` episodes from their ``mcap_uri``), dataset (``select_episodes`` takes each
-    episode's rights, metadata and raw URI/sha256) via ``read_partition_index``; the ingest backlog
+    ``convertible`` episodes from their ``mcap_key``), dataset (``select_episodes`` takes each
+    episode's rights, metadata and raw MCAP key/sha256) via ``read_partition_index``; the ingest backlog
     reads only its episode ids (unvalidated: it runs on every sensor tick).
 
     The JSON is ``{"capture_day", "robot_id", "episodes": [EpisodeOutcome.to_dict(), ...]}``; the
     document's day and robot must be the key's, and its episodes are validated one row each:
     ``episode_id`` (safe id, unique), ``status`` (published / cached / quarantined / conflict),
-    ``convertible`` (bool), ``sha256`` (hex or empty: unreadable file), ``mcap_uri``,
+    ``convertible`` (bool), ``sha256`` (hex or empty: unreadable file), ``mcap_key`` (the MCAP's
+    lake key, relative: ``raw-mcap/<day>/<robot>/<episode>/<file>.mcap``, or empty),
     ``checks.<raw check>.passed`` (bool, each of :data:`RAW_CHECK_NAMES`),
     ``rights.retention_until`` (ISO date, null without valid rights). Rows: ``convertible`` is
     exactly "status published or cached and every raw check passed"; a convertible episode has
-    an MCAP URI, a sha256 and rights.
+    an MCAP key, a sha256 and rights. (Indexes written before keys hold ``mcap_uri``;
+    ``read_partition_index`` maps it to ``mcap_key`` before checking.)
     """
     pl, pa = _pl(), _pa()
     published = pl.col("status").is_in(["published", "cached"])
@@ -148,16 +154,16 @@ def partition_index_schema() -> pa.DataFrameSchema:
             "status": pa.Column(pl.String, pa.Check.isin(list(EPISODE_STATUSES))),
             "convertible": pa.Column(pl.Boolean),
             "sha256": pa.Column(pl.String, pa.Check.str_matches(SHA256_OR_EMPTY)),
-            "mcap_uri": pa.Column(pl.String),
+            "mcap_key": pa.Column(pl.String, pa.Check.str_matches(r"^(?:[^/:][^:]*)?$")),
             **{f"checks.{n}.passed": pa.Column(pl.Boolean) for n in RAW_CHECK_NAMES},
             "rights.retention_until": pa.Column(pl.String, pa.Check.str_matches(ISO_DATE), nullable=True),
         },
         checks=[
             _rows_satisfy("convertible must equal (status published/cached and every checks.*.passed)",
                           lambda: pl.col("convertible") == (published & all_passed())),
-            _rows_satisfy("a convertible episode needs mcap_uri, sha256 and rights",
+            _rows_satisfy("a convertible episode needs mcap_key, sha256 and rights",
                           lambda: ~pl.col("convertible") | (
-                              (pl.col("mcap_uri") != "") & (pl.col("sha256") != "")
+                              (pl.col("mcap_key") != "") & (pl.col("sha256") != "")
                               & pl.col("rights.retention_until").is_not_null())),
         ],
         strict=True, name=PARTITION_INDEX_TABLE)
@@ -175,9 +181,11 @@ def robodm_manifest_schema() -> pa.DataFrameSchema:
     Columns (exactly these, ``MANIFEST_COLUMNS``): ``vla_path`` (``….vla``, unique),
     ``source_repo_id``, ``source_dataset_version`` (non-empty), ``source_episode_index`` (int64 ≥ 0,
     unique), ``source_episode_length`` (int64 > 0), ``task`` (text), ``robot_id`` (safe id),
-    ``converter_version`` (non-empty), ``created_at`` (ISO 8601 text), ``qa_status`` (non-empty),
-    ``episode_id`` (safe id, unique), ``split`` (train / heldout), ``video_codec`` (non-empty),
-    ``bytes`` (int64 > 0). No nulls.
+    ``converter_version`` (non-empty), ``created_at`` (ISO 8601 text), ``qa_status`` (one of
+    :data:`QA_STATUSES`), ``episode_id`` (safe id, unique), ``split`` (train / heldout),
+    ``video_codec`` (non-empty), ``bytes`` (int64 > 0), no nulls in these; and, null when unknown:
+    ``quality_score`` (float64 in [0, 1]), ``success`` (bool, the recording's own outcome) and
+    ``min_distance_m`` (float64 ≥ 0, metres).
     """
     pl, pa = _pl(), _pa()
     text = lambda *checks, **kw: pa.Column(pl.String, list(checks), **kw)  # noqa: E731
@@ -193,11 +201,14 @@ def robodm_manifest_schema() -> pa.DataFrameSchema:
             "robot_id": text(pa.Check.str_matches(SAFE_ID)),
             "converter_version": text(non_empty),
             "created_at": text(pa.Check.str_matches(ISO_DATETIME)),
-            "qa_status": text(non_empty),
+            "qa_status": text(pa.Check.isin(list(QA_STATUSES))),
             "episode_id": text(pa.Check.str_matches(SAFE_ID), unique=True),
             "split": text(pa.Check.isin(list(SPLITS))),
             "video_codec": text(non_empty),
             "bytes": pa.Column(pl.Int64, pa.Check.gt(0)),
+            "quality_score": pa.Column(pl.Float64, pa.Check.in_range(0.0, 1.0), nullable=True),
+            "success": pa.Column(pl.Boolean, nullable=True),
+            "min_distance_m": pa.Column(pl.Float64, pa.Check.ge(0.0), nullable=True),
         },
         strict=True, name=ROBODM_MANIFEST_TABLE)
 
@@ -216,7 +227,9 @@ def qa_results_schema() -> pa.DataFrameSchema:
     ``num_frames`` (int64 ≥ 0), ``duration_s`` (float ≥ 0), ``file``, ``sha256`` (hex or empty),
     ``task`` (text), ``quality_score`` (float in [0, 1], null when QA could not score),
     ``checks.<processing check>.passed`` (bool, each of :data:`PROCESSING_CHECK_NAMES`),
-    ``qa_checks.<QA check>.passed`` (bool, null when that check did not run; any number of them).
+    ``qa_checks.<QA check>.passed`` (bool, null when that check did not run; any number of them),
+    ``outcome.success`` (bool) and ``outcome.min_distance_m`` (float ≥ 0, metres): the recording's
+    own outcome from its ``metadata.yaml``, null when it states none.
     Rows: ``converted`` exactly when every processing check passed; a converted episode has the
     file ``<episode_id>.h5``, its sha256, frames and a quality score; a failed one a reason.
     """
@@ -235,6 +248,8 @@ def qa_results_schema() -> pa.DataFrameSchema:
             "quality_score": pa.Column(pl.Float64, pa.Check.in_range(0.0, 1.0), nullable=True, coerce=True),
             **{f"checks.{n}.passed": pa.Column(pl.Boolean) for n in PROCESSING_CHECK_NAMES},
             r"^qa_checks\..+\.passed$": pa.Column(pl.Boolean, nullable=True, regex=True, required=False),
+            "outcome.success": pa.Column(pl.Boolean, nullable=True),
+            "outcome.min_distance_m": pa.Column(pl.Float64, pa.Check.ge(0.0), nullable=True),
         },
         checks=[
             _rows_satisfy("status must be 'converted' exactly when every checks.*.passed",
@@ -423,6 +438,24 @@ def _dotted(rows: list[Any], field: str, names: Iterable[str], leaf: str = "pass
     return out
 
 
+def _nested(rows: list[Any], field: str, names: Iterable[str]) -> dict[str, list[Any]]:
+    """``{f"{field}.{name}": [row[field][name], ...]}``: None where the row's ``field`` is absent or
+    null (an optional block); a ``field`` that is not a mapping becomes a text marker, so the
+    column gets a wrong dtype and the schema names it."""
+    out: dict[str, list[Any]] = {f"{field}.{n}": [] for n in names}
+    for r in rows:
+        sub = r.get(field) if isinstance(r, Mapping) else None
+        for n in names:
+            if sub is None:
+                v = None
+            elif isinstance(sub, Mapping):
+                v = sub.get(n)
+            else:
+                v = f"<{type(sub).__name__}, not a mapping>"
+            out[f"{field}.{n}"].append(v)
+    return out
+
+
 def _plain(rows: list[Any], names: Iterable[str]) -> dict[str, list[Any]]:
     """Top-level fields as columns; a field absent from every row is left out (→ "column missing")."""
     out = {}
@@ -441,7 +474,7 @@ def _row_list(value: Any, what: str) -> tuple[list[Any], list[str]]:
 
 
 # ---- partition index --------------------------------------------------------------------------
-_PARTITION_COLUMNS = ("episode_id", "status", "convertible", "sha256", "mcap_uri")
+_PARTITION_COLUMNS = ("episode_id", "status", "convertible", "sha256", "mcap_key")
 
 
 def check_partition_index(doc: Any, *, where: str, capture_day: str | None = None,
@@ -530,6 +563,7 @@ def check_qa_results(rows: Any, *, where: str) -> list[dict[str, Any]]:
     qa_names = sorted({n for r in rows if isinstance(r, Mapping) and isinstance(r.get("qa_checks"), Mapping)
                        for n in r["qa_checks"]})
     cols.update(_dotted(rows, "qa_checks", qa_names))
+    cols.update(_nested(rows, "outcome", ("success", "min_distance_m")))
     frame, misfits = _frame(schema, cols, len(rows))
     _validate(schema, frame, table=QA_RESULTS_TABLE, where=where, id_column="episode_id", problems=problems,
               misfits=misfits)
@@ -645,7 +679,8 @@ def _inputs_column_ok(vs: list[Any]) -> bool:
 
 def lineage_index_schema(table_size: int) -> tuple[PlainColumn, ...]:
     """**Lineage index**, ``<local lake root>/.hvla-tmp/lineage-index.json``: one compact record
-    per committed artifact, ``{"format", "root", "table": [shared dicts], "entries": {key: [fields]}}``.
+    per committed artifact, ``{"format", "table": [shared dicts], "entries": {key: [fields]}}`` (no
+    URI or absolute path: a copied lake's index stays true).
 
     Producer and consumer: lineage (:func:`hvla_platform.lib.lineage.graph.load_index`): checked
     before the index is persisted (after a (re)build) and when a process loads it from disk -- not
@@ -657,10 +692,11 @@ def lineage_index_schema(table_size: int) -> tuple[PlainColumn, ...]:
     pandera + polars made a fresh ``hvla lineage`` process ~0.5 s slower, for a 25-50 ms warm
     query). Columns (:data:`LINEAGE_FIELDS`, after the ``key``): ``key`` (lake prefix: non-empty,
     no leading/trailing ``/``; unique, as a JSON object's keys), ``size``, ``mtime_ns`` (int ≥ 0,
-    of the manifest), ``type`` (non-empty text), ``recorded_uri``, ``code_version`` (text),
+    of the manifest), ``type`` (non-empty text), ``code_version`` (text),
     ``manifest_sha256`` (64 hex digits), ``config`` and ``rights`` (int positions in ``table``,
     ``0 ≤ i < table_size``), ``episode_ids`` (list of non-empty text), ``info``, ``files``
-    (objects), ``inputs`` (list of ``[key or null, uri, sha256, kind, [episode ids]]``). No nulls.
+    (objects), ``inputs`` (list of ``[key or null, uri, sha256, kind, [episode ids]]``: ``uri`` is
+    empty unless ``key`` is null, for an input a version-1 manifest names outside its lake). No nulls.
     """
     objects = (lambda vs: not vs or _types(vs) == {dict}, lambda v: type(v) is dict)
     return (
@@ -669,7 +705,6 @@ def lineage_index_schema(table_size: int) -> tuple[PlainColumn, ...]:
         PlainColumn("size", "is not an int >= 0", *_ints_in(0)),
         PlainColumn("mtime_ns", "is not an int >= 0", *_ints_in(0)),
         PlainColumn("type", "is not non-empty text", *_texts(non_empty=True)),
-        PlainColumn("recorded_uri", "is not text", *_texts()),
         PlainColumn("manifest_sha256", "is not 64 lowercase hex digits", *_sha256s()),
         PlainColumn("code_version", "is not text", *_texts()),
         PlainColumn("config", f"is not a position in the shared table (int, 0 <= i < {table_size})",
@@ -692,7 +727,7 @@ def check_lineage_index(doc: Any, *, where: str) -> None:
     """
     if not isinstance(doc, Mapping) or not isinstance(doc.get("entries"), Mapping) or not isinstance(
             doc.get("table"), list):
-        raise TableError(LINEAGE_INDEX_TABLE, where, ["the document is not {format, root, table: [...], "
+        raise TableError(LINEAGE_INDEX_TABLE, where, ["the document is not {format, table: [...], "
                                                       "entries: {key: [fields]}}"])
     entries = doc["entries"]
     keys = list(entries)

@@ -4,16 +4,29 @@ Everything goes through one :class:`mlflow.MlflowClient` bound to the given trac
 importing code (e.g. a Dagster process that also tracks other things) keeps its own
 ``mlflow.set_tracking_uri``. Prefer a ``sqlite:////abs/path/mlflow.db`` URI: MLflow 3's plain file
 store refuses writes unless ``MLFLOW_ALLOW_FILE_STORE=true``.
+
+**Artifact locations follow the store.** MLflow records an experiment's artifact location (and
+each run's) as an absolute URI. An experiment whose artifacts live beside a SQLite store (the
+embedded default: ``$HVLA_HOME/mlflow.db`` with ``$HVLA_HOME/mlruns``) is tagged with that
+location relative to the database's folder (:data:`RELATIVE_LOCATION_TAG`, e.g. ``mlruns``), and
+the first use of the store in a process (:func:`ensure_store`) re-points every tagged experiment,
+and its runs, at that folder beside the database as it is now (:func:`relocate_store`). So a store
+copied with ``HVLA_HOME`` writes its artifacts into the copy (and shows the copied ones), never into
+the original home. Other locations (``HVLA_MLFLOW_ARTIFACT_ROOT``, S3, a tracking server) are
+absolute by the operator's choice and left as they are.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 from typing import Any, Mapping, Sequence
 
 from hvla_platform.lib.core.locking import file_lock, owner_alive, owner_token
+from hvla_platform.lib.core.settings import mlflow_tracking_uri
 
 _MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 _READY: set[str] = set()  # tracking URIs whose store this process has initialised
@@ -21,6 +34,9 @@ _READY: set[str] = set()  # tracking URIs whose store this process has initialis
 OWNER_TAG = "hvla.owner"
 #: Tag saying why a run was marked failed by someone else than its owner.
 FAILURE_REASON_TAG = "hvla.failure_reason"
+#: Experiment tag: its artifact location relative to the folder of the SQLite store's database
+#: (``mlruns``); :func:`relocate_store` keeps the absolute location MLflow records equal to it.
+RELATIVE_LOCATION_TAG = "hvla.artifact_location_relative"
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -32,7 +48,8 @@ def sqlite_path(tracking_uri: str) -> Path | None:
 
 
 def ensure_store(tracking_uri: str) -> None:
-    """Create and migrate the tracking store once, before this process uses it.
+    """Create and migrate the tracking store once, before this process uses it, and re-point its
+    artifact locations at the store's folder (:func:`relocate_store`).
 
     MLflow creates and migrates a SQLite store on first use; two processes doing that at once fail
     (``duplicate column name``, alembic "expected to match one row"). The first use therefore runs
@@ -47,7 +64,92 @@ def ensure_store(tracking_uri: str) -> None:
         db.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(db.with_name(db.name + ".lock"), what=f"MLflow store {db}"):
             MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+            relocate_store(tracking_uri)
     _READY.add(tracking_uri)
+
+
+def _local_path(location: str) -> Path | None:
+    """The local path an artifact location names (``file://`` URI or plain path), else ``None``."""
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    if parts.scheme == "" and location.startswith("/"):
+        return Path(location)
+    return None
+
+
+def relative_location(tracking_uri: str, location: str) -> str | None:
+    """``location`` relative to the folder of the SQLite store's database (POSIX), when it lies in
+    that folder; ``None`` otherwise (another store kind, or artifacts kept elsewhere)."""
+    db, path = sqlite_path(tracking_uri), _local_path(location)
+    if db is None or path is None:
+        return None
+    try:
+        rel = path.resolve().relative_to(db.parent.resolve())
+    except ValueError:
+        return None
+    return rel.as_posix() if rel.parts else None
+
+
+def relocate_store(tracking_uri: str) -> list[tuple[str, str, str]]:
+    """Re-point the artifact locations of a SQLite store at the folder its database is in now.
+
+    For every experiment tagged :data:`RELATIVE_LOCATION_TAG` (``rel``) whose recorded location is
+    not ``<database folder>/<rel>``: the experiment's location and the artifact URIs of its runs
+    (``<old location>/<run id>/artifacts``) are rewritten to the new folder, in one transaction,
+    with SQLite's ``secure_delete`` on (the old paths are not left in freed pages). An experiment
+    without the tag whose location is a ``mlruns`` folder beside this database, or (when this is
+    the embedded default's store, ``$HVLA_HOME/mlflow.db``) any local ``…/mlruns`` or
+    ``…/mlruns/<id>`` folder (stores written before the tag, and MLflow's ``Default`` experiment,
+    created under the working directory), is tagged ``mlruns[/<id>]`` first.
+
+    Returns:
+        ``[(experiment id, old location, new location)]`` of the experiments re-pointed.
+    """
+    db = sqlite_path(tracking_uri)
+    if db is None or not db.is_file():
+        return []
+    from mlflow import MlflowClient  # noqa: PLC0415 - mlflow takes ~2 s to import
+    from mlflow.entities import ViewType  # noqa: PLC0415
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    default_store = sqlite_path(mlflow_tracking_uri()) == db
+    moves = []
+    for exp in client.search_experiments(view_type=ViewType.ALL):
+        loc = exp.artifact_location or ""
+        rel = exp.tags.get(RELATIVE_LOCATION_TAG)
+        if rel is None:
+            rel = relative_location(tracking_uri, loc)
+            path = _local_path(loc)
+            if rel is None and default_store and path is not None:
+                tail = path.parts[-2:] if path.name != "mlruns" else path.parts[-1:]
+                rel = "/".join(tail) if tail[0] == "mlruns" else None
+            if rel is None or not (rel == "mlruns" or rel.startswith("mlruns/")):
+                continue
+            client.set_experiment_tag(exp.experiment_id, RELATIVE_LOCATION_TAG, rel)
+        want = (db.parent.resolve() / rel).as_uri()
+        if loc != want:
+            moves.append((exp.experiment_id, loc, want))
+    if moves:
+        con = sqlite3.connect(db, timeout=60)
+        try:
+            con.execute("PRAGMA secure_delete = ON")
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            with con:
+                for exp_id, old, new in moves:
+                    con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                                (new, int(exp_id)))
+                    if old:
+                        con.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+                                    "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
+                                    (new, len(old) + 1, int(exp_id), len(old), old))
+                        if "logged_models" in tables:
+                            con.execute("UPDATE logged_models SET artifact_location = ? || substr(artifact_location, ?) "
+                                        "WHERE experiment_id = ? AND substr(artifact_location, 1, ?) = ?",
+                                        (new, len(old) + 1, int(exp_id), len(old), old))
+        finally:
+            con.close()
+    return moves
 
 
 def _client(tracking_uri: str):
@@ -61,7 +163,9 @@ def get_or_create_experiment(tracking_uri: str, name: str, artifact_dir: str | P
     """Id of experiment ``name``, creating it (with artifacts under ``artifact_dir``) if absent.
 
     ``artifact_dir`` is a local path or a URI (``file:///…``, ``s3://…``, used as given).
-    An existing experiment keeps its own artifact location.
+    An existing experiment keeps its own artifact location. A location in the folder of a SQLite
+    store's database is also recorded relative to it (:data:`RELATIVE_LOCATION_TAG`), so it moves
+    with the store (:func:`relocate_store`).
     """
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(name)
@@ -75,8 +179,10 @@ def get_or_create_experiment(tracking_uri: str, name: str, artifact_dir: str | P
         location = Path(artifact_dir).absolute().as_uri()
     from mlflow.exceptions import MlflowException  # noqa: PLC0415 - mlflow takes ~2 s to import
 
+    rel = relative_location(tracking_uri, location) if location else None
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={RELATIVE_LOCATION_TAG: rel} if rel else None)
     except MlflowException:  # another process created it in the meantime
         exp = client.get_experiment_by_name(name)
         if exp is None:

@@ -9,11 +9,14 @@ from typing import Callable
 
 from hvla_platform.lib.core.keys import episodes_prefix
 from hvla_platform.lib.dataset.codec_log import codec_log_path, codec_output_to
-from hvla_platform.lib.dataset.lerobot_release import build_lerobot_dataset, feature_schema, load_and_probe, read_info
-from hvla_platform.lib.core.manifest import Content, InputRef, Published, publish_if_changed
+from hvla_platform.lib.dataset.lerobot_release import (
+    EpisodeQA, build_lerobot_dataset, feature_schema, load_and_probe, read_info)
+from hvla_platform.lib.core.manifest import Content, InputRef, Published, fingerprint, publish_if_changed
 from hvla_platform.lib.dataset.timestamps import check_lerobot_timestamps
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.dataset.releases import Selection, lerobot_prefix, select_episodes
+from hvla_platform.lib.dataset.versions import (
+    adopt_unversioned, list_versions, next_version, reserve_version, version_manifest)
 from hvla_platform.lib.core.rights import combine_rights
 from hvla_platform.lib.core.lake import Lake
 
@@ -27,25 +30,55 @@ class ReleaseBuild(Published):
 
 
 def _inputs(lake: Lake, sel: Selection) -> list[InputRef]:
-    return [InputRef(uri=lake.uri(e.hdf5_key), sha256=e.hdf5_sha256, kind="episodes_hdf5", episode_ids=[e.episode_id],
-                     extra={"raw_mcap_uri": e.raw_mcap_uri, "raw_sha256": e.raw_sha256, "capture_day": e.capture_day,
+    return [InputRef(key=e.hdf5_key, sha256=e.hdf5_sha256, kind="episodes_hdf5", episode_ids=[e.episode_id],
+                     extra={"raw_mcap_key": e.raw_mcap_key, "raw_sha256": e.raw_sha256, "capture_day": e.capture_day,
                             "robot_id": e.robot_id, "operator": e.operator, "site": e.site})
             for e in sel.episodes]
 
 
+def episode_qa(sel: Selection) -> dict[str, EpisodeQA]:
+    """Each selected episode's QA as the release records it: ``approved`` when it failed
+    ``min_quality`` or a QA gate and a supervisor approved it (the note says why and who), else
+    ``passed``; with its quality score."""
+    return {e.episode_id: EpisodeQA(status="approved" if e.episode_id in sel.approved else "passed",
+                                    quality_score=e.quality_score, note=sel.approved.get(e.episode_id, ""))
+            for e in sel.episodes}
+
+
 def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], None] | None = None) -> ReleaseBuild:
     """Select the spec's episodes, write the LeRobot dataset with LeRobot's writer, reload it with
-    LeRobot (decoding a video frame) and publish it under ``lerobot/<repo_id>/<release>/``.
+    LeRobot (decoding a video frame) and publish it as a **new immutable version** of the release
+    under ``lerobot/<repo_id>/<version id>/`` — unless the release's latest version has the same
+    fingerprint (same episodes and their HDF5 content, decisions, spec and platform version), which
+    is returned ``cached``. A published version is never rewritten (lib/dataset/versions.py).
     The codecs' own output goes to :func:`~hvla_platform.lib.dataset.codec_log.codec_log_path`
     (``$HVLA_HOME/logs/codec/<release>.log``); ``progress`` gets one line per episode.
+
+    ``spec`` is the registered spec (version 0's name); the returned manifest's ``release`` is the
+    version id built or found.
 
     Raises:
         FileNotFoundError, ValueError: see :func:`~hvla_platform.lib.dataset.releases.select_episodes`.
         LeRobotReleaseError: see :func:`~hvla_platform.lib.dataset.lerobot_release.build_lerobot_dataset`.
+        ImmutableArtifactError: another build published the version being built meanwhile.
     """
+    spec = spec.with_version(0)
     sel = select_episodes(lake, spec)
     config = {"spec": spec.to_dict(), "spec_sha256": spec.digest(),
               "excluded": sel.excluded, "approved": sel.approved}  # decisions change the fingerprint
+    inputs = _inputs(lake, sel)
+    adopt_unversioned(lake, spec)
+    found, n = next_version(lake, spec, fingerprint([i.to_dict() for i in inputs], config))
+    if found is not None:
+        m = version_manifest(lake, found)
+        assert m is not None  # next_version only returns published versions
+        return ReleaseBuild("cached", found.prefix, lake.uri(found.prefix), m, selection=sel)
+    reserved = {r.version: r for r in list_versions(lake, spec.spec_name)}
+    if n in reserved and reserved[n].spec != spec.to_dict():  # a crashed build of another spec: leave the gap
+        n = max(reserved) + 1
+    if n not in reserved:
+        reserve_version(lake, spec, n)
+    spec = spec.with_version(n)
     by_key = {e.hdf5_key: e for e in sel.episodes}
     say = progress or (lambda _m: None)
     log = codec_log_path(spec.name)
@@ -62,13 +95,13 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
                     dirs[part] = stack.enter_context(lake.local_artifact(part))
                 p = dirs[part] / e.hdf5_key[len(part) + 1:]
                 local_paths.append(p)
-                source_uris[str(p)] = lake.uri(e.hdf5_key)
+                source_uris[str(p)] = e.hdf5_key  # the lake key, never this lake's URI (relocatable)
             dataset = root / "dataset"  # LeRobot's writer wants to create its root itself
             # ffmpeg/libx264 statistics (~350 lines) go to the log; the progress line per episode stays
             say(f"writing {len(sel.episodes)} episode(s) with LeRobot; codec output → {log}")
             with codec_output_to(log):
                 result = build_lerobot_dataset(spec, local_paths, dataset, rights=rights.to_dict(), progress=progress,
-                                               source_uris=source_uris)
+                                               hdf5_keys=source_uris, episode_qa=episode_qa(sel))
         with codec_output_to(log):
             probe = load_and_probe(dataset, spec.repo_id)
         ts = check_lerobot_timestamps(dataset)
@@ -77,7 +110,8 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
             child.rename(root / child.name)
         dataset.rmdir()
         return Content(rights=rights, episode_ids=result.episode_ids, extra={
-            "release": spec.name, "repo_id": spec.repo_id, "codebase_version": info.get("codebase_version"),
+            "release": spec.name, "spec_name": spec.spec_name, "version": spec.version,
+            "repo_id": spec.repo_id, "codebase_version": info.get("codebase_version"),
             "num_episodes": result.num_episodes, "num_frames": result.num_frames, "fps": result.fps,
             "episode_index": {ep: i for i, ep in enumerate(result.episode_ids)},
             "train_episode_ids": result.train_episode_ids, "heldout_episode_ids": result.heldout_episode_ids,
@@ -93,5 +127,5 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
         })
 
     published = publish_if_changed(lake, lerobot_prefix(spec), artifact_type="lerobot_dataset",
-                                   inputs=_inputs(lake, sel), config=config, write=write)
+                                   inputs=inputs, config=config, write=write, immutable=True)
     return ReleaseBuild(**vars(published), selection=sel)

@@ -4,12 +4,13 @@ The dataset is written with LeRobot's own writer (``LeRobotDataset.create`` → 
 frame → ``save_episode`` per episode → ``finalize``), so its layout is whatever lerobot 0.4.4
 produces for codebase version v3.0::
 
-    <root>/meta/info.json                          schema, fps, totals (LeRobot)
-    <root>/meta/tasks.parquet, meta/stats.json     (LeRobot)
+    <root>/meta/info.json                          schema, fps, totals, splits (LeRobot)
+    <root>/meta/tasks.parquet, meta/stats.json     (LeRobot; stats of the train split only)
     <root>/meta/episodes/chunk-*/file-*.parquet    per-episode index + video from/to timestamps
+                                                   + per-episode stats (LeRobot) + hvla/* columns
     <root>/data/chunk-*/file-*.parquet             frame rows (several episodes per file)
     <root>/videos/<video_key>/chunk-*/file-*.mp4   one video file holds several episodes
-    <root>/meta/hvla_episodes.parquet              ours: episode_index → hvla episode id, split
+    <root>/meta/hvla_episodes.parquet              ours: episode_index → hvla episode id, split, QA
     <root>/README.md                               ours: dataset card with the data rights
 
 Features (names are part of the release schema, see :func:`feature_schema`):
@@ -25,11 +26,30 @@ key                                 dtype      shape       meaning
 
 plus LeRobot's default ``timestamp`` (s, = frame_index / fps), ``frame_index``, ``episode_index``,
 ``index`` and ``task_index``.
+
+**Splits in LeRobot's own metadata.** Episodes are written train first, then held out, each in
+episode id order, so each split is one contiguous ``episode_index`` range: ``meta/info.json``
+``splits`` is ``{"train": "0:k", "test": "k:N"}`` (``"test"`` is the held-out split; it is left
+out when nothing is held out), and ``meta/stats.json`` is LeRobot's
+``aggregate_stats`` over the **train** episodes' per-episode stats only (LeRobot keeps those in
+``meta/episodes``; ``count`` is the number of train frames), written with LeRobot's
+``write_stats`` with its features in sorted order. Someone who trains with ``lerobot-train`` on
+the train range (``--dataset.episodes``) therefore neither trains nor normalises on held-out data.
+
+**What QA and the recording know** is written per episode into LeRobot's episode metadata
+(``meta/episodes`` columns :data:`LEROBOT_EPISODE_COLUMNS`, loaded by ``LeRobotDataset`` as
+``meta.episodes``), into :data:`HVLA_EPISODES_PATH` and onto the dataset card: QA status
+(:data:`~hvla_platform.lib.core.tables.QA_STATUSES`), quality score, the recording's outcome
+(``success``, ``min_distance_m``), and per camera its source rate and the fraction of dataset
+frames that repeat the previous frame (a 15 Hz camera in a 20 fps dataset repeats ~25 %).
+
+**Reproducible bytes.** Two builds of the same inputs give byte-identical files (checked by the
+tests): the card has no build time, stats keys are sorted, no file names a local path (episodes
+are named by lake keys). LeRobot's Parquet and MP4 writers are deterministic for the same frames.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +60,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hvla_platform.lib.core.compat import import_lerobot_dataset
+from hvla_platform.lib.core.keys import episodes_prefix
+from hvla_platform.lib.core.tables import QA_STATUSES
 from hvla_platform.lib.formats.episode_h5 import EpisodeData, read_episode_h5
 from hvla_platform.lib.formats.recording.contract import LOCOMOTION_COMMAND_NAMES
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.core import features
 from hvla_platform.lib.core.lake import sha256_file
+from hvla_platform.lib.processing.sync import repeated_frames
 
 STATE_KEY, ACTION_KEY, LOCO_KEY, IMAGE_KEY_PREFIX = features.STATE, features.ACTION, features.LOCOMOTION_COMMAND, features.IMAGE_PREFIX
 #: Our episode mapping file, relative to the dataset root. LeRobot 0.4.4 only reads
@@ -56,10 +79,61 @@ HVLA_EPISODES_PATH = "meta/hvla_episodes.parquet"
 DEFAULT_VIDEO_BACKEND = "torchcodec"
 #: Max |HDF5 timestamp - k/fps| accepted, seconds (LeRobot's own default tolerance is 1e-4 s).
 TIMESTAMP_TOLERANCE_S = 1e-4
+#: LeRobot's name of our held-out split in ``meta/info.json`` ``splits``.
+LEROBOT_HELDOUT_SPLIT = "test"
+#: Columns we add to LeRobot's episode metadata (``meta/episodes/**/*.parquet``): name, Arrow
+#: type. Null means unknown (no QA score, no outcome in the recording's ``metadata.yaml``).
+LEROBOT_EPISODE_COLUMNS = (
+    ("hvla/episode_id", pa.string()), ("hvla/split", pa.string()), ("hvla/qa_status", pa.string()),
+    ("hvla/quality_score", pa.float64()), ("hvla/success", pa.bool_()), ("hvla/min_distance_m", pa.float64()),
+)
 
 
 class LeRobotReleaseError(ValueError):
     """The episodes cannot be made into the requested release (the message names the episode)."""
+
+
+@dataclass(frozen=True)
+class EpisodeQA:
+    """What QA concluded about one episode of a release (from the release's episode selection).
+
+    Attributes:
+        status: ``passed`` (quality score ≥ the spec's ``min_quality`` and no QA gate failed),
+            ``approved`` (it failed one of those and a supervisor approved it) or ``unchecked``
+            (:data:`~hvla_platform.lib.core.tables.QA_STATUSES`).
+        quality_score: the QA quality score in [0, 1], ``None`` when not scored.
+        note: why it needed approval and who approved it (empty for ``passed``).
+    """
+
+    status: str = "unchecked"
+    quality_score: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CameraSource:
+    """How one camera's dataset frames relate to what the camera recorded, over the release.
+
+    Attributes:
+        camera: camera name (``observation.images.<camera>``).
+        rate_min_hz, rate_max_hz: the smallest and largest per-episode source rate, Hz (``None``
+            when no episode's HDF5 records it).
+        repeated_frames: dataset frames showing the same source frame as the frame before them.
+        frames: dataset frames of the episodes whose source indices are known.
+        episodes_unknown: episodes whose HDF5 has no source indices (format version 1).
+    """
+
+    camera: str
+    rate_min_hz: float | None
+    rate_max_hz: float | None
+    repeated_frames: int
+    frames: int
+    episodes_unknown: int = 0
+
+    @property
+    def repeated_fraction(self) -> float | None:
+        """``repeated_frames / frames``, ``None`` when no frame's source is known."""
+        return self.repeated_frames / self.frames if self.frames else None
 
 
 @dataclass
@@ -69,12 +143,16 @@ class LeRobotBuildResult:
     Attributes:
         root: dataset root directory.
         num_episodes, num_frames: totals.
-        episode_ids: hvla episode ids in LeRobot ``episode_index`` order (index = position).
+        episode_ids: hvla episode ids in LeRobot ``episode_index`` order (index = position): the
+            train episodes (sorted) first, then the held-out ones (sorted).
         train_episode_ids, heldout_episode_ids: the split (sorted ids).
-        train_episode_indices, heldout_episode_indices: the same split as LeRobot episode indices.
+        train_episode_indices, heldout_episode_indices: the same split as LeRobot episode indices
+            (``0..k-1`` and ``k..N-1``).
         features: the ``features`` block of ``meta/info.json`` (LeRobot's format).
         fps: frames per second.
         video_codec: the LeRobot ``vcodec`` used.
+        splits: ``meta/info.json`` ``splits`` as written.
+        cameras: per camera, its source rate and repeated frames (:class:`CameraSource`).
     """
 
     root: Path
@@ -88,6 +166,8 @@ class LeRobotBuildResult:
     train_episode_indices: list[int] = field(default_factory=list)
     heldout_episode_indices: list[int] = field(default_factory=list)
     video_codec: str = ""
+    splits: dict[str, str] = field(default_factory=dict)
+    cameras: list[CameraSource] = field(default_factory=list)
 
 
 def _select(values: np.ndarray, names: list[str], wanted: tuple[str, ...], what: str, ep_id: str) -> np.ndarray:
@@ -116,6 +196,30 @@ def lerobot_features(spec: ReleaseSpec, image_shapes: Mapping[str, tuple[int, in
     return feats
 
 
+def episode_outcome(ep: EpisodeData) -> dict[str, Any] | None:
+    """The recording's outcome stored in an episode's HDF5 ``outcome`` attribute (JSON, written by
+    the processing stage from ``metadata.yaml``): ``{"success": bool, "min_distance_m": float |
+    None}`` (metres), or ``None`` when the recording states none or the file predates it.
+
+    Raises:
+        LeRobotReleaseError: the attribute is not JSON of that form.
+    """
+    raw = ep.attrs.get("outcome")
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    except ValueError as exc:
+        raise LeRobotReleaseError(f"episode {ep.episode_id}: HDF5 attribute 'outcome' is not JSON: {raw!r}") from exc
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("success"), bool):
+        raise LeRobotReleaseError(f"episode {ep.episode_id}: HDF5 attribute 'outcome' is {value!r}, expected "
+                                  "{'success': bool, 'min_distance_m': float | null}")
+    dist = value.get("min_distance_m")
+    return {"success": value["success"], "min_distance_m": None if dist is None else float(dist)}
+
+
 def build_lerobot_dataset(
     spec: ReleaseSpec,
     episode_paths: list[Path],
@@ -123,16 +227,21 @@ def build_lerobot_dataset(
     *,
     rights: dict | None = None,
     progress: Callable[[str], None] | None = None,
-    source_uris: Mapping[str, str] | None = None,
+    hdf5_keys: Mapping[str, str] | None = None,
+    episode_qa: Mapping[str, EpisodeQA] | None = None,
 ) -> LeRobotBuildResult:
     """Write a LeRobot v3.0 dataset from processed-episode HDF5 files.
 
-    Episodes are added in sorted ``episode_id`` order (LeRobot ``episode_index`` 0..N-1), every
-    frame with ``task`` = the episode's task. Timestamps are LeRobot's ``frame_index / fps``
-    (the HDF5 ``timestamps`` must already equal ``k / fps``). Also writes
-    :data:`HVLA_EPISODES_PATH` (columns ``episode_index`` int64, ``episode_id``, ``robot_id``,
-    ``capture_day``, ``task``, ``split`` ("train"/"heldout"), ``num_frames`` int64, ``hdf5_uri``,
-    ``hdf5_sha256``, ``source_uri``, ``source_sha256``) and a dataset card ``README.md``.
+    Episodes are split with ``spec.split`` and added train first, then held out, each in sorted
+    ``episode_id`` order (LeRobot ``episode_index`` 0..N-1, so each split is a contiguous range),
+    every frame with ``task`` = the episode's task. Timestamps are LeRobot's ``frame_index / fps``
+    (the HDF5 ``timestamps`` must already equal ``k / fps``). After LeRobot's ``finalize``:
+    ``meta/info.json`` ``splits`` = ``{"train": "0:k", "test": "k:N"}`` (LeRobot's
+    ``load_info``/``write_info``), ``meta/stats.json`` = LeRobot's ``aggregate_stats`` of the train
+    episodes' per-episode stats (``write_stats``, features sorted; no ``stats.json`` at all when
+    every episode is held out: an evaluation-only release), and the
+    :data:`LEROBOT_EPISODE_COLUMNS` in ``meta/episodes``. Also writes :data:`HVLA_EPISODES_PATH`
+    (see :func:`write_hvla_episodes`) and a dataset card ``README.md`` (:func:`dataset_card`).
 
     Args:
         spec: the release spec (fps, cameras, joints, split, video codec, robot type, repo id).
@@ -141,8 +250,11 @@ def build_lerobot_dataset(
         rights: the release's rights as ``Rights.to_dict()``; written into the card. ``None``
             writes a card that says no rights record was supplied.
         progress: called with a short message per episode.
-        source_uris: optional map ``str(local HDF5 path)`` → lake URI recorded as ``hdf5_uri``
-            (default: the local path).
+        hdf5_keys: optional map ``str(local HDF5 path)`` → the file's lake key, recorded as
+            ``hdf5_key`` (default: ``episodes-hdf5/<capture_day>/<robot_id>/<file name>``, where the
+            processing stage publishes it). Local paths are never written into the dataset.
+        episode_qa: episode id → :class:`EpisodeQA` from the release's selection (default: every
+            episode ``unchecked`` without a score).
 
     Returns:
         :class:`LeRobotBuildResult`.
@@ -150,8 +262,9 @@ def build_lerobot_dataset(
     Raises:
         FileExistsError: ``out_root`` exists.
         LeRobotReleaseError: no episodes, duplicate episode ids, an episode's fps differs from
-            ``spec.fps``, its timestamps are not ``k / fps``, a joint or camera is missing, or image
-            shapes differ between episodes.
+            ``spec.fps``, its timestamps are not ``k / fps``, a joint or camera is missing, image
+            shapes differ between episodes, an unknown QA status, or a malformed ``outcome``
+            attribute.
         ValueError: LeRobot rejects ``spec.video_codec`` (``resolve_vcodec``).
     """
     out_root = Path(out_root)
@@ -160,6 +273,10 @@ def build_lerobot_dataset(
     if not episode_paths:
         raise LeRobotReleaseError("no episodes to release")
     say = progress or (lambda _m: None)
+    qa = dict(episode_qa or {})
+    bad_qa = sorted({q.status for q in qa.values()} - set(QA_STATUSES))
+    if bad_qa:
+        raise LeRobotReleaseError(f"unknown QA status(es) {bad_qa}; expected one of {list(QA_STATUSES)}")
 
     # Pass 1: metadata only (no images) to order, validate and size the release.
     headers: list[tuple[str, Path, EpisodeData]] = []
@@ -170,7 +287,6 @@ def build_lerobot_dataset(
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise LeRobotReleaseError(f"duplicate episode id(s) {dupes}")
-    headers.sort(key=lambda h: h[0])
     for ep_id, p, ep in headers:
         if abs(ep.fps - spec.fps) > 1e-9:
             raise LeRobotReleaseError(
@@ -188,8 +304,11 @@ def build_lerobot_dataset(
                 f"episode {ep_id} ({p}): timestamps deviate from k/fps by up to {err:.6f} s")
         _select(ep.state, ep.state_names, spec.state_joints, "observation/state", ep_id)
         _select(ep.action, ep.action_names, spec.action_joints, "action", ep_id)
+        episode_outcome(ep)
 
-    train_ids, held_ids = spec.split([h[0] for h in headers])
+    train_ids, held_ids = spec.split(ids)
+    by_id = {h[0]: h for h in headers}
+    headers = [by_id[e] for e in train_ids + held_ids]  # train first: each split is one index range
     held_set = set(held_ids)
 
     LeRobotDataset = import_lerobot_dataset()
@@ -198,7 +317,7 @@ def build_lerobot_dataset(
     rows: list[dict[str, Any]] = []
     total_frames = 0
     try:
-        for ep_index, (ep_id, path, _hdr) in enumerate(headers):
+        for ep_index, (ep_id, path, hdr) in enumerate(headers):
             ep = read_episode_h5(path)
             shapes = {c: tuple(int(x) for x in ep.images[c].shape[1:]) for c in spec.cameras}
             if image_shapes is None:
@@ -225,13 +344,20 @@ def build_lerobot_dataset(
             # buys nothing for small frames on 2 cores and is fragile inside threaded hosts.
             dataset.save_episode(parallel_encoding=False)
             total_frames += ep.num_frames
+            q = qa.get(ep_id, EpisodeQA())
+            outcome = episode_outcome(hdr) or {}
             rows.append({
                 "episode_index": ep_index, "episode_id": ep_id, "robot_id": ep.robot_id,
                 "capture_day": ep.capture_day, "task": ep.task,
                 "split": "heldout" if ep_id in held_set else "train", "num_frames": ep.num_frames,
-                "hdf5_uri": (source_uris or {}).get(str(path), str(path)), "hdf5_sha256": sha256_file(path),
-                "source_uri": str(ep.attrs.get("source_uri", "")),
+                "start_time_ns": int(ep.start_time_ns),
+                "hdf5_key": (hdf5_keys or {}).get(str(path))
+                or f"{episodes_prefix(ep.capture_day, ep.robot_id)}/{Path(path).name}",
+                "hdf5_sha256": sha256_file(path),
+                "source_key": str(ep.attrs.get("source_key", "")),
                 "source_sha256": str(ep.attrs.get("source_sha256", "")),
+                "qa_status": q.status, "quality_score": q.quality_score, "qa_note": q.note,
+                "success": outcome.get("success"), "min_distance_m": outcome.get("min_distance_m"),
             })
             say(f"episode {ep_index + 1}/{len(headers)} {ep_id}: {ep.num_frames} frames")
         assert dataset is not None
@@ -244,34 +370,160 @@ def build_lerobot_dataset(
                 pass
         raise
 
+    k, n = len(train_ids), len(headers)
+    splits = write_splits(out_root, k, n)
+    write_train_stats(out_root, list(range(k)))
+    add_episode_columns(out_root, {r["episode_index"]: {
+        "hvla/episode_id": r["episode_id"], "hvla/split": r["split"], "hvla/qa_status": r["qa_status"],
+        "hvla/quality_score": r["quality_score"], "hvla/success": r["success"],
+        "hvla/min_distance_m": r["min_distance_m"]} for r in rows})
     write_hvla_episodes(out_root, rows)
     info = json.loads((out_root / "meta" / "info.json").read_text())
-    if info["total_episodes"] != len(headers) or info["total_frames"] != total_frames:
+    if info["total_episodes"] != n or info["total_frames"] != total_frames:
         raise RuntimeError(f"LeRobot wrote {info['total_episodes']} episodes / {info['total_frames']} frames, "
-                           f"expected {len(headers)} / {total_frames}")
-    index_of = {r["episode_id"]: r["episode_index"] for r in rows}
+                           f"expected {n} / {total_frames}")
     result = LeRobotBuildResult(
-        root=out_root, num_episodes=len(headers), num_frames=total_frames,
+        root=out_root, num_episodes=n, num_frames=total_frames,
         episode_ids=[h[0] for h in headers], train_episode_ids=train_ids, heldout_episode_ids=held_ids,
         features=info["features"], fps=int(info["fps"]),
-        train_episode_indices=sorted(index_of[e] for e in train_ids),
-        heldout_episode_indices=sorted(index_of[e] for e in held_ids),
-        video_codec=spec.video_codec,
+        train_episode_indices=list(range(k)), heldout_episode_indices=list(range(k, n)),
+        video_codec=spec.video_codec, splits=splits,
+        cameras=camera_sources(list(spec.cameras), [h[2] for h in headers]),
     )
     (out_root / "README.md").write_text(dataset_card(spec, result, rows, rights))
     return result
 
 
+def camera_sources(cameras: list[str], episodes: list[EpisodeData]) -> list[CameraSource]:
+    """Per camera, its source rate range and repeated frames over ``episodes`` (read with or
+    without images: only ``source_index`` and ``source_rate_hz`` are used)."""
+    out = []
+    for cam in cameras:
+        rates = [ep.source_rate_hz[cam] for ep in episodes if cam in ep.source_rate_hz]
+        known = [ep.source_index[cam] for ep in episodes if cam in ep.source_index]
+        repeated = sum(repeated_frames(idx) for idx in known)
+        out.append(CameraSource(
+            camera=cam, rate_min_hz=min(rates) if rates else None, rate_max_hz=max(rates) if rates else None,
+            repeated_frames=repeated, frames=sum(int(idx.size) for idx in known),
+            episodes_unknown=len(episodes) - len(known)))
+    return out
+
+
+def write_splits(root: Path, num_train: int, num_episodes: int) -> dict[str, str]:
+    """Set ``meta/info.json`` ``splits`` to ``{"train": "0:k", "test": "k:N"}`` (``"test"`` is the
+    held-out split, left out when ``k == N``) with LeRobot's ``load_info``/``write_info``; returns it.
+    Episodes ``0..k-1`` must be the train split (as :func:`build_lerobot_dataset` orders them).
+
+    Raises:
+        FileNotFoundError: ``root`` has no ``meta/info.json``.
+    """
+    import_lerobot_dataset()
+    from lerobot.datasets.utils import load_info, write_info
+
+    info = load_info(Path(root))
+    splits = {"train": f"0:{num_train}"}
+    if num_episodes > num_train:
+        splits[LEROBOT_HELDOUT_SPLIT] = f"{num_train}:{num_episodes}"
+    info["splits"] = splits
+    write_info(info, Path(root))
+    return splits
+
+
+def episode_stats(root: Path) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    """LeRobot's per-episode stats, ``{episode_index: {feature: {stat: array}}}``, read from the
+    ``stats/<feature>/<stat>`` columns of ``meta/episodes/**/*.parquet`` (LeRobot's
+    ``unflatten_dict`` / ``cast_stats_to_numpy``; image stats come back as (3, 1, 1) arrays).
+
+    Raises:
+        LeRobotReleaseError: the dataset has no episode metadata files.
+    """
+    import_lerobot_dataset()
+    from lerobot.datasets.utils import cast_stats_to_numpy, unflatten_dict
+
+    files = sorted((Path(root) / "meta" / "episodes").rglob("*.parquet"))
+    if not files:
+        raise LeRobotReleaseError(f"{root}/meta/episodes has no Parquet files")
+    out: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+    for f in files:
+        t = pq.read_table(f)
+        names = [c for c in t.column_names if c.startswith("stats/")]
+        cols = {c: t.column(c).to_pylist() for c in names}
+        for i, idx in enumerate(t.column("episode_index").to_pylist()):
+            flat = {c[len("stats/"):]: cols[c][i] for c in names}
+            out[int(idx)] = cast_stats_to_numpy(unflatten_dict(flat))
+    return out
+
+
+def write_train_stats(root: Path, train_episode_indices: list[int]) -> dict[str, dict[str, np.ndarray]]:
+    """Replace ``meta/stats.json`` by LeRobot's ``aggregate_stats`` of the train episodes'
+    per-episode stats (:func:`episode_stats`), features in sorted order, written with LeRobot's
+    ``write_stats``; returns the stats written. Without train episodes the file is removed (LeRobot
+    then loads ``meta.stats`` as ``None``) and ``{}`` returned: stats of held-out data must not be
+    there for anyone to normalise with.
+
+    Raises:
+        LeRobotReleaseError: a train episode has no stats in ``meta/episodes``.
+    """
+    import_lerobot_dataset()
+    from lerobot.datasets.compute_stats import aggregate_stats
+    from lerobot.datasets.utils import STATS_PATH, write_stats
+
+    if not train_episode_indices:
+        (Path(root) / STATS_PATH).unlink(missing_ok=True)
+        return {}
+    per_episode = episode_stats(root)
+    missing = [i for i in train_episode_indices if i not in per_episode]
+    if missing:
+        raise LeRobotReleaseError(f"{root}: cannot compute train stats: train episodes {missing} have no "
+                                  "per-episode stats in meta/episodes")
+    stats = aggregate_stats([per_episode[i] for i in train_episode_indices])
+    stats = {name: stats[name] for name in sorted(stats)}  # aggregate_stats iterates over a set
+    write_stats(stats, Path(root))
+    return stats
+
+
+def add_episode_columns(root: Path, values: Mapping[int, Mapping[str, Any]]) -> None:
+    """Add :data:`LEROBOT_EPISODE_COLUMNS` to every ``meta/episodes/**/*.parquet`` file (values per
+    ``episode_index``; ``None`` is written as null), keeping LeRobot's columns, order and
+    compression (snappy, dictionary encoding, as LeRobot's writer uses).
+
+    Raises:
+        LeRobotReleaseError: an episode of the files has no values.
+    """
+    for f in sorted((Path(root) / "meta" / "episodes").rglob("*.parquet")):
+        t = pq.read_table(f)
+        idx = [int(i) for i in t.column("episode_index").to_pylist()]
+        missing = [i for i in idx if i not in values]
+        if missing:
+            raise LeRobotReleaseError(f"{f}: no hvla episode metadata for episode_index {missing}")
+        for name, typ in LEROBOT_EPISODE_COLUMNS:
+            col = pa.array([values[i].get(name) for i in idx], type=typ)
+            if name in t.column_names:
+                t = t.set_column(t.column_names.index(name), pa.field(name, typ), col)
+            else:
+                t = t.append_column(pa.field(name, typ), col)
+        pq.write_table(t, f, compression="snappy", use_dictionary=True)
+
+
 _HVLA_EPISODES_SCHEMA = pa.schema([
     ("episode_index", pa.int64()), ("episode_id", pa.string()), ("robot_id", pa.string()),
     ("capture_day", pa.string()), ("task", pa.string()), ("split", pa.string()),
-    ("num_frames", pa.int64()), ("hdf5_uri", pa.string()), ("hdf5_sha256", pa.string()),
-    ("source_uri", pa.string()), ("source_sha256", pa.string()),
+    ("num_frames", pa.int64()), ("start_time_ns", pa.int64()), ("hdf5_key", pa.string()), ("hdf5_sha256", pa.string()),
+    ("source_key", pa.string()), ("source_sha256", pa.string()), ("qa_status", pa.string()),
+    ("quality_score", pa.float64()), ("qa_note", pa.string()), ("success", pa.bool_()),
+    ("min_distance_m", pa.float64()),
 ])
 
 
 def write_hvla_episodes(root: Path, rows: list[dict[str, Any]]) -> Path:
-    """Write :data:`HVLA_EPISODES_PATH` under ``root`` (schema: see :func:`build_lerobot_dataset`)."""
+    """Write :data:`HVLA_EPISODES_PATH` under ``root``, one row per episode in ``episode_index``
+    order. Columns: ``episode_index`` int64, ``episode_id``, ``robot_id``, ``capture_day``, ``task``,
+    ``split`` ("train"/"heldout"), ``num_frames`` int64, ``start_time_ns`` int64 (ROS time of frame 0,
+    ns since the Unix epoch), ``hdf5_key`` (lake key of the HDF5),
+    ``hdf5_sha256``, ``source_key`` (lake key of the raw MCAP), ``source_sha256``, ``qa_status``
+    (:data:`~hvla_platform.lib.core.tables.QA_STATUSES`), ``quality_score`` float64 in [0, 1],
+    ``qa_note``, ``success`` bool and ``min_distance_m`` float64 (metres; the recording's outcome).
+    Nulls mean unknown. Keys are relative to the lake root: no local path is written."""
     path = Path(root) / HVLA_EPISODES_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=_HVLA_EPISODES_SCHEMA), path)
@@ -279,7 +531,8 @@ def write_hvla_episodes(root: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def read_hvla_episodes(root: Path) -> list[dict[str, Any]]:
-    """Rows of :data:`HVLA_EPISODES_PATH`, sorted by ``episode_index``.
+    """Rows of :data:`HVLA_EPISODES_PATH`, sorted by ``episode_index`` (columns: see
+    :func:`write_hvla_episodes`; a file written before a column existed lacks it).
 
     Raises:
         FileNotFoundError: the dataset has no hvla episode mapping.
@@ -294,14 +547,68 @@ def _fmt_list(values: Any) -> str:
     return str(values)
 
 
+def _fmt_score(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _fmt_outcome(success: bool | None) -> str:
+    return "unknown" if success is None else ("success" if success else "miss")
+
+
+def _fmt_rate(cam: CameraSource) -> str:
+    if cam.rate_min_hz is None or cam.rate_max_hz is None:
+        return "source rate not recorded"
+    lo, hi = f"{cam.rate_min_hz:.1f}", f"{cam.rate_max_hz:.1f}"
+    return f"recorded at {lo} Hz" if lo == hi else f"recorded at {lo}–{hi} Hz (per episode)"
+
+
+def _camera_lines(result: LeRobotBuildResult) -> list[str]:
+    lines = []
+    for cam in result.cameras:
+        line = f"- `{IMAGE_KEY_PREFIX}{cam.camera}`: {_fmt_rate(cam)}"
+        if cam.repeated_fraction is None:
+            line += "; which source frames the dataset frames show was not recorded (HDF5 format version 1)."
+        else:
+            how = ("upsampled to the dataset's" if cam.rate_max_hz is not None and cam.rate_max_hz < result.fps
+                   else "resampled to the dataset's")
+            line += (f", {how} {result.fps} fps by showing the nearest source frame at each frame time "
+                     f"(no interpolation): {cam.repeated_frames} of {cam.frames} frames "
+                     f"({cam.repeated_fraction:.1%}) repeat the previous frame exactly.")
+            if cam.episodes_unknown:
+                line += f" ({cam.episodes_unknown} episode(s) without recorded source frames not counted.)"
+        lines.append(line)
+    return lines
+
+
+def _index_range(first: int, last: int) -> str:
+    return f"{first}" if first == last else f"{first}–{last}"
+
+
+def _episodes_arg(indices: list[int]) -> str:
+    if len(indices) <= 64:
+        return "[" + ",".join(str(i) for i in indices) + "]"
+    return f"[{indices[0]},{indices[1]},…,{indices[-1]}]"
+
+
 def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[str, Any]],
                  rights: dict | None) -> str:
-    """Markdown dataset card: source, robot, cameras, action space, fps, counts, split and rights."""
+    """Markdown dataset card (``README.md``): source, robot, cameras with their source rates and
+    repeated frames, action space, fps, counts, the splits as LeRobot's metadata states them, QA
+    status / quality score / outcome per episode, and the data rights.
+
+    ``rows`` are the :data:`HVLA_EPISODES_PATH` rows. The card is a function of its inputs only (no
+    build time), so rebuilding the same release gives the same bytes.
+    """
     robots = sorted({r["robot_id"] for r in rows})
     days = sorted({r["capture_day"] for r in rows})
     tasks = sorted({r["task"] for r in rows})
     n_train = sum(r["num_frames"] for r in rows if r["split"] == "train")
     n_held = sum(r["num_frames"] for r in rows if r["split"] == "heldout")
+    k = len(result.train_episode_ids)
+    split_json = json.dumps(result.splits or {"train": f"0:{k}"})
+    statuses = {s: sum(r["qa_status"] == s for r in rows) for s in QA_STATUSES}
+    scores = sorted(r["quality_score"] for r in rows if r["quality_score"] is not None)
+    outcomes = [r["success"] for r in rows]
     lines = [
         "---",
         f"license: {_fmt_list(sorted(rights['licenses'])) if rights else 'unknown'}",
@@ -314,9 +621,12 @@ def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[
         "## Source",
         f"- Built by hvla-platform from {result.num_episodes} processed episodes (HDF5, recorded as MCAP).",
         f"- Capture days: {_fmt_list(days)}; robots: {_fmt_list(robots)}.",
-        f"- Built at {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}; "
-        f"spec digest `{spec.digest()[:16]}`.",
-        f"- Episode mapping (LeRobot episode_index → hvla episode id, split, source): `{HVLA_EPISODES_PATH}`.",
+        f"- Release version `{spec.name}`: version {spec.version} of release spec `{spec.spec_name}` (digest "
+        f"`{spec.digest()[:16]}`). A version never changes: a rebuild whose episodes, QA decisions or spec "
+        "differ is published as the next version. The card states no build time: rebuilding the same "
+        "version from the same episodes gives byte-identical files.",
+        f"- Episode mapping (LeRobot episode_index → hvla episode id, split, QA, outcome, lake keys of the "
+        f"HDF5 and raw MCAP): `{HVLA_EPISODES_PATH}`.",
         "",
         "## Robot and data",
         f"- Robot type: `{spec.robot_type}`; LeRobot codebase v3.0; {result.fps} fps.",
@@ -327,12 +637,52 @@ def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[
         f"- `observation.locomotion_command` (4, float32): {_fmt_list(LOCOMOTION_COMMAND_NAMES)}.",
         f"- Tasks: {_fmt_list(tasks)}.",
         "",
-        "## Size and split",
+        "## Cameras and frame rates",
+        *_camera_lines(result),
+        "",
+        "## Size and splits",
         f"- Episodes: {result.num_episodes}; frames: {result.num_frames}.",
-        f"- Train: {len(result.train_episode_ids)} episodes ({n_train} frames).",
-        f"- Held-out: {len(result.heldout_episode_ids)} episodes ({n_held} frames): "
-        f"{_fmt_list(result.heldout_episode_ids)}.",
-        "- Normalization statistics for training must be computed on the train split only.",
+        (f"- Train: {k} episodes ({n_train} frames), `episode_index` {_index_range(0, k - 1)}." if k else
+         "- Train: 0 episodes: an evaluation-only release."),
+    ]
+    if result.heldout_episode_ids:
+        lines.append(f"- Held-out: {len(result.heldout_episode_ids)} episodes ({n_held} frames), `episode_index` "
+                     f"{_index_range(k, result.num_episodes - 1)}: {_fmt_list(result.heldout_episode_ids)}.")
+    else:
+        lines.append("- Held-out: 0 episodes.")
+    lines += [
+        f"- `meta/info.json` `splits`: `{split_json}`. LeRobot's `{LEROBOT_HELDOUT_SPLIT}` split **is the "
+        "held-out split**: never train or tune on it.",
+        ("- `meta/stats.json` (the normalisation statistics LeRobot loads) is aggregated from the train "
+         "episodes' per-episode statistics only; its `count` is the number of train frames." if k else
+         "- No `meta/stats.json`: statistics are computed from train episodes only, and there are none."),
+        (f"- `lerobot-train` reads every episode unless told otherwise: train on the train split with "
+         f"`--dataset.episodes='{_episodes_arg(result.train_episode_indices)}'`." if k else
+         "- Nothing here is for training (`lerobot-train` would train on held-out data)."),
+        "",
+        "## QA and outcome",
+        f"- QA status: {statuses['passed']} passed (quality score ≥ `min_quality` {spec.min_quality} and no QA "
+        f"gate failed), {statuses['approved']} approved by a supervisor despite failing, "
+        f"{statuses['unchecked']} unchecked.",
+        (f"- Quality score: min {scores[0]:.3f}, median {scores[len(scores) // 2]:.3f}, max {scores[-1]:.3f}."
+         if scores else "- Quality score: none recorded."),
+        f"- Recorded outcome: {sum(o is True for o in outcomes)} success, {sum(o is False for o in outcomes)} "
+        f"miss, {sum(o is None for o in outcomes)} unknown (the recording's own `metadata.yaml`).",
+        "- Per episode (also in LeRobot's episode metadata, `meta/episodes` columns "
+        f"{', '.join(f'`{n}`' for n, _ in LEROBOT_EPISODE_COLUMNS)}):",
+        "",
+        "| episode_index | episode id | split | QA status | quality score | outcome | min distance (m) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        dist = "–" if r["min_distance_m"] is None else f"{r['min_distance_m']:.4f}"
+        lines.append(f"| {r['episode_index']} | {r['episode_id']} | {r['split']} | {r['qa_status']} | "
+                     f"{_fmt_score(r['quality_score'])} | {_fmt_outcome(r['success'])} | {dist} |")
+    notes = [r for r in rows if r.get("qa_note")]
+    if notes:
+        lines += ["", "Supervisor approvals:"]
+        lines += [f"- {r['episode_id']}: {r['qa_note']}" for r in notes]
+    lines += [
         "",
         "## Data rights",
     ]

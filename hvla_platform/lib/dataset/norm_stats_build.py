@@ -32,7 +32,7 @@ def build_norm_stats(lake: Lake, spec: ReleaseSpec, *, min_std: float = MIN_STD)
     src = require_manifest(lake, src_prefix, LeRobotDatasetManifest)
     train_idx = list(src.train_episode_indices)
     config = {"train_episode_indices": train_idx, "min_std": min_std, "method": "exact quantiles (numpy inverted_cdf, openpi definition)"}
-    inputs = [InputRef(uri=lake.uri(src_prefix), sha256=src.sha256(), kind="lerobot_dataset",
+    inputs = [InputRef(key=src_prefix, sha256=src.sha256(), kind="lerobot_dataset",
                        episode_ids=list(src.train_episode_ids))]
     rights = src.rights_obj
 

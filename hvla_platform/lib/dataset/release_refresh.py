@@ -76,8 +76,9 @@ def converted_partitions(lake: Lake) -> dict[str, str]:
 
 
 def latest_line_release(lake: Lake, spec: ReleaseSpec) -> LeRobotDatasetManifest | None:
-    """Manifest of the most recently built release of ``spec``'s line (itself or a snapshot), or ``None``."""
-    line = re.compile(rf"^{re.escape(spec.name)}(-\d{{8}})?$")
+    """Manifest of the most recently built release of ``spec``'s line (any version of itself or of a
+    snapshot), or ``None``."""
+    line = re.compile(rf"^{re.escape(spec.name)}(-\d{{8}})?(\.\d+)?$")  # snapshots and their versions
     best = None
     for prefix in lake.list_artifacts(f"{LEROBOT}/{spec.repo_id}"):
         m = load_manifest(lake, prefix, LeRobotDatasetManifest)

@@ -67,7 +67,7 @@ class SelectedEpisode:
     task: str
     operator: str | None = None
     site: str | None = None
-    raw_mcap_uri: str = ""
+    raw_mcap_key: str = ""
     raw_sha256: str = ""
     quality_score: float | None = None
 
@@ -117,7 +117,7 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
         if manifest is None:
             raise FileNotFoundError(f"release {spec.name}: partition {day}|{robot} has no episodes_hdf5 artifact "
                                     f"({lake.uri(prefix)}); materialize episodes_hdf5 for it first")
-        sel.inputs.append({"uri": lake.uri(prefix), "sha256": manifest_sha256(manifest), "kind": "episodes_hdf5",
+        sel.inputs.append({"key": prefix, "sha256": manifest_sha256(manifest), "kind": "episodes_hdf5",
                            "partition": f"{day}|{robot}"})
         raw = {e["episode_id"]: e for e in read_partition_index(lake, day, robot)["episodes"]}
         files = {f["path"]: f["sha256"] for f in manifest.get("files", [])}
@@ -154,7 +154,7 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
                 episode_id=ep, capture_day=day, robot_id=robot, hdf5_key=f"{prefix}/{conv['file']}",
                 hdf5_sha256=files.get(conv["file"], conv["sha256"]), rights=rights, task=conv.get("task", ""),
                 operator=r["metadata"].get("operator"), site=r["metadata"].get("site"),
-                raw_mcap_uri=r.get("mcap_uri", ""), raw_sha256=r.get("sha256", ""),
+                raw_mcap_key=r.get("mcap_key", ""), raw_sha256=r.get("sha256", ""),
             ))
     if not sel.episodes:
         raise ValueError(f"release {spec.name} selects no usable episode (excluded: {sel.excluded or 'none'})")

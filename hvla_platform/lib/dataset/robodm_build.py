@@ -9,6 +9,7 @@ from hvla_platform import __version__
 from hvla_platform.lib.core.manifest import (
     Content, InputRef, LeRobotDatasetManifest, Published, publish_if_changed, require_manifest)
 from hvla_platform.lib.dataset.spec import ReleaseSpec
+from hvla_platform.lib.dataset.lerobot_release import read_hvla_episodes
 from hvla_platform.lib.dataset.releases import lerobot_prefix
 from hvla_platform.lib.dataset.robodm_cache import (
     DEFAULT_IMAGE_ATOL,
@@ -20,7 +21,15 @@ from hvla_platform.lib.dataset.robodm_cache import (
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.keys import robodm_prefix
 
-CONVERTER_VERSION = f"hvla-platform {__version__} lerobot→robodm v1"
+#: v2: QA status, quality score and outcome columns; bit-exact muxing; content-derived created_at.
+CONVERTER_VERSION = f"hvla-platform {__version__} lerobot→robodm v2"
+
+
+def _created_at(root: Path, src: LeRobotDatasetManifest) -> str | None:
+    """``None`` (derive it from the episodes' recording times) unless the release predates
+    ``start_time_ns`` in ``meta/hvla_episodes.parquet``: then the release's own ``created_at``."""
+    rows = read_hvla_episodes(root)
+    return None if all(r.get("start_time_ns") is not None for r in rows) else src.created_at
 
 
 def build_cache(lake: Lake, spec: ReleaseSpec, *, video_codec: str = DEFAULT_VIDEO_CODEC,
@@ -29,6 +38,10 @@ def build_cache(lake: Lake, spec: ReleaseSpec, *, video_codec: str = DEFAULT_VID
     ``robodm-cache/<release>/`` (:class:`~hvla_platform.lib.core.manifest.RoboDMCacheManifest`):
     structural checks on the written files (count, sizes, codec actually written) land in its
     ``problems``, the round trip of one sampled episode against LeRobot in its ``roundtrip``.
+    ``manifest.parquet`` carries each episode's QA status, quality score and outcome from the
+    release's ``meta/hvla_episodes.parquet``, and a ``created_at`` the data fixes
+    (:func:`~hvla_platform.lib.dataset.robodm_cache.data_created_at`): two builds of the same
+    release give byte-identical files.
 
     Raises:
         ArtifactNotFoundError: the release's LeRobot dataset is not materialized.
@@ -38,7 +51,7 @@ def build_cache(lake: Lake, spec: ReleaseSpec, *, video_codec: str = DEFAULT_VID
     src = require_manifest(lake, src_prefix, LeRobotDatasetManifest)
     config = {"video_codec": video_codec, "image_atol": image_atol, "converter_version": CONVERTER_VERSION,
               "roundtrip_seed": roundtrip_seed}
-    inputs = [InputRef(uri=lake.uri(src_prefix), sha256=src.sha256(), kind="lerobot_dataset",
+    inputs = [InputRef(key=src_prefix, sha256=src.sha256(), kind="lerobot_dataset",
                        episode_ids=list(src.episode_ids))]
     indices = sorted(src.episode_index.values())
 
@@ -46,7 +59,7 @@ def build_cache(lake: Lake, spec: ReleaseSpec, *, video_codec: str = DEFAULT_VID
         sample = random.Random(roundtrip_seed).choice(indices)
         with lake.local_artifact(src_prefix) as root:
             res = build_robodm_cache(Path(root), spec.repo_id, out, release=spec.name, video_codec=video_codec,
-                                     converter_version=CONVERTER_VERSION)
+                                     converter_version=CONVERTER_VERSION, created_at=_created_at(Path(root), src))
             problems = check_cache(out, video_codec=video_codec, expected_episode_indices=indices)
             rt = roundtrip_check(out / f"episode_{sample:06d}.vla", Path(root), spec.repo_id, sample,
                                  image_atol=image_atol)

@@ -49,6 +49,16 @@ rawvideo   299 MB      5.3 s      0.4 s               0 / 0
 =========  ==========  =========  ==================  ====================================
 
 Choose ``libx264`` if cache size or load speed matter more than the extra generation loss.
+
+**Reproducible bytes.** FFmpeg's Matroska muxer gives every file a random segment UID and random
+track UIDs, so two builds of the same cache differed in ~100 bytes per ``.vla``. robodm opens its
+containers with ``av.open(path, mode="w", format="matroska")`` and no options;
+:func:`robodm_bitexact_muxing` makes robodm's ``av.open`` add ``fflags=+bitexact`` for writing
+(FFmpeg's reproducible-output flag: deterministic UIDs, no library version string), only while we
+write. The encoded packets are unchanged (ffv1, libx264 and pickled rawvideo are deterministic for
+the same frames). ``manifest.parquet``'s ``created_at`` is content-derived, not the build time
+(:func:`data_created_at`: when the newest episode's recording ended), so two builds of the same
+release are byte-identical.
 """
 
 from __future__ import annotations
@@ -182,6 +192,43 @@ def robodm_codec_probe_fix() -> Iterator[bool]:
             cfg.is_codec_config_supported = original
 
 
+class _BitexactAV:
+    """PyAV as robodm's ``trajectory`` module sees it inside :func:`robodm_bitexact_muxing`: every
+    attribute is PyAV's, except that containers opened for writing get ``fflags=+bitexact``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(av, name)
+
+    @staticmethod
+    def open(file: Any, mode: str = "r", **kwargs: Any) -> Any:  # noqa: A003 - mirrors av.open
+        if str(mode).startswith("w"):
+            opts = dict(kwargs.pop("container_options", None) or {})
+            flags = opts.get("fflags", "")
+            opts["fflags"] = f"{flags}+bitexact" if "bitexact" not in flags else flags
+            kwargs["container_options"] = opts
+        return av.open(file, mode, **kwargs)
+
+
+@contextlib.contextmanager
+def robodm_bitexact_muxing() -> Iterator[None]:
+    """While the block runs, robodm writes its Matroska containers with ``fflags=+bitexact`` (see
+    the module docstring): the same frames give the same ``.vla`` bytes.
+
+    Scope: only the ``av`` name inside ``robodm.trajectory`` (robodm's own module global, the one
+    its ``Trajectory`` calls ``av.open`` through), only for the block, restored on exit; serialised
+    by the same process-wide lock as :func:`robodm_codec_probe_fix`.
+    """
+    robodm = import_robodm()
+    module = robodm.trajectory
+    with _PATCH_LOCK:
+        original = module.av
+        module.av = _BitexactAV()
+        try:
+            yield
+        finally:
+            module.av = original
+
+
 def written_video_codecs(vla_path: str | os.PathLike[str]) -> dict[str, str]:
     """``{feature name: codec name}`` of every stream of a .vla, read with PyAV.
 
@@ -289,6 +336,25 @@ def _episode_meta_from_release(root: Path) -> list[dict[str, Any]]:
     return read_hvla_episodes(root)
 
 
+def data_created_at(episodes: list[Mapping[str, Any]], *, fps: float) -> str:
+    """When the newest episode's recording ended, as ISO 8601 UTC with seconds: the largest
+    ``start_time_ns + (length - 1) / fps`` over ``episodes`` (dicts with ``episode_id``,
+    ``start_time_ns`` (ns since the Unix epoch, as in ``meta/hvla_episodes.parquet``) and
+    ``length`` (frames)), truncated to the second. The Robo-DM manifest's ``created_at``: a time
+    the data fixes, so that rebuilding the cache never changes its bytes.
+
+    Raises:
+        RoboDMCacheError: no episodes, or one has no ``start_time_ns`` (a release written before
+            the column existed: pass ``created_at`` explicitly).
+    """
+    missing = [str(e.get("episode_id", "?")) for e in episodes if e.get("start_time_ns") is None]
+    if not episodes or missing:
+        raise RoboDMCacheError("cannot derive created_at: episodes without start_time_ns: "
+                               f"{missing or '(no episodes)'}; pass created_at explicitly")
+    end_ns = max(int(e["start_time_ns"]) + round((int(e["length"]) - 1) * 1e9 / fps) for e in episodes)
+    return dt.datetime.fromtimestamp(end_ns // 1_000_000_000, tz=dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def build_robodm_cache(
     lerobot_root: Path,
     repo_id: str,
@@ -298,7 +364,7 @@ def build_robodm_cache(
     video_codec: str = DEFAULT_VIDEO_CODEC,
     episode_meta: list[dict[str, Any]] | None = None,
     converter_version: str,
-    qa_status: Mapping[str, str] | None = None,
+    created_at: str | None = None,
     video_backend: str = "torchcodec",
 ) -> RoboDMCacheResult:
     """Convert every episode of a LeRobot v3.0 dataset into ``out_dir/episode_<NNNNNN>.vla``.
@@ -307,7 +373,10 @@ def build_robodm_cache(
     per episode and camera (:func:`decode_episode_frames`). Each .vla is written with
     ``robodm.Trajectory(path, mode="w", video_codec=video_codec, time_unit="ms",
     enforce_monotonic=False)`` (robodm's monotonic enforcement is per trajectory, not per feature:
-    it would shift the 2nd..nth feature of a step by +1 ms each). Then ``manifest.parquet``.
+    it would shift the 2nd..nth feature of a step by +1 ms each), muxed reproducibly
+    (:func:`robodm_bitexact_muxing`). Then ``manifest.parquet``, whose QA status, quality score
+    and outcome columns come from ``episode_meta`` (by default the release's own
+    ``meta/hvla_episodes.parquet``, which the release build fills from QA and the recordings).
 
     Args:
         lerobot_root: LeRobot dataset root.
@@ -316,10 +385,13 @@ def build_robodm_cache(
         release: release name/version (manifest ``source_dataset_version``).
         video_codec: robodm image codec, one of :data:`ROBODM_CODECS`.
         episode_meta: dicts with ``episode_index``, ``episode_id``, ``robot_id``, ``split`` and
-            optionally ``task``, one per LeRobot episode; default: the release's
-            ``meta/hvla_episodes.parquet``.
+            optionally ``task``, ``qa_status`` (default ``unchecked``), ``quality_score``,
+            ``success``, ``min_distance_m`` (default null), one per LeRobot episode; default: the
+            release's ``meta/hvla_episodes.parquet``.
         converter_version: recorded in the manifest.
-        qa_status: episode_id → QA status (default ``"unchecked"``).
+        created_at: the manifest's ``created_at`` (ISO 8601 UTC); default :func:`data_created_at`
+            of the episodes (content-derived, so a rebuild gives the same bytes). Never pass the
+            current time.
         video_backend: LeRobot decoding backend.
 
     Returns:
@@ -328,7 +400,8 @@ def build_robodm_cache(
     Raises:
         ValueError: unknown ``video_codec``.
         RoboDMCacheError: ``out_dir`` not empty, metadata missing or inconsistent, frame count of a
-            decoded camera differs from the episode length.
+            decoded camera differs from the episode length, no ``created_at`` given and an episode
+            has no ``start_time_ns`` to derive it from.
         RoboDMCodecError: an image stream was written with another codec than ``video_codec``
             (e.g. robodm's silent rawvideo fallback).
     """
@@ -351,12 +424,14 @@ def build_robodm_cache(
         raise RoboDMCacheError(f"episode_meta covers episode indices {sorted(by_index)}, "
                                f"the dataset has {lr_indices}")
     expected_codec = codec_stream_name(video_codec)
-    created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    if created_at is None:
+        created_at = data_created_at([{**by_index[int(r["episode_index"])], "length": r["length"]} for r in lr_eps],
+                                     fps=float(info["fps"]))
     files: list[Path] = []
     codecs: dict[str, dict[str, str]] = {}
     rows: list[dict[str, Any]] = []
     total_frames = 0
-    with robodm_codec_probe_fix() as fixed:
+    with robodm_codec_probe_fix() as fixed, robodm_bitexact_muxing():
         for ep in lr_eps:
             idx = int(ep["episode_index"])
             cols = frames.get(idx)
@@ -406,9 +481,10 @@ def build_robodm_cache(
                 "source_episode_index": idx, "source_episode_length": int(ep["length"]),
                 "task": str(m.get("task") or tasks_by_index.get(idx, "")),
                 "robot_id": str(m.get("robot_id", "")), "converter_version": converter_version,
-                "created_at": created_at, "qa_status": (qa_status or {}).get(ep_id, "unchecked"),
+                "created_at": created_at, "qa_status": str(m.get("qa_status") or "unchecked"),
                 "episode_id": ep_id, "split": str(m.get("split", "")), "video_codec": video_codec,
-                "bytes": path.stat().st_size,
+                "bytes": path.stat().st_size, "quality_score": m.get("quality_score"),
+                "success": m.get("success"), "min_distance_m": m.get("min_distance_m"),
             })
     manifest_path = write_cache_manifest(out_dir, rows)
     return RoboDMCacheResult(out_dir=out_dir, files=files, codecs=codecs, num_episodes=len(files),

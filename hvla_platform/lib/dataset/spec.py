@@ -26,9 +26,8 @@ names the file, the key (with the closest valid key) and what was expected, e.g.
 from __future__ import annotations
 
 import hashlib
-import random
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Mapping
 
 import yaml
@@ -44,7 +43,18 @@ from hvla_platform.lib.formats.recording.contract import (
 )
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: A release version id is ``<name>`` (the first build) or ``<name>.<n>`` (n ≥ 1), so a spec name
+#: may not end like a version suffix (lib/dataset/versions.py).
+_VERSION_SUFFIX_RE = re.compile(r"\.[0-9]+$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def heldout_draw(seed: int, episode_id: str) -> float:
+    """The episode's split draw, uniform in [0, 1): the first 64 bits of
+    ``sha256("hvla-heldout/<seed>/<episode_id>")`` divided by 2**64. Stable across releases,
+    machines and Python versions (unlike ``hash()``), and independent of every other episode."""
+    digest = hashlib.sha256(f"hvla-heldout/{seed}/{episode_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 class ReleaseSpecError(ValueError):
@@ -60,7 +70,8 @@ class PartitionRef(StrictModel):
 
 
 class HeldOut(StrictModel):
-    """The ``heldout`` block: a random fraction of episodes (seeded), or explicit episode ids."""
+    """The ``heldout`` block: a fraction of episodes chosen per episode by a salted hash of its id
+    (``seed`` is the salt), or explicit episode ids."""
 
     fraction: Annotated[float, Field(strict=True, ge=0.0, lt=1.0)] = 0.25
     seed: Annotated[int, Field(strict=True)] = 0
@@ -104,6 +115,9 @@ class ReleaseSpecDocument(StrictModel):
         if not _NAME_RE.match(value):
             raise ValueError(f"must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), "
                              f"got {value!r}")
+        if _VERSION_SUFFIX_RE.search(value):
+            raise ValueError(f"must not end in '.<number>' (reserved for release versions: <name>.1, <name>.2, ...), "
+                             f"got {value!r}")
         return value
 
     @field_validator("repo_id")
@@ -143,7 +157,8 @@ class ReleaseSpec:
         cameras: camera names (keys of :data:`CAMERA_TOPICS`).
         state_joints: joints forming ``observation.state``.
         action_joints: joints forming ``action``.
-        heldout_fraction, heldout_seed: random held-out split by episode when
+        heldout_fraction, heldout_seed: each episode is held out on its own with probability
+            ``heldout_fraction`` (a salted hash of its id, see :meth:`split`) when
             ``heldout_episode_ids`` is empty.
         heldout_episode_ids: explicit held-out episodes.
         video_codec: LeRobot video codec (``h264`` by default: SVT-AV1 is ~4x slower to encode on 2
@@ -154,6 +169,8 @@ class ReleaseSpec:
         cross_customer_grant: a release may hold data of more than one customer only under a grant
             ``{reference, granted_by, customers: [...]}`` naming every customer it mixes (seed 000:
             data of customer A must not silently flow into customer B's pipeline).
+        version: the release version this spec describes (0 for the registered spec; see
+            :meth:`with_version`, lib/dataset/versions.py). Not part of the YAML form.
     """
 
     name: str
@@ -172,6 +189,26 @@ class ReleaseSpec:
     min_quality: float = DEFAULT_MIN_QUALITY
     cross_customer_grant: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    version: int = 0
+
+    @property
+    def spec_name(self) -> str:
+        """The name of the registered spec; equals ``name`` for version 0, where ``name`` is the
+        version id ``<spec_name>.<version>`` of a later version (lib/dataset/versions.py)."""
+        return self.name if self.version == 0 else self.name[: -len(f".{self.version}")]
+
+    def with_version(self, version: int) -> "ReleaseSpec":
+        """This spec as version ``version`` of its release: ``name`` becomes the version id
+        (``<spec_name>`` for 0, ``<spec_name>.<version>`` after), which names every artifact
+        of that version in the lake.
+
+        Raises:
+            ValueError: ``version`` is negative.
+        """
+        if version < 0:
+            raise ValueError(f"release version must be ≥ 0, got {version}")
+        name = self.spec_name if version == 0 else f"{self.spec_name}.{version}"
+        return replace(self, name=name, version=version)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "release spec") -> "ReleaseSpec":
@@ -223,9 +260,12 @@ class ReleaseSpec:
         return cls.from_mapping(data, source=source)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON/YAML-serialisable form (round-trips through :meth:`from_mapping`)."""
+        """JSON/YAML-serialisable form of the spec as registered (round-trips through
+        :meth:`from_mapping`; ``name`` is :attr:`spec_name`, the version is not part of it)."""
         d = asdict(self)
         d.pop("extra")
+        d.pop("version")
+        d["name"] = self.spec_name  # a version's spec is its registered spec, as written
         if d["cross_customer_grant"] is None:
             d.pop("cross_customer_grant")
         else:
@@ -238,26 +278,23 @@ class ReleaseSpec:
         return d
 
     def split(self, episode_ids: list[str]) -> tuple[list[str], list[str]]:
-        """Split episodes into (train, heldout), sorted, deterministically.
+        """Split episodes into (train, heldout), each sorted by id.
 
-        Explicit ``heldout_episode_ids`` win; otherwise ``round(fraction * N)`` episodes (at least
-        one when N ≥ 2 and fraction > 0) are drawn with ``random.Random(seed)`` from the sorted
-        ids. The draw is deterministic for a given set of ids, but it is recomputed from the whole
-        set each time: adding (or removing) an episode can change which of the other episodes are
-        held out, so an episode that was held out in one release may be in the train split of the
-        next.
+        Explicit ``heldout_episode_ids`` win. Otherwise each episode is assigned **on its own**:
+        it is held out when :func:`heldout_draw` of ``(heldout_seed, episode_id)`` — a number in
+        [0, 1) taken from a sha256 of the seed and the id — is below ``heldout_fraction``. The
+        assignment of an episode never depends on the other episodes, so adding, removing or
+        rejecting episodes (a QA decision, a nightly snapshot, a new version of the release) never
+        moves an episode between train and held-out; releases that share episodes must share the
+        seed (docs/decisions.md, "Held-out split"). The held-out share of a small release varies
+        around ``heldout_fraction`` (a binomial draw), and may be empty.
         """
         ids = sorted(set(episode_ids))
         if self.heldout_episode_ids:
-            held = sorted(set(self.heldout_episode_ids) & set(ids))
+            held_set = set(self.heldout_episode_ids)
         else:
-            n = round(self.heldout_fraction * len(ids))
-            if self.heldout_fraction > 0 and len(ids) >= 2:
-                n = max(n, 1)
-            n = min(n, len(ids) - 1) if ids else 0
-            held = sorted(random.Random(self.heldout_seed).sample(ids, n)) if n > 0 else []
-        train = [e for e in ids if e not in set(held)]
-        return train, held
+            held_set = {e for e in ids if heldout_draw(self.heldout_seed, e) < self.heldout_fraction}
+        return [e for e in ids if e not in held_set], [e for e in ids if e in held_set]
 
     def digest(self) -> str:
         """sha256 of the spec's canonical form (part of the release's fingerprint)."""

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hvla_platform.lib.core.keys import eval_report_prefix, robodm_prefix
+from hvla_platform.lib.core.keys import eval_report_prefix, lerobot_release_prefix, robodm_prefix
 from hvla_platform.lib.core.manifest import (
-    CheckpointManifest, Content, EvalReportManifest, InputRef, Published, RoboDMCacheManifest, publish_if_changed,
-    require_manifest)
+    CheckpointManifest, Content, EvalReportManifest, InputRef, LeRobotDatasetManifest, Published, RoboDMCacheManifest,
+    publish_if_changed, require_manifest)
+from hvla_platform.lib.evaluation.closed_loop import evaluate_closed_loop
+from hvla_platform.lib.evaluation.distribution import group_headlines
 from hvla_platform.lib.evaluation.offline import evaluate_policy_offline
 from hvla_platform.lib.evaluation.report import log_eval_to_mlflow, write_eval_report
-from hvla_platform.lib.serving.loopback import closed_loop_via_server
 from hvla_platform.lib.serving.robot import RobotConfig
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.training.checkpoint import read_checkpoint_manifest, read_loss_curve
@@ -26,14 +27,19 @@ class EvalConfig:
     """Evaluation settings.
 
     Attributes:
-        closed_loop_trials: seeded simulator trials (0 disables closed loop).
-        seed: base seed of the trials (trial i uses seed + i; recordings use other seeds).
+        closed_loop_trials: simulator trials in all (0 disables closed loop): half of them (rounded
+            up) on tasks the checkpoint was trained on, the rest on tasks it was not
+            (:func:`~hvla_platform.lib.evaluation.distribution.plan_seeds`); each group's success is
+            reported with a 95 % Wilson interval. 8 by default (4 per group): a trial costs ~1 s to
+            build the simulator plus ~65 ms of CPU per control step (two software-rendered
+            cameras), i.e. 3–10 s on 2 cores (docs/decisions.md, "Evaluation").
+        seed: first seed scanned for trials (recordings use other seeds).
         max_steps: control steps per trial (at the release fps).
         replan_every: actions executed open-loop from each chunk before re-querying.
         max_step_rad: the robot client's per-step joint target limit, radians (as in ``hvla deploy``).
     """
 
-    closed_loop_trials: int = 4
+    closed_loop_trials: int = 8
     seed: int = 1000
     max_steps: int = 140
     replan_every: int = 5
@@ -47,14 +53,19 @@ def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_facto
     """Evaluate the newest checkpoint of ``exp_name`` and publish ``eval-reports/<exp>/<step>/``.
 
     ``env_factory`` builds the closed-loop simulator (``ReachEnv``); ``None`` skips closed loop.
-    Closed-loop trials run through the deployment path: the checkpoint is served by a
+    Closed-loop trials are split into in- and out-of-distribution groups by the checkpoint's training
+    tasks (:func:`~hvla_platform.lib.evaluation.closed_loop.evaluate_closed_loop`) and run through
+    the deployment path: the checkpoint is served by a
     :class:`~hvla_platform.lib.serving.server.PolicyServer` on loopback and the robot client of
     ``hvla deploy`` drives the simulator against it; ``arm_limits`` (lower, upper) radians are the
     robot's arm joint limits its action guard enforces. The server's inference log and the robot
-    safety log are published with the report under ``logs/``.
+    safety log are published with the report under ``logs/``. The report names other artifacts by
+    lake key (``checkpoints/…``), never by filesystem path or URI.
 
     Raises:
         FileNotFoundError: the experiment has no checkpoint.
+        ArtifactNotFoundError: the release's LeRobot dataset or Robo-DM cache is not committed.
+        ValueError: closed loop requested without ``arm_limits``.
     """
     ckpt_key = find_checkpoint(lake, exp_name)
     if ckpt_key is None:
@@ -62,17 +73,20 @@ def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_facto
     ck_m = require_manifest(lake, ckpt_key, CheckpointManifest)
     release = ck_m.release
     cache_m = require_manifest(lake, robodm_prefix(release), RoboDMCacheManifest)
+    release_tasks = require_manifest(lake, lerobot_release_prefix(ck_m.repo_id, release), LeRobotDatasetManifest).tasks
     config = {"closed_loop_trials": cfg.closed_loop_trials if env_factory else 0, "seed": cfg.seed,
               "max_steps": cfg.max_steps, "replan_every": cfg.replan_every, "max_step_rad": cfg.max_step_rad,
-              "closed_loop_path": "policy server + robot client (openpi websocket, loopback)"}
-    inputs = [InputRef(uri=lake.uri(ckpt_key), sha256=ck_m.sha256(), kind="checkpoint",
+              "closed_loop_path": "policy server + robot client (openpi websocket, loopback)",
+              "closed_loop_groups": "in/out of distribution by the checkpoint's training tasks, 95% Wilson intervals"}
+    inputs = [InputRef(key=ckpt_key, sha256=ck_m.sha256(), kind="checkpoint",
                        episode_ids=list(ck_m.episode_ids)),
-              InputRef(uri=lake.uri(robodm_prefix(release)), sha256=cache_m.sha256(), kind="robodm_cache",
+              InputRef(key=robodm_prefix(release), sha256=cache_m.sha256(), kind="robodm_cache",
                        episode_ids=list(cache_m.heldout_episode_ids))]
 
     def write(out: Path) -> Content:
         with lake.local_artifact(ckpt_key) as step_dir, lake.local_artifact(robodm_prefix(release)) as cache_dir:
             policy = Policy.load(step_dir)
+            training_tasks = sorted(policy.metadata.get("tasks") or [])
             if log:
                 log(f"offline evaluation of {ckpt_key} on held-out episodes {cache_m.heldout_episode_ids}")
             offline = evaluate_policy_offline(policy, cache_dir, split="heldout")
@@ -80,13 +94,12 @@ def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_facto
             if env_factory is not None and cfg.closed_loop_trials > 0:
                 if arm_limits is None:
                     raise ValueError("closed-loop evaluation needs the robot's arm joint limits (arm_limits)")
-                if log:
-                    log(f"closed loop: {cfg.closed_loop_trials} trial(s) through the policy server and robot client")
-                closed = closed_loop_via_server(
+                closed = evaluate_closed_loop(
                     policy, checkpoint_key=ckpt_key, env_factory=env_factory, arm_limits=arm_limits,
-                    cfg=RobotConfig(episodes=cfg.closed_loop_trials, seed=cfg.seed, max_steps=cfg.max_steps,
-                                    replan_every=cfg.replan_every, max_step_rad=cfg.max_step_rad),
-                    log_dir=out / "logs", log=log)
+                    cfg=RobotConfig(seed=cfg.seed, max_steps=cfg.max_steps, replan_every=cfg.replan_every,
+                                    max_step_rad=cfg.max_step_rad),
+                    trials=cfg.closed_loop_trials, training_tasks=training_tasks, release_tasks=release_tasks,
+                    release=release, log_dir=out / "logs", log=log)
             ck_manifest = read_checkpoint_manifest(step_dir)
             write_eval_report(out, offline=offline, closed_loop=closed, checkpoint_manifest=ck_manifest,
                               loss_curve=read_loss_curve(step_dir), title=f"{exp_name} @ step {ck_m.step}",
@@ -98,8 +111,9 @@ def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_facto
                                         checkpoint_manifest=ck_manifest, run_name=f"{exp_name}-eval-{ck_m.step}",
                                         training_run_id=ck_m.mlflow_run_id, artifact_dir=artifact_root)
         return Content(episode_ids=list(cache_m.heldout_episode_ids), extra={
-            "experiment": exp_name, "checkpoint": lake.uri(ckpt_key), "step": ck_m.step, "release": release,
-            "mlflow_run_id": run_id})
+            "experiment": exp_name, "checkpoint": ckpt_key, "step": ck_m.step, "release": release,
+            "mlflow_run_id": run_id, "training_tasks": training_tasks, "release_tasks": list(release_tasks),
+            "closed_loop": group_headlines(closed) if closed is not None else None})
 
     return publish_if_changed(lake, eval_report_prefix(exp_name, ck_m.step), artifact_type="eval_report",
                               inputs=inputs, config=config, rights=ck_m.rights_obj, write=write)

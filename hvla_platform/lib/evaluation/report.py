@@ -1,8 +1,10 @@
 """Evaluation report: ``metrics.json`` + a self-contained ``report.html`` (plots embedded as PNG).
 
 The HTML has: the checkpoint and its data/rights, headline numbers, the loss curve, per-joint action
-error of policy vs the hold-position baseline, error along the chunk, closed-loop outcomes, and a
-plain-language section on what the numbers mean and their limits. Plots use matplotlib's Agg
+error of policy vs the hold-position baseline, error along the chunk, closed-loop success in and
+out of the training distribution (each with its 95 % Wilson interval, never pooled:
+:mod:`.report_closed_loop`), and a plain-language section on what the numbers mean and their
+limits. Other artifacts are named by lake key, never by filesystem path. Plots use matplotlib's Agg
 backend (no display needed).
 """
 
@@ -18,6 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 from hvla_platform.lib.core.tracking import TrackedRun
+from hvla_platform.lib.evaluation.report_closed_loop import (
+    closed_loop_explanation, closed_loop_figure, closed_loop_metrics, closed_loop_section, require_groups)
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
@@ -109,19 +113,10 @@ def _plots(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | None,
         ax.grid(alpha=0.3)
         out["chunk_error"] = _png(fig)
 
-    if closed_loop and closed_loop.get("per_trial"):
-        trials = closed_loop["per_trial"]
-        fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(trials)), 3.2))
-        colors = ["tab:green" if t["success"] else "tab:red" for t in trials]
-        ax.bar([t["trial"] for t in trials], [t["steps"] for t in trials], color=colors)
-        ax.set_xticks([t["trial"] for t in trials])
-        ax.axhline(closed_loop["config"]["max_steps"], color="grey", ls=":", label="max steps")
-        ax.set_xlabel("trial")
-        ax.set_ylabel("env steps")
-        ax.set_title(f"Closed loop: {closed_loop['successes']}/{closed_loop['trials']} successes "
-                     "(green = success)")
-        ax.legend()
-        out["closed_loop"] = _png(fig)
+    if closed_loop:
+        fig = closed_loop_figure(closed_loop)
+        if fig is not None:
+            out["closed_loop"] = _png(fig)
     return out
 
 
@@ -152,22 +147,16 @@ def _explanation(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | No
         + " These are errors against what the demonstrator commanded, not task success: a small error can "
           "still accumulate into a miss, and a different but valid motion counts as error.</p>",
     ]
-    if closed_loop:
-        parts.append(
-            f"<p><b>Closed loop.</b> In simulation the policy solved {closed_loop['successes']} of "
-            f"{closed_loop['trials']} trials (success rate {fmt(closed_loop['success_rate'], 2)}). With this few "
-            "trials the rate is a rough estimate: one trial more or less changes it by "
-            f"{fmt(100 / max(1, closed_loop['trials']), 0)} percentage points.</p>")
-    else:
-        parts.append("<p><b>Closed loop.</b> Not run for this report.</p>")
+    parts.append(closed_loop_explanation(closed_loop))
     frames = f"{num_train_frames} training frames" if num_train_frames else "a few hundred training frames"
     parts.append(
         "<p><b>Limits.</b> This is a deliberately tiny setup: a small CNN + MLP (trained from scratch, "
         f"no pretrained vision or language model) on {frames}, trained for a few minutes on a CPU. "
         "The task prompt is not used. Held-out episodes come from the same robot, scene and task "
-        "distribution as the training episodes, so these numbers say nothing about generalisation to "
-        "new scenes, objects or instructions, and simulation success does not imply real-robot "
-        "success. Use the report to catch regressions and data problems, not to certify a policy.</p>")
+        "distribution as the training episodes, so the action error says nothing about generalisation; "
+        "only the out-of-distribution closed-loop trials touch it (other objects and hands of the same "
+        "simulated scene), and simulation success does not imply real-robot success. Use the report to "
+        "catch regressions and data problems, not to certify a policy.</p>")
     return "\n".join(parts)
 
 
@@ -186,7 +175,8 @@ def write_eval_report(
     Args:
         out_dir: report directory (created), e.g. ``eval-reports/<exp_name>/<step>``.
         offline: result of :func:`~hvla_platform.lib.evaluation.offline.evaluate_offline`.
-        closed_loop: result of :func:`~hvla_platform.lib.serving.control_loop.run_closed_loop`, or None.
+        closed_loop: result of :func:`~hvla_platform.lib.evaluation.closed_loop.evaluate_closed_loop`
+            (split into ``in_distribution`` / ``out_of_distribution``), or None.
         checkpoint_manifest: the checkpoint's ``checkpoint_manifest.yaml`` contents.
         loss_curve: per-step training loss of the checkpoint.
         title: page title (default: the checkpoint path).
@@ -194,7 +184,13 @@ def write_eval_report(
 
     ``metrics.json`` = ``{"checkpoint", "checkpoint_manifest", "training": {"steps", "final_minibatch_loss",
     ...}, "offline", "closed_loop"}`` with NaN/inf written as null.
+
+    Raises:
+        ValueError: ``closed_loop`` is not split by distribution
+            (:func:`~hvla_platform.lib.evaluation.report_closed_loop.require_groups`).
     """
+    if closed_loop is not None:
+        require_groups(closed_loop)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     training_d = {"steps": len(loss_curve), "first_minibatch_loss": loss_curve[0] if loss_curve else None,
@@ -230,23 +226,7 @@ def write_eval_report(
         [[html.escape(n), fmt(p["first"]["mae_per_dim"][i]), fmt(b["first"]["mae_per_dim"][i]),
           fmt(p["first"]["rmse_per_dim"][i]), fmt(b["first"]["rmse_per_dim"][i])] for i, n in enumerate(names)],
     )
-    cl_html = "<p>Not run.</p>"
-    if closed_loop:
-        tm = closed_loop.get("timing", {})
-        cl_html = (
-            f"<p>Success rate <b>{fmt(closed_loop['success_rate'], 2)}</b> "
-            f"({closed_loop['successes']}/{closed_loop['trials']} trials, max {closed_loop['config']['max_steps']} "
-            f"steps, re-planning every {closed_loop['config']['replan_every']} actions). "
-            + (f"Run through the deployment path: {html.escape(closed_loop['served_via']['protocol'])} policy "
-               f"server and the robot client of <code>hvla deploy</code> ({closed_loop['served_via']['requests']} "
-               "requests; server inference log and robot safety log under <code>logs/</code>). "
-               if closed_loop.get("served_via") else "")
-            + f"Query round trip {fmt(tm.get('infer_ms_mean'), 2)} ms mean, {fmt(tm.get('infer_ms_p95'), 2)} ms p95.</p>"
-            + _table(["trial", "seed", "success", "stop", "steps", "sim time (s)", "queries", "clipped commands"],
-                     [[str(t["trial"]), str(t["seed"]), "yes" if t["success"] else "no",
-                       html.escape(str(t.get("stop_reason", ""))), str(t["steps"]), fmt(t["sim_time_s"], 2),
-                       str(t["queries"]), str(t.get("clipped_steps", ""))] for t in closed_loop["per_trial"]])
-        )
+    cl_html = closed_loop_section(closed_loop, _table)
     img = lambda k, alt: (f'<img alt="{alt}" src="data:image/png;base64,{plots[k]}">' if k in plots else "")  # noqa: E731
     m = checkpoint_manifest
     ckpt_rows = [
@@ -297,7 +277,8 @@ pre {{ background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em;
 
 
 def eval_summary_metrics(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | None) -> dict[str, float]:
-    """Flat scalar metrics for tracking (``offline/...``, ``closed_loop/...``); None values dropped."""
+    """Flat scalar metrics for tracking (``offline/...``, ``closed_loop/...``: per-group success,
+    :func:`~hvla_platform.lib.evaluation.report_closed_loop.closed_loop_metrics`); None values dropped."""
     out: dict[str, Any] = {
         "offline/policy_first_mae": offline["policy"]["first"]["mae"],
         "offline/policy_first_rmse": offline["policy"]["first"]["rmse"],
@@ -310,11 +291,7 @@ def eval_summary_metrics(offline: Mapping[str, Any], closed_loop: Mapping[str, A
         "offline/num_frames": offline["num_frames"],
     }
     if closed_loop:
-        out.update({
-            "closed_loop/success_rate": closed_loop["success_rate"],
-            "closed_loop/trials": closed_loop["trials"],
-            "closed_loop/infer_ms_mean": closed_loop["timing"].get("infer_ms_mean"),
-        })
+        out.update(closed_loop_metrics(closed_loop))
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
 
 

@@ -2,20 +2,32 @@
 
 Layout of ``episodes-hdf5/<YYYY-MM-DD>/<robot_id>/<episode_id>.h5`` (T frames at ``fps`` Hz):
 
-================================  =====================  ==============================================
-dataset                           shape / dtype          meaning
-================================  =====================  ==============================================
-``timestamps``                    (T,) float64           seconds since the first frame (k / fps)
-``observation/state``             (T, 29) float32        G1 joint positions, radians (attr ``names``)
-``observation/velocity``          (T, 29) float32        G1 joint velocities, rad/s (attr ``names``)
-``action``                        (T, 14) float32        commanded arm joint targets, radians (``names``)
-``locomotion_command``            (T, 4) float32         forward/lateral/yaw flags, stance height (m)
-``observation/images/<camera>``   (T, H, W, 3) uint8     RGB frame matched to each frame time
-``alignment/skew/<camera>``       (T,) float32           |frame stamp - frame time|, seconds
-================================  =====================  ==============================================
+==================================  =====================  ============================================
+dataset                             shape / dtype          meaning
+==================================  =====================  ============================================
+``timestamps``                      (T,) float64           seconds since the first frame (k / fps)
+``observation/state``               (T, 29) float32        G1 joint positions, radians (attr ``names``)
+``observation/velocity``            (T, 29) float32        G1 joint velocities, rad/s (attr ``names``)
+``action``                          (T, 14) float32        commanded arm joint targets, radians (``names``)
+``locomotion_command``              (T, 4) float32         forward/lateral/yaw flags, stance height (m)
+``observation/images/<camera>``     (T, H, W, 3) uint8     RGB frame matched to each frame time; attr
+                                                           ``source_rate_hz`` (float): the camera's own
+                                                           mean rate (format version ≥ 2)
+``alignment/skew/<camera>``         (T,) float32           |frame stamp - frame time|, seconds
+``alignment/source_index/<camera>`` (T,) int64             index of the source frame shown (among the
+                                                           camera's decodable frames); equal neighbours
+                                                           are a repeated frame (format version ≥ 2)
+==================================  =====================  ============================================
 
 File attributes: ``episode_id``, ``robot_id``, ``capture_day``, ``task``, ``fps``, ``start_time_ns``
-(ROS time of frame 0), ``source_uri``, ``source_sha256``, ``rights`` (JSON) and ``format_version``.
+(ROS time of frame 0), ``format_version`` and what the processing stage adds: ``source_key`` (lake
+key of the raw MCAP, ``raw-mcap/<day>/<robot>/<episode>/<file>.mcap``: a key relative to the lake
+root, never a filesystem path or URI), ``source_sha256``, ``rights`` (JSON), ``operator``,
+``site`` and ``outcome`` (JSON ``{"success": bool, "min_distance_m": float | null}`` from the
+recording's ``metadata.yaml``, ``null`` when the recording states none).
+
+Files are byte-reproducible: the same :class:`EpisodeData` always gives the same bytes (h5py does
+not record object times by default; attributes are written in a fixed order).
 """
 
 from __future__ import annotations
@@ -29,7 +41,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-FORMAT_VERSION = 1
+#: 2: ``alignment/source_index/<camera>``, ``source_rate_hz``, ``source_key`` (was ``source_uri``), ``outcome``.
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -48,7 +61,10 @@ class EpisodeData:
         images: camera name → (T, H, W, 3) uint8 RGB.
         skew: camera name → (T,) float32 seconds.
         start_time_ns: ROS time (ns) of frame 0.
-        attrs: extra attributes (source uri, sha256, rights JSON...).
+        attrs: extra attributes (source key, sha256, rights JSON, outcome JSON...).
+        source_index: camera name → (T,) int64 index of the source frame each frame shows (empty
+            when unknown, e.g. a format-version-1 file).
+        source_rate_hz: camera name → the camera's own mean frame rate, Hz (empty when unknown).
     """
 
     episode_id: str
@@ -67,6 +83,8 @@ class EpisodeData:
     skew: dict[str, np.ndarray]
     start_time_ns: int = 0
     attrs: dict[str, Any] = field(default_factory=dict)
+    source_index: dict[str, np.ndarray] = field(default_factory=dict)
+    source_rate_hz: dict[str, float] = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
@@ -92,6 +110,11 @@ class EpisodeData:
                 raise ValueError(f"images/{cam} has shape {img.shape}, expected ({t}, H, W, 3)")
             checks.append((f"images/{cam}", img, img.shape, np.uint8))
             checks.append((f"skew/{cam}", self.skew[cam], (t,), np.float32))
+            if cam in self.source_index:
+                checks.append((f"source_index/{cam}", self.source_index[cam], (t,), np.int64))
+        unknown = sorted((set(self.source_index) | set(self.source_rate_hz)) - set(self.skew))
+        if unknown:
+            raise ValueError(f"source_index/source_rate_hz name camera(s) {unknown} the episode does not have")
         for name, arr, shape, dtype in checks:
             if arr.shape != shape or arr.dtype != dtype:
                 raise ValueError(f"{name} is {arr.shape} {arr.dtype}, expected {shape} {np.dtype(dtype)}")
@@ -130,9 +153,13 @@ def write_episode_h5(path: str | os.PathLike[str], ep: EpisodeData) -> Path:
         d.attrs["names"] = json.dumps(ep.action_names)
         f.create_dataset("locomotion_command", data=ep.locomotion_command)
         for cam, img in ep.images.items():
-            f.create_dataset(f"observation/images/{cam}", data=img, chunks=(1, *img.shape[1:]),
-                             compression="gzip", compression_opts=4)
+            d = f.create_dataset(f"observation/images/{cam}", data=img, chunks=(1, *img.shape[1:]),
+                                 compression="gzip", compression_opts=4)
+            if cam in ep.source_rate_hz:
+                d.attrs["source_rate_hz"] = float(ep.source_rate_hz[cam])
             f.create_dataset(f"alignment/skew/{cam}", data=ep.skew[cam])
+            if cam in ep.source_index:
+                f.create_dataset(f"alignment/source_index/{cam}", data=np.asarray(ep.source_index[cam], np.int64))
     os.replace(tmp, path)
     return path
 
@@ -141,7 +168,8 @@ def read_episode_h5(path: str | os.PathLike[str], *, load_images: bool = True) -
     """Read an episode written by :func:`write_episode_h5`.
 
     Args:
-        load_images: if False, ``images`` is empty (fast path for low-dimensional data).
+        load_images: if False, ``images`` is empty (fast path for low-dimensional data); skew,
+            source indices and source rates are read either way.
 
     Raises:
         OSError: not an HDF5 file. KeyError: a required dataset is missing.
@@ -150,11 +178,18 @@ def read_episode_h5(path: str | os.PathLike[str], *, load_images: bool = True) -
         a = dict(f.attrs)
         images: dict[str, np.ndarray] = {}
         skew: dict[str, np.ndarray] = {}
+        source_index: dict[str, np.ndarray] = {}
+        source_rate: dict[str, float] = {}
         if "observation/images" in f:
             for cam in f["observation/images"]:
+                d = f[f"observation/images/{cam}"]
                 if load_images:
-                    images[cam] = f[f"observation/images/{cam}"][()]
+                    images[cam] = d[()]
+                if "source_rate_hz" in d.attrs:
+                    source_rate[cam] = float(d.attrs["source_rate_hz"])
                 skew[cam] = f[f"alignment/skew/{cam}"][()]
+                if f"alignment/source_index/{cam}" in f:
+                    source_index[cam] = f[f"alignment/source_index/{cam}"][()]
         known = {"format_version", "episode_id", "robot_id", "capture_day", "task", "fps", "start_time_ns"}
         return EpisodeData(
             episode_id=str(a["episode_id"]),
@@ -173,4 +208,6 @@ def read_episode_h5(path: str | os.PathLike[str], *, load_images: bool = True) -
             skew=skew,
             start_time_ns=int(a["start_time_ns"]),
             attrs={k: v for k, v in a.items() if k not in known},
+            source_index=source_index,
+            source_rate_hz=source_rate,
         )

@@ -138,9 +138,9 @@ def record_conflict(lake: Lake, result: LandingResult, local: Path) -> str:
         if lake.exists(key):
             old = lake.sha256(key)
             if old != h:
-                differing[name] = {"landed_uri": lake.uri(key), "landed_sha256": old, "new_sha256": h}
+                differing[name] = {"landed_key": key, "landed_sha256": old, "new_sha256": h}
         else:
-            differing[name] = {"landed_uri": None, "landed_sha256": None, "new_sha256": h}
+            differing[name] = {"landed_key": None, "landed_sha256": None, "new_sha256": h}
     for p in files:
         try:
             lake.put_file(p, f"{prefix}/files/{p.name}", write_once=True)
@@ -150,7 +150,7 @@ def record_conflict(lake: Lake, result: LandingResult, local: Path) -> str:
         lake.write_json(reason_key, {
             "stage": "landing", "status": "conflict", "source": result.source, "reason": result.reason,
             "capture_day": result.capture_day, "robot_id": result.robot_id, "episode_id": result.episode_id,
-            "landing_uri": lake.uri(landed), "differing_files": differing, "new_files": hashes,
+            "landing_key": landed, "differing_files": differing, "new_files": hashes,
             "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }, write_once=True)
     except ObjectExistsError:

@@ -181,7 +181,7 @@ def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
         except ObjectExistsError:
             if lake.sha256(key) != sha256_file(p):
                 result.status = "conflict"
-                result.reason = (f"{lake.uri(key)} already landed with different content; the new file "
+                result.reason = (f"{key} already landed with different content; the new file "
                                  f"{shown}/{p.name} was not copied (landing is write-once)")
                 return result
     return result

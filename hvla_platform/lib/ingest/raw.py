@@ -13,6 +13,10 @@ runs the raw checks and then:
 The landing copy is never modified or deleted. The partition's outcome is written to
 ``raw-mcap/<day>/<robot>/_partition.json``.
 
+Everything written names files by lake key (``mcap_key``, ``landing_key``, the MCAP's key as
+``index.json``'s ``path``), never by URI or by the temporary local copy the checks ran on, so the raw
+layer stays true when the lake is moved.
+
 Raw checks (names used by the Dagster asset checks):
 
 ``readable``          the MCAP opens and every record can be read (CRCs, compression, truncation,
@@ -64,13 +68,14 @@ class EpisodeOutcome:
     ``status``: ``published`` (newly in raw), ``cached`` (already in raw, same sha256),
     ``quarantined`` (not publishable: unreadable or no valid rights), ``conflict`` (raw already
     holds different content for this episode id; nothing was replaced).
-    ``checks`` maps each of :data:`RAW_CHECKS` to ``{"passed": bool, "detail": str}``.
+    ``checks`` maps each of :data:`RAW_CHECKS` to ``{"passed": bool, "detail": str}``;
+    ``mcap_key`` is the lake key of the published MCAP (relative; empty when not published).
     """
 
     episode_id: str
     status: str
     sha256: str = ""
-    mcap_uri: str = ""
+    mcap_key: str = ""
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     rights: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -173,7 +178,7 @@ def _quarantine(lake: Lake, day: str, robot: str, outcome: EpisodeOutcome, local
     lake.write_json(f"{prefix}/reason.json", {
         "episode_id": outcome.episode_id, "capture_day": day, "robot_id": robot, "stage": "raw_mcap",
         "status": outcome.status, "reasons": outcome.reasons, "sha256": outcome.sha256,
-        "landing_uri": lake.uri(landing_prefix(day, robot, outcome.episode_id)),
+        "landing_key": landing_prefix(day, robot, outcome.episode_id),
         "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     })
 
@@ -193,17 +198,17 @@ def _publish_raw(lake: Lake, day: str, robot: str, ep: str, files: list[Path], i
             # a previous run crashed before its manifest; keep the object if it is identical
             if lake.sha256(f"{prefix}/{p.name}") != sha256_file(p):
                 return "conflict"
-    lake.write_json(f"{prefix}/index.json", idx.to_dict())
     mcap_key = f"{prefix}/{files[0].name}"
+    lake.write_json(f"{prefix}/index.json", {**idx.to_dict(), "path": mcap_key})  # not the local copy's path
     manifest = build_manifest(
         artifact_type="raw_mcap_episode",
-        artifact_uri=lake.uri(prefix),
-        inputs=[InputRef(uri=lake.uri(f"{landing_prefix(day, robot, ep)}/{files[0].name}"), sha256=idx.sha256,
+        artifact_key=prefix,
+        inputs=[InputRef(key=f"{landing_prefix(day, robot, ep)}/{files[0].name}", sha256=idx.sha256,
                          kind="landing", episode_ids=[ep])],
         config={},
         rights=rights,
         episode_ids=[ep],
-        extra={"mcap_uri": lake.uri(mcap_key), "mcap_sha256": idx.sha256, "capture_day": day, "robot_id": robot,
+        extra={"mcap_key": mcap_key, "mcap_sha256": idx.sha256, "capture_day": day, "robot_id": robot,
                "operator": metadata.get("operator"), "site": metadata.get("site"),
                "customer": metadata.get("customer"), "task": metadata.get("task")},
     )
@@ -237,7 +242,7 @@ def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
                               "required_topics": {"passed": False, "detail": "not checked: no file"},
                               "monotonic": {"passed": False, "detail": "not checked: no file"}}
             checks2, _, rights, metadata = evaluate_episode(tmpd / "absent.mcap", meta_local,
-                                                            metadata_source=lake.uri(f"{lp}/{METADATA}"))
+                                                            metadata_source=f"{lp}/{METADATA}")
             outcome.checks["rights"] = checks2["rights"]
             _quarantine(lake, day, robot, outcome, [meta_local], copy_files=True)
             return outcome
@@ -246,7 +251,7 @@ def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
         if NOTES in landed:
             files.append(lake.get_file(f"{lp}/{NOTES}", tmpd / NOTES))
         checks, idx, rights, metadata = evaluate_episode(mcap_local, meta_local,
-                                                         metadata_source=lake.uri(f"{lp}/{METADATA}"))
+                                                         metadata_source=f"{lp}/{METADATA}")
         # the ids inside metadata.yaml must agree with where the episode landed
         try:
             ident = read_identity(metadata)
@@ -260,11 +265,13 @@ def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
         outcome.rights = rights.to_dict() if rights else None
         if idx is not None:
             outcome.sha256 = idx.sha256
-            outcome.index = idx.to_dict()
+            outcome.index = {**idx.to_dict(), "path": f"{lp}/{mcap}"}  # the landed file's key, not the local copy
         publishable = idx is not None and rights is not None and checks["rights"]["passed"]
         if publishable:
             outcome.status = _publish_raw(lake, day, robot, ep, files, idx, rights, metadata)
-            outcome.mcap_uri = lake.uri(f"{raw_prefix(day, robot, ep)}/{mcap_local.name}")
+            outcome.mcap_key = f"{raw_prefix(day, robot, ep)}/{mcap_local.name}"
+            if outcome.status in ("published", "cached") and outcome.index is not None:
+                outcome.index["path"] = outcome.mcap_key
             if outcome.status == "conflict":
                 outcome.checks["readable"] = {"passed": False, "detail": (
                     f"raw layer already holds a different {mcap_local.name} for this episode id; nothing replaced")}
@@ -321,4 +328,22 @@ def read_partition_index(lake: Lake, day: str, robot: str) -> dict[str, Any]:
     key = f"{raw_prefix(day, robot)}/{PARTITION_INDEX}"
     if not lake.exists(key):
         raise FileNotFoundError(f"partition {day}|{robot} has not been ingested ({lake.uri(key)} missing)")
-    return check_partition_index(lake.read_json(key), where=lake.uri(key), capture_day=day, robot_id=robot)
+    return check_partition_index(upgrade_partition_index(lake.read_json(key), day, robot), where=lake.uri(key),
+                                 capture_day=day, robot_id=robot)
+
+
+def upgrade_partition_index(doc: Any, day: str, robot: str) -> Any:
+    """An index written before lake keys (rows with ``mcap_uri``, an absolute URI) in today's form:
+    each row's ``mcap_key`` is ``raw-mcap/<day>/<robot>/<episode>/<the URI's file name>`` (the raw
+    layout), ``""`` for an empty URI. Anything else is returned unchanged (and checked as it is)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("episodes"), list):
+        return doc
+    rows = []
+    for r in doc["episodes"]:
+        if isinstance(r, dict) and "mcap_uri" in r and "mcap_key" not in r:
+            r = dict(r)
+            uri = r.pop("mcap_uri")
+            name = uri.rstrip("/").rsplit("/", 1)[-1] if isinstance(uri, str) else ""
+            r["mcap_key"] = f"{raw_prefix(day, robot, str(r.get('episode_id')))}/{name}" if name else ""
+        rows.append(r)
+    return {**doc, "episodes": rows}

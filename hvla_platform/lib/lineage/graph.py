@@ -1,7 +1,8 @@
 """Lineage queries answered from the artifacts' manifests (no Dagster involved).
 
-Every committed artifact carries a ``_hvla_manifest.json`` naming its inputs (``uri``, ``sha256``,
-``kind``, ``episode_ids``), its config, code version and rights (:mod:`hvla_platform.lib.core.manifest`).
+Every committed artifact carries a ``_hvla_manifest.json`` naming its inputs (lake ``key``,
+``sha256``, ``kind``, ``episode_ids``), its config, code version and rights
+(:mod:`hvla_platform.lib.core.manifest`).
 This module turns the manifests of a whole lake into a graph and answers two questions:
 
 * :func:`upstream` -- for a checkpoint, eval report, cache, norm stats, release (or any artifact):
@@ -12,20 +13,23 @@ This module turns the manifests of a whole lake into a graph and answers two que
 * :func:`downstream` -- for a raw episode (id, raw prefix or URI), ``consent:<id>`` or
   ``customer:<name>``: every artifact that contains or was derived from the matching episodes.
 
-Only manifests are read, and input URIs are mapped to lake keys by stripping the root the
-manifests were written under (learned from each manifest's ``artifact_uri`` minus its key), so a
-lake copied elsewhere (another directory, or a local copy of an S3 lake) answers the same.
+Only manifests are read. They name artifacts by lake key (relative), so a lake copied elsewhere
+(another directory, or a local copy of an S3 lake) answers the same; every URI in an answer is
+computed from the lake being queried. Manifests of schema version 1 (which named inputs by URI) are
+read through :func:`~hvla_platform.lib.core.manifest.upgrade_v1`: their URIs are mapped to keys by
+stripping the root they were written under (``artifact_uri`` minus the key).
 
 Design (10,000 raw episodes + derived artifacts in < 1 s; measured by ``benchmarks/lineage.py``,
 numbers in ``docs/lineage.md``):
 
-* **Compact records.** Each manifest is reduced to an :class:`ArtifactRecord`: type, key, recorded
-  URI, sha256 of the canonical manifest, config, code version, rights, episode ids, a few
+* **Compact records.** Each manifest is reduced to an :class:`ArtifactRecord`: type, key,
+  sha256 of the canonical manifest, config, code version, rights, episode ids, a few
   type-specific fields (robot, day, operator, site, release, step...), the ``{path: sha256}`` of
   its files and its input edges as lake keys. Identical config/rights dicts are stored once.
 * **Persisted index, rebuilt incrementally.** On a :class:`LocalLake` the records are kept in
   ``<root>/.hvla-tmp/lineage-index.json`` (the lake's scratch folder, which ``list_keys``
-  ignores), each with the manifest's ``(size, mtime_ns)``. A query walks the lake's folders once
+  ignores), each with the manifest's ``(size, mtime_ns)``; it holds no URI or absolute path, so a
+  copied lake's index stays valid. A query walks the lake's folders once
   with ``os.scandir`` (not descending into an artifact once its manifest is found -- artifacts do
   not nest, a republish replaces the whole prefix -- nor into ``landing``/``quarantine``), stats
   each manifest and re-reads only manifests that are new or whose size/mtime changed; records of
@@ -59,10 +63,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from hvla_platform.lib.core.lake import MANIFEST_NAME, Lake, LocalLake
+from hvla_platform.lib.core.manifest import upgrade_v1
 from hvla_platform.lib.core.suggest import did_you_mean
 from hvla_platform.lib.core.tables import TableError, check_lineage_index
 
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3  # 3: no URIs (records and edges hold lake keys only)
 #: Where the persisted index lives, relative to a local lake's root.
 INDEX_RELPATH = ".hvla-tmp/lineage-index.json"
 #: Top-level folders that never hold manifests (skipped by the fast local walk).
@@ -95,8 +100,9 @@ class Edge:
     """One input of an artifact as recorded in its manifest.
 
     Attributes:
-        key: the input's lake key (root stripped), or ``None`` if the URI is outside the lake.
-        uri: the URI exactly as recorded.
+        key: the input's lake key, or ``None`` for an input a version-1 manifest names by a URI
+            outside its lake.
+        uri: that URI (``""`` whenever ``key`` is set).
         sha256: the sha256 recorded by the consumer (of a file, or of the input's manifest).
         kind: recorded kind (``raw_mcap``, ``episodes_hdf5``, ...).
         episode_ids: the raw episode ids the consumer took from this input (may be empty).
@@ -109,7 +115,7 @@ class Edge:
     episode_ids: list[str]
 
     def to_list(self) -> list[Any]:
-        """Index form; the recorded URI is kept only when it is outside the lake (``key`` None)."""
+        """Index form; a URI is kept only when it is outside the lake (``key`` None)."""
         return [self.key, self.uri if self.key is None else "", self.sha256, self.kind, self.episode_ids]
 
 
@@ -120,7 +126,6 @@ class ArtifactRecord:
     Attributes:
         key: lake prefix of the artifact (``checkpoints/<config>/<exp>/<step>``).
         type: ``artifact_type`` of the manifest.
-        recorded_uri: ``artifact_uri`` as written (the original lake's URI for a copied lake).
         manifest_sha256: sha256 of the canonical manifest JSON (what consumers record).
         code_version, config, rights: as in the manifest (rights is ``Rights.to_dict()``).
         episode_ids: the manifest's ``episode_ids``.
@@ -131,7 +136,6 @@ class ArtifactRecord:
 
     key: str
     type: str
-    recorded_uri: str
     manifest_sha256: str
     code_version: str
     config: dict[str, Any]
@@ -140,12 +144,6 @@ class ArtifactRecord:
     info: dict[str, Any]
     files: dict[str, str]
     inputs: list[Edge]
-
-
-def _root_of(uri: str, key: str) -> str | None:
-    """The root URI a manifest was written under: ``artifact_uri`` minus ``/<key>``."""
-    suffix = "/" + key
-    return uri[: -len(suffix)] if uri.endswith(suffix) else None
 
 
 def _strip_root(uri: str, roots: Iterable[str]) -> str | None:
@@ -160,31 +158,37 @@ def record_from_manifest(key: str, manifest: dict[str, Any], roots: Iterable[str
 
     Args:
         key: the artifact's lake prefix (where the manifest was found).
-        manifest: the parsed manifest.
-        roots: other root URIs to try when mapping input URIs to keys (the manifest's own root,
-            derived from ``artifact_uri``, is tried first).
+        manifest: the parsed manifest (any schema version; version 1 is read through
+            :func:`~hvla_platform.lib.core.manifest.upgrade_v1`).
+        roots: root URIs to strip from a version-1 URI outside the manifest's own root (the queried
+            lake's root); unused for version 2, whose inputs are keys.
     """
-    recorded = str(manifest.get("artifact_uri", ""))
-    own_root = _root_of(recorded, key)
-    try_roots = ([own_root] if own_root else []) + [r for r in roots if r != own_root]
+    view = upgrade_v1(manifest, key) if manifest.get("schema_version") == 1 else manifest
+    roots = [r.rstrip("/") for r in roots]
+
+    def key_of(ref: Any) -> tuple[str | None, str]:
+        ref = str(ref or "")
+        if "://" not in ref:
+            return (ref or None), ""
+        k = _strip_root(ref, roots)
+        return (k, "") if k is not None else (None, ref)
+
     edges = []
-    for i in manifest.get("inputs") or []:
-        uri = str(i.get("uri", ""))
-        edges.append(Edge(key=_strip_root(uri, try_roots), uri=uri, sha256=str(i.get("sha256", "")),
+    for i in view.get("inputs") or []:
+        k, outside = key_of(i.get("key", i.get("uri")))
+        edges.append(Edge(key=k, uri=outside, sha256=str(i.get("sha256", "")),
                           kind=str(i.get("kind", "")), episode_ids=list(i.get("episode_ids") or [])))
     if manifest.get("artifact_type") == RAW_TYPE:
         edges = []  # a raw episode is a leaf: its landing input is not followed (it stays in the manifest)
-    info = {f: manifest[f] for f in _INFO_FIELDS if f in manifest}
-    files = {f["path"]: f["sha256"] for f in manifest.get("files") or [] if "path" in f and "sha256" in f}
-    mcap_uri = manifest.get("mcap_uri")
-    if mcap_uri:
-        mk = _strip_root(str(mcap_uri), try_roots)
-        if mk is not None:
-            info["mcap_key"] = mk
-            if mk.startswith(key + "/") and manifest.get("mcap_sha256"):
-                files.setdefault(mk[len(key) + 1:], manifest["mcap_sha256"])
+    info = {f: view[f] for f in _INFO_FIELDS if f in view}
+    files = {f["path"]: f["sha256"] for f in view.get("files") or [] if "path" in f and "sha256" in f}
+    mk = key_of(view.get("mcap_key"))[0]
+    if mk is not None:
+        info["mcap_key"] = mk
+        if mk.startswith(key + "/") and view.get("mcap_sha256"):
+            files.setdefault(mk[len(key) + 1:], view["mcap_sha256"])
     return ArtifactRecord(
-        key=key, type=str(manifest.get("artifact_type", "unknown")), recorded_uri=recorded,
+        key=key, type=str(manifest.get("artifact_type", "unknown")),
         manifest_sha256=hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest(),
         code_version=str(manifest.get("code_version", "")), config=manifest.get("config") or {},
         rights=manifest.get("rights") or {}, episode_ids=list(manifest.get("episode_ids") or []),
@@ -246,8 +250,8 @@ class LineageIndex:
         return self._raw_by_episode
 
     def find(self, artifact: str, lake: Lake | None = None) -> str:
-        """Resolve a lake prefix, a key inside an artifact, or a URI (of this lake or of the lake the
-        manifests were written in) to an artifact prefix.
+        """Resolve a lake prefix, a key inside an artifact, or a URI (of this lake, or of any other
+        copy of it: the longest key suffix naming an artifact) to an artifact prefix.
 
         Raises:
             LineageError: nothing in the lake matches.
@@ -257,10 +261,10 @@ class LineageIndex:
             a = a[: -len(MANIFEST_NAME) - 1]
         candidates = [a]
         if "://" in a:
-            roots = ([lake.root_uri().rstrip("/")] if lake is not None else []) + sorted(self.recorded_roots())
+            roots = [lake.root_uri().rstrip("/")] if lake is not None else []
             k = _strip_root(a, roots)
             candidates = [k] if k is not None else []
-            if k is None:  # a URI of an unknown root: match the longest key suffix
+            if k is None:  # a URI of another root (the lake before it was moved): the longest key suffix
                 path = a.split("://", 1)[1]
                 candidates = [path[i + 1:] for i in range(len(path)) if path[i] == "/"]
         for c in candidates:
@@ -269,15 +273,6 @@ class LineageIndex:
                 return r[0]
         raise LineageError(f"no committed artifact (with a {MANIFEST_NAME}) at or above {artifact!r} in this lake "
                            f"({len(self.records)} artifacts indexed){did_you_mean(a, self.records)}")
-
-    def recorded_roots(self) -> set[str]:
-        """Root URIs the manifests were written under (one for a lake never copied)."""
-        out = set()
-        for rec in self.records.values():
-            r = _root_of(rec.recorded_uri, rec.key)
-            if r:
-                out.add(r)
-        return out
 
 
 def _walk_manifests(root: Path) -> Iterator[tuple[str, os.stat_result]]:
@@ -301,7 +296,7 @@ def _walk_manifests(root: Path) -> Iterator[tuple[str, os.stat_result]]:
                 stack.append((f"{rel}/{e.name}" if rel else e.name, e.path))
 
 
-def _encode_index(root_uri: str, entries: dict[str, tuple[int, int, ArtifactRecord]]) -> dict[str, Any]:
+def _encode_index(entries: dict[str, tuple[int, int, ArtifactRecord]]) -> dict[str, Any]:
     table: list[Any] = []
     ids: dict[str, int] = {}
 
@@ -315,9 +310,9 @@ def _encode_index(root_uri: str, entries: dict[str, tuple[int, int, ArtifactReco
 
     out = {}
     for key, (size, mtime, r) in entries.items():
-        out[key] = [size, mtime, r.type, r.recorded_uri, r.manifest_sha256, r.code_version, intern(r.config),
+        out[key] = [size, mtime, r.type, r.manifest_sha256, r.code_version, intern(r.config),
                     intern(r.rights), r.episode_ids, r.info, r.files, [e.to_list() for e in r.inputs]]
-    return {"format": INDEX_FORMAT, "root": root_uri, "table": table, "entries": out}
+    return {"format": INDEX_FORMAT, "table": table, "entries": out}  # keys only: no root, no URI
 
 
 def _decode_index(doc: dict[str, Any]) -> dict[str, tuple[int, int, ArtifactRecord]]:
@@ -325,8 +320,8 @@ def _decode_index(doc: dict[str, Any]) -> dict[str, tuple[int, int, ArtifactReco
         raise ValueError(f"index format {doc.get('format')!r} != {INDEX_FORMAT}")
     table = doc["table"]
     out = {}
-    for key, (size, mtime, typ, uri, msha, code, cfg, rights, eps, info, files, inputs) in doc["entries"].items():
-        out[key] = (size, mtime, ArtifactRecord(key, typ, uri, msha, code, table[cfg], table[rights], eps, info, files,
+    for key, (size, mtime, typ, msha, code, cfg, rights, eps, info, files, inputs) in doc["entries"].items():
+        out[key] = (size, mtime, ArtifactRecord(key, typ, msha, code, table[cfg], table[rights], eps, info, files,
                                                 [Edge(*e) for e in inputs]))
     return out
 
@@ -436,7 +431,7 @@ def load_index(lake: Lake, *, persist: bool = True, verify: bool = False) -> Lin
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            doc = _encode_index(lake.root_uri(), entries)
+            doc = _encode_index(entries)
             check_lineage_index(doc, where=str(path))
             tmp.write_text(json.dumps(doc, separators=(",", ":")))
             os.replace(tmp, path)
@@ -465,9 +460,10 @@ class LineageNode:
     Attributes:
         type: artifact type (``checkpoint``, ``raw_mcap_episode``...; ``missing`` if the input is
             not in the lake, ``external`` if its URI is outside the lake).
-        key: lake prefix ("" for external).
-        uri: URI in the queried lake (for a copied lake: the copy's URI).
-        recorded_uri: ``artifact_uri`` in the manifest (the original lake's URI).
+        key: lake prefix ("" for external), as the manifests record it.
+        uri: its URI in the queried lake, for display (computed from the lake: a copied lake's
+            answer differs from the original's only in these URIs); for ``external``, the URI a
+            version-1 manifest recorded.
         sha256: raw episodes: the MCAP file's sha256; others: sha256 of the canonical manifest.
         manifest_sha256: sha256 of the canonical manifest.
         recorded_sha256: what the consumer (parent node) recorded for this input (one per input edge;
@@ -477,7 +473,8 @@ class LineageNode:
         episode_ids: the raw episodes of this node that reach the root along this path (sorted).
         config, code_version, rights: from the manifest.
         info: type-specific fields (raw: robot_id, capture_day, operator, site, customer, task,
-            mcap_uri, mcap_sha256; checkpoints: experiment, step...).
+            mcap_key, mcap_uri (display, in the queried lake), mcap_sha256; checkpoints: experiment,
+            step...).
         children: inputs (empty for raw episodes and for ``repeated`` nodes).
         repeated: this artifact, with the same episodes, was already expanded earlier in the tree.
     """
@@ -485,7 +482,6 @@ class LineageNode:
     type: str
     key: str
     uri: str
-    recorded_uri: str = ""
     sha256: str = ""
     manifest_sha256: str = ""
     recorded_sha256: list[str] = field(default_factory=list)
@@ -500,7 +496,7 @@ class LineageNode:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (children recursively)."""
-        d = {k: getattr(self, k) for k in ("type", "key", "uri", "recorded_uri", "sha256", "manifest_sha256",
+        d = {k: getattr(self, k) for k in ("type", "key", "uri", "sha256", "manifest_sha256",
                                            "recorded_sha256", "sha256_matches", "episode_ids", "config",
                                            "code_version", "rights", "info", "repeated")}
         d["children"] = [c.to_dict() for c in self.children]
@@ -535,12 +531,12 @@ def _node(uri: Any, rec: ArtifactRecord, episodes: set[str] | None) -> LineageNo
     sha = rec.manifest_sha256
     if rec.type == RAW_TYPE:
         sha = str(rec.info.get("mcap_sha256", sha))
-        mk = info.pop("mcap_key", None)
+        mk = info.get("mcap_key")
         if mk:
             info["mcap_uri"] = uri(mk)
     else:
         info.pop("mcap_key", None)
-    return LineageNode(type=rec.type, key=rec.key, uri=uri(rec.key), recorded_uri=rec.recorded_uri, sha256=sha,
+    return LineageNode(type=rec.type, key=rec.key, uri=uri(rec.key), sha256=sha,
                        manifest_sha256=rec.manifest_sha256, episode_ids=eps, config=rec.config,
                        code_version=rec.code_version, rights=rec.rights, info=info)
 
@@ -555,7 +551,7 @@ def upstream(lake: Lake, artifact: str, *, index: LineageIndex | None = None) ->
     Args:
         lake: the lake to read (any backend; a copy works).
         artifact: a lake prefix (``checkpoints/hvla_g1_reach_small/demo-exp/300``), a key inside an
-            artifact, or a URI (of this lake, or of the lake the manifests were written in).
+            artifact, or a URI (of this lake, or of another copy of it).
         index: a prebuilt :func:`load_index` (default: load it now).
 
     Returns:
@@ -625,7 +621,6 @@ def _upstream(lake: Lake, artifact: str, index: LineageIndex) -> LineageNode:
                 continue
             node.children.append(LineageNode(type="missing" if e.key is not None else "external", key=e.key or "",
                                              uri=uri(e.key) if e.key is not None else e.uri,
-                                             recorded_uri=e.uri or (uri(e.key) if e.key is not None else ""),
                                              recorded_sha256=[e.sha256], sha256_matches=False,
                                              episode_ids=sorted(eps), info={"kind": e.kind}))
         return node
@@ -797,7 +792,7 @@ def _node_line(n: LineageNode) -> str:
                  f"licenses {','.join(r.get('licenses') or []) or '-'}"]
         line = " | ".join(parts)
     elif n.type in ("missing", "external"):
-        line = f"{n.type.upper()} input {n.recorded_uri} (recorded sha256 {', '.join(n.recorded_sha256)[:16]}…)"
+        line = f"{n.type.upper()} input {n.key or n.uri} (recorded sha256 {', '.join(n.recorded_sha256)[:16]}…)"
     else:
         line = f"{n.type} {label}  sha256 {n.sha256[:16]}…  {len(n.episode_ids)} episode(s)  code {n.code_version}"
     if n.sha256_matches is False and n.type not in ("missing", "external"):

@@ -35,7 +35,7 @@ from hvla_platform.lib.dataset.build import build_release
 from hvla_platform.lib.dataset.norm_stats_build import build_norm_stats
 from hvla_platform.lib.dataset.releases import register_release
 from hvla_platform.lib.dataset.robodm_build import build_cache
-from hvla_platform.lib.dataset.spec import ReleaseSpec
+from hvla_platform.lib.dataset.versions import load_release_version
 from hvla_platform.lib.lineage.graph import LineageError, downstream
 from hvla_platform.lib.processing.build import convert_partition
 
@@ -138,9 +138,9 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
         for h in impacted:
             if h.type != "lerobot_dataset":
                 continue
-            old = require_manifest(lake, h.key, LeRobotDatasetManifest).release
-            spec = ReleaseSpec.from_yaml(lake.read_bytes(spec_key(old)))
-            new_name = _next_release_name(lake, old)
+            old = require_manifest(lake, h.key, LeRobotDatasetManifest).release  # a version id
+            spec = load_release_version(lake, old)  # the spec that version was built from
+            new_name = _next_release_name(lake, spec.spec_name)
             doc = {**spec.to_dict(), "name": new_name,
                    "description": f"{spec.description} Rebuilt from {old} without consent {consent} ({record['reason']}).".strip()}
             new_spec = register_release(lake, yaml.safe_dump(doc, sort_keys=False))
@@ -148,9 +148,9 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
             if rebuild_release is not None:
                 rebuild_release(new_spec.name)
             else:
-                build_release(lake, new_spec)
-                build_norm_stats(lake, new_spec)
-                build_cache(lake, new_spec)
+                built = load_release_version(lake, build_release(lake, new_spec).manifest.release)
+                build_norm_stats(lake, built)
+                build_cache(lake, built)
             res.rebuilt_releases[old] = new_name
             audit(lake, "release_rebuilt", old_release=old, new_release=new_name, consent=consent)
     for ep in episodes:

@@ -18,7 +18,8 @@ from PIL import Image, UnidentifiedImageError
 from hvla_platform.lib.formats.episode_h5 import EpisodeData
 from hvla_platform.lib.formats.mcap.errors import RawLogError
 from hvla_platform.lib.formats.mcap.streams import EpisodeStreams
-from hvla_platform.lib.processing.sync import SyncError, frame_times_ns, interpolate_linear, match_nearest, sample_and_hold
+from hvla_platform.lib.processing.sync import (
+    SyncError, frame_times_ns, interpolate_linear, match_nearest, sample_and_hold, source_rate_hz)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,10 @@ def synchronise(streams: EpisodeStreams, cfg: SyncConfig, *, path: str | os.Path
 
     Returns a dict with ``times_ns`` (T,) int64, ``state``/``velocity`` (T, 29) float32,
     ``action`` (T, 14) float32, ``locomotion_command`` (T, 4) float32, ``images`` camera →
-    (T, H, W, 3) uint8, ``skew`` camera → (T,) float32 seconds.
+    (T, H, W, 3) uint8, ``skew`` camera → (T,) float32 seconds, ``source_index`` camera → (T,)
+    int64 index (among the camera's decodable frames) of the source frame each frame shows (equal
+    neighbours = a repeated frame), ``source_rate_hz`` camera → float, the camera's mean rate over
+    all its recorded frames (:func:`~hvla_platform.lib.processing.sync.source_rate_hz`).
 
     Raises:
         RawLogError: reason ``sync_failed`` (no overlap, unsorted stamps), ``undecodable_frame``.
@@ -126,10 +130,12 @@ def synchronise(streams: EpisodeStreams, cfg: SyncConfig, *, path: str | os.Path
         loco = sample_and_hold(streams.locomotion_stamps_ns, streams.locomotion, t, "locomotion command")
         images: dict[str, np.ndarray] = {}
         skews: dict[str, np.ndarray] = {}
+        source_index: dict[str, np.ndarray] = {}
         for name, cam in cameras.items():
             idx, skew = match_nearest(cam.stamps_ns, t, f"camera {name}")
             images[name] = cam.frames[idx]
             skews[name] = skew
+            source_index[name] = idx
     except SyncError as exc:
         raise RawLogError(path, "sync_failed", str(exc)) from exc
     return {
@@ -140,12 +146,17 @@ def synchronise(streams: EpisodeStreams, cfg: SyncConfig, *, path: str | os.Path
         "locomotion_command": loco.astype(np.float32),
         "images": images,
         "skew": skews,
+        "source_index": source_index,
+        "source_rate_hz": {name: source_rate_hz(np.asarray(streams.cameras[name].stamps_ns, np.int64))
+                           for name in cameras},
     }
 
 
 def to_episode(streams: EpisodeStreams, synced: dict[str, Any], *, episode_id: str, robot_id: str, capture_day: str,
                fps: float, attrs: dict[str, Any] | None = None) -> EpisodeData:
-    """Assemble an :class:`EpisodeData` from :func:`synchronise`'s output."""
+    """Assemble an :class:`EpisodeData` from :func:`synchronise`'s output (including each camera's
+    source frame indices and source rate); ``attrs`` become HDF5 file attributes (non-scalar values
+    as JSON)."""
     t = synced["times_ns"]
     return EpisodeData(
         episode_id=episode_id,
@@ -162,6 +173,8 @@ def to_episode(streams: EpisodeStreams, synced: dict[str, Any], *, episode_id: s
         locomotion_command=synced["locomotion_command"],
         images=synced["images"],
         skew=synced["skew"],
+        source_index=dict(synced.get("source_index", {})),
+        source_rate_hz=dict(synced.get("source_rate_hz", {})),
         start_time_ns=int(t[0]),
         attrs={k: (v if isinstance(v, (str, int, float, bool)) else json.dumps(v, default=str))
                for k, v in (attrs or {}).items()},

@@ -11,6 +11,10 @@ Conventions (what the episode HDF5 and the LeRobot release mean by "frame k"):
 * **camera frames** are matched to the nearest frame stamp, and the absolute skew
   ``|stamp - t_k|`` is reported per frame; frames whose skew exceeds the bound count as
   uncovered (see :func:`coverage`), and the processing checks judge the episode on that.
+  A camera slower than ``fps`` (the G1's 15 Hz cameras in a 20 fps episode) is **upsampled by
+  repeating** the nearest source frame: the matched source index of every frame is kept
+  (HDF5 ``alignment/source_index/<camera>``), and :func:`repeated_fraction` says how many frames
+  repeat the previous one (about 1 - 15/20 = 25 % at 15 Hz → 20 fps).
 """
 
 from __future__ import annotations
@@ -95,3 +99,28 @@ def match_nearest(t_src_ns: np.ndarray, t_query_ns: np.ndarray, name: str = "cam
 def coverage(skew_s: np.ndarray, max_skew_s: float) -> float:
     """Fraction of frames whose matched camera image lies within ``max_skew_s`` seconds (1.0 if no frames)."""
     return float(np.mean(skew_s <= max_skew_s)) if skew_s.size else 1.0
+
+
+def source_rate_hz(stamps_ns: np.ndarray) -> float:
+    """Mean rate of a stream, Hz: ``(N - 1) / (last stamp - first stamp)`` over its (N,) int64 ns
+    stamps; 0.0 when it has fewer than two samples or they all share one stamp."""
+    t = np.asarray(stamps_ns, dtype=np.int64)
+    if t.size < 2 or int(t[-1]) == int(t[0]):
+        return 0.0
+    return float((t.size - 1) * 1e9 / float(int(t[-1]) - int(t[0])))
+
+
+def repeated_frames(source_index: np.ndarray) -> int:
+    """Number of frames that show the same source frame as the frame before them.
+
+    ``source_index`` is the (T,) int64 index of the source frame each frame shows
+    (:func:`match_nearest`'s indices); frame 0 never counts as a repeat.
+    """
+    idx = np.asarray(source_index)
+    return int(np.count_nonzero(idx[1:] == idx[:-1])) if idx.size > 1 else 0
+
+
+def repeated_fraction(source_index: np.ndarray) -> float:
+    """:func:`repeated_frames` over all T frames (0.0 for T = 0); about 0.25 at 15 Hz → 20 fps."""
+    idx = np.asarray(source_index)
+    return repeated_frames(idx) / idx.size if idx.size else 0.0

@@ -7,6 +7,7 @@
 * :mod:`.checkpoint` — locate, authorize (rights) and describe a checkpoint for serving;
 * :mod:`.client` — the robot-side client;
 * :mod:`.safety` — emergency stop, action limits, robot safety log;
+* :mod:`.prompts` — warnings for prompts outside the checkpoint's training tasks (served, not refused);
 * :mod:`.robot` — the robot-side control loop (shared by ``hvla deploy`` and ``eval_report``);
 * :mod:`.loopback` — server + client + robot in one process (closed-loop evaluation).
 

@@ -91,6 +91,7 @@ def run_closed_loop(
     guard: Any | None = None,
     safety_log: Any | None = None,
     stop_on_fault: bool = False,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Run ``trials`` episodes of ``policy_infer`` in fresh environments from ``env_factory``.
 
@@ -117,6 +118,8 @@ def run_closed_loop(
             (:class:`~hvla_platform.lib.serving.safety.SafetyLog`).
         stop_on_fault: a failed policy query or a command the guard rejects ends the trial with
             ``stop_reason="fault"`` (and the run) instead of raising — the robot stops and holds.
+        seeds: explicit reset seed of each trial (then ``len(seeds)`` must equal ``trials`` and
+            ``seed`` is only recorded); default ``seed + i``.
 
     Returns:
         ``{"trials", "trials_run", "successes", "success_rate", "mean_steps_success", "stopped_by",
@@ -131,6 +134,9 @@ def run_closed_loop(
     """
     if trials < 1 or max_steps < 1 or replan_every < 1:
         raise ValueError(f"trials, max_steps and replan_every must be >= 1, got {trials}, {max_steps}, {replan_every}")
+    trial_seeds = [int(s) for s in seeds] if seeds is not None else [seed + i for i in range(trials)]
+    if len(trial_seeds) != trials:
+        raise ValueError(f"{len(trial_seeds)} seeds for {trials} trials")
     if sorted(action_names) != sorted(env_action_names) or len(set(action_names)) != len(action_names):
         raise ValueError(f"policy action joints {list(action_names)} must be a permutation of the "
                          f"environment's {list(env_action_names)}")
@@ -155,7 +161,7 @@ def run_closed_loop(
         trial_infer: list[float] = []
         clipped = 0
         try:
-            env_obs = env.reset(seed + i)
+            env_obs = env.reset(trial_seeds[i])
             task = str(env_obs.get("task") or env.task)
             steps = 0
             chunk: np.ndarray | None = None
@@ -164,7 +170,7 @@ def run_closed_loop(
             reason = "success" if success else "timeout"
             previous = np.asarray(env_obs["state"], dtype=np.float32)[env_arm_idx]
             if slog:
-                slog.mode("running", trial=i, seed=seed + i, task=task)
+                slog.mode("running", trial=i, seed=trial_seeds[i], task=task)
             while not success and steps < max_steps:
                 if estop is not None and estop.is_set():
                     reason = "estop"
@@ -216,7 +222,7 @@ def run_closed_loop(
                        clipped_steps=clipped)
         all_infer.extend(trial_infer)
         per_trial.append({
-            "trial": i, "seed": seed + i, "success": success, "stop_reason": reason, "steps": steps,
+            "trial": i, "seed": trial_seeds[i], "success": success, "stop_reason": reason, "steps": steps,
             "sim_time_s": sim_time, "wall_s": time.perf_counter() - t_trial, "queries": len(trial_infer),
             "infer_ms_mean": float(np.mean(trial_infer)) if trial_infer else None, "clipped_steps": clipped,
             "task": task,

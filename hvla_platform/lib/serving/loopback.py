@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 from hvla_platform.lib.serving.checkpoint import EVALUATION_USE, PROTOCOL, server_metadata
 from hvla_platform.lib.serving.client import PolicyClient
 from hvla_platform.lib.serving.inference_log import InferenceLog
+from hvla_platform.lib.serving.prompts import PromptCheckedPolicy
 from hvla_platform.lib.serving.robot import RobotConfig, run_robot
 from hvla_platform.lib.serving.safety import SafetyLog
 from hvla_platform.lib.serving.server import PolicyServer, ServablePolicy
@@ -23,8 +24,10 @@ def closed_loop_via_server(policy: ServablePolicy, *, checkpoint_key: str | None
     client's trials against it.
 
     The server's inference log goes to ``log_dir/serving/`` and the robot safety log to
-    ``log_dir/robot_safety.jsonl``. A server error fails the evaluation (it is raised, not counted as
-    a robot fault).
+    ``log_dir/robot_safety.jsonl``. As under ``hvla serve``, the first request with each prompt that
+    is not one of the checkpoint's training tasks adds a ``prompt_warning`` line to the inference
+    log (:mod:`hvla_platform.lib.serving.prompts`). A server error fails the evaluation (it is
+    raised, not counted as a robot fault).
 
     Returns:
         :func:`run_robot`'s result plus ``"served_via": {"protocol", "url", "requests"}``.
@@ -36,7 +39,8 @@ def closed_loop_via_server(policy: ServablePolicy, *, checkpoint_key: str | None
     slog = SafetyLog(Path(log_dir) / "robot_safety.jsonl")
     meta = server_metadata(dict(policy.metadata), use=EVALUATION_USE, checkpoint_key=checkpoint_key)
     try:
-        with PolicyServer(policy, host="127.0.0.1", port=0, metadata=meta, inference_log=ilog) as server:
+        checked = PromptCheckedPolicy(policy, lambda w: ilog.write("prompt_warning", **w))
+        with PolicyServer(checked, host="127.0.0.1", port=0, metadata=meta, inference_log=ilog) as server:
             url = f"ws://127.0.0.1:{server.port}"
             slog.mode("connecting", server=url)
             with PolicyClient(url) as client:

@@ -26,6 +26,8 @@ class RobotConfig:
         max_steps: control steps per trial before stopping with ``timeout``.
         replan_every: actions executed open-loop from each chunk before re-querying (N).
         max_step_rad: largest change of a joint target per control step, radians.
+        seeds: explicit seed of each trial (``len(seeds) == episodes``), e.g. the evaluation's
+            in-/out-of-distribution plan; None: ``seed + i``.
     """
 
     episodes: int = 1
@@ -33,6 +35,7 @@ class RobotConfig:
     max_steps: int = 140
     replan_every: int = 5
     max_step_rad: float = 0.25
+    seeds: tuple[int, ...] | None = None
 
 
 def run_robot(policy_infer: Callable[[dict], Mapping[str, Any]], server_metadata: Mapping[str, Any],
@@ -75,7 +78,7 @@ def run_robot(policy_infer: Callable[[dict], Mapping[str, Any]], server_metadata
         policy_infer, env_factory, trials=cfg.episodes, seed=cfg.seed, max_steps=cfg.max_steps,
         replan_every=cfg.replan_every, state_names=names["state_names"], action_names=names["action_names"],
         cameras=names["cameras"], log=log, estop=estop, guard=guard, safety_log=safety_log,
-        stop_on_fault=stop_on_fault)
+        stop_on_fault=stop_on_fault, seeds=cfg.seeds)
     result["config"]["max_step_rad"] = cfg.max_step_rad
     if safety_log:
         safety_log.mode("stopped", reason=result["stopped_by"] or "done", successes=result["successes"],

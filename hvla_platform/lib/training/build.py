@@ -10,7 +10,8 @@ from hvla_platform.lib.core.manifest import (
     CheckpointManifest, Content, InputRef, LeRobotDatasetManifest, NormStatsManifest, Published, RoboDMCacheManifest,
     publish_if_changed, require_manifest)
 from hvla_platform.lib.dataset.norm_stats_build import NORM_STATS_FILE, norm_stats_prefix
-from hvla_platform.lib.dataset.releases import lerobot_prefix, load_release
+from hvla_platform.lib.dataset.releases import lerobot_prefix
+from hvla_platform.lib.dataset.versions import load_release_version
 from hvla_platform.lib.training.data_summary import training_data_summary
 from hvla_platform.lib.core.withdrawals import artifact_flags
 from hvla_platform.lib.core.rights import Rights, RightsError
@@ -60,7 +61,7 @@ def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, 
             norm stats come from another customer's data (:func:`check_norm_stats_reuse`).
     """
     cfg.validate()
-    spec = load_release(lake, cfg.release)
+    spec = load_release_version(lake, cfg.release)  # the exact version: never the spec registered today
     ns_release = norm_stats_release or cfg.release
     cache_m = require_manifest(lake, robodm_prefix(cfg.release), RoboDMCacheManifest)
     ns_m = require_manifest(lake, norm_stats_prefix(ns_release), NormStatsManifest)
@@ -73,9 +74,9 @@ def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, 
     check_training_rights(rights.to_dict())
     check_norm_stats_reuse(ns_m, rights, ns_release=ns_release, release=cfg.release)
     inputs = [
-        InputRef(uri=lake.uri(robodm_prefix(cfg.release)), sha256=cache_m.sha256(), kind="robodm_cache",
+        InputRef(key=robodm_prefix(cfg.release), sha256=cache_m.sha256(), kind="robodm_cache",
                  episode_ids=list(cache_m.train_episode_ids)),
-        InputRef(uri=lake.uri(f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}"), sha256=ns_m.sha256(),
+        InputRef(key=f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}", sha256=ns_m.sha256(),
                  kind="norm_stats", episode_ids=list(ns_m.episode_ids)),
     ]
     config = {**cfg.to_dict(), "norm_stats_release": ns_release}
@@ -87,9 +88,11 @@ def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, 
             res = train_policy(
                 cache_dir, norm_stats, cfg, out_dir=staging.parent / "work" / cfg.config_name / cfg.exp_name, log=log,
                 mlflow_tracking_uri=tracking_uri, mlflow_artifact_dir=artifact_root,
+                # lake keys, never this lake's URIs: config.json, the checkpoint manifest and the MLflow
+                # dataset source stay true when the lake is moved
                 dataset_info={"repo_id": spec.repo_id, "release": cfg.release,
-                              "source": lake.uri(robodm_prefix(cfg.release)),
-                              "norm_stats_ref": lake.uri(f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}")},
+                              "source": robodm_prefix(cfg.release),
+                              "norm_stats_ref": f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}"},
                 rights=rights.to_dict(), state_names=list(spec.state_joints), action_names=list(spec.action_joints),
             )
         src_m = require_manifest(lake, lerobot_prefix(spec), LeRobotDatasetManifest)

@@ -10,6 +10,13 @@ Layout of one checkpoint, openpi-style ``checkpoints/<config_name>/<exp_name>/<s
 
 The step directory is written under a temporary name in the same parent and renamed into place
 last, so a reader never sees half a checkpoint.
+
+Nothing in a checkpoint names a local path or a lake URI: ``config.json`` and the manifest refer to
+the release, the norm stats and the cache by lake key, and orbax's ``params/commit_success.txt``
+(which orbax fills with the absolute directory it saved to) is rewritten to name ``params``
+relative to the checkpoint, so a copied lake's checkpoints are unchanged. Not byte-reproducible:
+orbax's timestamps (``params/_CHECKPOINT_METADATA``) and the random names of its OCDBT data files,
+and the manifest's ``created_at``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ NORM_STATS_FILE = "norm_stats.json"
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "checkpoint_manifest.yaml"
 LOSS_CURVE_FILE = "loss_curve.json"
+#: orbax's commit marker inside ``params/`` (orbax writes the absolute save path into it).
+COMMIT_SUCCESS_FILE = "commit_success.txt"
 REQUIRED_FILES = (PARAMS_DIR, NORM_STATS_FILE, CONFIG_FILE, MANIFEST_FILE)
 
 
@@ -52,6 +61,9 @@ def build_checkpoint_manifest(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint manifest in seed 000's form.
+
+    ``norm_stats_ref`` is recorded as ``norm_stats``: the lake key of the norm stats file
+    (``norm-stats/<release>/norm_stats.json``), never a URI or local path.
 
     ``serving_allowed`` / ``serving_blocked`` come from :meth:`Rights.serving_allowed` /
     :meth:`Rights.serving_blocked` of the training data's combined rights. Without rights
@@ -140,6 +152,9 @@ def write_checkpoint(
             ckptr.wait_until_finished()
         finally:
             ckptr.close()
+        commit = tmp / PARAMS_DIR / COMMIT_SUCCESS_FILE
+        if commit.is_file():  # orbax names the absolute directory it wrote to; keep the marker, not the path
+            commit.write_text(f"Checkpoint commit was successful to {PARAMS_DIR}")
         (tmp / NORM_STATS_FILE).write_text(json.dumps(dict(norm_stats), indent=2))
         (tmp / CONFIG_FILE).write_text(json.dumps(dict(config), indent=2, sort_keys=True))
         if loss_curve is not None:

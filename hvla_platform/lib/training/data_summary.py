@@ -49,7 +49,7 @@ def training_data_summary(lake: Lake, *, release_manifest: LeRobotDatasetManifes
         f"# Training-data summary — `{checkpoint_key}`",
         "",
         "## 1. Datasets used",
-        f"- LeRobot v3.0 release `{spec.name}` of `{spec.repo_id}` ({release_manifest.artifact_uri}), "
+        f"- LeRobot v3.0 release `{spec.name}` of `{spec.repo_id}` (`{release_manifest.artifact_key}`), "
         f"train split: {len(train)} episodes; held-out episodes not used for training or norm stats: "
         f"{_fmt(release_manifest.heldout_episode_ids)}.",
         f"- Normalization statistics: release `{norm_stats_release}` (train split only).",

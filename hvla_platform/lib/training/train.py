@@ -259,7 +259,9 @@ def train_policy(
         mlflow_artifact_dir: artifact location for a newly created experiment.
         dataset_info: optional ``repo_id``, ``release`` (default ``config.release``), ``source``
             (dataset source recorded in MLflow; default the release name) and ``norm_stats_ref``
-            (where the norm stats live; default ``norm-stats/<release>/norm_stats.json``).
+            (where the norm stats live; default ``norm-stats/<release>/norm_stats.json``); copied
+            into ``config.json`` and the checkpoint manifest, so give lake keys (relative), never
+            URIs or local paths.
         rights: combined rights of the training data (:meth:`Rights.to_dict` form); they must allow
             ``internal_training``; they decide ``serving_allowed``/``serving_blocked``. None: the
             checkpoint is marked as undeclared and every serving use is blocked.

@@ -67,7 +67,7 @@ def write(staging):
     report.write_text(str(staging))
     time.sleep(600)  # killed here
 publish_if_changed(lake, "norm-stats/x-v1", artifact_type="norm_stats",
-                   inputs=[InputRef(uri="file:///x", sha256="a" * 64, kind="lerobot_dataset", episode_ids=["e"])],
+                   inputs=[InputRef(key="lerobot/x/x-v1", sha256="a" * 64, kind="lerobot_dataset", episode_ids=["e"])],
                    config={}, rights=rights, write=write)
 """
 

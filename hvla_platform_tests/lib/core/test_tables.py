@@ -22,13 +22,13 @@ from hvla_platform.lib.core.tables import TableError
 from hvla_platform.lib.dataset import lerobot_release as lr
 from hvla_platform.lib.dataset import robodm_cache as rc
 from hvla_platform.lib.dataset.spec import ReleaseSpec
-from hvla_platform.lib.ingest.landing import find_recordings, land_recording
-from hvla_platform.lib.ingest.raw import RAW_CHECKS, ingest_partition, read_partition_index
+from hvla_platform.lib.ingest.raw import RAW_CHECKS, read_partition_index
 from hvla_platform.lib.lineage import graph as lin
 from hvla_platform.lib.processing.build import PROCESSING_CHECKS, convert_partition
 from hvla_platform.lib.processing.convert import SyncConfig
 from hvla_platform.lib.formats.robodm_manifest import MANIFEST_COLUMNS, write_cache_manifest
 from hvla_platform.lib.training.data import CacheError, read_manifest as read_training_manifest
+from hvla_platform_tests.fixtures.lakes import land_and_convert
 from hvla_platform_tests.fixtures.recordings import write_recording
 from hvla_platform_tests.lib.episode_factory import write_episodes
 
@@ -47,10 +47,7 @@ def lake(tmp_path_factory) -> LocalLake:
     write_recording(recs, episode_id="ep-good-2", seed=2)
     write_recording(recs, episode_id="ep-no-rights", seed=5, defect="no_rights")
     lake = LocalLake(tmp / "lake")
-    for rec in find_recordings(recs):
-        land_recording(lake, rec)
-    ingest_partition(lake, DAY, ROBOT)
-    assert convert_partition(lake, DAY, ROBOT, SyncConfig(fps=20)).status == "materialized"
+    assert land_and_convert(lake, recs, DAY, ROBOT, SyncConfig(fps=20)) == "materialized"
     return lake
 
 
@@ -63,7 +60,7 @@ def cache(tmp_path_factory) -> rc.RoboDMCacheResult:
                                      "heldout": {"episode_ids": ["ep-001"]}})
     release = lr.build_lerobot_dataset(spec, paths, tmp / "ds")
     return rc.build_robodm_cache(release.root, REPO, tmp / "cache", release="t-tables",
-                                 converter_version="test-1")
+                                 converter_version="test-1", created_at="2026-11-12T08:30:00+00:00")
 
 
 @contextlib.contextmanager
@@ -138,7 +135,7 @@ def test_partition_index_is_checked_before_it_is_written(lake):
     _episode(doc, "ep-good-2")["rights"] = None  # convertible without rights
     with pytest.raises(TableError) as exc:
         tables.check_partition_index(doc, where="raw-mcap/x/_partition.json", capture_day=DAY, robot_id=ROBOT)
-    assert_one_line(exc.value, "a convertible episode needs mcap_uri, sha256 and rights", "'ep-good-2'")
+    assert_one_line(exc.value, "a convertible episode needs mcap_key, sha256 and rights", "'ep-good-2'")
 
 
 # ---- QA results ---------------------------------------------------------------------------------
@@ -181,6 +178,10 @@ def test_qa_results_accept_what_processing_writes(lake, monkeypatch, capsys):
     (lambda d: next(iter(_conversion(d, "ep-good-1")["qa_checks"].values())).pop("passed"),
      ["column 'qa_checks.", ".passed' has dtype String, expected Boolean at row 0 (episode_id 'ep-good-1')",
       "without 'passed'"]),
+    (lambda d: _conversion(d, "ep-good-2").update(outcome={"success": True, "min_distance_m": -0.1}),
+     ["column 'outcome.min_distance_m' fails greater_than_or_equal_to(0.0)", "episode_id 'ep-good-2'", "-0.1"]),
+    (lambda d: _conversion(d, "ep-good-1").update(outcome="yes"),
+     ["column 'outcome.success' has dtype String, expected Boolean", "episode_id 'ep-good-1'"]),
 ])
 def test_qa_results_refused_on_read(lake, monkeypatch, change, expected):
     key = _manifest_key(lake)
@@ -229,6 +230,11 @@ def _set(table, name, values, typ=None):
     (lambda t: _set(t, "episode_id", ["ep-000", "ep-000"]),
      ["column 'episode_id' has duplicate value(s) 'ep-000'"]),
     (lambda t: _set(t, "split", ["train", None]), ["column 'split' is null at row 1", "episode_id 'ep-001'"]),
+    (lambda t: _set(t, "qa_status", ["unchecked", "ok"]),
+     ["column 'qa_status' fails isin(['passed', 'approved', 'unchecked'])", "episode_id 'ep-001'", ": ok"]),
+    (lambda t: _set(t, "quality_score", [0.5, 1.5], pa.float64()),
+     ["column 'quality_score' fails in_range(0.0, 1.0)", "episode_id 'ep-001'"]),
+    (lambda t: t.drop_columns(["success"]), ["column 'success' is missing"]),
 ])
 def test_robodm_manifest_refused_on_read(cache, tmp_path, change, expected):
     path = _corrupt_manifest(cache, tmp_path, change)
@@ -276,13 +282,13 @@ def _entry(doc, type_):
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    (lambda d: _entry(d, "episodes_hdf5").__setitem__(4, "xyz"),
+    (lambda d: _entry(d, "episodes_hdf5").__setitem__(3, "xyz"),
      ["column 'manifest_sha256' is not 64 lowercase hex digits", f"'{episodes_prefix(DAY, ROBOT)}': 'xyz'"]),
-    (lambda d: _entry(d, "raw_mcap_episode").__setitem__(8, [""]), ["column 'episode_ids'", "raw-mcap/"]),
+    (lambda d: _entry(d, "raw_mcap_episode").__setitem__(7, [""]), ["column 'episode_ids'", "raw-mcap/"]),
     (lambda d: _entry(d, "raw_mcap_episode").__setitem__(0, "12"), ["column 'size' is not an int >= 0"]),
-    (lambda d: _entry(d, "episodes_hdf5").__setitem__(6, 99), ["column 'config' is not a position"]),
-    (lambda d: _entry(d, "episodes_hdf5")[11][0].pop(), ["column 'inputs'", episodes_prefix(DAY, ROBOT)]),
-    (lambda d: _entry(d, "episodes_hdf5").pop(), ["do not have the 12 fields"]),
+    (lambda d: _entry(d, "episodes_hdf5").__setitem__(5, 99), ["column 'config' is not a position"]),
+    (lambda d: _entry(d, "episodes_hdf5")[10][0].pop(), ["column 'inputs'", episodes_prefix(DAY, ROBOT)]),
+    (lambda d: _entry(d, "episodes_hdf5").pop(), ["do not have the 11 fields"]),
 ])
 def test_lineage_index_refused_on_read(lineage_lake, change, expected):
     path = lin.index_path(lineage_lake)
@@ -304,7 +310,7 @@ def test_lineage_index_refused_on_read(lineage_lake, change, expected):
 def test_lineage_index_is_checked_before_it_is_written(lineage_lake):
     key = "norm-stats/odd"  # a manifest another tool wrote, with an empty episode id
     lineage_lake.write_json(lineage_lake.manifest_key(key), {
-        "artifact_type": "norm_stats", "artifact_uri": lineage_lake.uri(key), "inputs": [],
+        "artifact_type": "norm_stats", "artifact_key": key, "inputs": [],
         "episode_ids": [""]})
     lin._MEMO.clear()
     with pytest.raises(TableError) as exc:

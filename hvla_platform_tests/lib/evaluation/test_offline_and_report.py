@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from hvla_platform.lib.core.compat import import_robodm
-from hvla_platform.lib.evaluation import evaluate_offline, log_eval_to_mlflow, write_eval_report
+from hvla_platform.lib.evaluation import evaluate_offline, log_eval_to_mlflow, split_by_distribution, write_eval_report
 from hvla_platform.lib.evaluation.report import fmt
+from hvla_platform.lib.evaluation.wilson import wilson_interval
 from hvla_platform.lib.training.data import action_chunks
 from hvla_platform_tests.lib.training import tiny_cache as tc
 
@@ -82,14 +83,22 @@ def test_offline_errors(cache, heldout):
                          action_names=tc.ACTION_NAMES)
 
 
-def _closed_loop_result():
+TRAINED = "touch the blue cube with the left hand"
+OTHER = "touch the red sphere with the right hand"
+
+
+def _closed_loop_result(training_tasks=(TRAINED,)):
+    """A runner result (run_closed_loop's form): trials 0 and 2 on the training task succeed, trial 1
+    on another task fails; split by distribution as the evaluation does."""
     per = [{"trial": i, "seed": 5 + i, "success": i != 1, "steps": [12, 40, 17][i], "sim_time_s": 0.05 * [12, 40, 17][i],
-            "wall_s": 0.1, "queries": 3, "infer_ms_mean": 1.5, "task": "t"} for i in range(3)]
-    return {"trials": 3, "successes": 2, "success_rate": 2 / 3, "mean_steps_success": 14.5, "per_trial": per,
-            "timing": {"infer_ms_mean": 1.5, "infer_ms_p50": 1.4, "infer_ms_p95": 2.5, "infer_ms_max": 3.0,
-                       "env_step_ms_mean": 0.1, "wall_s": 0.3},
-            "config": {"seed": 5, "max_steps": 40, "replan_every": 5, "cameras": ["head"], "state_names": [],
-                       "action_names": []}}
+            "wall_s": 0.1, "queries": 3, "infer_ms_mean": 1.5, "task": [TRAINED, OTHER, TRAINED][i]} for i in range(3)]
+    raw = {"trials": 3, "successes": 2, "success_rate": 2 / 3, "mean_steps_success": 14.5, "per_trial": per,
+           "timing": {"infer_ms_mean": 1.5, "infer_ms_p50": 1.4, "infer_ms_p95": 2.5, "infer_ms_max": 3.0,
+                      "env_step_ms_mean": 0.1, "wall_s": 0.3},
+           "config": {"seed": 5, "max_steps": 40, "replan_every": 5, "cameras": ["head"], "state_names": [],
+                      "action_names": []}}
+    return split_by_distribution(raw, training_tasks=list(training_tasks), release_tasks=[TRAINED, OTHER],
+                                 release="tiny-v1")
 
 
 def test_report_and_mlflow(cache, heldout, tmp_path):
@@ -107,16 +116,24 @@ def test_report_and_mlflow(cache, heldout, tmp_path):
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["checkpoint"] == manifest["checkpoint"]
     assert metrics["offline"]["policy"]["first"]["mae"] == pytest.approx(0.001, abs=1e-6)
-    assert metrics["closed_loop"]["successes"] == 2
+    cl = metrics["closed_loop"]
+    assert "success_rate" not in cl and "successes" not in cl  # never one pooled rate
+    assert (cl["in_distribution"]["trials"], cl["in_distribution"]["successes"]) == (2, 2)
+    assert (cl["out_of_distribution"]["trials"], cl["out_of_distribution"]["successes"]) == (1, 0)
+    assert cl["out_of_distribution"]["ci95"] == list(wilson_interval(0, 1))
     assert metrics["training"]["steps"] == 100 and metrics["training"]["final_minibatch_loss"] == pytest.approx(0.01)
 
     page = html_path.read_text()
     assert page.count("data:image/png;base64,") == 4  # loss, per-joint, chunk, closed loop
     for number in (fmt(offline["policy"]["first"]["mae"]), fmt(offline["baseline"]["first"]["mae"]),
-                   fmt(offline["baseline"]["chunk"]["rmse"]), fmt(offline["comparison"]["first_mae_ratio"], 3),
-                   fmt(2 / 3, 2)):
+                   fmt(offline["baseline"]["chunk"]["rmse"]), fmt(offline["comparison"]["first_mae_ratio"], 3)):
         assert number in page, number
-    assert "2/3 trials" in page and "public_api" in page and "right_elbow_joint" in page
+    lo, hi = wilson_interval(2, 2)
+    assert f"2/2 trials succeeded (rate 1.00, 95% Wilson interval {lo:.2f}–{hi:.2f})" in page
+    lo, hi = wilson_interval(0, 1)
+    assert f"0/1 trials succeeded (rate 0.00, 95% Wilson interval {lo:.2f}–{hi:.2f})" in page
+    assert "2/3" not in page and fmt(2 / 3, 2) not in page  # the pooled rate is not shown
+    assert "public_api" in page and "right_elbow_joint" in page
     assert "What the numbers mean" in page and "Limits" in page and "<b>better than</b>" in page
     assert "<script" not in page and "http" not in page.replace("http-equiv", "")  # self-contained
 
@@ -130,7 +147,11 @@ def test_report_and_mlflow(cache, heldout, tmp_path):
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["offline/policy_first_mae"] == pytest.approx(0.001, abs=1e-6)
-    assert run.data.metrics["closed_loop/success_rate"] == pytest.approx(2 / 3)
+    assert "closed_loop/success_rate" not in run.data.metrics
+    assert run.data.metrics["closed_loop/in_distribution_success_rate"] == 1.0
+    assert run.data.metrics["closed_loop/out_of_distribution_success_rate"] == 0.0
+    assert run.data.metrics["closed_loop/out_of_distribution_ci95_upper"] == pytest.approx(wilson_interval(0, 1)[1])
+    assert run.data.metrics["closed_loop/out_of_distribution_trials"] == 1
     assert run.data.tags["hvla.training_run_id"] == "abc123"
     assert {a.path for a in client.list_artifacts(run_id, "eval_report")} == {
         "eval_report/metrics.json", "eval_report/report.html"}
@@ -149,3 +170,20 @@ def test_report_without_closed_loop(cache, heldout, tmp_path):
     page = write_eval_report(tmp_path / "worse", offline=worse, closed_loop=None,
                              checkpoint_manifest={"checkpoint": "c"}, loss_curve=[0.5]).read_text()
     assert "<b>worse than</b>" in page
+
+
+def test_report_says_when_a_group_was_not_measured(cache, heldout, tmp_path):
+    offline = evaluate_offline(_lookup_policy(heldout), cache, state_names=tc.STATE_NAMES, action_names=tc.ACTION_NAMES)
+    closed = _closed_loop_result(training_tasks=(TRAINED, OTHER))  # every trial was on a training task
+    page = write_eval_report(tmp_path, offline=offline, closed_loop=closed, checkpoint_manifest={"checkpoint": "c"},
+                             loss_curve=[0.5]).read_text()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["closed_loop"]
+    assert metrics["out_of_distribution"] == {**metrics["out_of_distribution"], "trials": 0, "successes": 0,
+                                              "success_rate": None, "ci95": None, "note": "no trials: not measured"}
+    assert "Out of distribution</b> (other objects or the other hand, absent from its training data): no trials: " \
+           "not measured." in page
+    # a raw runner result (pooled success only) is refused rather than shown as if it meant either
+    raw = {k: v for k, v in closed.items() if k not in ("in_distribution", "out_of_distribution")}
+    with pytest.raises(ValueError, match="split_by_distribution"):
+        write_eval_report(tmp_path / "raw", offline=offline, closed_loop=raw, checkpoint_manifest={"checkpoint": "c"},
+                          loss_curve=[])

@@ -41,8 +41,8 @@ def ingested(tmp_path_factory):
 def test_a_misspelled_rights_key_quarantines_the_episode_with_that_reason(ingested):
     lake = ingested["lake"]
     assert ingested["landed"]["ep-typo"].status == "landed"  # landing only reads the identity
-    meta_uri = lake.uri(f"{landing_prefix(DAY, ROBOT, 'ep-typo')}/metadata.yaml")
-    expected = (f"rights: {meta_uri}: rights: unknown key 'contains_customer_enviroment' "
+    meta_key = f"{landing_prefix(DAY, ROBOT, 'ep-typo')}/metadata.yaml"  # the lake key: no absolute path is stored
+    expected = (f"rights: {meta_key}: rights: unknown key 'contains_customer_enviroment' "
                 "(did you mean 'contains_customer_environment'?)")
     outcome = ingested["by"]["ep-typo"]
     assert outcome.status == "quarantined" and not outcome.convertible

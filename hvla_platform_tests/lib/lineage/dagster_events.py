@@ -10,9 +10,9 @@ partition, so its ``dagster/uri`` is the partition prefix ``raw-mcap/<day>/<robo
 episode agrees if a ``raw_mcap`` materialization has the episode's parent prefix as URI and (when
 present) lists the episode id in ``hvla/episode_ids``.
 
-URIs are compared against both the artifact's URI in the queried lake and the URI recorded in
-its manifest, so an answer computed on a copy of the lake can be checked against the original
-instance.
+A ``dagster/uri`` agrees with an artifact when it is the artifact's URI in the queried lake or
+any URI ending in ``/<artifact key>``: manifests record lake keys only (no absolute location), so
+an answer computed on a copy of the lake is checked against the original instance by key.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _artifacts(answer: LineageNode | Iterable[DownstreamHit]) -> list[tuple[str,
     for a in items:
         if a.type in ("missing", "external"):
             continue
-        uris = {a.uri.rstrip("/")} | ({a.recorded_uri.rstrip("/")} if getattr(a, "recorded_uri", "") else set())
+        uris = {a.uri.rstrip("/")}
         prev = out.get(a.key)
         if prev is None:
             out[a.key] = (a.type, a.key, uris, list(a.episode_ids))
@@ -154,14 +154,15 @@ def check_event_log_agreement(instance: dg.DagsterInstance, answer: LineageNode 
         ev = events[asset]
         if typ == RAW_TYPE:
             wanted = {u.rsplit("/", 1)[0] for u in uris}
-            hit = next((u for u in sorted(wanted) if u in ev), None)
+            parent = key.rsplit("/", 1)[0]
+            hit = next((u for u in sorted(ev) if u in wanted or u.endswith("/" + parent)), None)
             if hit is not None and ev[hit] is not None and not set(episode_ids) <= ev[hit]:  # type: ignore[operator]
                 result.mismatches.append(Mismatch(typ, key, sorted(uris)[0], asset,
                                                   f"partition {hit} was materialized but does not list episode(s) "
                                                   f"{sorted(set(episode_ids) - ev[hit])}"))  # type: ignore[operator]
                 continue
         else:
-            hit = next((u for u in sorted(uris) if u in ev), None)
+            hit = next((u for u in sorted(ev) if u in uris or u.endswith("/" + key)), None)
         if hit is None:
             result.mismatches.append(Mismatch(typ, key, sorted(uris)[0], asset,
                                               f"no {asset} materialization with dagster/uri in {sorted(uris)}",

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from hvla_platform.lib.processing.sync import SyncError, coverage, frame_times_ns, interpolate_linear, match_nearest, sample_and_hold
+from hvla_platform.lib.processing.sync import (
+    SyncError, coverage, frame_times_ns, interpolate_linear, match_nearest, repeated_fraction, repeated_frames,
+    sample_and_hold, source_rate_hz)
 
 MS = 1_000_000
 
@@ -41,3 +43,15 @@ def test_nearest_camera_frame_and_coverage():
     assert coverage(skew, 0.05) == pytest.approx(0.8)
     with pytest.raises(SyncError, match="not sorted"):
         match_nearest(cam[::-1], np.array([0]))
+
+
+def test_a_15_hz_camera_at_20_fps_repeats_a_quarter_of_its_frames():
+    cam = np.arange(68) * 1_000_000_000 // 15  # 15 Hz for 4.5 s
+    t = frame_times_ns([0], [int(cam[-1])], fps=20)
+    idx, _ = match_nearest(cam, t)
+    assert len(t) == 90 and repeated_frames(idx) == 22  # the numbers of issue 11
+    assert repeated_fraction(idx) == pytest.approx(22 / 90)
+    assert source_rate_hz(cam) == pytest.approx(15.0, rel=1e-6)
+    assert repeated_frames(np.arange(5)) == 0 and repeated_fraction(np.array([], np.int64)) == 0.0
+    assert source_rate_hz(np.array([5])) == 0.0
+

@@ -43,6 +43,8 @@ class JointStream:
 
     Attributes:
         stamps_ns: (N,) int64 header stamps, ns.
+        log_ns: (N,) int64 MCAP log times (when the recorder received each message), ns; empty when
+            the stream was not read from a file.
         position: (N, J) float64 radians, columns in ``names`` order.
         velocity: (N, J) float64 rad/s (zeros if the messages carry no velocity).
         names: J joint names.
@@ -52,15 +54,18 @@ class JointStream:
     position: np.ndarray
     velocity: np.ndarray
     names: list[str]
+    log_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass
 class ImageStream:
-    """A CompressedImage stream: (N,) int64 stamps (ns) and N encoded frames (``format``)."""
+    """A CompressedImage stream: (N,) int64 header stamps (ns), N encoded frames (``format``) and
+    (N,) int64 MCAP log times ``log_ns`` (ns; empty when not read from a file)."""
 
     stamps_ns: np.ndarray
     frames: list[bytes]
     formats: list[str]
+    log_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass
@@ -75,7 +80,7 @@ class EpisodeStreams:
     cameras: dict[str, ImageStream] = field(default_factory=dict)
 
 
-def _joint_stream(path: Path, topic: str, msgs: list, expected: list[str]) -> JointStream:
+def _joint_stream(path: Path, topic: str, msgs: list, expected: list[str], log_ns: list[int]) -> JointStream:
     names = list(msgs[0].name)
     missing = [j for j in expected if j not in names]
     if missing:
@@ -95,7 +100,8 @@ def _joint_stream(path: Path, topic: str, msgs: list, expected: list[str]) -> Jo
         if len(m.velocity) == len(names):
             vel[i] = np.asarray(m.velocity, np.float64)[cols]
         stamps[i] = m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
-    return JointStream(stamps_ns=stamps, position=pos, velocity=vel, names=list(expected))
+    return JointStream(stamps_ns=stamps, position=pos, velocity=vel, names=list(expected),
+                       log_ns=np.asarray(log_ns, np.int64))
 
 
 def _add_channel_types(path: Path, seen_types: dict[str, str]) -> None:
@@ -129,6 +135,7 @@ def read_episode_streams(path: str | os.PathLike[str]) -> EpisodeStreams:
     """
     path = Path(path)
     msgs: dict[str, list[Any]] = {t: [] for t in REQUIRED_TOPICS}
+    logs: dict[str, list[int]] = {t: [] for t in REQUIRED_TOPICS}
     seen_types: dict[str, str] = {}
     decoders: dict[int, Callable[[bytes], Any]] = {}
     factory = DecoderFactory()
@@ -150,6 +157,7 @@ def read_episode_streams(path: str | os.PathLike[str]) -> EpisodeStreams:
             raise RawLogError(path, "undecodable", f"topic {topic} message {len(msgs[topic])} "
                                                    f"(log time {message.log_time}): {type(exc).__name__}: {exc}") from exc
         msgs[topic].append(decoded)
+        logs[topic].append(int(message.log_time))
     if len(seen_types) < len(REQUIRED_TOPICS):  # registered channels without messages count as present
         _add_channel_types(path, seen_types)
 
@@ -161,8 +169,8 @@ def read_episode_streams(path: str | os.PathLike[str]) -> EpisodeStreams:
         if not msgs[topic]:
             raise RawLogError(path, "empty_topic", f"required topic {topic} has no messages")
 
-    joints = _joint_stream(path, TOPIC_JOINT_STATES, msgs[TOPIC_JOINT_STATES], G1_JOINTS)
-    arm = _joint_stream(path, TOPIC_ARM_COMMAND, msgs[TOPIC_ARM_COMMAND], G1_ARM_JOINTS)
+    joints = _joint_stream(path, TOPIC_JOINT_STATES, msgs[TOPIC_JOINT_STATES], G1_JOINTS, logs[TOPIC_JOINT_STATES])
+    arm = _joint_stream(path, TOPIC_ARM_COMMAND, msgs[TOPIC_ARM_COMMAND], G1_ARM_JOINTS, logs[TOPIC_ARM_COMMAND])
     loco_msgs = msgs[TOPIC_LOCOMOTION_COMMAND]
     loco = np.array([[m.forward_flag, m.lateral_flag, m.yaw_flag, m.stance_height] for m in loco_msgs], np.float64)
     loco_t = np.array([m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in loco_msgs], np.int64)
@@ -176,6 +184,7 @@ def read_episode_streams(path: str | os.PathLike[str]) -> EpisodeStreams:
             stamps_ns=np.array([m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in frames], np.int64),
             frames=[bytes(m.data) for m in frames],
             formats=[str(m.format) for m in frames],
+            log_ns=np.asarray(logs[topic], np.int64),
         )
     return EpisodeStreams(joint_states=joints, arm_command=arm, locomotion_stamps_ns=loco_t, locomotion=loco,
                           task=tasks[0], cameras=cams)

@@ -11,6 +11,17 @@ movement smoothness", J. NeuroEng. Rehabil. 12:112 (2015): RMS jerk of the comma
 path, and the log dimensionless jerk LDLJ = −ln((T³ / v_peak²) ∫ ‖d²v/dt²‖² dt) of its joint-space
 velocity (closer to 0 = smoother; reported, not thresholded, as no normative value exists for robot
 demonstrations).
+
+Spikes in the measured joint states use the Hampel identifier (Hampel, "The influence curve and its
+role in robust estimation", JASA 69 (1974); Pearson, "Outliers in process modeling and
+identification", IEEE TCST 10 (2002)): a sample further than k robust σ from the running median
+of its neighbours. Unlike a step test it separates a one-sample glitch (which returns) from a fast
+real movement (which stays). Chatter is the command going back and forth on consecutive messages
+(lerobot-doctor calls the held case "consecutive identical actions"; kalanos reports "idle %").
+
+The two checks that need the rest of the lake (``duplicate``: the same recording under another
+episode id; ``recording_complete``: the MCAP covers the duration its ``metadata.yaml`` states) are
+in :mod:`hvla_platform.lib.processing.qa.duplicates` (:data:`LAKE_QA_CHECKS`).
 """
 
 from __future__ import annotations
@@ -18,9 +29,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import median_filter
 
 from hvla_platform.lib.processing.convert import DecodedCamera
 from hvla_platform.lib.formats.episode_h5 import EpisodeData
+from hvla_platform.lib.processing.qa.duplicates import LAKE_QA_CHECKS, signal_fingerprint
 from hvla_platform.lib.processing.qa.robot_limits import limits_array
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
 from hvla_platform.lib.formats.mcap.streams import EpisodeStreams
@@ -31,13 +44,18 @@ from hvla_platform.lib.formats.recording.contract import (
     TOPIC_JOINT_STATES,
     TOPIC_LOCOMOTION_COMMAND,
 )
+from hvla_platform.lib.formats.mcap.streams import JointStream
 
 #: Check names, in the order the QA report and the Dagster checks list them.
 QA_CHECKS = (
-    "dropped_messages", "clock_jumps", "duration", "camera_frame_count",
-    "nan_inf", "joint_limits", "action_spikes", "frozen_joints", "smoothness", "action_state_divergence",
+    "dropped_messages", "clock_jumps", "duration", "camera_frame_count", "camera_offset",
+    "nan_inf", "joint_limits", "joint_limit_proximity", "state_spikes", "action_spikes", "command_chatter",
+    "command_stall", "frozen_joints", "smoothness", "action_state_divergence",
     "camera_black", "camera_saturated", "camera_frozen", "camera_undecodable", "task_non_empty",
 )
+
+#: Every episode QA check: :data:`QA_CHECKS` (from the episode alone) and the lake-wide ones.
+ALL_QA_CHECKS = QA_CHECKS + LAKE_QA_CHECKS
 
 
 def _ok(passed: bool, detail: str, frames: list[int] | None = None) -> dict[str, Any]:
@@ -67,22 +85,46 @@ def _frame_of(t_ns: np.ndarray | int, ep: EpisodeData) -> np.ndarray:
 def stream_timing(stamps_ns: np.ndarray, rate_hz: float, th: QAThresholds) -> dict[str, Any]:
     """Gaps, dropped messages and clock jumps of one stream.
 
-    Returns ``{"count", "expected", "dropped", "dropped_fraction", "gaps": [(index, interval_s)],
+    Returns ``{"count", "expected", "dropped", "rate_hz", "dropped_fraction", "gaps": [(index, interval_s)],
     "jumps": [(index, interval_s)]}``; a gap is an interval > ``gap_factor / rate``; a clock jump an
-    interval > ``clock_jump_s`` or < 0.
+    interval > ``clock_jump_s`` or < 0 (:func:`assess_streams` then turns a forward one that no other
+    stream shares into a gap).
     """
     t = np.asarray(stamps_ns, dtype=np.int64)
     period = 1.0 / rate_hz
     if t.size < 2:
-        return {"count": int(t.size), "expected": int(t.size), "dropped": 0, "dropped_fraction": 0.0, "gaps": [], "jumps": []}
+        return {"count": int(t.size), "expected": int(t.size), "dropped": 0, "rate_hz": float(rate_hz),
+                "dropped_fraction": 0.0, "gaps": [], "jumps": []}
     dt = np.diff(t) / 1e9
     jumps = [(int(i), float(d)) for i, d in enumerate(dt) if d < 0 or d > th.clock_jump_s]
     gaps = [(int(i), float(d)) for i, d in enumerate(dt) if th.gap_factor * period < d <= th.clock_jump_s]
     dropped = int(sum(max(0, round(d / period) - 1) for _, d in gaps))
     span = max((t[-1] - t[0]) / 1e9, 0.0)
     expected = int(round(span * rate_hz)) + 1
-    return {"count": int(t.size), "expected": expected, "dropped": dropped,
+    return {"count": int(t.size), "expected": expected, "dropped": dropped, "rate_hz": float(rate_hz),
             "dropped_fraction": dropped / max(expected, 1), "gaps": gaps, "jumps": jumps}
+
+
+def _isolated_jumps_are_gaps(timing: dict[str, dict[str, Any]], stamps: dict[str, np.ndarray]) -> None:
+    """Reclassify, in place, a forward interval > ``clock_jump_s`` of one stream as a gap (its
+    messages dropped) when no other stream has such an interval overlapping it: a clock jump moves
+    every stream's stamps at once (all are stamped by the robot's clock), a stream that stops
+    publishing for 0.5 s leaves the others running. Negative intervals stay clock jumps."""
+    spans = {topic: [(int(stamps[topic][i]), int(stamps[topic][i + 1])) for i, d in tm["jumps"] if d > 0]
+             for topic, tm in timing.items()}
+    for topic, tm in timing.items():
+        period = 1.0 / tm["rate_hz"]
+        keep = []
+        for i, d in tm["jumps"]:
+            a, b = int(stamps[topic][i]), int(stamps[topic][i + 1])
+            shared = d < 0 or any(a < b2 and a2 < b for other, sp in spans.items() if other != topic for a2, b2 in sp)
+            if shared:
+                keep.append((i, d))
+                continue
+            tm["gaps"].append((i, d))
+            tm["dropped"] += max(0, round(d / period) - 1)
+        tm["jumps"] = keep
+        tm["dropped_fraction"] = tm["dropped"] / max(tm["expected"], 1)
 
 
 def ldlj(velocity: np.ndarray, dt: float) -> float:
@@ -102,6 +144,98 @@ def ldlj(velocity: np.ndarray, dt: float) -> float:
     return float(-np.log(dlj)) if dlj > 0 else float("nan")
 
 
+def camera_offsets_s(streams: EpisodeStreams) -> dict[str, float]:
+    """Per camera, the offset of its header stamps relative to the joint states', measured on the raw
+    log times before any matching, seconds.
+
+    ``offset = median(joint-state log time − stamp) − median(camera log time − stamp)``: every
+    message's log time is when the one recorder received it, so the difference of the two median
+    (log − stamp) delays is the camera's clock offset plus its extra transport latency. Positive:
+    the camera stamps frames later than the joint states would (a camera stamped +150 ms reads about
+    +0.14 s); a nearest-stamp synchroniser cannot see it (it matches on the shifted stamps). Cameras
+    or joint states without log times (streams not read from a file) are left out.
+    """
+    js = streams.joint_states
+    if js.log_ns.size == 0 or js.log_ns.size != js.stamps_ns.size:
+        return {}
+    ref = float(np.median(js.log_ns - js.stamps_ns))
+    out = {}
+    for cam, im in streams.cameras.items():
+        if im.log_ns.size and im.log_ns.size == im.stamps_ns.size:
+            out[cam] = (ref - float(np.median(im.log_ns - im.stamps_ns))) / 1e9
+    return out
+
+
+def hampel_outliers(x: np.ndarray, window: int, k: float, floor: float) -> np.ndarray:
+    """(N, D) bool: samples of the (N, D) float64 signal ``x`` further than ``k`` × robust σ and
+    ``floor`` from the running median of ``window`` samples of their own column (the Hampel
+    identifier; σ = 1.4826 × MAD of the column's residuals, Rousseeuw & Croux 1993). Non-finite
+    samples are not outliers here (``nan_inf`` reports them)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[0] < 3:
+        return np.zeros(x.shape, bool)
+    filled = np.where(np.isfinite(x), x, 0.0)
+    resid = filled - median_filter(filled, size=(max(3, int(window)), 1), mode="nearest")
+    sigma = 1.4826 * np.median(np.abs(resid - np.median(resid, axis=0)), axis=0)
+    return (np.abs(resid) > k * sigma) & (np.abs(resid) > floor) & np.isfinite(x)
+
+
+def chatter_mask(cmd: np.ndarray, step_rad: float, reversals: int) -> np.ndarray:
+    """(N, D) bool: command samples inside chatter, i.e. ``reversals`` or more consecutive sign
+    reversals of steps of at least ``step_rad`` on one joint of the (N, D) command ``cmd`` (radians)."""
+    cmd = np.asarray(cmd, dtype=np.float64)
+    out = np.zeros(cmd.shape, bool)
+    if cmd.shape[0] < 3:
+        return out
+    d = np.diff(cmd, axis=0)
+    big = np.abs(d) >= step_rad
+    rev = (np.sign(d[1:]) == -np.sign(d[:-1])) & big[1:] & big[:-1]  # rev[i]: step i+1 reverses step i
+    for j in range(cmd.shape[1]):
+        for a, b in _runs(rev[:, j]):
+            if b - a >= reversals:
+                out[a:b + 2, j] = True  # samples a .. b+1 take part in steps a .. b
+    return out
+
+
+def command_stalls(cmd: JointStream, js: JointStream, min_s: float, motion_rad: float) -> tuple[list[dict[str, Any]], float]:
+    """Held commands per arm, and how long the command stream is idle.
+
+    An arm (``left_*`` / ``right_*`` joints of the command) is *held* over a run of bit-identical
+    command rows lasting ≥ ``min_s`` seconds; the hold is a *stall* when one of that arm's measured
+    joints travels (max − min) more than ``motion_rad`` radians during it: the command froze while
+    the robot kept moving. Returns ``(stalls, idle_fraction)``: each stall ``{"arm", "start_ns",
+    "end_ns", "seconds", "joint", "motion_rad"}``; ``idle_fraction`` the fraction of the command
+    stream's span during which **every** command joint is held (reported, like kalanos' "idle %").
+    """
+    stalls: list[dict[str, Any]] = []
+    t = cmd.stamps_ns
+    if len(t) < 2:
+        return stalls, 0.0
+    span = max((t[-1] - t[0]) / 1e9, 1e-9)
+    same_all = np.all(np.diff(cmd.position, axis=0) == 0, axis=1)
+    idle = sum((t[b] - t[a]) / 1e9 for a, b in _runs(same_all) if (t[b] - t[a]) / 1e9 >= min_s)
+    for arm in ("left", "right"):
+        ci = [i for i, n in enumerate(cmd.names) if n.startswith(arm + "_")]
+        ji = [js.names.index(cmd.names[i]) for i in ci if cmd.names[i] in js.names]
+        if not ci or not ji:
+            continue
+        same = np.all(np.diff(cmd.position[:, ci], axis=0) == 0, axis=1)
+        for a, b in _runs(same):  # rows a .. b are identical
+            t0, t1 = int(t[a]), int(t[b])
+            if (t1 - t0) / 1e9 < min_s:
+                continue
+            w = (js.stamps_ns >= t0) & (js.stamps_ns <= t1)
+            if w.sum() < 2:
+                continue
+            q = js.position[w][:, ji]
+            travel = np.nanmax(q, axis=0) - np.nanmin(q, axis=0)
+            j = int(np.argmax(travel))
+            if travel[j] > motion_rad:
+                stalls.append({"arm": arm, "start_ns": t0, "end_ns": t1, "seconds": (t1 - t0) / 1e9,
+                               "joint": js.names[ji[j]], "motion_rad": float(travel[j])})
+    return stalls, float(min(1.0, idle / span))
+
+
 def assess_streams(streams: EpisodeStreams, cameras: dict[str, DecodedCamera], ep: EpisodeData | None,
                    th: QAThresholds) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Timing, camera and label checks from the raw streams (needs no synchronisation).
@@ -116,6 +250,7 @@ def assess_streams(streams: EpisodeStreams, cameras: dict[str, DecodedCamera], e
         if cam in streams.cameras:
             streams_t[topic] = streams.cameras[cam].stamps_ns
     timing = {topic: stream_timing(t, NOMINAL_RATES_HZ[topic], th) for topic, t in streams_t.items()}
+    _isolated_jumps_are_gaps(timing, streams_t)
     metrics["timing"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("gaps", "jumps")} for k, v in timing.items()}
     frames_gap: list[int] = []
     frames_jump: list[int] = []
@@ -145,6 +280,14 @@ def assess_streams(streams: EpisodeStreams, cameras: dict[str, DecodedCamera], e
     metrics["camera_frame_ratio"] = ratios
     checks["camera_frame_count"] = _ok(all(r >= th.min_camera_frame_ratio for r in ratios.values()),
                                        ", ".join(f"{c}: {r:.1%} of duration × rate" for c, r in ratios.items()))
+    offsets = camera_offsets_s(streams)
+    metrics["camera_offset_s"] = offsets
+    off_bad = {c: o for c, o in offsets.items() if abs(o) > th.max_camera_offset_s}
+    checks["camera_offset"] = _ok(bool(offsets) and not off_bad, (
+        ", ".join(f"{c}: stamps {o * 1e3:+.0f} ms vs the joint states" for c, o in offsets.items())
+        + f" (max ±{th.max_camera_offset_s * 1e3:.0f} ms)") if offsets else
+        "not measurable: the streams carry no log times")
+    metrics["fingerprint"] = signal_fingerprint(streams.joint_states)
     # cameras
     black, sat, frozen, undec, per_cam = {}, {}, {}, {}, {}
     fb: list[int] = []
@@ -191,8 +334,10 @@ def assess_streams(streams: EpisodeStreams, cameras: dict[str, DecodedCamera], e
 
 def assess_signals(streams: EpisodeStreams, ep: EpisodeData, th: QAThresholds,
                    action_joints: list[str] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Signal checks: NaN/Inf, joint limits, action spikes, frozen joints/state, smoothness,
-    action/state divergence. Returns ``(checks, metrics)``."""
+    """Signal checks: NaN/Inf, joint limits and their proximity, measured-state spikes, action
+    spikes, command chatter, stalled (held) commands, frozen joints/state, smoothness, per-joint
+    action/state divergence. Returns ``(checks, metrics)``; ``checks[name]["frames"]`` are frames
+    of the synchronised ``ep``."""
     checks: dict[str, dict[str, Any]] = {}
     metrics: dict[str, Any] = {}
     low = {"state": ep.state, "velocity": ep.velocity, "action": ep.action, "locomotion_command": ep.locomotion_command}
@@ -212,6 +357,26 @@ def assess_signals(streams: EpisodeStreams, ep: EpisodeData, th: QAThresholds,
     checks["joint_limits"] = _ok(not names, (f"outside the G1 model's limits: {names}" if names else
                                              "all joints within the G1 model's limits"),
                                  list(_frame_of(streams.joint_states.stamps_ns[viol.any(axis=1)], ep)))
+    # proximity to the limits (score-only): within max_joint_limit_fraction of the range
+    width = lim[:, 1] - lim[:, 0]
+    near = ((pos < lim[:, 0] + th.max_joint_limit_fraction * width) | (pos > lim[:, 1] - th.max_joint_limit_fraction * width)) & ~viol
+    near_frac = near.mean(axis=0) if len(pos) else np.zeros(pos.shape[1])
+    near_names = {n: float(f) for n, f in zip(streams.joint_states.names, near_frac) if f > 0}
+    metrics["joint_limit_near_fraction"] = near_names
+    checks["joint_limit_proximity"] = _ok(
+        not near_names, (", ".join(f"{n}: {f:.0%} of samples" for n, f in near_names.items())
+                         + f" within {th.max_joint_limit_fraction:.0%} of the range of a limit") if near_names
+        else f"no joint within {th.max_joint_limit_fraction:.0%} of its range of a limit",
+        list(_frame_of(streams.joint_states.stamps_ns[near.any(axis=1)], ep)) if near.any() else [])
+    # spikes in the measured joint states (Hampel identifier)
+    st_spike = hampel_outliers(pos, th.state_spike_window, th.spike_k, th.spike_min_rad)
+    st_rows = np.where(st_spike.any(axis=1))[0]
+    st_names = [n for n, v in zip(streams.joint_states.names, st_spike.any(axis=0)) if v]
+    metrics["state_spikes"] = int(st_spike.sum())
+    checks["state_spikes"] = _ok(not st_names, f"{int(st_spike.sum())} outlier sample(s) on {st_names}" if st_names
+                                 else f"no measured sample > {th.spike_k}·σ and > {th.spike_min_rad} rad from its "
+                                      f"{int(th.state_spike_window)}-sample running median",
+                                 list(_frame_of(streams.joint_states.stamps_ns[st_rows], ep)) if st_rows.size else [])
     # action spikes on the raw command stream
     cmd = streams.arm_command.position
     d = np.diff(cmd, axis=0) if len(cmd) > 1 else np.zeros((0, cmd.shape[1]))
@@ -223,6 +388,25 @@ def assess_signals(streams: EpisodeStreams, ep: EpisodeData, th: QAThresholds,
     checks["action_spikes"] = _ok(not spiky, f"{int(spike.sum())} spike(s) on {spiky}" if spiky else
                                   f"no command step > {th.spike_k}·σ and > {th.spike_min_rad} rad",
                                   list(_frame_of(streams.arm_command.stamps_ns[rows], ep)) if rows.size else [])
+    # chatter: the command going back and forth on consecutive messages
+    chat = chatter_mask(cmd, th.chatter_step_rad, int(th.chatter_reversals))
+    chat_rows = np.where(chat.any(axis=1))[0]
+    chat_names = [n for n, v in zip(streams.arm_command.names, chat.any(axis=0)) if v]
+    metrics["command_chatter_samples"] = int(chat.any(axis=1).sum())
+    checks["command_chatter"] = _ok(not chat_names, f"{len(chat_rows)} command message(s) chattering on {chat_names}"
+                                    if chat_names else f"no {int(th.chatter_reversals)} consecutive reversals of "
+                                                       f"steps ≥ {th.chatter_step_rad} rad",
+                                    list(_frame_of(streams.arm_command.stamps_ns[chat_rows], ep)) if chat_rows.size else [])
+    # held command while the arm moves (frozen teleop stream)
+    stalls, idle = command_stalls(streams.arm_command, streams.joint_states, th.frozen_s, th.stall_motion_rad)
+    metrics["command_idle_fraction"] = idle
+    metrics["command_stalls"] = [{k: v for k, v in st.items() if k not in ("start_ns", "end_ns")} for st in stalls]
+    stall_frames = [int(f) for st in stalls for f in range(int(_frame_of(st["start_ns"], ep)), int(_frame_of(st["end_ns"], ep)) + 1)]
+    checks["command_stall"] = _ok(not stalls, ("; ".join(
+        f"{st['arm']} arm command held {st['seconds']:.2f} s while {st['joint']} moved {st['motion_rad']:.3f} rad"
+        for st in stalls) if stalls else f"no command held ≥ {th.frozen_s} s while its arm moved > "
+                                         f"{th.stall_motion_rad} rad") + f"; command idle {idle:.0%} of the episode",
+        stall_frames)
     # frozen joints / frozen state on the raw joint stream (bit-identical values)
     rate = NOMINAL_RATES_HZ[TOPIC_JOINT_STATES]
     min_len = max(2, int(np.ceil(th.frozen_s * rate)))
@@ -259,15 +443,22 @@ def assess_signals(streams: EpisodeStreams, ep: EpisodeData, th: QAThresholds,
     ai = [ep.action_names.index(n) for n in joints if n in ep.state_names]
     err = np.abs(ep.action[:, ai] - ep.state[:, si]) if si else np.zeros((ep.num_frames, 0))
     med = float(np.nanmedian(err)) if err.size else 0.0
+    per_joint = np.nanpercentile(err, 95, axis=0) if err.size else np.zeros(0)
+    tracked = [ep.action_names[i] for i in ai]
     metrics["tracking_error_median_rad"] = med
-    metrics["tracking_error_p95_rad"] = float(np.nanpercentile(err, 95)) if err.size else 0.0
+    metrics["tracking_error_p95_rad"] = float(per_joint.max()) if per_joint.size else 0.0
+    metrics["tracking_error_p95_by_joint_rad"] = {n: float(v) for n, v in zip(tracked, per_joint)}
+    bad_joints = [n for n, v in zip(tracked, per_joint) if v > th.max_tracking_error_rad]
     worst_frames = list(np.where(err.max(axis=1) > th.max_tracking_error_rad)[0]) if err.size else []
     affected = set(bad_rows) | set(_frame_of(streams.joint_states.stamps_ns[viol.any(axis=1)], ep).tolist())
     affected |= set(_frame_of(streams.arm_command.stamps_ns[rows], ep).tolist()) if rows.size else set()
-    affected |= set(int(f) for f in frozen_frames)
+    affected |= set(_frame_of(streams.joint_states.stamps_ns[st_rows], ep).tolist()) if st_rows.size else set()
+    affected |= set(_frame_of(streams.arm_command.stamps_ns[chat_rows], ep).tolist()) if chat_rows.size else set()
+    affected |= set(int(f) for f in frozen_frames) | set(stall_frames)
     metrics["signal_bad_fraction"] = len(affected) / max(ep.num_frames, 1)
-    checks["action_state_divergence"] = _ok(med <= th.max_tracking_error_rad,
-                                            f"median |target − position| {med:.4f} rad, p95 "
-                                            f"{metrics['tracking_error_p95_rad']:.4f} rad (max median {th.max_tracking_error_rad})",
-                                            worst_frames)
+    worst = int(np.argmax(per_joint)) if per_joint.size else -1
+    checks["action_state_divergence"] = _ok(not bad_joints, (
+        f"p95 |target − position| above {th.max_tracking_error_rad} rad on {bad_joints}; " if bad_joints else "")
+        + (f"worst joint {tracked[worst]} p95 {per_joint[worst]:.4f} rad, " if worst >= 0 else "")
+        + f"median over all {med:.4f} rad (max p95 per joint {th.max_tracking_error_rad})", worst_frames)
     return checks, metrics

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hvla_platform.lib.processing.qa.metrics import QA_CHECKS
+from hvla_platform.lib.processing.qa.metrics import ALL_QA_CHECKS
 from hvla_platform.lib.processing.qa.thresholds import DEFAULT_MIN_QUALITY
 
 THUMB_DIR = "qa"
@@ -106,13 +106,13 @@ def write_qa_report(out_dir: Path, *, partition: str, conversions: Sequence[dict
     }
     (out_dir / "qa_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     e = html.escape
-    head = "".join(f"<th title='{e(c)}'>{e(c.replace('_', ' '))}</th>" for c in QA_CHECKS)
+    head = "".join(f"<th title='{e(c)}'>{e(c.replace('_', ' '))}</th>" for c in ALL_QA_CHECKS)
     body = []
     for r in rows:
         qc = r.get("qa_checks", {})
         cells = "".join(
             f"<td class='{'ok' if qc.get(c, {}).get('passed') else 'bad'}' title='{e(qc.get(c, {}).get('detail', 'n/a'))}'>"
-            f"{'✓' if qc.get(c, {}).get('passed') else ('✗' if c in qc else '–')}</td>" for c in QA_CHECKS)
+            f"{'✓' if qc.get(c, {}).get('passed') else ('✗' if c in qc else '–')}</td>" for c in ALL_QA_CHECKS)
         s = r.get("quality_score")
         dec = decisions.get(r["episode_id"])
         body.append(f"<tr><td>{e(r['episode_id'])}</td><td>{e(r['status'])}</td>"

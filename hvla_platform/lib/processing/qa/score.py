@@ -11,12 +11,21 @@
 * ``tracking_quality = clip(1 − median |target − position| / (2 × max_tracking_error_rad), 0, 1)``
   — 1 for perfect tracking, 0.5 at the divergence check's threshold;
 
-and the score is 0 when a **gate** fails: non-finite values, joint limits, clock jumps, duration
-out of bounds, or an empty task (such an episode is unusable whatever else it has). The
-components are the checklist items of seed 002 ("Checklist before training": cameras have enough
-frames, timestamps monotonic, stable dtypes, non-empty tasks) and seed 001's quality metrics
-(completeness, sensor validity, demonstration quality), combined multiplicatively so that any one
-bad aspect pulls the score down. Smoothness (RMS jerk, LDLJ) is reported, not scored.
+and the score is 0 when a **gate** fails (:data:`GATES`). The components are the checklist items
+of seed 002 ("Checklist before training": cameras have enough frames, timestamps monotonic, stable
+dtypes, non-empty tasks) and seed 001's quality metrics (completeness, sensor validity,
+demonstration quality), combined multiplicatively so that any one bad aspect pulls the score down.
+
+Gate policy (docs/qa.md, "Gate policy"): a check is a **gate** when its failure means some of the
+episode's data is *false* — an observation that is not what the robot saw or did (a frozen or
+spiking sensor, a black/frozen/undecodable/mis-stamped camera, missing stretches of a stream, a clock
+that jumps), a label that is not what was commanded (command spikes, chatter, a stalled command
+stream, commands the robot did not follow), or an episode that should not be there at all (a
+duplicate, a cut or too-short recording, no task, values outside the robot's model). A gated
+episode scores 0 and a release leaves it out unless a supervisor approves it
+(``select_episodes``). A check is **score-only** when it grades a usable episode (frame counts
+within the gates, smoothness) and **report-only** when it is information for the supervisor
+(joint-limit proximity). Smoothness (RMS jerk, LDLJ) is reported, not scored.
 """
 
 from __future__ import annotations
@@ -25,8 +34,19 @@ from typing import Any
 
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
 
-#: Checks whose failure sets the score to 0.
-GATES = ("nan_inf", "joint_limits", "clock_jumps", "duration", "task_non_empty")
+#: Checks whose failure sets the score to 0 and keeps the episode out of releases unless a
+#: supervisor approves it.
+GATES = ("nan_inf", "joint_limits", "clock_jumps", "duration", "task_non_empty",
+         "dropped_messages", "camera_offset", "state_spikes", "action_spikes", "command_chatter",
+         "command_stall", "frozen_joints", "action_state_divergence",
+         "camera_black", "camera_saturated", "camera_frozen", "camera_undecodable",
+         "recording_complete", "duplicate")
+
+#: Checks whose failure only lowers the score (through its components).
+SCORE_ONLY = ("camera_frame_count",)
+
+#: Checks that are reported for the supervisor and neither gate nor score.
+REPORT_ONLY = ("smoothness", "joint_limit_proximity")
 
 
 def quality_score(checks: dict[str, dict[str, Any]], metrics: dict[str, Any], th: QAThresholds) -> tuple[float, dict[str, float]]:

@@ -29,11 +29,38 @@ class QAThresholds:
         joint_limit_margin_rad: tolerance on the robot model's joint limits, radians.
         spike_k: an action step |Δa| larger than ``spike_k`` × the robust σ of that joint's steps
             (1.4826 × MAD, Rousseeuw & Croux 1993) **and** than ``spike_min_rad`` is a spike.
-        spike_min_rad: absolute floor for a spike, radians per frame.
+        spike_min_rad: absolute floor for a spike, radians per frame (command steps) or radians
+            (measured-state outliers).
+        state_spike_window: window of the running median of the Hampel identifier on the measured
+            joint states (Hampel 1974; Pearson 2002), samples (5 at 100 Hz = 50 ms: a one- or
+            two-sample outlier never becomes the median). A measured position further than
+            ``spike_k`` × the robust σ of that joint's residuals **and** ``spike_min_rad`` from the
+            running median is a state spike.
+        chatter_step_rad: a command step at least this large counts towards chatter, radians per
+            command message.
+        chatter_reversals: this many consecutive sign reversals of such steps on one joint (the
+            command going back and forth every message) is chatter/jitter.
+        stall_motion_rad: an arm whose command is bit-identical for ``frozen_s`` or longer while one
+            of its measured joints travels more than this during the hold has a stalled (frozen)
+            command stream, radians (the demo expert's legitimate holds settle by ≤ 0.014 rad).
         frozen_s: a joint (or the whole state) reporting bit-identical values for at least this
             long is frozen/dead, seconds (real encoders always show noise).
-        max_tracking_error_rad: median |commanded target − measured position| over the action
-            joints above which the episode's action/state divergence check fails, radians.
+        max_tracking_error_rad: 95th percentile over the episode of |commanded target − measured
+            position|, **per action joint**, above which the action/state divergence check fails,
+            radians (good simulated and fixture episodes: ≤ 0.035 rad).
+        max_joint_limit_fraction: fraction of a joint's range (the model's limits) within which a
+            measured position counts as *near* its limit (reported, score-only).
+        max_camera_offset_s: largest |median(camera log time − stamp) − median(joint-state log time −
+            stamp)| per camera, seconds: a camera clock offset relative to the joint states, measured
+            on the raw stamps before any nearest-stamp matching (the synchroniser's own bound,
+            ``SyncConfig.max_camera_skew_s`` = 50 ms; transport latency counts towards it).
+        min_recorded_fraction: the joint-state span must cover at least this fraction of the
+            duration the recording's ``metadata.yaml`` states (``duration_s``), else it was cut.
+        near_duplicate_rad: two episodes are near-duplicates when their durations agree within
+            ``near_duplicate_duration_s`` and, on every joint that moves (range > ``stall_motion_rad``)
+            in either, the signal fingerprints (:mod:`~hvla_platform.lib.processing.qa.duplicates`)
+            differ by at most this much at every sample, radians.
+        near_duplicate_duration_s: see ``near_duplicate_rad``, seconds.
         max_rms_jerk: RMS joint jerk of the action joints above which the trajectory is flagged
             as not smooth, rad/s³.
     Cameras
@@ -57,7 +84,16 @@ class QAThresholds:
     spike_k: float = 8.0
     spike_min_rad: float = 0.05
     frozen_s: float = 0.5
+    state_spike_window: int = 5
+    chatter_step_rad: float = 0.01
+    chatter_reversals: int = 4
+    stall_motion_rad: float = 0.05
     max_tracking_error_rad: float = 0.15
+    max_joint_limit_fraction: float = 0.02
+    max_camera_offset_s: float = 0.05
+    min_recorded_fraction: float = 0.9
+    near_duplicate_rad: float = 0.005
+    near_duplicate_duration_s: float = 0.1
     max_rms_jerk: float = 2000.0
     black_level: float = 8.0
     saturated_level: int = 250

@@ -36,6 +36,7 @@ def test_clean_recording_passes_every_check(clean):
     checks, metrics, score, _ = clean
     assert set(checks) == set(QA_CHECKS)
     assert [k for k, c in checks.items() if not c["passed"]] == []
+    assert metrics["command_idle_fraction"] == 0.0 and metrics["command_stalls"] == []
     assert score > 0.9
     assert metrics["duration_s"] == pytest.approx(3.0, abs=0.02)
 
@@ -58,8 +59,11 @@ def test_planted_defect_is_flagged_at_its_frames(tmp_path, clean, defect, check,
     assert score < clean[2]
     others = {k for k, c in checks.items() if not c["passed"] and k != check}
     # consequences that must fire together with the defect's own check, and nothing else
+    # (the jump stretches the duration; a frozen or out-of-limits measured joint no longer follows its
+    # command, which the per-joint tracking check sees)
     also = {"spike": {"smoothness"}, "drop_frames": {"camera_frame_count"},
-            "clock_jump": {"camera_frame_count"}}.get(defect, set())  # the jump stretches the duration
+            "clock_jump": {"camera_frame_count"}, "frozen_joint": {"action_state_divergence"},
+            "out_of_limits": {"action_state_divergence"}}.get(defect, set())
     assert others == also, others
 
 
