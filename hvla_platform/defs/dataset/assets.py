@@ -66,7 +66,7 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
             context.log.info(f"recorded decision {rec}")
     build = build_release(lk, load_release(lk, context.partition_key), progress=context.log.info)
     m = build.manifest
-    spec = latest_release_spec(lk, context.partition_key)  # the version built or found: m.release
+    spec = build.spec  # the version built or found: spec.name == m.release
     selected = len(build.selection.episodes)
     prev = previous_release_manifest(lk, spec)
     diffs = schema_diff(prev.feature_schema, m.feature_schema) if prev else []

@@ -15,8 +15,7 @@ from hvla_platform.lib.core.manifest import Content, InputRef, Published, finger
 from hvla_platform.lib.dataset.timestamps import check_lerobot_timestamps
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.dataset.releases import Selection, lerobot_prefix, select_episodes
-from hvla_platform.lib.dataset.versions import (
-    adopt_unversioned, list_versions, next_version, reserve_version, version_manifest)
+from hvla_platform.lib.dataset.versions import adopt_unversioned, next_version, reserve_version
 from hvla_platform.lib.core.rights import combine_rights
 from hvla_platform.lib.core.lake import Lake
 
@@ -24,9 +23,11 @@ from hvla_platform.lib.core.lake import Lake
 @dataclass
 class ReleaseBuild(Published):
     """:class:`~hvla_platform.lib.core.manifest.Published` plus the episode selection the release
-    was built from (what the ``episode_count`` check compares the written dataset with)."""
+    was built from (what the ``episode_count`` check compares the written dataset with) and the
+    spec of the version built or found (``spec.name`` is its version id)."""
 
     selection: Selection
+    spec: ReleaseSpec
 
 
 def _inputs(lake: Lake, sel: Selection) -> list[InputRef]:
@@ -68,17 +69,14 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
               "excluded": sel.excluded, "approved": sel.approved}  # decisions change the fingerprint
     inputs = _inputs(lake, sel)
     adopt_unversioned(lake, spec)
-    found, n = next_version(lake, spec, fingerprint([i.to_dict() for i in inputs], config))
-    if found is not None:
-        m = version_manifest(lake, found)
-        assert m is not None  # next_version only returns published versions
-        return ReleaseBuild("cached", found.prefix, lake.uri(found.prefix), m, selection=sel)
-    reserved = {r.version: r for r in list_versions(lake, spec.spec_name)}
-    if n in reserved and reserved[n].spec != spec.to_dict():  # a crashed build of another spec: leave the gap
-        n = max(reserved) + 1
-    if n not in reserved:
-        reserve_version(lake, spec, n)
-    spec = spec.with_version(n)
+    plan = next_version(lake, spec, fingerprint([i.to_dict() for i in inputs], config))
+    if plan.cached is not None:
+        record, m = plan.cached
+        return ReleaseBuild("cached", record.prefix, lake.uri(record.prefix), m, selection=sel,
+                            spec=record.release_spec())
+    if not plan.reserved:
+        reserve_version(lake, spec, plan.version)
+    spec = spec.with_version(plan.version)
     by_key = {e.hdf5_key: e for e in sel.episodes}
     say = progress or (lambda _m: None)
     log = codec_log_path(spec.name)
@@ -128,4 +126,4 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
 
     published = publish_if_changed(lake, lerobot_prefix(spec), artifact_type="lerobot_dataset",
                                    inputs=inputs, config=config, write=write, immutable=True)
-    return ReleaseBuild(**vars(published), selection=sel)
+    return ReleaseBuild(**vars(published), selection=sel, spec=spec)

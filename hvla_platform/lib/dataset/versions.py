@@ -159,21 +159,38 @@ def load_release_version(lake: Lake, release: str) -> ReleaseSpec:
                          "`hvla release versions <name>` lists a release's versions")
 
 
-def next_version(lake: Lake, spec: ReleaseSpec, fingerprint: str) -> tuple[VersionRecord | None, int]:
-    """What a build of ``spec`` with ``fingerprint`` should do: ``(record, n)`` where ``record`` is
-    the latest published version when it has that fingerprint (the build is ``cached``), else
-    ``None``, and ``n`` is the version to build into: the latest reserved version when it was never
-    published (a crashed build), else one more than the latest."""
+@dataclass(frozen=True)
+class VersionPlan:
+    """What a build should do (:func:`next_version`).
+
+    Attributes:
+        cached: the latest published version and its manifest when it has the build's fingerprint
+            (nothing to build), else ``None``.
+        version: the version to build into otherwise.
+        reserved: whether ``version`` is already reserved (by a build of the same spec that never
+            published it), so the build must not reserve it again.
+    """
+
+    cached: tuple[VersionRecord, LeRobotDatasetManifest] | None
+    version: int
+    reserved: bool = False
+
+
+def next_version(lake: Lake, spec: ReleaseSpec, fingerprint: str) -> VersionPlan:
+    """Plan a build of ``spec`` whose fingerprint is ``fingerprint``: ``cached`` when the latest
+    published version has that fingerprint; else the latest reserved version when a build of the
+    same spec reserved it and never published it (a crash: nothing can reference it), else one more
+    than the latest reserved version (an unpublished reservation of another spec is left as a gap)."""
     records = list_versions(lake, spec.spec_name)
     if not records:
-        return None, 0
+        return VersionPlan(None, 0)
     published = latest_version(lake, spec.spec_name)
     if published is not None and published[1].fingerprint == fingerprint:
-        return published[0], published[0].version
+        return VersionPlan(published, published[0].version)
     latest = records[-1]
-    if version_manifest(lake, latest) is None:
-        return None, latest.version
-    return None, latest.version + 1
+    if version_manifest(lake, latest) is None and latest.spec == spec.to_dict():
+        return VersionPlan(None, latest.version, reserved=True)
+    return VersionPlan(None, latest.version + 1)
 
 
 def latest_release_spec(lake: Lake, spec_name: str) -> ReleaseSpec:

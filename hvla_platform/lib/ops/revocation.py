@@ -148,7 +148,7 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
             if rebuild_release is not None:
                 rebuild_release(new_spec.name)
             else:
-                built = load_release_version(lake, build_release(lake, new_spec).manifest.release)
+                built = build_release(lake, new_spec).spec  # the version it published
                 build_norm_stats(lake, built)
                 build_cache(lake, built)
             res.rebuilt_releases[old] = new_name
