@@ -12,7 +12,8 @@ naming the file, the key and the closest valid key::
 Example (what :func:`hvla_platform.lib.sim.recorder.record_episode` writes)::
 
     episode_id: ep-20261110-g1-001-001
-    robot: {id: g1-001, model: unitree_g1}     # or a top-level robot_id: g1-001
+    robot: {id: g1-001, model: unitree_g1, profile: unitree_g1_29dof}   # or a top-level robot_id: g1-001
+    #   (robot.profile names the robot profile, hvla_platform/profiles/<name>.yaml; absent = unitree_g1_29dof)
     capture_date: '2026-11-10'
     operator: op-sim-01
     site: sim-lab-g1-001
@@ -37,7 +38,7 @@ lake keys by :func:`hvla_platform.lib.ingest.landing.read_identity`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -61,6 +62,9 @@ class RobotInfo(StrictModel):
 
     id: str = Field(description="robot id (a lake key segment)")
     model: str | None = Field(default=None, description="robot model, e.g. unitree_g1")
+    profile: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_]*(@[0-9]+)?$",
+                                description="robot profile the recording follows (<name> or <name>@<version>); "
+                                            "absent means the default profile, unitree_g1_29dof")
 
 
 class RecorderInfo(StrictModel):
@@ -71,6 +75,9 @@ class RecorderInfo(StrictModel):
     simulator: str | None = Field(default=None, description="simulator and version (simulated recordings)")
     seed: Annotated[int, Field(strict=True)] | None = Field(default=None, description="simulation seed")
     task_family: str | None = Field(default=None, description="task family sampled by the simulator")
+    frames: Literal["rendered", "synthetic"] | None = Field(
+        default=None, description="how a simulator made the camera frames: every frame rendered, or synthesised "
+                                  "cheaply from low-resolution renders (hvla sim record --frames)")
 
 
 class SceneObject(StrictModel):
@@ -117,6 +124,11 @@ class RecordingMetadata(StrictModel):
     duration_s: Annotated[float, Field(strict=True, ge=0.0)] | None = None
     outcome: OutcomeInfo | None = None
     rights: RightsBlock | None = Field(default=None, description="the rights block (see core.rights)")
+
+    @property
+    def profile_name(self) -> str | None:
+        """``robot.profile`` (``<name>`` or ``<name>@<version>``), None when the recording names none."""
+        return self.robot.profile if self.robot is not None else None
 
     @model_validator(mode="after")
     def _robot_id_given(self) -> RecordingMetadata:
