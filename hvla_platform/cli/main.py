@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hvla_platform.cli import demo, ingest, lineage, qa, release, rights, serving, sim, train, ui
+from hvla_platform.cli import demo, ingest, lineage, profile, qa, release, rights, serving, sim, train, ui
 from hvla_platform.cli.common import is_refusal, refuse
 
 
@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``hvla`` command."""
     p = argparse.ArgumentParser(prog="hvla", description="hvla-platform: humanoid VLA data platform")
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (demo, sim, ingest, release, train, qa, rights):
+    for module in (demo, sim, ingest, release, train, qa, rights, profile):
         module.add_parser(sub)
     lineage.add_lineage_parser(sub)
     serving.add_serving_parsers(sub)

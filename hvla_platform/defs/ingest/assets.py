@@ -12,10 +12,10 @@ from hvla_platform.lib.ingest.refusals import list_refusals
 from hvla_platform.lib.core.rights import Rights, combine_rights
 
 RAW_CHECKS = [
-    ("readable", "Every landed MCAP opens and all records read (CRC, compression, truncation); "
-                 "files without a summary are read by scanning.", True),
-    ("required_topics", "Every contract topic (joint states, cameras, arm command, locomotion command, "
-                        "task) is present with its message type and is not empty.", True),
+    ("readable", "Every landed bag opens and all records read: MCAP strictly (CRC, compression, truncation; "
+                 "files without a summary are read by scanning), rosbag2 sqlite3 and ROS 1 bags in full.", True),
+    ("required_topics", "Every topic the recording's robot profile requires (joint states, commands, cameras, "
+                        "task, locomotion when the robot has it) is present with its message type and is not empty.", True),
     ("monotonic", "Log times and header stamps never go backwards within a topic.", True),
     ("rights", "metadata.yaml carries a valid rights block (owner, license, consents, allowed uses, "
                "retention) and ids that match where the episode landed.", True),

@@ -114,7 +114,8 @@ def _land(lake: Lake, drop: DropArea, folder: DropFolder, withdrawals: Withdrawa
 def record_conflict(lake: Lake, result: LandingResult, local: Path) -> str:
     """Keep the files of a conflicting re-upload as evidence; return the ``reason.json`` key.
 
-    Writes ``quarantine/_conflicts/<day>/<robot>/<episode>/<digest>/files/<name>`` and
+    Writes ``quarantine/_conflicts/<day>/<robot>/<episode>/<digest>/files/<path>`` (path relative to the
+    recording folder, so a rosbag2 bag subfolder keeps its layout) and
     ``reason.json`` (the sha256 of each new file and of the landed file it differs from), all
     write-once: recording the same conflicting upload again changes nothing. ``<digest>`` is the
     first 16 hex digits of the sha256 over the new files' names and hashes.
@@ -124,8 +125,10 @@ def record_conflict(lake: Lake, result: LandingResult, local: Path) -> str:
     """
     if result.status != "conflict":
         raise ValueError(f"not a conflict: {result.status}")
-    files = sorted(p for p in local.iterdir() if p.is_file() and not p.is_symlink() and not p.name.startswith("."))
-    hashes = {p.name: sha256_file(p) for p in files}
+    files = sorted(p for p in local.rglob("*") if p.is_file() and not p.is_symlink()
+                   and not any(part.startswith(".") for part in p.relative_to(local).parts))
+    names = {p: p.relative_to(local).as_posix() for p in files}  # a rosbag2 bag subfolder keeps its path
+    hashes = {names[p]: sha256_file(p) for p in files}
     digest = hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in sorted(hashes.items())).encode()).hexdigest()[:16]
     prefix = f"{CONFLICTS}/{result.capture_day}/{result.robot_id}/{result.episode_id}/{digest}"
     reason_key = f"{prefix}/reason.json"
@@ -143,7 +146,7 @@ def record_conflict(lake: Lake, result: LandingResult, local: Path) -> str:
             differing[name] = {"landed_key": None, "landed_sha256": None, "new_sha256": h}
     for p in files:
         try:
-            lake.put_file(p, f"{prefix}/files/{p.name}", write_once=True)
+            lake.put_file(p, f"{prefix}/files/{names[p]}", write_once=True)
         except ObjectExistsError:
             pass
     try:

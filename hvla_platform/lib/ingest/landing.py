@@ -1,20 +1,26 @@
 """The landing area: where finished recordings are dropped before ingest.
 
-A recording is a folder holding one ``*.mcap`` (``<episode_id>_0.mcap``), ``metadata.yaml`` and
-optionally ``operator_notes.md``, as ``hvla sim record`` or a robot's uploader writes it. Landing
-copies it, unchanged, to ``landing/<capture_date>/<robot_id>/<episode_id>/`` with write-once
-objects; ``metadata.yaml`` is written **last**, so an episode counts as landed (complete) only
-when its metadata is there. A recording whose ids are unsafe or whose metadata cannot be parsed
-is copied to ``quarantine/_rejected/<sha256 prefix>/`` with a ``reason.json``; so is a folder holding
-an ``.mcap`` but no ``metadata.yaml``, or a symbolic link instead of a regular file. An episode whose
-id or consent was withdrawn (``hvla rights revoke``) is not landed again. The source folder is never
-touched, and nothing outside it is ever read.
+A recording is a folder holding hvla's ``metadata.yaml``, optionally ``operator_notes.md``, and
+exactly one bag (docs/recordings.md): ``*.mcap`` files (``<episode_id>_0.mcap`` as ``hvla sim
+record`` writes it, or the parts ``<name>_0.mcap, <name>_1.mcap, ...`` of a split bag), one rosbag2
+bag directory (MCAP or sqlite3 storage, possibly split), or one ROS 1 ``.bag``. Landing copies the
+bag's files, the notes and the metadata, unchanged, to ``landing/<capture_date>/<robot_id>/<episode_id>/``
+(a rosbag2 directory keeps its name: ``.../<episode_id>/<bag dir>/<file>``) with write-once objects;
+``metadata.yaml`` is written **last**, so an episode counts as landed (complete) only when its
+metadata is there. A recording whose ids are unsafe or whose metadata cannot be parsed is copied to
+``quarantine/_rejected/<sha256 prefix>/`` with a ``reason.json``; so is a folder holding a bag but
+no ``metadata.yaml``, a folder that does not hold exactly one bag (two bags, MCAP files that are not
+the consecutive parts of one split bag, a rosbag2 storage other than mcap/sqlite3), or a symbolic
+link instead of a regular file. An episode whose id or consent was withdrawn (``hvla rights
+revoke``) is not landed again. The source folder is never touched, and nothing outside it is ever
+read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +37,9 @@ from hvla_platform.lib.core.keys import (
     landing_prefix,
 )
 from hvla_platform.lib.core.lake import Lake, ObjectExistsError, sha256_file
+from hvla_platform.lib.formats.bags.layout import BagLayout, is_rosbag2_dir, locate_bag
+from hvla_platform.lib.formats.bags.mcap_source import check_split_parts
+from hvla_platform.lib.formats.mcap.errors import RawLogError
 
 METADATA = "metadata.yaml"
 NOTES = "operator_notes.md"
@@ -56,14 +65,88 @@ class LandingResult:
     evidence: str = ""
 
 
-def find_recordings(src: str | Path) -> list[Path]:
-    """Folders under ``src`` (recursively, ``src`` included) that hold an ``.mcap`` file.
+#: File suffixes that make a folder a candidate recording (``.db3`` outside a rosbag2 directory is
+#: included so that landing rejects it with a reason instead of skipping it).
+BAG_SUFFIXES = (".mcap", ".bag", ".db3")
 
-    A folder with an ``.mcap`` but no ``metadata.yaml`` is included on purpose: :func:`land_recording`
+
+def _rosbag2_dir(path: Path) -> bool:
+    """True if ``path`` is a rosbag2 bag directory (a broken rosbag2 ``metadata.yaml`` counts too:
+    landing rejects the recording with the reason)."""
+    try:
+        return is_rosbag2_dir(path)
+    except RawLogError:
+        return True
+
+
+def find_recordings(src: str | Path) -> list[Path]:
+    """Folders under ``src`` (recursively, ``src`` included) that hold a bag: a ``.mcap``, ``.bag``
+    or ``.db3`` file, or a rosbag2 bag directory (which is part of its recording folder and is not
+    itself returned or searched).
+
+    A folder with a bag but no ``metadata.yaml`` is included on purpose: :func:`land_recording`
     rejects it with a reason instead of it being skipped silently.
     """
     src = Path(src)
-    return sorted({p.parent for p in src.rglob("*.mcap") if p.is_file()})
+    out: list[Path] = []
+    if not src.is_dir() or _rosbag2_dir(src):
+        return out
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+        here = Path(dirpath)
+        bag_dirs = [d for d in dirnames if _rosbag2_dir(here / d)]
+        dirnames[:] = sorted(d for d in dirnames if d not in bag_dirs)
+        if bag_dirs or any(n.endswith(BAG_SUFFIXES) and (here / n).is_file() for n in filenames):
+            out.append(here)
+    return sorted(out)
+
+
+def recording_files(rec: Path) -> list[Path]:
+    """The regular files of a recording folder: its own, and those of rosbag2 bag directories in
+    it (symbolic links excluded: one could point anywhere on the host)."""
+    out = []
+    for p in sorted(rec.iterdir()):
+        if p.is_symlink():
+            continue
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir() and _rosbag2_dir(p):
+            out += sorted(q for q in p.iterdir() if q.is_file() and not q.is_symlink())
+    return out
+
+
+def _symlinks(rec: Path) -> list[str]:
+    links = [p.relative_to(rec).as_posix() for p in sorted(rec.iterdir()) if p.is_symlink()]
+    for d in sorted(rec.iterdir()):
+        if d.is_dir() and not d.is_symlink() and _rosbag2_dir(d):
+            links += [p.relative_to(rec).as_posix() for p in sorted(d.iterdir()) if p.is_symlink()]
+    return links
+
+
+def _bag_problem(rec: Path, shown: str) -> tuple[BagLayout | None, str]:
+    """The recording's bag, or why it is not exactly one readable-looking bag (a one-line reason).
+
+    MCAP files that are not the consecutive parts of one split bag (e.g. a copy of the first
+    part) are refused here, from their summaries, with the reason landing always gave for them."""
+    entries = sorted(rec.iterdir())
+    mcaps = [p.name for p in entries if p.suffix == ".mcap"]
+    only_mcaps = bool(mcaps) and not any(p.suffix == ".bag" or (p.is_dir() and _rosbag2_dir(p)) for p in entries)
+    try:
+        layout = locate_bag(rec)
+        if layout.kind == "mcap" and len(layout.files) > 1:
+            try:
+                check_split_parts(list(layout.files))
+            except RawLogError as exc:
+                if exc.reason == "several_bags":
+                    raise
+                # a damaged part: landed as it is; raw ingest's strict read quarantines it with the reason
+        return layout, ""
+    except RawLogError as exc:
+        if only_mcaps and exc.reason in ("several_bags", "incomplete_bag"):
+            return None, (f"{shown}: expected exactly one .mcap file (or the consecutive parts of one split bag), "
+                          f"found {mcaps}: {exc.detail}")
+        where = Path(exc.path)
+        shown_path = f"{shown}/{where.relative_to(rec).as_posix()}" if where != rec and rec in where.parents else shown
+        return None, f"{shown_path}: {exc.reason}: {exc.detail}"
 
 
 def read_identity(metadata: dict) -> tuple[str, str, str]:
@@ -103,21 +186,21 @@ def _reject(lake: Lake, rec: Path, reason: str, source: str | None = None,
             metadata: object = None) -> LandingResult:
     h = hashlib.sha256()
     # regular files only: a symbolic link could point anywhere on the host
-    files = sorted(p for p in rec.iterdir() if p.is_file() and not p.is_symlink())
-    for p in files:
-        h.update(p.name.encode())
+    files = [(p, p.relative_to(rec).as_posix()) for p in recording_files(rec)]
+    for p, rel in files:
+        h.update(rel.encode())
         h.update(sha256_file(p).encode())
     prefix = f"{REJECTED}/{h.hexdigest()[:16]}"
-    for p in files:
+    for p, rel in files:
         try:
-            lake.put_file(p, f"{prefix}/files/{p.name}", write_once=True)
+            lake.put_file(p, f"{prefix}/files/{rel}", write_once=True)
         except ObjectExistsError:
             pass  # identical rejected recording already kept
     hint = _identity_hint(metadata)
     lake.write_json(f"{prefix}/reason.json", {
         "source": source or str(rec), "stage": "landing", "reason": reason,
         "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "files": [p.name for p in files], **hint,
+        "files": [rel for _, rel in files], **hint,
     })
     return LandingResult(source=source or str(rec), status="rejected", reason=reason,
                          capture_day=hint.get("capture_day"), robot_id=hint.get("robot_id"),
@@ -134,8 +217,9 @@ def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
     (``status="withdrawn"``; nothing is copied).
 
     Never raises for bad input: a bad recording gives ``status="rejected"`` with a reason that
-    names the offending file (missing or unparsable ``metadata.yaml``, unsafe ids, not exactly
-    one ``.mcap``, a symbolic link), and a copy under ``quarantine/_rejected/``.
+    names the offending file (missing or unparsable ``metadata.yaml``, unsafe ids or file names,
+    not exactly one bag — docs/recordings.md —, a symbolic link), and a copy under
+    ``quarantine/_rejected/``.
 
     Raises:
         OSError: ``rec`` is not a readable folder, or the lake cannot be written.
@@ -143,13 +227,13 @@ def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
     rec = Path(rec)
     shown = source or str(rec)
     meta_path = rec / METADATA
-    mcaps = sorted(p for p in rec.iterdir() if p.suffix == ".mcap")
-    links = sorted(p.name for p in rec.iterdir() if p.is_symlink())
+    links = _symlinks(rec)
     if links:
         return _reject(lake, rec, f"{shown}: {links} are symbolic links; a recording must consist of regular files",
                        source)
     if not meta_path.is_file():
-        return _reject(lake, rec, f"{shown}: no metadata.yaml beside {[p.name for p in mcaps]}; a recording needs one "
+        bag_names = [p.relative_to(rec).as_posix() for p in recording_files(rec) if p.name != NOTES]
+        return _reject(lake, rec, f"{shown}: no metadata.yaml beside {bag_names}; a recording needs one "
                                   "(episode_id, robot.id, capture_date and the rights block)", source)
     try:
         metadata = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
@@ -158,23 +242,27 @@ def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
         return _reject(lake, rec, f"{shown}/{METADATA}: cannot read metadata.yaml: {type(exc).__name__}: {exc}", source)
     except UnsafeIdError as exc:
         return _reject(lake, rec, f"{shown}/{METADATA}: {exc}", source, metadata)
-    if len(mcaps) != 1:
-        return _reject(lake, rec, f"{shown}: expected exactly one .mcap file, found {[p.name for p in mcaps]}", source,
-                       metadata)
+    layout, problem = _bag_problem(rec, shown)
+    if layout is None:
+        return _reject(lake, rec, problem, source, metadata)
     result = LandingResult(source=shown, status="already_landed", capture_day=day, robot_id=robot, episode_id=episode)
     withdrawn = (withdrawals or Withdrawals.load(lake)).reason(episode, metadata)
     if withdrawn:
         result.status = "withdrawn"
         result.reason = f"{shown}: episode {episode} was not landed: {withdrawn}"
         return result
-    files = [mcaps[0]] + ([rec / NOTES] if (rec / NOTES).is_file() else []) + [meta_path]
+    files = layout.all_files + ([rec / NOTES] if (rec / NOTES).is_file() else []) + [meta_path]
     prefix = landing_prefix(day, robot, episode)
-    for p in files:  # metadata.yaml last: it marks the episode complete
+    for p in files:  # check every name before copying anything
+        rel = p.relative_to(rec).as_posix()
         try:
-            check_id(p.name, "file name")
+            for part in rel.split("/"):
+                check_id(part, "file name")
         except UnsafeIdError as exc:
-            return _reject(lake, rec, f"{shown}/{p.name}: {exc}", source, metadata)
-        key = f"{prefix}/{p.name}"
+            return _reject(lake, rec, f"{shown}/{rel}: {exc}", source, metadata)
+    for p in files:  # metadata.yaml last: it marks the episode complete
+        rel = p.relative_to(rec).as_posix()
+        key = f"{prefix}/{rel}"
         try:
             lake.put_file(p, key, write_once=True)
             result.status = "landed"
@@ -182,7 +270,7 @@ def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
             if lake.sha256(key) != sha256_file(p):
                 result.status = "conflict"
                 result.reason = (f"{key} already landed with different content; the new file "
-                                 f"{shown}/{p.name} was not copied (landing is write-once)")
+                                 f"{shown}/{rel} was not copied (landing is write-once)")
                 return result
     return result
 

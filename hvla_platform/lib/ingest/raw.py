@@ -3,9 +3,11 @@
 For each complete landed episode of a (capture_day, robot_id) partition, :func:`ingest_partition`
 runs the raw checks and then:
 
-* publishes the episode under ``raw-mcap/<day>/<robot>/<episode>/`` (the MCAP, ``metadata.yaml``,
+* publishes the episode under ``raw-mcap/<day>/<robot>/<episode>/`` (the bag's files, byte for
+  byte and under the same relative paths as landed — ``<episode>_0.mcap``, the parts of a split
+  bag, a rosbag2 directory ``<bag dir>/...`` or a ``.bag`` —, ``metadata.yaml``,
   ``operator_notes.md``, ``index.json`` and, last, the manifest) with **write-once** objects,
-  provided the file is readable and its rights block is valid — the raw layer is evidence;
+  provided the bag is readable and its rights block is valid — the raw layer is evidence;
 * records every episode that failed any check in ``quarantine/<day>/<robot>/<episode>/reason.json``
   (with copies of the files when they could not be published to raw), and marks it
   ``convertible: false`` so it is not converted downstream.
@@ -13,15 +15,23 @@ runs the raw checks and then:
 The landing copy is never modified or deleted. The partition's outcome is written to
 ``raw-mcap/<day>/<robot>/_partition.json``.
 
-Everything written names files by lake key (``mcap_key``, ``landing_key``, the MCAP's key as
+Everything written names files by lake key (``mcap_key``: the bag's first data file, ``landing_key``,
 ``index.json``'s ``path``), never by URI or by the temporary local copy the checks ran on, so the raw
-layer stays true when the lake is moved.
+layer stays true when the lake is moved. A bag of several files (a split bag, a rosbag2 directory)
+has one manifest input per file and lists its files in the manifest's ``files``; its ``sha256`` is
+:func:`~hvla_platform.lib.formats.bags.index.bag_sha256` (the file's own sha256 for a one-file bag).
 
 Raw checks (names used by the Dagster asset checks):
 
-``readable``          the MCAP opens and every record can be read (CRCs, compression, truncation,
-                      record-size limit; see :class:`~hvla_platform.lib.formats.mcap.index.McapScan`)
-``required_topics``   every contract topic is present, with its message type, and not empty
+``readable``          every message of the bag can be read (:func:`~hvla_platform.lib.formats.bags.index.index_bag`):
+                      MCAP strictly (CRCs, compression, truncation, record-size limit; see
+                      :class:`~hvla_platform.lib.formats.mcap.index.McapScan`), each file of a
+                      split bag; sqlite3 ``PRAGMA integrity_check`` and a full read with ``rosbags``;
+                      ROS 1 a full read with ``rosbags``
+``required_topics``   every required topic of the recording's robot profile (``metadata.yaml``
+                      ``robot.profile``, else the default; :mod:`hvla_platform.lib.formats.recording.profile`)
+                      is present, with its message type, and not empty; a missing one is named with
+                      the profile and the closest topics found
 ``monotonic``         log times and header stamps never go backwards within a topic
 ``rights``            ``metadata.yaml`` keeps its contract (only known keys, identity present:
                       :mod:`hvla_platform.lib.formats.recording.metadata`) and has a valid rights
@@ -44,15 +54,16 @@ from hvla_platform.lib.core.keys import (
     check_day,
     check_id,
     landing_prefix,
-    mcap_name,
     quarantine_prefix,
     raw_prefix,
 )
 from hvla_platform.lib.core.manifest import InputRef, build_manifest
+from hvla_platform.lib.formats.bags.bag import Bag, open_bag
+from hvla_platform.lib.formats.bags.index import BagIndex, index_bag
+from hvla_platform.lib.formats.bags.profile_check import check_bag_against_profile
 from hvla_platform.lib.formats.mcap.errors import RawLogError
-from hvla_platform.lib.formats.mcap.index import McapIndex, index_mcap
-from hvla_platform.lib.formats.recording.contract import REQUIRED_TOPICS
 from hvla_platform.lib.formats.recording.metadata import RecordingMetadataError, parse_recording_metadata
+from hvla_platform.lib.formats.recording.profile import ProfileError, load_profile
 from hvla_platform.lib.core.rights import Rights, RightsError
 from hvla_platform.lib.core.lake import Lake, ObjectExistsError, sha256_file
 from hvla_platform.lib.core.scratch import scratch_dir
@@ -69,7 +80,8 @@ class EpisodeOutcome:
     ``quarantined`` (not publishable: unreadable or no valid rights), ``conflict`` (raw already
     holds different content for this episode id; nothing was replaced).
     ``checks`` maps each of :data:`RAW_CHECKS` to ``{"passed": bool, "detail": str}``;
-    ``mcap_key`` is the lake key of the published MCAP (relative; empty when not published).
+    ``mcap_key`` is the lake key of the published bag's first data file (relative; empty when not
+    published); ``index`` the bag's :meth:`~hvla_platform.lib.formats.bags.index.BagIndex.to_dict`.
     """
 
     episode_id: str
@@ -99,42 +111,58 @@ class EpisodeOutcome:
         return d
 
 
-def _check_topics(idx: McapIndex) -> tuple[bool, str]:
-    name = Path(idx.path).name
-    problems = []
-    for topic, typ in REQUIRED_TOPICS.items():
-        st = idx.topics.get(topic)
-        if st is None:
-            problems.append(f"missing {topic}")
-        elif st.schema_name != typ:
-            problems.append(f"{topic} has type {st.schema_name!r}, expected {typ!r}")
-        elif st.message_count == 0:
-            problems.append(f"{topic} is empty (channel registered, 0 messages)")
-    if problems:
-        return False, f"{name}: " + "; ".join(problems)
-    return True, f"all {len(REQUIRED_TOPICS)} required topics present"
+def _profile_name(metadata: dict) -> str | None:
+    """``robot.profile`` of a parsed ``metadata.yaml`` (read leniently: the ``rights`` check reports
+    a broken contract), None when it names none."""
+    robot = metadata.get("robot") if isinstance(metadata, dict) else None
+    name = robot.get("profile") if isinstance(robot, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
-def _check_monotonic(idx: McapIndex) -> tuple[bool, str]:
+def _check_topics(bag: Bag, idx: BagIndex, name: str, profile_name: str | None) -> tuple[bool, str]:
+    try:
+        profile = load_profile(profile_name)
+    except ProfileError as exc:
+        return False, f"metadata.yaml: robot.profile: {exc}"
+    match = check_bag_against_profile(bag, profile, measure_rates=False, topics=idx.topic_infos())
+    if not match.topics_ok:
+        return False, f"{name}: {match.missing_message()}"
+    return True, f"all {match.required_count} required topics of robot profile {profile.key} present"
+
+
+def _check_monotonic(idx: BagIndex, name: str) -> tuple[bool, str]:
     bad = [f"{t}: {s.log_time_backwards} log-time and {s.stamp_backwards} header-stamp step(s) backwards "
            f"(first at message {s.first_backwards_at} of the topic)"
            for t, s in idx.topics.items() if not s.monotonic]
     if bad:
-        return False, f"{Path(idx.path).name}: " + "; ".join(bad)
+        return False, f"{name}: " + "; ".join(bad)
     return True, "log times and header stamps non-decreasing on every topic"
 
 
-def evaluate_episode(mcap_path: Path, metadata_path: Path, *, metadata_source: str | None = None,
-                     ) -> tuple[dict[str, dict[str, Any]], McapIndex | None, Rights | None, dict]:
+def _shown(path: str | Path, root: Path) -> str:
+    """``path`` relative to the recording folder ``root`` (its name when outside it)."""
+    p = Path(path)
+    try:
+        return p.relative_to(root).as_posix() or p.name
+    except ValueError:
+        return p.name
+
+
+def evaluate_episode(bag_path: Path, metadata_path: Path, *, metadata_source: str | None = None,
+                     ) -> tuple[dict[str, dict[str, Any]], BagIndex | None, Rights | None, dict]:
     """Run the raw checks on local copies of one episode's files.
 
-    ``metadata.yaml`` is first validated strictly (:func:`parse_recording_metadata`: an unknown or
-    misspelled key fails the ``rights`` check with a reason naming the key, the file —
-    ``metadata_source``, by default the file's name — and the closest valid key), then its rights
-    block is parsed.
+    ``bag_path`` is the recording folder (or the bag itself: an ``.mcap`` file, a rosbag2
+    directory...; see :func:`~hvla_platform.lib.formats.bags.bag.open_bag`). ``metadata.yaml`` is
+    first validated strictly (:func:`parse_recording_metadata`: an unknown or misspelled key fails
+    the ``rights`` check with a reason naming the key, the file — ``metadata_source``, by default the
+    file's name — and the closest valid key), then its rights block is parsed. The required topics
+    are those of the robot profile ``robot.profile`` names (the default profile when it names none;
+    an unknown name fails ``required_topics`` with the closest known one).
 
     Returns ``(checks, index or None, rights or None, metadata mapping)``. Never raises for bad
-    input: failures are reported in ``checks``, each failed detail starting with the file's name.
+    input: failures are reported in ``checks``, each failed detail starting with the file's name
+    (relative to the recording folder).
     """
     checks: dict[str, dict[str, Any]] = {}
     metadata: dict = {}
@@ -149,30 +177,34 @@ def evaluate_episode(mcap_path: Path, metadata_path: Path, *, metadata_source: s
         checks["rights"] = {"passed": False, "detail": str(exc)}
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RightsError) as exc:
         checks["rights"] = {"passed": False, "detail": f"{metadata_path.name}: {exc}"}
+    root = bag_path if bag_path.is_dir() else bag_path.parent
     idx = None
     try:
-        idx = index_mcap(mcap_path)
-        checks["readable"] = {"passed": True, "detail": (
-            f"{idx.message_count} messages on {len(idx.topics)} topics, {idx.chunk_count} chunk(s) "
-            f"({idx.chunks_without_crc} without a CRC to check), "
-            f"{'with summary' if idx.has_summary else 'no summary: read by scanning'}")}
-        ok, detail = _check_topics(idx)
+        bag = open_bag(bag_path)
+        idx = index_bag(bag)
+        name = _shown(bag.layout.display, root)
+        checks["readable"] = {"passed": True, "detail": idx.describe()}
+        ok, detail = _check_topics(bag, idx, name, _profile_name(metadata))
         checks["required_topics"] = {"passed": ok, "detail": detail}
-        ok, detail = _check_monotonic(idx)
+        ok, detail = _check_monotonic(idx, name)
         checks["monotonic"] = {"passed": ok, "detail": detail}
     except RawLogError as exc:
-        checks["readable"] = {"passed": False, "detail": f"{mcap_path.name}: {exc.reason}: {exc.detail}"}
+        idx = None
+        checks["readable"] = {"passed": False, "detail": f"{_shown(exc.path, root)}: {exc.reason}: {exc.detail}"}
         checks["required_topics"] = {"passed": False, "detail": "not checked: file unreadable"}
         checks["monotonic"] = {"passed": False, "detail": "not checked: file unreadable"}
     return checks, idx, rights, metadata
 
 
-def _quarantine(lake: Lake, day: str, robot: str, outcome: EpisodeOutcome, local_files: list[Path], copy_files: bool) -> None:
+def _quarantine(lake: Lake, day: str, robot: str, outcome: EpisodeOutcome, local_files: list[tuple[Path, str]],
+                copy_files: bool) -> None:
+    """Write ``reason.json`` (and, with ``copy_files``, the files — ``(local path, relative path)`` —
+    under ``files/<relative path>``)."""
     prefix = quarantine_prefix(day, robot, outcome.episode_id)
     if copy_files:
-        for p in local_files:
+        for p, rel in local_files:
             try:
-                lake.put_file(p, f"{prefix}/files/{p.name}", write_once=True)
+                lake.put_file(p, f"{prefix}/files/{rel}", write_once=True)
             except ObjectExistsError:
                 pass  # the same landed file was quarantined by an earlier run
     lake.write_json(f"{prefix}/reason.json", {
@@ -183,34 +215,42 @@ def _quarantine(lake: Lake, day: str, robot: str, outcome: EpisodeOutcome, local
     })
 
 
-def _publish_raw(lake: Lake, day: str, robot: str, ep: str, files: list[Path], idx: McapIndex, rights: Rights,
-                 metadata: dict) -> str:
-    """Write-once publish; returns ``published``, ``cached`` or ``conflict``."""
+def _publish_raw(lake: Lake, day: str, robot: str, ep: str, files: list[tuple[Path, str]], idx: BagIndex,
+                 rights: Rights, metadata: dict) -> str:
+    """Write-once publish of ``files`` (``(local path, path relative to the episode)``, the bag's
+    files first); returns ``published``, ``cached`` or ``conflict``."""
     prefix = raw_prefix(day, robot, ep)
     existing = lake.read_manifest(prefix)
     if existing is not None:
         return "cached" if existing.get("mcap_sha256") == idx.sha256 else "conflict"
-    for p in files:
+    for p, rel in files:
         try:
             # WORM where the store enforces it (S3 Object Lock): kept until the rights' retention date
-            lake.put_file_retained(p, f"{prefix}/{p.name}", retain_until=rights.retention_until)
+            lake.put_file_retained(p, f"{prefix}/{rel}", retain_until=rights.retention_until)
         except ObjectExistsError:
             # a previous run crashed before its manifest; keep the object if it is identical
-            if lake.sha256(f"{prefix}/{p.name}") != sha256_file(p):
+            if lake.sha256(f"{prefix}/{rel}") != sha256_file(p):
                 return "conflict"
-    mcap_key = f"{prefix}/{files[0].name}"
+    first = idx.data_files[0].path
+    mcap_key = f"{prefix}/{first}"
     lake.write_json(f"{prefix}/index.json", {**idx.to_dict(), "path": mcap_key})  # not the local copy's path
+    lp = landing_prefix(day, robot, ep)
+    if len(idx.files) == 1:
+        inputs = [InputRef(key=f"{lp}/{first}", sha256=idx.sha256, kind="landing", episode_ids=[ep])]
+        extra_files: dict[str, Any] = {}
+    else:  # several files: each is an input, and the manifest lists them (lineage verifies each)
+        inputs = [InputRef(key=f"{lp}/{f.path}", sha256=f.sha256, kind="landing", episode_ids=[ep]) for f in idx.files]
+        extra_files = {"files": [{"path": f.path, "sha256": f.sha256, "bytes": f.size_bytes} for f in idx.files]}
     manifest = build_manifest(
         artifact_type="raw_mcap_episode",
         artifact_key=prefix,
-        inputs=[InputRef(key=f"{landing_prefix(day, robot, ep)}/{files[0].name}", sha256=idx.sha256,
-                         kind="landing", episode_ids=[ep])],
+        inputs=inputs,
         config={},
         rights=rights,
         episode_ids=[ep],
         extra={"mcap_key": mcap_key, "mcap_sha256": idx.sha256, "capture_day": day, "robot_id": robot,
                "operator": metadata.get("operator"), "site": metadata.get("site"),
-               "customer": metadata.get("customer"), "task": metadata.get("task")},
+               "customer": metadata.get("customer"), "task": metadata.get("task"), **extra_files},
     )
     try:
         lake.write_json(lake.manifest_key(prefix), manifest, write_once=True)
@@ -222,8 +262,9 @@ def _publish_raw(lake: Lake, day: str, robot: str, ep: str, files: list[Path], i
 def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
     """Check one landed episode and publish it to raw and/or quarantine it (see module docstring).
 
-    Never raises for bad input (the outcome's checks say what is wrong); the landing copy is only
-    read.
+    Every landed file of the episode is fetched to a scratch folder under its landed relative
+    path; the bag is found there as in the recording folder (docs/recordings.md). Never raises for
+    bad input (the outcome's checks say what is wrong); the landing copy is only read.
 
     Raises:
         UnsafeIdError: ``day``, ``robot`` or ``ep`` is not a safe id.
@@ -232,26 +273,29 @@ def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
     check_day(day), check_id(robot, "robot id"), check_id(ep, "episode id")
     lp = landing_prefix(day, robot, ep)
     with scratch_dir("hvla-ingest", lake.scratch_root()) as tmpd:  # swept if this process dies
-        landed = {k.rsplit("/", 1)[1] for k in lake.list_keys(lp)}
-        mcap = mcap_name(ep) if mcap_name(ep) in landed else next((n for n in sorted(landed) if n.endswith(".mcap")), None)
+        rec = tmpd / ep  # named after the episode: reasons about the folder name it
+        landed = [k[len(lp) + 1:] for k in lake.list_keys(lp)]
         outcome = EpisodeOutcome(episode_id=ep, status="quarantined")
-        meta_local = lake.get_file(f"{lp}/{METADATA}", tmpd / METADATA)
-        files: list[Path] = []
-        if mcap is None:
-            outcome.checks = {"readable": {"passed": False, "detail": "no .mcap file landed"},
-                              "required_topics": {"passed": False, "detail": "not checked: no file"},
-                              "monotonic": {"passed": False, "detail": "not checked: no file"}}
-            checks2, _, rights, metadata = evaluate_episode(tmpd / "absent.mcap", meta_local,
-                                                            metadata_source=f"{lp}/{METADATA}")
-            outcome.checks["rights"] = checks2["rights"]
-            _quarantine(lake, day, robot, outcome, [meta_local], copy_files=True)
+        local: dict[str, Path] = {}
+        for rel in landed:
+            for part in rel.split("/"):  # landing checked them; a key is never trusted to be a path
+                check_id(part, "landed file name")
+            local[rel] = lake.get_file(f"{lp}/{rel}", rec / rel)
+        meta_local = local[METADATA]
+        checks, idx, rights, metadata = evaluate_episode(rec, meta_local, metadata_source=f"{lp}/{METADATA}")
+        # the bag's files first (unreadable: every landed file but the metadata), then the metadata
+        bag_rels = ([f.path for f in idx.files] if idx is not None
+                    else sorted(r for r in landed if r not in (METADATA, NOTES)))
+        files = [(local[r], r) for r in bag_rels] + [(meta_local, METADATA)]
+        if NOTES in local:
+            files.append((local[NOTES], NOTES))
+        if not bag_rels:
+            checks["readable"] = {"passed": False, "detail": "no bag landed (no .mcap, .bag or rosbag2 directory)"}
+            checks["required_topics"] = {"passed": False, "detail": "not checked: no file"}
+            checks["monotonic"] = {"passed": False, "detail": "not checked: no file"}
+            outcome.checks = checks
+            _quarantine(lake, day, robot, outcome, [(meta_local, METADATA)], copy_files=True)
             return outcome
-        mcap_local = lake.get_file(f"{lp}/{mcap}", tmpd / mcap)
-        files = [mcap_local, meta_local]
-        if NOTES in landed:
-            files.append(lake.get_file(f"{lp}/{NOTES}", tmpd / NOTES))
-        checks, idx, rights, metadata = evaluate_episode(mcap_local, meta_local,
-                                                         metadata_source=f"{lp}/{METADATA}")
         # the ids inside metadata.yaml must agree with where the episode landed
         try:
             ident = read_identity(metadata)
@@ -265,16 +309,17 @@ def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
         outcome.rights = rights.to_dict() if rights else None
         if idx is not None:
             outcome.sha256 = idx.sha256
-            outcome.index = {**idx.to_dict(), "path": f"{lp}/{mcap}"}  # the landed file's key, not the local copy
+            outcome.index = {**idx.to_dict(), "path": f"{lp}/{idx.data_files[0].path}"}  # the landed key, not the local copy
         publishable = idx is not None and rights is not None and checks["rights"]["passed"]
         if publishable:
+            assert idx is not None and rights is not None
             outcome.status = _publish_raw(lake, day, robot, ep, files, idx, rights, metadata)
-            outcome.mcap_key = f"{raw_prefix(day, robot, ep)}/{mcap_local.name}"
+            outcome.mcap_key = f"{raw_prefix(day, robot, ep)}/{idx.data_files[0].path}"
             if outcome.status in ("published", "cached") and outcome.index is not None:
                 outcome.index["path"] = outcome.mcap_key
             if outcome.status == "conflict":
                 outcome.checks["readable"] = {"passed": False, "detail": (
-                    f"raw layer already holds a different {mcap_local.name} for this episode id; nothing replaced")}
+                    f"raw layer already holds a different {idx.data_files[0].path} for this episode id; nothing replaced")}
         if not outcome.convertible:
             _quarantine(lake, day, robot, outcome, files, copy_files=not publishable)
         return outcome
