@@ -1,4 +1,4 @@
-"""Processing stage: raw MCAP → synchronised HDF5 episodes at a fixed fps, with episode QA, per capture day × robot."""
+"""Processing stage: raw recording (any bag layout, any robot profile) → synchronised HDF5 episodes at a fixed fps, with episode QA, per capture day × robot."""
 
 import shutil
 from pathlib import Path
@@ -8,6 +8,7 @@ import dagster as dg
 from hvla_platform.defs.metadata import check_specs, episode_check, rights_metadata
 from hvla_platform.defs.partitions import day_robot, raw_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
+from hvla_platform.lib.formats.recording.profile import load_profile
 from hvla_platform.lib.processing.convert import SyncConfig
 from hvla_platform.lib.processing.build import PROCESSING_CHECKS, convert_partition
 from hvla_platform.lib.processing.qa.metrics import ALL_QA_CHECKS
@@ -33,7 +34,7 @@ QA_CHECK_DESCRIPTIONS = {
     "camera_frame_count": "Each camera delivered at least `min_camera_frame_ratio` of duration × nominal rate frames.",
     "camera_offset": "Per camera, raw stamp offset vs the joint states (median log − stamp delays) within ±`max_camera_offset_s`.",
     "nan_inf": "No NaN/Inf in raw joint states, commands or the synchronised streams.",
-    "joint_limits": "Measured joint positions stay within the limits of the robot's own model (G1 MJCF).",
+    "joint_limits": "Measured joint positions stay within the limits of the robot's own model (the description file its robot profile names).",
     "joint_limit_proximity": "Report only: joints within `max_joint_limit_fraction` of their range of a model limit.",
     "state_spikes": "No measured joint sample further than `spike_k`·σ and `spike_min_rad` from its running median (Hampel).",
     "action_spikes": "No commanded step larger than `spike_k`·σ (robust) and `spike_min_rad`.",
@@ -59,11 +60,20 @@ class EpisodesConfig(dg.Config):
     """Synchronisation settings (``hvla_platform.lib.processing.sync``) and QA thresholds
     (``hvla_platform.lib.processing.qa.thresholds.QAThresholds``; defaults in docs/qa.md)."""
 
-    fps: float = 20.0
+    fps: float | None = None  # None: each episode's robot profile's fps (the G1's 20, the H1's 30)
     max_camera_skew_s: float = 0.05
     min_camera_coverage: float = 0.95
     qa_overrides: dict[str, float] = {}
     log_to_mlflow: bool = True
+
+
+def _fps_metadata(cfg: SyncConfig, converted: list) -> float | str:
+    """The frame rate the partition's episodes were converted at: the configured fps, or (None) each
+    robot profile's, e.g. ``"unitree_h1_3cam@1: 30"``."""
+    if cfg.fps is not None:
+        return float(cfg.fps)
+    profiles = sorted({e.profile for e in converted if e.profile})
+    return ", ".join(f"{p}: {cfg.fps_for(load_profile(p)):g}" for p in profiles) or "(no episode converted)"
 
 
 @dg.asset(
@@ -72,7 +82,7 @@ class EpisodesConfig(dg.Config):
     group_name="processing",
     owners=["team:data-platform"],
     kinds={"hdf5"},
-    description="Per-episode HDF5: state, action, locomotion command and camera frames synchronised at a fixed fps, with episode QA.",
+    description="Per-episode HDF5: state, action, locomotion command (robots that walk), extras and camera frames (kept compressed) synchronised at the robot profile's fps, with episode QA.",
     check_specs=check_specs("episodes_hdf5", PROCESSING_CHECK_SPECS + QA_CHECK_SPECS, raw_partitions),
     metadata={"hvla/layer": "processed", "hvla/canonical": "derived, rebuildable"},
 )
@@ -127,7 +137,7 @@ def episodes_hdf5(context: dg.AssetExecutionContext, config: EpisodesConfig, lak
             "dagster/row_count": sum(e.num_frames for e in converted),
             "hvla/num_episodes": len(converted),
             "hvla/num_frames": sum(e.num_frames for e in converted),
-            "hvla/fps": config.fps,
+            "hvla/fps": _fps_metadata(cfg, converted),
             "hvla/episode_ids": ", ".join(e.episode_id for e in converted),
             "hvla/quality_scores": dg.MetadataValue.json({e.episode_id: e.quality_score for e in res.episodes}),
             "hvla/qa_report": dg.MetadataValue.url(res.uri.rstrip("/") + "/qa_report.html"),

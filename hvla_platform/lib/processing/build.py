@@ -9,7 +9,13 @@ Processing checks (names used by the Dagster asset checks):
 ``camera_coverage``   per camera, the fraction of frames with an image within the skew bound is
                       at least ``min_camera_coverage``
 ``alignment_skew``    the largest |image stamp - frame time| over covered frames is ≤ the bound
-``no_nan``            state, velocity, action and locomotion command are finite
+``no_nan``            state, velocity, action, locomotion command (profiles with one) and extras
+                      are finite
+
+Each raw episode is read the way its robot profile says (``robot.profile`` of its
+``metadata.yaml``; :mod:`hvla_platform.lib.formats.recording.profile`), in two passes whose memory
+does not grow with the episode (:mod:`hvla_platform.lib.processing.convert`); its HDF5 file records
+the profile as ``profile`` (``name@version``).
 
 What the recording says about itself travels with the episode: the ``outcome`` of its
 ``metadata.yaml`` (``success``, ``min_distance_m``) is read from the raw layer and stored in the
@@ -20,6 +26,8 @@ filesystem path or URI, so the artifact's bytes do not depend on where the lake 
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,24 +35,37 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from hvla_platform.lib.processing.convert import SyncConfig, decode_cameras, synchronise, to_episode
+from hvla_platform.lib.core.keys import episodes_prefix, quarantine_prefix, raw_prefix
+from hvla_platform.lib.core.lake import Lake, LocalLake, sha256_file
+from hvla_platform.lib.core.manifest import Content, EpisodesManifest, InputRef, publish_if_changed
+from hvla_platform.lib.core.rights import Rights, combine_rights
+from hvla_platform.lib.core.tables import check_qa_results
+from hvla_platform.lib.core.withdrawals import revoked_episodes
+from hvla_platform.lib.formats.bags.bag import open_bag
+from hvla_platform.lib.formats.bags.layout import read_rosbag2_metadata
+from hvla_platform.lib.formats.episode_h5 import FORMAT_VERSION
+from hvla_platform.lib.formats.mcap.errors import RawLogError
+from hvla_platform.lib.formats.recording.metadata import (
+    RecordingMetadata,
+    RecordingMetadataError,
+    parse_recording_metadata,
+)
+from hvla_platform.lib.formats.recording.profile import ProfileError, RobotProfile, load_profile
+from hvla_platform.lib.ingest.landing import METADATA
+from hvla_platform.lib.ingest.raw import read_partition_index
+from hvla_platform.lib.processing.convert import (
+    SyncConfig,
+    plan_cameras,
+    scan_recording,
+    synchronise,
+    to_episode,
+    write_episode_file,
+)
 from hvla_platform.lib.processing.qa.duplicates import LakeEpisodeIndex, apply_lake_checks
 from hvla_platform.lib.processing.qa.metrics import QA_CHECKS, assess_signals, assess_streams
-from hvla_platform.lib.processing.qa.report import save_thumbnails, write_qa_report
+from hvla_platform.lib.processing.qa.report import save_thumbnails, thumbnail_frames, write_qa_report
 from hvla_platform.lib.processing.qa.score import quality_score
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
-from hvla_platform.lib.formats.mcap.streams import read_episode_streams
-from hvla_platform.lib.formats.episode_h5 import FORMAT_VERSION, write_episode_h5
-from hvla_platform.lib.formats.recording.metadata import parse_recording_metadata
-from hvla_platform.lib.ingest.landing import METADATA
-from hvla_platform.lib.core.keys import episodes_prefix, quarantine_prefix, raw_prefix
-from hvla_platform.lib.ingest.raw import read_partition_index
-from hvla_platform.lib.core.manifest import Content, EpisodesManifest, InputRef, publish_if_changed
-from hvla_platform.lib.formats.mcap.errors import RawLogError
-from hvla_platform.lib.core.withdrawals import revoked_episodes
-from hvla_platform.lib.core.rights import Rights, combine_rights
-from hvla_platform.lib.core.lake import Lake, sha256_file
-from hvla_platform.lib.core.tables import check_qa_results
 from hvla_platform.lib.processing.sync import coverage
 
 PROCESSING_CHECKS = ("camera_coverage", "alignment_skew", "no_nan")
@@ -58,7 +79,8 @@ class EpisodeConversion:
     quarantined). ``coverage``/``max_skew_s`` are per camera; ``nan_count`` counts non-finite
     values over the low-dimensional streams. ``outcome`` is the recording's own
     ``{"success": bool, "min_distance_m": float | None}`` (``metadata.yaml``), ``None`` when it
-    states none.
+    states none. ``profile`` is the robot profile the recording was read with (``name@version``;
+    empty when it could not be determined).
     """
 
     episode_id: str
@@ -79,6 +101,7 @@ class EpisodeConversion:
     quality_components: dict[str, float] = field(default_factory=dict)
     thumbnails: list[dict[str, Any]] = field(default_factory=list)
     outcome: dict[str, Any] | None = None
+    profile: str = ""
 
 
 @dataclass
@@ -123,61 +146,139 @@ def _episode_checks(conv: EpisodeConversion, cfg: SyncConfig) -> dict[str, dict[
     }
 
 
-def convert_episode(mcap_path: Path, out_dir: Path, *, day: str, robot: str, episode_id: str, cfg: SyncConfig,
-                    attrs: dict[str, Any], qa: QAThresholds = QAThresholds(),
-                    outcome: dict[str, Any] | None = None) -> EpisodeConversion:
-    """Decode, QA and synchronise one local MCAP; write ``out_dir/<episode_id>.h5`` if it passes
-    the processing checks (the QA checks only flag: quarantine by score happens at release time).
+def recording_profile(recording: str | os.PathLike[str]) -> RobotProfile:
+    """The robot profile a local recording follows: ``robot.profile`` of the recording folder's
+    ``metadata.yaml`` (the folder itself, or the folder holding the bag file given), the default
+    profile when the file names none or the recording has no ``metadata.yaml`` (a bare bag).
 
-    ``attrs`` become HDF5 file attributes (:mod:`~hvla_platform.lib.formats.episode_h5`: lake keys,
-    never local paths); ``outcome`` (see :func:`recording_outcome`) is stored as the ``outcome``
-    attribute and on the returned conversion.
+    Raises:
+        RecordingMetadataError: the ``metadata.yaml`` breaks its contract.
+        ProfileError: it names an unknown profile (or another version than the one installed).
+    """
+    recording = Path(recording)
+    folder = recording if recording.is_dir() else recording.parent
+    meta = folder / METADATA
+    if not meta.is_file() or read_rosbag2_metadata(folder) is not None:  # a rosbag2 directory's own file
+        return load_profile(None)
+    try:
+        doc = yaml.safe_load(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RecordingMetadataError(f"{meta.name}: cannot be read: {exc}") from exc
+    return load_profile(parse_recording_metadata(doc, source=meta.name).profile_name)
 
-    Never raises for bad input; returns ``status="failed"`` with the reason instead.
+
+def _failed(episode_id: str, reason: str, cfg: SyncConfig, outcome: dict[str, Any] | None,
+            profile: str = "") -> EpisodeConversion:
+    conv = EpisodeConversion(episode_id=episode_id, status="failed", reason=reason, outcome=outcome, profile=profile)
+    conv.checks = _episode_checks(conv, cfg)
+    return conv
+
+
+def convert_episode(recording: str | os.PathLike[str], out_dir: Path, *, day: str, robot: str, episode_id: str,
+                    cfg: SyncConfig = SyncConfig(), attrs: dict[str, Any], qa: QAThresholds = QAThresholds(),
+                    outcome: dict[str, Any] | None = None,
+                    profile: RobotProfile | str | None = None) -> EpisodeConversion:
+    """Decode, QA and synchronise one local recording; write ``out_dir/<episode_id>.h5`` if it
+    passes the processing checks (the QA checks only flag: quarantine by score happens at release
+    time). Memory does not grow with the episode's length (two passes,
+    :mod:`hvla_platform.lib.processing.convert`).
+
+    Args:
+        recording: the recording folder (its bag in any layout
+            :func:`~hvla_platform.lib.formats.bags.bag.open_bag` reads, and its ``metadata.yaml``),
+            or a bag file (``.mcap``, ``.bag``, ``.db3``) or rosbag2 directory. Read, never modified.
+        cfg: synchronisation settings (``fps`` None: the profile's).
+        attrs: HDF5 file attributes (:mod:`~hvla_platform.lib.formats.episode_h5`: lake keys, never
+            local paths).
+        outcome: see :func:`recording_outcome`; stored as the ``outcome`` attribute and on the
+            returned conversion.
+        profile: the robot profile (or its name); None reads it from the recording's
+            ``metadata.yaml`` (:func:`recording_profile`).
+
+    Never raises for bad input (a broken recording, an unknown or inconsistent profile); returns
+    ``status="failed"`` with the reason instead.
     """
     attrs = {**attrs, "outcome": outcome}
+    recording = Path(recording)
     try:
-        streams = read_episode_streams(mcap_path)
-        cams = decode_cameras(streams, path=mcap_path)
+        prof = profile if isinstance(profile, RobotProfile) else (
+            load_profile(profile) if profile is not None else recording_profile(recording))
+    except (ProfileError, RecordingMetadataError) as exc:
+        return _failed(episode_id, f"bad_profile: {exc}", cfg, outcome)
+    try:
+        bag = open_bag(recording)
+        where = str(bag.layout.display)
+        streams, scans = scan_recording(bag, prof, path=where, saturated_level=qa.saturated_level)
     except RawLogError as exc:
-        conv = EpisodeConversion(episode_id=episode_id, status="failed", reason=f"{exc.reason}: {exc.detail}",
-                                 outcome=outcome)
-        conv.checks = _episode_checks(conv, cfg)
+        return _failed(episode_id, f"{exc.reason}: {exc.detail}", cfg, outcome, prof.key)
+    try:
+        synced = synchronise(streams, cfg, path=where, cameras=scans)
+        ep = to_episode(streams, synced, episode_id=episode_id, robot_id=robot, capture_day=day, attrs=attrs)
+    except RawLogError as exc:
+        conv = _failed(episode_id, f"{exc.reason}: {exc.detail}", cfg, outcome, prof.key)
+        conv.qa_checks, conv.qa_metrics = assess_streams(streams, scans, None, qa)
         return conv
     try:
-        synced = synchronise(streams, cfg, path=mcap_path, cameras=cams)
-        ep = to_episode(streams, synced, episode_id=episode_id, robot_id=robot, capture_day=day, fps=cfg.fps,
-                        attrs=attrs)
-    except RawLogError as exc:
-        conv = EpisodeConversion(episode_id=episode_id, status="failed", reason=f"{exc.reason}: {exc.detail}",
-                                 outcome=outcome)
-        conv.checks = _episode_checks(conv, cfg)
-        conv.qa_checks, conv.qa_metrics = assess_streams(streams, cams, None, qa)
-        return conv
-    qa_checks, qa_metrics = assess_streams(streams, cams, ep, qa)
-    sig_checks, sig_metrics = assess_signals(streams, ep, qa)
+        qa_checks, qa_metrics = assess_streams(streams, scans, ep, qa)
+        sig_checks, sig_metrics = assess_signals(streams, ep, qa)
+    except ProfileError as exc:
+        return _failed(episode_id, f"bad_profile: {exc}", cfg, outcome, prof.key)
     qa_checks.update(sig_checks)
     qa_metrics.update(sig_metrics)
     score, components = quality_score(qa_checks, qa_metrics, qa)
-    low = np.concatenate([ep.state.ravel(), ep.velocity.ravel(), ep.action.ravel(), ep.locomotion_command.ravel()])
+    low = [ep.state, ep.velocity, ep.action] + ([ep.locomotion_command] if ep.locomotion_command is not None else [])
+    low += list(ep.extras.values())
     conv = EpisodeConversion(
         episode_id=episode_id, status="converted", num_frames=ep.num_frames,
         duration_s=float(ep.timestamps[-1]) if ep.num_frames else 0.0,
         coverage={c: coverage(s, cfg.max_camera_skew_s) for c, s in ep.skew.items()},
         max_skew_s={c: float(s[s <= cfg.max_camera_skew_s].max(initial=0.0)) for c, s in ep.skew.items()},
-        nan_count=int((~np.isfinite(low)).sum()), task=ep.task,
+        nan_count=int(sum((~np.isfinite(a)).sum() for a in low)), task=ep.task,
         qa_checks={k: qa_checks[k] for k in QA_CHECKS}, qa_metrics=qa_metrics, quality_score=score,
-        quality_components=components, outcome=outcome,
+        quality_components=components, outcome=outcome, profile=prof.key,
     )
     conv.checks = _episode_checks(conv, cfg)
-    conv.thumbnails = save_thumbnails(out_dir, episode_id, {**conv.checks, **conv.qa_checks}, ep.images)
+    flagged = {**conv.checks, **conv.qa_checks}
+    plans = plan_cameras(prof, scans, synced)
+    frames = thumbnail_frames(flagged)
+    want = {(cam, plan.message_of_frame(f)) for cam, plan in plans.items() for f in frames if 0 <= f < ep.num_frames}
     failed = [f"{n}: {c['detail']}" for n, c in conv.checks.items() if not c["passed"]]
+    out_path = None if failed else out_dir / f"{episode_id}.h5"
+    try:
+        written, pixels = write_episode_file(bag, prof, ep, plans, out_path, path=where, want=want)
+    except RawLogError as exc:
+        conv.status, conv.reason = "failed", f"{exc.reason}: {exc.detail}"
+        conv.file = conv.sha256 = ""
+        return conv
+    images = {cam: {f: pixels[(cam, plan.message_of_frame(f))] for f in frames
+                    if 0 <= f < ep.num_frames and (cam, plan.message_of_frame(f)) in pixels}
+              for cam, plan in plans.items()}
+    conv.thumbnails = save_thumbnails(out_dir, episode_id, flagged, images)
     if failed:
         conv.status, conv.reason = "failed", "; ".join(failed)
         return conv
-    path = write_episode_h5(out_dir / f"{episode_id}.h5", ep)
-    conv.file, conv.sha256 = path.name, sha256_file(path)
+    assert written is not None
+    conv.file, conv.sha256 = written.name, sha256_file(written)
     return conv
+
+
+def _recording_metadata(lake: Lake, day: str, robot: str, episode_id: str) -> RecordingMetadata | None:
+    """The raw episode's validated ``metadata.yaml`` (None when it has none).
+
+    Raises:
+        RecordingMetadataError: the file no longer keeps its contract (ingest published it valid).
+    """
+    key = f"{raw_prefix(day, robot, episode_id)}/{METADATA}"
+    if not lake.exists(key):
+        return None
+    return parse_recording_metadata(yaml.safe_load(lake.read_bytes(key)), source=lake.uri(key))
+
+
+def _outcome_of(meta: RecordingMetadata | None) -> dict[str, Any] | None:
+    if meta is None or meta.outcome is None:
+        return None
+    return {"success": bool(meta.outcome.success),
+            "min_distance_m": None if meta.outcome.min_distance_m is None else float(meta.outcome.min_distance_m)}
 
 
 def recording_outcome(lake: Lake, day: str, robot: str, episode_id: str) -> dict[str, Any] | None:
@@ -190,14 +291,33 @@ def recording_outcome(lake: Lake, day: str, robot: str, episode_id: str) -> dict
     Raises:
         RecordingMetadataError: the file no longer keeps its contract (ingest published it valid).
     """
-    key = f"{raw_prefix(day, robot, episode_id)}/{METADATA}"
-    if not lake.exists(key):
-        return None
-    meta = parse_recording_metadata(yaml.safe_load(lake.read_bytes(key)), source=lake.uri(key))
-    if meta.outcome is None:
-        return None
-    return {"success": bool(meta.outcome.success),
-            "min_distance_m": None if meta.outcome.min_distance_m is None else float(meta.outcome.min_distance_m)}
+    return _outcome_of(_recording_metadata(lake, day, robot, episode_id))
+
+
+def local_recording(lake: Lake, day: str, robot: str, episode_id: str, scratch: Path) -> tuple[Path, bool]:
+    """A local folder holding every file of the raw episode ``raw-mcap/<day>/<robot>/<episode>/``:
+    the lake's own folder for a local lake (read in place, never modified), else a copy of every
+    object under the episode's prefix (relative paths kept) in ``scratch/<episode>/``.
+
+    Returns:
+        ``(folder, copied)``: ``copied`` tells whether the caller should remove it.
+
+    Raises:
+        FileNotFoundError: the raw episode holds no file.
+    """
+    prefix = raw_prefix(day, robot, episode_id)
+    if isinstance(lake, LocalLake):
+        folder = lake.path(prefix)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no raw episode at {lake.uri(prefix)}")
+        return folder, False
+    keys = lake.list_keys(prefix + "/")
+    if not keys:
+        raise FileNotFoundError(f"no raw episode at {lake.uri(prefix)}")
+    folder = scratch / episode_id
+    for key in keys:
+        lake.get_file(key, folder / key[len(prefix) + 1:])
+    return folder, True
 
 
 def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncConfig(), *,
@@ -212,6 +332,11 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
             schemas (:mod:`hvla_platform.lib.core.tables`).
         RecordingMetadataError: a raw episode's ``metadata.yaml`` breaks its contract
             (:func:`recording_outcome`).
+
+    Each episode is converted with the robot profile its ``metadata.yaml`` names (an unknown profile
+    fails that episode with reason ``bad_profile``), at ``cfg.fps`` or, when None, the profile's
+    fps. On an S3 lake every file of the raw episode is first copied to a local scratch folder
+    (removed afterwards); a local lake's raw folder is read in place.
     """
     index = read_partition_index(lake, day, robot)
     revoked = revoked_episodes(lake)
@@ -221,8 +346,17 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
                 if e["convertible"] and e["episode_id"] in revoked]
     if not usable:
         raise ValueError(f"partition {day}|{robot} has no convertible raw episode; see {lake.uri(raw_prefix(day, robot))}")
+    metas = {e["episode_id"]: _recording_metadata(lake, day, robot, e["episode_id"]) for e in usable}
+    profiles: dict[str, RobotProfile | str] = {}  # episode -> its profile, or why it has none
+    for ep_id, meta in metas.items():
+        try:
+            profiles[ep_id] = load_profile(meta.profile_name if meta is not None else None)
+        except ProfileError as exc:
+            profiles[ep_id] = f"bad_profile: {exc}"
+    # the profiles' name@version take part in the fingerprint: a new profile version rebuilds
     config = {"fps": cfg.fps, "max_camera_skew_s": cfg.max_camera_skew_s, "min_camera_coverage": cfg.min_camera_coverage,
-              "qa": qa.to_dict(), "hdf5_format_version": FORMAT_VERSION}
+              "qa": qa.to_dict(), "hdf5_format_version": FORMAT_VERSION,
+              "profiles": sorted({p.key if isinstance(p, RobotProfile) else "(unknown)" for p in profiles.values()})}
     inputs = [InputRef(key=e["mcap_key"], sha256=e["sha256"], kind="raw_mcap", episode_ids=[e["episode_id"]])
               for e in usable]
     prefix = episodes_prefix(day, robot)
@@ -238,15 +372,23 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
                 progress(f"converting {day}|{robot}|{ep}")
             mcap_key = e["mcap_key"].split(raw_prefix(day, robot, ep), 1)[-1].lstrip("/")
             source_key = f"{raw_prefix(day, robot, ep)}/{mcap_key}"
-            local = lake.get_file(source_key, work / f"{ep}.mcap")
-            conv = convert_episode(local, out, day=day, robot=robot, episode_id=ep, cfg=cfg, qa=qa,
-                                   outcome=recording_outcome(lake, day, robot, ep), attrs={
-                "source_key": source_key, "source_sha256": e["sha256"], "rights": e["rights"],
-                "operator": e["metadata"].get("operator") or "", "site": e["metadata"].get("site") or "",
-            })
+            outcome = _outcome_of(metas[ep])
+            prof = profiles[ep]
+            if isinstance(prof, str):  # the recording names a profile this installation cannot load
+                conv = _failed(ep, prof, cfg, outcome)
+            else:
+                local, copied = local_recording(lake, day, robot, ep, work)
+                try:
+                    conv = convert_episode(local, out, day=day, robot=robot, episode_id=ep, cfg=cfg, qa=qa,
+                                           outcome=outcome, profile=prof, attrs={
+                        "source_key": source_key, "source_sha256": e["sha256"], "rights": e["rights"],
+                        "operator": e["metadata"].get("operator") or "", "site": e["metadata"].get("site") or "",
+                    })
+                finally:
+                    if copied:
+                        shutil.rmtree(local, ignore_errors=True)
             apply_lake_checks(conv, lake=lake, day=day, robot=robot, sha256=e["sha256"], index=known, qa=qa)
             conversions.append(conv)
-            local.unlink()
             if conv.status != "converted":
                 lake.write_json(f"{quarantine_prefix(day, robot, ep)}/reason.json", {
                     "episode_id": ep, "capture_day": day, "robot_id": robot, "stage": "episodes_hdf5",

@@ -66,12 +66,12 @@ def test_outcome_reaches_the_hdf5_file_and_the_qa_results(lakes):
     by_id = {c["episode_id"]: c for c in manifest["conversions"]}
     assert by_id["ep-out-1"]["outcome"] == OUTCOME
     assert by_id["ep-out-2"]["outcome"] is None
-    assert manifest["config"]["hdf5_format_version"] == FORMAT_VERSION == 2
+    assert manifest["config"]["hdf5_format_version"] == FORMAT_VERSION == 3
     with lake.local_artifact(episodes_prefix(DAY, ROBOT)) as root:
         ep1 = read_episode_h5(Path(root) / "ep-out-1.h5", load_images=False)
         ep2 = read_episode_h5(Path(root) / "ep-out-2.h5", load_images=False)
         with h5py.File(Path(root) / "ep-out-1.h5", "r") as f:
-            assert int(f.attrs["format_version"]) == 2
+            assert int(f.attrs["format_version"]) == 3
     assert json.loads(ep1.attrs["outcome"]) == OUTCOME
     assert json.loads(ep2.attrs["outcome"]) is None
     assert ep1.attrs["source_key"] == f"raw-mcap/{DAY}/{ROBOT}/ep-out-1/ep-out-1_0.mcap"

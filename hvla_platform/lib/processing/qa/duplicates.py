@@ -30,7 +30,7 @@ import yaml
 
 from hvla_platform.lib.core.keys import EPISODES, PARTITION_INDEX, RAW, raw_prefix
 from hvla_platform.lib.core.lake import Lake
-from hvla_platform.lib.formats.mcap.streams import JointStream
+from hvla_platform.lib.formats.recording.streams import JointStream
 from hvla_platform.lib.formats.recording.metadata import parse_recording_metadata
 from hvla_platform.lib.ingest.landing import METADATA
 from hvla_platform.lib.processing.qa.score import quality_score

@@ -1,14 +1,19 @@
 """Episode QA metrics and per-check verdicts.
 
-Inputs are the decoded raw streams (:class:`~hvla_platform.lib.formats.mcap.streams.EpisodeStreams`:
-original stamps and rates, before any resampling), the decoded source camera frames, and the
-synchronised :class:`~hvla_platform.lib.formats.episode_h5.EpisodeData`. Every check returns
+Inputs are the decoded raw streams (:class:`~hvla_platform.lib.formats.recording.streams.RecordingStreams`:
+original stamps and rates, before any resampling, read the way the recording's robot profile says),
+the per-frame camera statistics of pass 1 (:class:`~hvla_platform.lib.processing.convert.CameraScan`:
+no pixels are kept), and the synchronised, low-dimensional
+:class:`~hvla_platform.lib.formats.episode_h5.EpisodeData`. Joint limits come from the profile's
+robot description file, nominal rates from the profile. Black/saturated/frozen frames are judged on
+colour cameras only; a depth camera reports the fraction of its pixels with no reading (zero) as
+``camera_depth_zero_fraction`` and is judged for frame count, coverage, offset and decodability. Every check returns
 ``{"passed": bool, "detail": str, "frames": [frame indices]}`` (frames of the synchronised episode
 where the problem is, when that makes sense, for thumbnails in the QA report).
 
 Smoothness follows Balasubramanian, Melendez-Calderon, Roby-Brami & Burdet, "On the analysis of
 movement smoothness", J. NeuroEng. Rehabil. 12:112 (2015): RMS jerk of the commanded arm-joint
-path, and the log dimensionless jerk LDLJ = −ln((T³ / v_peak²) ∫ ‖d²v/dt²‖² dt) of its joint-space
+path (each ``features.action`` command stream), and the log dimensionless jerk LDLJ = −ln((T³ / v_peak²) ∫ ‖d²v/dt²‖² dt) of its joint-space
 velocity (closer to 0 = smoother; reported, not thresholded, as no normative value exists for robot
 demonstrations).
 
@@ -31,20 +36,15 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import median_filter
 
-from hvla_platform.lib.processing.convert import DecodedCamera
 from hvla_platform.lib.formats.episode_h5 import EpisodeData
+from hvla_platform.lib.formats.recording.streams import JointStream, RecordingStreams
+from hvla_platform.lib.processing.convert import CameraScan
 from hvla_platform.lib.processing.qa.duplicates import LAKE_QA_CHECKS, signal_fingerprint
 from hvla_platform.lib.processing.qa.robot_limits import limits_array
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
-from hvla_platform.lib.formats.mcap.streams import EpisodeStreams
-from hvla_platform.lib.formats.recording.contract import (
-    CAMERA_TOPICS,
-    NOMINAL_RATES_HZ,
-    TOPIC_ARM_COMMAND,
-    TOPIC_JOINT_STATES,
-    TOPIC_LOCOMOTION_COMMAND,
-)
-from hvla_platform.lib.formats.mcap.streams import JointStream
+
+#: The name the streams had before robot profiles.
+EpisodeStreams = RecordingStreams
 
 #: Check names, in the order the QA report and the Dagster checks list them.
 QA_CHECKS = (
@@ -144,7 +144,7 @@ def ldlj(velocity: np.ndarray, dt: float) -> float:
     return float(-np.log(dlj)) if dlj > 0 else float("nan")
 
 
-def camera_offsets_s(streams: EpisodeStreams) -> dict[str, float]:
+def camera_offsets_s(streams: RecordingStreams) -> dict[str, float]:
     """Per camera, the offset of its header stamps relative to the joint states', measured on the raw
     log times before any matching, seconds.
 
@@ -197,10 +197,12 @@ def chatter_mask(cmd: np.ndarray, step_rad: float, reversals: int) -> np.ndarray
     return out
 
 
-def command_stalls(cmd: JointStream, js: JointStream, min_s: float, motion_rad: float) -> tuple[list[dict[str, Any]], float]:
+def command_stalls(cmd: JointStream, js: JointStream, min_s: float, motion_rad: float, *,
+                   name: str = "arm") -> tuple[list[dict[str, Any]], float]:
     """Held commands per arm, and how long the command stream is idle.
 
-    An arm (``left_*`` / ``right_*`` joints of the command) is *held* over a run of bit-identical
+    An arm (``left_*`` / ``right_*`` joints of the command; a command without such joints, e.g. a
+    single arm or a gripper, is one arm called ``name``) is *held* over a run of bit-identical
     command rows lasting ≥ ``min_s`` seconds; the hold is a *stall* when one of that arm's measured
     joints travels (max − min) more than ``motion_rad`` radians during it: the command froze while
     the robot kept moving. Returns ``(stalls, idle_fraction)``: each stall ``{"arm", "start_ns",
@@ -214,8 +216,9 @@ def command_stalls(cmd: JointStream, js: JointStream, min_s: float, motion_rad: 
     span = max((t[-1] - t[0]) / 1e9, 1e-9)
     same_all = np.all(np.diff(cmd.position, axis=0) == 0, axis=1)
     idle = sum((t[b] - t[a]) / 1e9 for a, b in _runs(same_all) if (t[b] - t[a]) / 1e9 >= min_s)
-    for arm in ("left", "right"):
-        ci = [i for i, n in enumerate(cmd.names) if n.startswith(arm + "_")]
+    groups = [(arm, [i for i, n in enumerate(cmd.names) if n.startswith(arm + "_")]) for arm in ("left", "right")]
+    groups = [(arm, ci) for arm, ci in groups if ci] or [(name, list(range(len(cmd.names))))]
+    for arm, ci in groups:
         ji = [js.names.index(cmd.names[i]) for i in ci if cmd.names[i] in js.names]
         if not ci or not ji:
             continue
@@ -236,20 +239,36 @@ def command_stalls(cmd: JointStream, js: JointStream, min_s: float, motion_rad: 
     return stalls, float(min(1.0, idle / span))
 
 
-def assess_streams(streams: EpisodeStreams, cameras: dict[str, DecodedCamera], ep: EpisodeData | None,
+def _stream_topics(streams: RecordingStreams) -> dict[str, np.ndarray]:
+    """Topic → (N,) int64 stamps of every stream the recording carries (joint state, commands,
+    locomotion, cameras, extras present), in that order."""
+    p = streams.profile
+    out = {p.joint_state.topic: streams.joint_state.stamps_ns}
+    out.update({p.commands[name].topic: c.stamps_ns for name, c in streams.commands.items()})
+    if p.locomotion is not None and streams.locomotion_stamps_ns is not None:
+        out[p.locomotion.topic] = streams.locomotion_stamps_ns
+    out.update({p.cameras[cam].topic: cs.stamps_ns for cam, cs in streams.cameras.items()})
+    out.update({p.extras[name].topic: e.stamps_ns for name, e in streams.extras.items()})
+    return out
+
+
+def assess_streams(streams: RecordingStreams, cameras: dict[str, CameraScan], ep: EpisodeData | None,
                    th: QAThresholds) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Timing, camera and label checks from the raw streams (needs no synchronisation).
 
+    ``cameras`` are pass 1's per-frame statistics (:class:`~hvla_platform.lib.processing.convert.CameraScan`);
+    ``ep`` (low-dimensional; None when synchronisation failed) places flagged samples on frames.
     Returns ``(checks, metrics)``.
+
+    Raises:
+        ValueError: a camera was scanned with another ``saturated_level`` than ``th``'s.
     """
+    profile = streams.profile
+    rates = profile.nominal_rates_hz
     checks: dict[str, dict[str, Any]] = {}
     metrics: dict[str, Any] = {}
-    streams_t = {TOPIC_JOINT_STATES: streams.joint_states.stamps_ns, TOPIC_ARM_COMMAND: streams.arm_command.stamps_ns,
-                 TOPIC_LOCOMOTION_COMMAND: streams.locomotion_stamps_ns}
-    for cam, topic in CAMERA_TOPICS.items():
-        if cam in streams.cameras:
-            streams_t[topic] = streams.cameras[cam].stamps_ns
-    timing = {topic: stream_timing(t, NOMINAL_RATES_HZ[topic], th) for topic, t in streams_t.items()}
+    streams_t = _stream_topics(streams)
+    timing = {topic: stream_timing(t, rates[topic], th) for topic, t in streams_t.items()}
     _isolated_jumps_are_gaps(timing, streams_t)
     metrics["timing"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("gaps", "jumps")} for k, v in timing.items()}
     frames_gap: list[int] = []
@@ -268,15 +287,15 @@ def assess_streams(streams: EpisodeStreams, cameras: dict[str, DecodedCamera], e
     checks["clock_jumps"] = _ok(not jumps, "; ".join(
         f"{t}: {len(j)} jump(s), largest {max(abs(d) for _, d in j):.3f} s" for t, j in jumps.items())
         or f"no interval < 0 or > {th.clock_jump_s} s", frames_jump)
-    js = streams.joint_states.stamps_ns
+    js = streams.joint_state.stamps_ns
     duration = float((js[-1] - js[0]) / 1e9) if js.size else 0.0
     metrics["duration_s"] = duration
     checks["duration"] = _ok(th.min_duration_s <= duration <= th.max_duration_s,
                              f"{duration:.2f} s (bounds {th.min_duration_s}–{th.max_duration_s} s)")
     ratios = {}
-    for cam, topic in CAMERA_TOPICS.items():
+    for cam, spec in profile.cameras.items():
         n = cameras[cam].total if cam in cameras else 0
-        ratios[cam] = n / max(duration * NOMINAL_RATES_HZ[topic], 1e-9)
+        ratios[cam] = n / max(duration * spec.rate_hz, 1e-9)
     metrics["camera_frame_ratio"] = ratios
     checks["camera_frame_count"] = _ok(all(r >= th.min_camera_frame_ratio for r in ratios.values()),
                                        ", ".join(f"{c}: {r:.1%} of duration × rate" for c, r in ratios.items()))
@@ -287,41 +306,50 @@ def assess_streams(streams: EpisodeStreams, cameras: dict[str, DecodedCamera], e
         ", ".join(f"{c}: stamps {o * 1e3:+.0f} ms vs the joint states" for c, o in offsets.items())
         + f" (max ±{th.max_camera_offset_s * 1e3:.0f} ms)") if offsets else
         "not measurable: the streams carry no log times")
-    metrics["fingerprint"] = signal_fingerprint(streams.joint_states)
-    # cameras
-    black, sat, frozen, undec, per_cam = {}, {}, {}, {}, {}
+    metrics["fingerprint"] = signal_fingerprint(streams.joint_state)
+    # cameras: black / saturated / frozen on colour cameras, no-reading pixels on depth cameras
+    black, sat, frozen, undec, per_cam, zero = {}, {}, {}, {}, {}, {}
     fb: list[int] = []
     fs: list[int] = []
     ff: list[int] = []
     fu: list[int] = []
-    for cam, dc in cameras.items():
-        f = dc.frames.astype(np.float32) if dc.frames.size else np.zeros((0, 1, 1, 3), np.float32)
-        mean = f.mean(axis=(1, 2, 3)) if len(f) else np.zeros(0)
-        is_black = mean < th.black_level
-        is_sat = (f >= th.saturated_level).mean(axis=(1, 2, 3)) > th.saturated_fraction if len(f) else np.zeros(0, bool)
-        mad = np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3)) if len(f) > 1 else np.zeros(0)
+    for cam, sc in cameras.items():
+        total = max(sc.total, 1)
+        undec[cam] = len(sc.undecodable)
+        if sc.kind == "depth":
+            zero[cam] = float(sc.zero_fraction.mean()) if sc.zero_fraction.size else 0.0
+            per_cam[cam] = undec[cam] / total
+            continue
+        if sc.saturated_level != th.saturated_level:
+            raise ValueError(f"camera {cam} was scanned with saturated_level {sc.saturated_level}, the thresholds "
+                             f"say {th.saturated_level}: scan the recording with the thresholds it is judged by")
+        n = sc.stamps_ns.size
+        is_black = sc.mean_level < th.black_level
+        is_sat = sc.saturated_fraction > th.saturated_fraction
         # black/saturated frames are reported as such, not a second time as a frozen camera
         plain = ~(is_black | is_sat)
-        same = np.concatenate([[False], (mad < th.frozen_frame_mad) & plain[1:] & plain[:-1]]) if len(f) else np.zeros(0, bool)
-        is_frozen = np.zeros(len(f), bool)
-        min_len = max(2, int(np.ceil(th.frozen_s * NOMINAL_RATES_HZ[CAMERA_TOPICS[cam]])))
+        same = (np.concatenate([[False], (sc.mad_prev[1:] < th.frozen_frame_mad) & plain[1:] & plain[:-1]])
+                if n else np.zeros(0, bool))
+        is_frozen = np.zeros(n, bool)
+        min_len = max(2, int(np.ceil(th.frozen_s * profile.cameras[cam].rate_hz)))
         for a, b in _runs(same):
             if b - a + 1 >= min_len:
                 is_frozen[a - 1:b] = True
-        total = max(dc.total, 1)
-        black[cam], sat[cam], frozen[cam], undec[cam] = int(is_black.sum()), int(is_sat.sum()), int(is_frozen.sum()), len(dc.undecodable)
+        black[cam], sat[cam], frozen[cam] = int(is_black.sum()), int(is_sat.sum()), int(is_frozen.sum())
         per_cam[cam] = (black[cam] + sat[cam] + frozen[cam] + undec[cam]) / total
         if ep is not None:
-            fb += list(_frame_of(dc.stamps_ns[is_black], ep))
-            fs += list(_frame_of(dc.stamps_ns[is_sat], ep))
-            ff += list(_frame_of(dc.stamps_ns[is_frozen], ep))
+            fb += list(_frame_of(sc.stamps_ns[is_black], ep))
+            fs += list(_frame_of(sc.stamps_ns[is_sat], ep))
+            ff += list(_frame_of(sc.stamps_ns[is_frozen], ep))
     metrics["camera_bad_fraction"] = per_cam
     metrics["camera_black_frames"], metrics["camera_saturated_frames"] = black, sat
     metrics["camera_frozen_frames"], metrics["camera_undecodable_frames"] = frozen, undec
+    metrics["camera_depth_zero_fraction"] = zero
 
     def cam_check(counts: dict[str, int], what: str, frames: list[int]) -> dict[str, Any]:
         bad = {c: n for c, n in counts.items() if n / max(cameras[c].total, 1) > th.max_bad_frame_fraction}
-        return _ok(not bad, ", ".join(f"{c}: {n} {what} frame(s) of {cameras[c].total}" for c, n in counts.items()), frames)
+        detail = ", ".join(f"{c}: {n} {what} frame(s) of {cameras[c].total}" for c, n in counts.items())
+        return _ok(not bad, detail or "no colour camera", frames)
 
     checks["camera_black"] = cam_check(black, "black", fb)
     checks["camera_saturated"] = cam_check(sat, "saturated", fs)
@@ -332,91 +360,143 @@ def assess_streams(streams: EpisodeStreams, cameras: dict[str, DecodedCamera], e
     return checks, metrics
 
 
-def assess_signals(streams: EpisodeStreams, ep: EpisodeData, th: QAThresholds,
+def _joined(parts: list[str]) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
                    action_joints: list[str] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Signal checks: NaN/Inf, joint limits and their proximity, measured-state spikes, action
-    spikes, command chatter, stalled (held) commands, frozen joints/state, smoothness, per-joint
-    action/state divergence. Returns ``(checks, metrics)``; ``checks[name]["frames"]`` are frames
-    of the synchronised ``ep``."""
+    """Signal checks: NaN/Inf, joint limits (from the profile's robot description file) and their
+    proximity, measured-state spikes, action spikes, command chatter, stalled (held) commands,
+    frozen joints/state, smoothness, per-joint action/state divergence. Command checks run on each
+    ``features.action`` command stream (details name the stream when there are several). Returns
+    ``(checks, metrics)``; ``checks[name]["frames"]`` are frames of the synchronised ``ep``.
+
+    Raises:
+        ProfileError: the profile's description file lacks a state joint (or cannot be read).
+    """
+    profile = streams.profile
+    model = profile.robot.model
     checks: dict[str, dict[str, Any]] = {}
     metrics: dict[str, Any] = {}
-    low = {"state": ep.state, "velocity": ep.velocity, "action": ep.action, "locomotion_command": ep.locomotion_command}
+    js = streams.joint_state
+    actions = streams.action_commands
+    several = len(actions) > 1
+    low = {"state": ep.state, "velocity": ep.velocity, "action": ep.action}
+    if ep.locomotion_command is not None:
+        low["locomotion_command"] = ep.locomotion_command
+    low.update({f"extras/{k}": v for k, v in ep.extras.items()})
     bad_rows = sorted({int(i) for a in low.values() for i in np.where(~np.isfinite(a).all(axis=1))[0]})
-    raw_nan = int((~np.isfinite(streams.joint_states.position)).sum() + (~np.isfinite(streams.arm_command.position)).sum())
+    raw_nan = int((~np.isfinite(js.position)).sum() + sum((~np.isfinite(c.position)).sum() for _, c in actions))
     metrics["nonfinite_values"] = int(sum((~np.isfinite(a)).sum() for a in low.values())) + raw_nan
     checks["nan_inf"] = _ok(metrics["nonfinite_values"] == 0,
                             f"{metrics['nonfinite_values']} non-finite value(s) in {len(bad_rows)} frame(s)", bad_rows)
-    # joint limits (robot model), on the measured raw positions
-    lim = limits_array(streams.joint_states.names)
-    pos = streams.joint_states.position
+    # joint limits (the robot's own model), on the measured raw positions
+    lim = limits_array(js.names, profile)
+    pos = js.position
     below = pos < lim[:, 0] - th.joint_limit_margin_rad
     above = pos > lim[:, 1] + th.joint_limit_margin_rad
     viol = below | above
-    names = [n for n, v in zip(streams.joint_states.names, viol.any(axis=0)) if v]
+    names = [n for n, v in zip(js.names, viol.any(axis=0)) if v]
     metrics["joint_limit_violations"] = int(viol.sum())
-    checks["joint_limits"] = _ok(not names, (f"outside the G1 model's limits: {names}" if names else
-                                             "all joints within the G1 model's limits"),
-                                 list(_frame_of(streams.joint_states.stamps_ns[viol.any(axis=1)], ep)))
-    # proximity to the limits (score-only): within max_joint_limit_fraction of the range
+    checks["joint_limits"] = _ok(not names, (f"outside the {model} model's limits: {names}" if names else
+                                             f"all joints within the {model} model's limits"),
+                                 list(_frame_of(js.stamps_ns[viol.any(axis=1)], ep)))
+    # proximity to the limits (score-only): within max_joint_limit_fraction of the range (limited joints)
     width = lim[:, 1] - lim[:, 0]
-    near = ((pos < lim[:, 0] + th.max_joint_limit_fraction * width) | (pos > lim[:, 1] - th.max_joint_limit_fraction * width)) & ~viol
+    limited = np.isfinite(width)
+    near = (((pos < lim[:, 0] + th.max_joint_limit_fraction * width)
+             | (pos > lim[:, 1] - th.max_joint_limit_fraction * width)) & ~viol & limited)
     near_frac = near.mean(axis=0) if len(pos) else np.zeros(pos.shape[1])
-    near_names = {n: float(f) for n, f in zip(streams.joint_states.names, near_frac) if f > 0}
+    near_names = {n: float(f) for n, f in zip(js.names, near_frac) if f > 0}
     metrics["joint_limit_near_fraction"] = near_names
     checks["joint_limit_proximity"] = _ok(
         not near_names, (", ".join(f"{n}: {f:.0%} of samples" for n, f in near_names.items())
                          + f" within {th.max_joint_limit_fraction:.0%} of the range of a limit") if near_names
         else f"no joint within {th.max_joint_limit_fraction:.0%} of its range of a limit",
-        list(_frame_of(streams.joint_states.stamps_ns[near.any(axis=1)], ep)) if near.any() else [])
+        list(_frame_of(js.stamps_ns[near.any(axis=1)], ep)) if near.any() else [])
     # spikes in the measured joint states (Hampel identifier)
     st_spike = hampel_outliers(pos, th.state_spike_window, th.spike_k, th.spike_min_rad)
     st_rows = np.where(st_spike.any(axis=1))[0]
-    st_names = [n for n, v in zip(streams.joint_states.names, st_spike.any(axis=0)) if v]
+    st_names = [n for n, v in zip(js.names, st_spike.any(axis=0)) if v]
     metrics["state_spikes"] = int(st_spike.sum())
     checks["state_spikes"] = _ok(not st_names, f"{int(st_spike.sum())} outlier sample(s) on {st_names}" if st_names
                                  else f"no measured sample > {th.spike_k}·σ and > {th.spike_min_rad} rad from its "
                                       f"{int(th.state_spike_window)}-sample running median",
-                                 list(_frame_of(streams.joint_states.stamps_ns[st_rows], ep)) if st_rows.size else [])
-    # action spikes on the raw command stream
-    cmd = streams.arm_command.position
-    d = np.diff(cmd, axis=0) if len(cmd) > 1 else np.zeros((0, cmd.shape[1]))
-    sigma = 1.4826 * np.median(np.abs(d - np.median(d, axis=0)), axis=0) if len(d) else np.zeros(cmd.shape[1])
-    spike = (np.abs(d) > th.spike_k * sigma) & (np.abs(d) > th.spike_min_rad)
-    rows = np.where(spike.any(axis=1))[0] + 1
-    spiky = [n for n, s in zip(streams.arm_command.names, spike.any(axis=0)) if s]
-    metrics["action_spikes"] = int(spike.sum())
-    checks["action_spikes"] = _ok(not spiky, f"{int(spike.sum())} spike(s) on {spiky}" if spiky else
-                                  f"no command step > {th.spike_k}·σ and > {th.spike_min_rad} rad",
-                                  list(_frame_of(streams.arm_command.stamps_ns[rows], ep)) if rows.size else [])
-    # chatter: the command going back and forth on consecutive messages
-    chat = chatter_mask(cmd, th.chatter_step_rad, int(th.chatter_reversals))
-    chat_rows = np.where(chat.any(axis=1))[0]
-    chat_names = [n for n, v in zip(streams.arm_command.names, chat.any(axis=0)) if v]
-    metrics["command_chatter_samples"] = int(chat.any(axis=1).sum())
-    checks["command_chatter"] = _ok(not chat_names, f"{len(chat_rows)} command message(s) chattering on {chat_names}"
-                                    if chat_names else f"no {int(th.chatter_reversals)} consecutive reversals of "
-                                                       f"steps ≥ {th.chatter_step_rad} rad",
-                                    list(_frame_of(streams.arm_command.stamps_ns[chat_rows], ep)) if chat_rows.size else [])
+                                 list(_frame_of(js.stamps_ns[st_rows], ep)) if st_rows.size else [])
+    # the command streams of the action: spikes, chatter, stalls, smoothness
+    n_spikes = n_chat = 0
+    spike_txt, chat_txt, stall_txt, smooth_txt = [], [], [], []
+    spike_frames: list[int] = []
+    chat_frames: list[int] = []
+    stall_frames: list[int] = []
+    all_stalls: list[dict[str, Any]] = []
+    idles: list[float] = []
+    jerks: list[tuple[float, float]] = []
+    any_spiky = any_chat = False
+    for cname, cs in actions:
+        tag = f"{cname}: " if several else ""
+        cmd = cs.position
+        d = np.diff(cmd, axis=0) if len(cmd) > 1 else np.zeros((0, cmd.shape[1]))
+        sigma = 1.4826 * np.median(np.abs(d - np.median(d, axis=0)), axis=0) if len(d) else np.zeros(cmd.shape[1])
+        spike = (np.abs(d) > th.spike_k * sigma) & (np.abs(d) > th.spike_min_rad)
+        rows = np.where(spike.any(axis=1))[0] + 1
+        spiky = [n for n, s_ in zip(cs.names, spike.any(axis=0)) if s_]
+        n_spikes += int(spike.sum())
+        any_spiky |= bool(spiky)
+        if spiky:
+            spike_txt.append(f"{tag}{int(spike.sum())} spike(s) on {spiky}")
+        spike_frames += list(_frame_of(cs.stamps_ns[rows], ep)) if rows.size else []
+        chat = chatter_mask(cmd, th.chatter_step_rad, int(th.chatter_reversals))
+        chat_rows = np.where(chat.any(axis=1))[0]
+        chat_names = [n for n, v in zip(cs.names, chat.any(axis=0)) if v]
+        n_chat += int(chat.any(axis=1).sum())
+        any_chat |= bool(chat_names)
+        if chat_names:
+            chat_txt.append(f"{tag}{len(chat_rows)} command message(s) chattering on {chat_names}")
+        chat_frames += list(_frame_of(cs.stamps_ns[chat_rows], ep)) if chat_rows.size else []
+        stalls, idle = command_stalls(cs, js, th.frozen_s, th.stall_motion_rad, name=cname)
+        idles.append(idle)
+        all_stalls += stalls
+        stall_txt += [f"{st['arm']} arm command held {st['seconds']:.2f} s while {st['joint']} moved "
+                      f"{st['motion_rad']:.3f} rad" for st in stalls]
+        stall_frames += [int(f) for st in stalls
+                         for f in range(int(_frame_of(st["start_ns"], ep)), int(_frame_of(st["end_ns"], ep)) + 1)]
+        t_cmd = (cs.stamps_ns - cs.stamps_ns[0]) / 1e9 if len(cmd) else np.zeros(0)
+        dt = float(np.median(np.diff(t_cmd))) if len(t_cmd) > 1 else 1.0 / profile.commands[cname].rate_hz
+        if len(cmd) >= 4 and dt > 0:
+            jerk = np.diff(cmd, n=3, axis=0) / dt**3
+            rms = float(np.sqrt(np.mean(np.sum(jerk**2, axis=1))))
+            jerks.append((rms, ldlj(np.diff(cmd, axis=0) / dt, dt)))
+        else:
+            jerks.append((0.0, float("nan")))
+        if several:
+            smooth_txt.append(f"{cname} {jerks[-1][0]:.1f}")
+    metrics["action_spikes"] = n_spikes
+    checks["action_spikes"] = _ok(not any_spiky, _joined(spike_txt) if any_spiky else
+                                  f"no command step > {th.spike_k}·σ and > {th.spike_min_rad} rad", spike_frames)
+    metrics["command_chatter_samples"] = n_chat
+    checks["command_chatter"] = _ok(not any_chat, _joined(chat_txt) if any_chat else
+                                    f"no {int(th.chatter_reversals)} consecutive reversals of "
+                                    f"steps ≥ {th.chatter_step_rad} rad", chat_frames)
     # held command while the arm moves (frozen teleop stream)
-    stalls, idle = command_stalls(streams.arm_command, streams.joint_states, th.frozen_s, th.stall_motion_rad)
+    idle = min(idles) if idles else 0.0
     metrics["command_idle_fraction"] = idle
-    metrics["command_stalls"] = [{k: v for k, v in st.items() if k not in ("start_ns", "end_ns")} for st in stalls]
-    stall_frames = [int(f) for st in stalls for f in range(int(_frame_of(st["start_ns"], ep)), int(_frame_of(st["end_ns"], ep)) + 1)]
-    checks["command_stall"] = _ok(not stalls, ("; ".join(
-        f"{st['arm']} arm command held {st['seconds']:.2f} s while {st['joint']} moved {st['motion_rad']:.3f} rad"
-        for st in stalls) if stalls else f"no command held ≥ {th.frozen_s} s while its arm moved > "
-                                         f"{th.stall_motion_rad} rad") + f"; command idle {idle:.0%} of the episode",
-        stall_frames)
+    metrics["command_stalls"] = [{k: v for k, v in st.items() if k not in ("start_ns", "end_ns")} for st in all_stalls]
+    checks["command_stall"] = _ok(not all_stalls, (_joined(stall_txt) if all_stalls else
+                                                   f"no command held ≥ {th.frozen_s} s while its arm moved > "
+                                                   f"{th.stall_motion_rad} rad") + f"; command idle {idle:.0%} of the episode",
+                                  stall_frames)
     # frozen joints / frozen state on the raw joint stream (bit-identical values)
-    rate = NOMINAL_RATES_HZ[TOPIC_JOINT_STATES]
+    rate = profile.joint_state.rate_hz
     min_len = max(2, int(np.ceil(th.frozen_s * rate)))
     same = np.vstack([np.zeros((1, pos.shape[1]), bool), np.diff(pos, axis=0) == 0]) if len(pos) else np.zeros((0, pos.shape[1]), bool)
     frozen_joints, frozen_frames = [], []
-    for j, name in enumerate(streams.joint_states.names):
+    for j, name in enumerate(js.names):
         for a, b in _runs(same[:, j]):
             if b - a + 1 >= min_len:
                 frozen_joints.append(name)
-                frozen_frames += list(_frame_of(streams.joint_states.stamps_ns[a - 1:b], ep))
+                frozen_frames += list(_frame_of(js.stamps_ns[a - 1:b], ep))
                 break
     state_frozen = any(b - a + 1 >= min_len for a, b in _runs(same.all(axis=1))) if len(pos) else False
     metrics["frozen_joints"] = frozen_joints
@@ -424,19 +504,13 @@ def assess_signals(streams: EpisodeStreams, ep: EpisodeData, th: QAThresholds,
                                   ("whole state frozen; " if state_frozen else "") +
                                   (f"frozen for ≥ {th.frozen_s} s: {frozen_joints}" if frozen_joints else
                                    f"no joint bit-identical for ≥ {th.frozen_s} s"), frozen_frames)
-    # smoothness of the commanded arm path
-    t_cmd = (streams.arm_command.stamps_ns - streams.arm_command.stamps_ns[0]) / 1e9 if len(cmd) else np.zeros(0)
-    dt = float(np.median(np.diff(t_cmd))) if len(t_cmd) > 1 else 1.0 / NOMINAL_RATES_HZ[TOPIC_ARM_COMMAND]
-    if len(cmd) >= 4:
-        vel = np.diff(cmd, axis=0) / dt
-        jerk = np.diff(cmd, n=3, axis=0) / dt**3
-        rms_jerk = float(np.sqrt(np.mean(np.sum(jerk**2, axis=1))))
-        metrics["ldlj"] = ldlj(vel, dt)
-    else:
-        rms_jerk, metrics["ldlj"] = 0.0, float("nan")
+    # smoothness of the commanded path (the roughest action stream)
+    worst_j = int(np.argmax([j for j, _ in jerks])) if jerks else 0
+    rms_jerk, metrics["ldlj"] = jerks[worst_j] if jerks else (0.0, float("nan"))
     metrics["rms_jerk"] = rms_jerk
     checks["smoothness"] = _ok(rms_jerk <= th.max_rms_jerk,
-                               f"RMS jerk {rms_jerk:.1f} rad/s³ (max {th.max_rms_jerk}), LDLJ {metrics['ldlj']:.2f}")
+                               f"RMS jerk {rms_jerk:.1f} rad/s³ (max {th.max_rms_jerk}), LDLJ {metrics['ldlj']:.2f}"
+                               + (f" (worst stream; per stream: {', '.join(smooth_txt)})" if several else ""))
     # action/state divergence on the synchronised episode
     joints = action_joints or ep.action_names
     si = [ep.state_names.index(n) for n in joints if n in ep.state_names]
@@ -450,10 +524,10 @@ def assess_signals(streams: EpisodeStreams, ep: EpisodeData, th: QAThresholds,
     metrics["tracking_error_p95_by_joint_rad"] = {n: float(v) for n, v in zip(tracked, per_joint)}
     bad_joints = [n for n, v in zip(tracked, per_joint) if v > th.max_tracking_error_rad]
     worst_frames = list(np.where(err.max(axis=1) > th.max_tracking_error_rad)[0]) if err.size else []
-    affected = set(bad_rows) | set(_frame_of(streams.joint_states.stamps_ns[viol.any(axis=1)], ep).tolist())
-    affected |= set(_frame_of(streams.arm_command.stamps_ns[rows], ep).tolist()) if rows.size else set()
-    affected |= set(_frame_of(streams.joint_states.stamps_ns[st_rows], ep).tolist()) if st_rows.size else set()
-    affected |= set(_frame_of(streams.arm_command.stamps_ns[chat_rows], ep).tolist()) if chat_rows.size else set()
+    affected = set(bad_rows) | set(_frame_of(js.stamps_ns[viol.any(axis=1)], ep).tolist())
+    affected |= {int(f) for f in spike_frames}
+    affected |= set(_frame_of(js.stamps_ns[st_rows], ep).tolist()) if st_rows.size else set()
+    affected |= {int(f) for f in chat_frames}
     affected |= set(int(f) for f in frozen_frames) | set(stall_frames)
     metrics["signal_bad_fraction"] = len(affected) / max(ep.num_frames, 1)
     worst = int(np.argmax(per_joint)) if per_joint.size else -1

@@ -9,7 +9,7 @@ import html
 import io
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -19,12 +19,31 @@ from hvla_platform.lib.processing.qa.thresholds import DEFAULT_MIN_QUALITY
 THUMB_DIR = "qa"
 
 
+def thumbnail_frames(checks: dict[str, dict[str, Any]], *, per_check: int = 2) -> list[int]:
+    """The synchronised frames :func:`save_thumbnails` shows: the first ``per_check`` flagged
+    frames of each failing check (sorted, distinct)."""
+    return sorted({int(f) for c in checks.values() if not c["passed"] and c.get("frames")
+                   for f in c["frames"][:per_check]})
+
+
+def _thumbnail(frame: np.ndarray) -> np.ndarray:
+    """A frame as 8-bit pixels: colour (H, W, 3) and grey (H, W) uint8 as they are; depth (H, W)
+    uint16 mm scaled so its farthest reading is white (0 = no reading stays black)."""
+    if frame.dtype == np.uint8:
+        return frame
+    top = float(frame.max()) if frame.size else 0.0
+    return (frame.astype(np.float64) * (255.0 / top) if top > 0 else np.zeros(frame.shape)).astype(np.uint8)
+
+
 def save_thumbnails(out_dir: Path, episode_id: str, checks: dict[str, dict[str, Any]],
-                    images: dict[str, np.ndarray], *, per_check: int = 2) -> list[dict[str, Any]]:
+                    images: Mapping[str, np.ndarray | Mapping[int, np.ndarray]], *,
+                    per_check: int = 2) -> list[dict[str, Any]]:
     """Save PNG thumbnails of the first flagged frames of each failing check.
 
-    Files go to ``out_dir/qa/<episode_id>/<check>_f<frame>_<camera>.png``; returns
-    ``[{"check", "frame", "camera", "path"}]`` with paths relative to ``out_dir``.
+    ``images`` maps a camera to its synchronised frames: a (T, H, W, 3) uint8 array, or a mapping
+    frame index → frame (at least the :func:`thumbnail_frames`; (H, W, 3) or (H, W) uint8, depth
+    (H, W) uint16 mm, shown scaled). Files go to ``out_dir/qa/<episode_id>/<check>_f<frame>_<camera>.png``;
+    returns ``[{"check", "frame", "camera", "path"}]`` with paths relative to ``out_dir``.
     """
     from PIL import Image
 
@@ -34,11 +53,15 @@ def save_thumbnails(out_dir: Path, episode_id: str, checks: dict[str, dict[str, 
             continue
         for f in c["frames"][:per_check]:
             for cam, arr in images.items():
-                if not 0 <= f < len(arr):
+                if isinstance(arr, np.ndarray):
+                    frame = arr[f] if 0 <= f < len(arr) else None
+                else:
+                    frame = arr.get(int(f))
+                if frame is None:
                     continue
                 rel = f"{THUMB_DIR}/{episode_id}/{name}_f{f:05d}_{cam}.png"
                 (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(arr[f]).save(out_dir / rel)
+                Image.fromarray(_thumbnail(frame)).save(out_dir / rel)
                 out.append({"check": name, "frame": int(f), "camera": cam, "path": rel})
     return out
 

