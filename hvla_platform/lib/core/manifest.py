@@ -322,6 +322,8 @@ class LeRobotDatasetManifest(ArtifactManifest):
     video_codec: str | None
     timestamp_problems: dict[str, str]
     partition_inputs: list[dict[str, Any]]
+    profile: str = ""  # <name>@<version> of the robot profile ("" in manifests older than robot profiles)
+    robot_type: str = ""  # LeRobot robot_type (the profile's robot model; "" in older manifests)
 
 
 class NormStatsManifest(ArtifactManifest):

@@ -31,9 +31,12 @@ class ReleaseBuild(Published):
 
 
 def _inputs(lake: Lake, sel: Selection) -> list[InputRef]:
+    """One input per selected episode; its ``extra.profile`` is the robot profile key the episode's
+    HDF5 names (``<name>@<version>``), so the manifest records the exact profile version of every
+    episode (the fingerprint reads only keys and hashes, so it is unchanged by this record)."""
     return [InputRef(key=e.hdf5_key, sha256=e.hdf5_sha256, kind="episodes_hdf5", episode_ids=[e.episode_id],
                      extra={"raw_mcap_key": e.raw_mcap_key, "raw_sha256": e.raw_sha256, "capture_day": e.capture_day,
-                            "robot_id": e.robot_id, "operator": e.operator, "site": e.site})
+                            "robot_id": e.robot_id, "operator": e.operator, "site": e.site, "profile": e.profile})
             for e in sel.episodes]
 
 
@@ -52,6 +55,10 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
     under ``lerobot/<repo_id>/<version id>/`` — unless the release's latest version has the same
     fingerprint (same episodes and their HDF5 content, decisions, spec and platform version), which
     is returned ``cached``. A published version is never rewritten (lib/dataset/versions.py).
+    The release holds episodes of the spec's robot profile only: the others are listed in the
+    manifest's ``excluded`` with a reason starting ``other_profile``
+    (:func:`~hvla_platform.lib.dataset.releases.select_episodes`); each input records its episode's
+    profile key (``inputs[].extra.profile``) and the dataset card the release's.
     The codecs' own output goes to :func:`~hvla_platform.lib.dataset.codec_log.codec_log_path`
     (``$HVLA_HOME/logs/codec/<release>.log``); ``progress`` gets one line per episode.
 
@@ -122,6 +129,7 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
             "probe": probe, "video_codec": result.video_codec,
             "timestamp_problems": {str(i): r["detail"] for i, r in ts.items() if not r["passed"]},
             "partition_inputs": sel.inputs,
+            "profile": result.profile, "robot_type": result.robot_type,
         })
 
     published = publish_if_changed(lake, lerobot_prefix(spec), artifact_type="lerobot_dataset",

@@ -13,19 +13,31 @@ produces for codebase version v3.0::
     <root>/meta/hvla_episodes.parquet              ours: episode_index → hvla episode id, split, QA
     <root>/README.md                               ours: dataset card with the data rights
 
-Features (names are part of the release schema, see :func:`feature_schema`):
+Features (names are part of the release schema, see :func:`feature_schema`), from the release
+spec and its robot profile (:meth:`ReleaseSpec.robot_profile`):
 
 ==================================  =========  ==========  ======================================
 key                                 dtype      shape       meaning
 ==================================  =========  ==========  ======================================
 ``observation.state``               float32    (D,)        ``spec.state_joints`` positions, rad
 ``action``                          float32    (A,)        ``spec.action_joints`` targets, rad
-``observation.locomotion_command``  float32    (4,)        forward/lateral/yaw flag, stance h (m)
-``observation.images.<camera>``     video      (H, W, 3)   RGB, encoded with ``spec.video_codec``
+``observation.locomotion_command``  float32    (4,)        forward/lateral/yaw flag, stance h (m);
+                                                           only when the profile has locomotion
+``observation.images.<camera>``     video      (H, W, 3)   RGB at the camera's own size (e.g.
+                                                           480 × 640), ``spec.video_codec``
 ==================================  =========  ==========  ======================================
 
 plus LeRobot's default ``timestamp`` (s, = frame_index / fps), ``frame_index``, ``episode_index``,
-``index`` and ``task_index``.
+``index`` and ``task_index``. The dataset's ``robot_type`` is ``spec.robot_type`` (the profile's
+robot model by default). Depth cameras are never a feature (a LeRobot video is colour; depth stays
+in the HDF5 layer).
+
+**Bounded memory.** Episodes are read frame by frame
+(:meth:`~hvla_platform.lib.formats.episode_h5.EpisodeReader.iter_frames`: each stored frame is
+decoded once, when its first frame is written) and handed to LeRobot's ``add_frame`` one frame at a
+time, which writes each image to a temporary PNG; so peak memory does not grow with an episode's
+length or with the number of episodes (only their low-dimensional arrays, one episode at a time,
+are held).
 
 **Splits in LeRobot's own metadata.** Episodes are written train first, then held out, each in
 episode id order, so each split is one contiguous ``episode_index`` range: ``meta/info.json``
@@ -62,8 +74,9 @@ import pyarrow.parquet as pq
 from hvla_platform.lib.core.compat import import_lerobot_dataset
 from hvla_platform.lib.core.keys import episodes_prefix
 from hvla_platform.lib.core.tables import QA_STATUSES
-from hvla_platform.lib.formats.episode_h5 import EpisodeData, read_episode_h5
-from hvla_platform.lib.formats.recording.contract import LOCOMOTION_COMMAND_NAMES
+from hvla_platform.lib.formats.episode_h5 import EpisodeData, EpisodeReader
+from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE, LOCOMOTION_COMMAND_NAMES
+from hvla_platform.lib.dataset.releases import OTHER_PROFILE, profile_name
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.core import features
 from hvla_platform.lib.core.lake import sha256_file
@@ -153,6 +166,8 @@ class LeRobotBuildResult:
         video_codec: the LeRobot ``vcodec`` used.
         splits: ``meta/info.json`` ``splits`` as written.
         cameras: per camera, its source rate and repeated frames (:class:`CameraSource`).
+        profile: ``<name>@<version>`` of the release's robot profile when it was built.
+        robot_type: LeRobot ``robot_type`` written.
     """
 
     root: Path
@@ -168,6 +183,51 @@ class LeRobotBuildResult:
     video_codec: str = ""
     splits: dict[str, str] = field(default_factory=dict)
     cameras: list[CameraSource] = field(default_factory=list)
+    profile: str = ""
+    robot_type: str = ""
+
+
+@dataclass(frozen=True)
+class _CameraSummary:
+    """What :class:`CameraSource` needs of one camera of one episode (no frames, no indices)."""
+
+    rate_hz: float | None
+    repeated_frames: int | None  # None: source indices not recorded
+    frames: int
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What the build keeps of an episode between its validation pass and its writing pass."""
+
+    episode_id: str
+    path: Path
+    num_frames: int
+    outcome: dict[str, Any] | None
+    cameras: dict[str, _CameraSummary]
+
+
+def _camera_summary(ep: EpisodeData, cameras: tuple[str, ...] | list[str]) -> dict[str, _CameraSummary]:
+    out = {}
+    for cam in cameras:
+        idx = ep.source_index.get(cam)
+        out[cam] = _CameraSummary(rate_hz=ep.source_rate_hz.get(cam),
+                                  repeated_frames=None if idx is None else repeated_frames(idx),
+                                  frames=0 if idx is None else int(idx.size))
+    return out
+
+
+def _camera_sources_of(cameras: list[str], summaries: list[dict[str, _CameraSummary]]) -> list[CameraSource]:
+    out = []
+    for cam in cameras:
+        per = [s[cam] for s in summaries]
+        rates = [c.rate_hz for c in per if c.rate_hz is not None]
+        known = [c for c in per if c.repeated_frames is not None]
+        out.append(CameraSource(
+            camera=cam, rate_min_hz=min(rates) if rates else None, rate_max_hz=max(rates) if rates else None,
+            repeated_frames=sum(c.repeated_frames or 0 for c in known), frames=sum(c.frames for c in known),
+            episodes_unknown=len(per) - len(known)))
+    return out
 
 
 def _select(values: np.ndarray, names: list[str], wanted: tuple[str, ...], what: str, ep_id: str) -> np.ndarray:
@@ -178,17 +238,27 @@ def _select(values: np.ndarray, names: list[str], wanted: tuple[str, ...], what:
     return np.ascontiguousarray(values[:, [index[j] for j in wanted]], dtype=np.float32)
 
 
-def lerobot_features(spec: ReleaseSpec, image_shapes: Mapping[str, tuple[int, int, int]]) -> dict[str, dict]:
-    """The LeRobot ``features`` argument of ``LeRobotDataset.create`` for ``spec``.
+def lerobot_features(spec: ReleaseSpec, image_shapes: Mapping[str, tuple[int, int, int]], *,
+                     locomotion: bool | None = None) -> dict[str, dict]:
+    """The LeRobot ``features`` argument of ``LeRobotDataset.create`` for ``spec`` (module docstring).
 
     Args:
-        image_shapes: camera → (H, W, 3).
+        image_shapes: camera → (H, W, 3) pixels, for every camera of ``spec.cameras``.
+        locomotion: whether ``observation.locomotion_command`` (4,) float32 is a feature; None: when
+            the spec's robot profile has a locomotion stream.
+
+    Raises:
+        KeyError: a camera of the spec has no shape.
+        ProfileError: ``locomotion`` is None and the spec's profile cannot be loaded.
     """
+    if locomotion is None:
+        locomotion = spec.robot_profile().locomotion is not None
     feats: dict[str, dict] = {
         STATE_KEY: {"dtype": "float32", "shape": (len(spec.state_joints),), "names": list(spec.state_joints)},
         ACTION_KEY: {"dtype": "float32", "shape": (len(spec.action_joints),), "names": list(spec.action_joints)},
-        LOCO_KEY: {"dtype": "float32", "shape": (4,), "names": list(LOCOMOTION_COMMAND_NAMES)},
     }
+    if locomotion:
+        feats[LOCO_KEY] = {"dtype": "float32", "shape": (4,), "names": list(LOCOMOTION_COMMAND_NAMES)}
     for cam in spec.cameras:
         feats[IMAGE_KEY_PREFIX + cam] = {
             "dtype": "video", "shape": tuple(image_shapes[cam]), "names": ["height", "width", "channels"],
@@ -243,9 +313,15 @@ def build_lerobot_dataset(
     :data:`LEROBOT_EPISODE_COLUMNS` in ``meta/episodes``. Also writes :data:`HVLA_EPISODES_PATH`
     (see :func:`write_hvla_episodes`) and a dataset card ``README.md`` (:func:`dataset_card`).
 
+    Features come from the spec and its robot profile (module docstring): the profile decides
+    whether ``observation.locomotion_command`` exists, the episodes' stored camera sizes give the
+    video shapes. Every episode must follow the spec's profile (HDF5 ``profile`` attribute; none:
+    the default profile). Frames are streamed one at a time (module docstring, "Bounded memory").
+
     Args:
-        spec: the release spec (fps, cameras, joints, split, video codec, robot type, repo id).
-        episode_paths: HDF5 files (:mod:`hvla_platform.lib.formats.episode_h5` format).
+        spec: the release spec (fps, cameras, joints, split, video codec, robot type, repo id,
+            robot profile).
+        episode_paths: HDF5 files (:mod:`hvla_platform.lib.formats.episode_h5` format 2 or 3).
         out_root: dataset root; must not exist (LeRobot's ``create`` requires a fresh directory).
         rights: the release's rights as ``Rights.to_dict()``; written into the card. ``None``
             writes a card that says no rights record was supplied.
@@ -261,10 +337,12 @@ def build_lerobot_dataset(
 
     Raises:
         FileExistsError: ``out_root`` exists.
-        LeRobotReleaseError: no episodes, duplicate episode ids, an episode's fps differs from
-            ``spec.fps``, its timestamps are not ``k / fps``, a joint or camera is missing, image
-            shapes differ between episodes, an unknown QA status, or a malformed ``outcome``
-            attribute.
+        LeRobotReleaseError: no episodes, duplicate episode ids, an episode of another robot
+            profile, an episode's fps differs from ``spec.fps``, its timestamps are not ``k / fps``,
+            a joint or camera is missing, a camera is a depth camera, the locomotion command the
+            profile has is missing, image shapes differ between episodes, an unknown QA status, or
+            a malformed ``outcome`` attribute. All are checked before anything is written.
+        ProfileError: the spec's robot profile cannot be loaded.
         ValueError: LeRobot rejects ``spec.video_codec`` (``resolve_vcodec``).
     """
     out_root = Path(out_root)
@@ -278,74 +356,98 @@ def build_lerobot_dataset(
     if bad_qa:
         raise LeRobotReleaseError(f"unknown QA status(es) {bad_qa}; expected one of {list(QA_STATUSES)}")
 
-    # Pass 1: metadata only (no images) to order, validate and size the release.
-    headers: list[tuple[str, Path, EpisodeData]] = []
+    profile = spec.robot_profile()
+    has_loco = profile.locomotion is not None
+
+    # Pass 1: low-dimensional data and camera descriptions only (no frame decoded) to order,
+    # validate and size the release before anything is written; only a summary is kept.
+    headers: list[_Header] = []
+    image_shapes: dict[str, tuple[int, int, int]] | None = None
+    shapes_from = ""
     for p in episode_paths:
-        ep = read_episode_h5(p, load_images=False)
-        headers.append((ep.episode_id, Path(p), ep))
-    ids = [h[0] for h in headers]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
-        raise LeRobotReleaseError(f"duplicate episode id(s) {dupes}")
-    for ep_id, p, ep in headers:
+        with EpisodeReader(p) as reader:
+            ep = reader.low_dim()
+            cams = dict(reader.cameras)
+        ep_id = ep.episode_id
+        ep_profile = ep.profile or DEFAULT_PROFILE
+        if profile_name(ep_profile) != spec.profile:
+            raise LeRobotReleaseError(
+                f"episode {ep_id} ({p}) follows robot profile {ep_profile}, release {spec.name} follows "
+                f"{spec.profile}; a release does not mix profiles (the release selection leaves such episodes "
+                f"out as {OTHER_PROFILE})")
         if abs(ep.fps - spec.fps) > 1e-9:
             raise LeRobotReleaseError(
                 f"episode {ep_id} ({p}) is at {ep.fps} fps but release {spec.name} is at {spec.fps} fps; "
                 "resample upstream")
-        missing = [c for c in spec.cameras if c not in ep.skew]
+        missing = [c for c in spec.cameras if c not in cams]
         if missing:
             raise LeRobotReleaseError(f"episode {ep_id} ({p}) has no camera(s) {missing}")
-        expected = np.arange(ep.num_frames) / spec.fps
+        depth = [c for c in spec.cameras if cams[c].kind != "rgb"]
+        if depth:
+            raise LeRobotReleaseError(f"episode {ep_id} ({p}): camera(s) {depth} are {cams[depth[0]].kind} cameras; "
+                                      "a LeRobot release carries colour cameras only")
         if ep.num_frames == 0:
             raise LeRobotReleaseError(f"episode {ep_id} ({p}) has no frames")
+        expected = np.arange(ep.num_frames) / spec.fps
         err = float(np.max(np.abs(ep.timestamps - expected)))
         if err > TIMESTAMP_TOLERANCE_S:
             raise LeRobotReleaseError(
                 f"episode {ep_id} ({p}): timestamps deviate from k/fps by up to {err:.6f} s")
         _select(ep.state, ep.state_names, spec.state_joints, "observation/state", ep_id)
         _select(ep.action, ep.action_names, spec.action_joints, "action", ep_id)
-        episode_outcome(ep)
+        if has_loco and ep.locomotion_command is None:
+            raise LeRobotReleaseError(f"episode {ep_id} ({p}) has no locomotion_command, which robot profile "
+                                      f"{profile.key} has")
+        shapes = {c: (cams[c].height, cams[c].width, 3) for c in spec.cameras}
+        if image_shapes is None:
+            image_shapes, shapes_from = shapes, ep_id
+        elif shapes != image_shapes:
+            raise LeRobotReleaseError(
+                f"episode {ep_id} ({p}) has image shapes {shapes}, episode {shapes_from} has {image_shapes}")
+        headers.append(_Header(ep_id, Path(p), ep.num_frames, episode_outcome(ep), _camera_summary(ep, spec.cameras)))
+        del ep
+    ids = [h.episode_id for h in headers]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise LeRobotReleaseError(f"duplicate episode id(s) {dupes}")
+    assert image_shapes is not None
 
     train_ids, held_ids = spec.split(ids)
-    by_id = {h[0]: h for h in headers}
+    by_id = {h.episode_id: h for h in headers}
     headers = [by_id[e] for e in train_ids + held_ids]  # train first: each split is one index range
     held_set = set(held_ids)
 
     LeRobotDataset = import_lerobot_dataset()
     dataset = None
-    image_shapes: dict[str, tuple[int, int, int]] | None = None
     rows: list[dict[str, Any]] = []
     total_frames = 0
     try:
-        for ep_index, (ep_id, path, hdr) in enumerate(headers):
-            ep = read_episode_h5(path)
-            shapes = {c: tuple(int(x) for x in ep.images[c].shape[1:]) for c in spec.cameras}
-            if image_shapes is None:
-                image_shapes = shapes
-                features = lerobot_features(spec, image_shapes)
-                dataset = LeRobotDataset.create(
-                    repo_id=spec.repo_id, fps=spec.fps, features=features, root=out_root,
-                    robot_type=spec.robot_type, use_videos=True, vcodec=spec.video_codec,
-                    video_backend=DEFAULT_VIDEO_BACKEND,
-                )
-            elif shapes != image_shapes:
-                raise LeRobotReleaseError(
-                    f"episode {ep_id} ({path}) has image shapes {shapes}, release has {image_shapes}")
-            state = _select(ep.state, ep.state_names, spec.state_joints, "observation/state", ep_id)
-            action = _select(ep.action, ep.action_names, spec.action_joints, "action", ep_id)
-            loco = np.ascontiguousarray(ep.locomotion_command, dtype=np.float32)
-            for k in range(ep.num_frames):
-                frame: dict[str, Any] = {STATE_KEY: state[k], ACTION_KEY: action[k], LOCO_KEY: loco[k],
-                                         "task": ep.task}
-                for cam in spec.cameras:
-                    frame[IMAGE_KEY_PREFIX + cam] = ep.images[cam][k]
-                dataset.add_frame(frame)
+        dataset = LeRobotDataset.create(
+            repo_id=spec.repo_id, fps=spec.fps, features=lerobot_features(spec, image_shapes, locomotion=has_loco),
+            root=out_root, robot_type=spec.robot_type, use_videos=True, vcodec=spec.video_codec,
+            video_backend=DEFAULT_VIDEO_BACKEND,
+        )
+        for ep_index, hdr in enumerate(headers):
+            ep_id, path = hdr.episode_id, hdr.path
+            with EpisodeReader(path) as reader:
+                ep = reader.low_dim()
+                state = _select(ep.state, ep.state_names, spec.state_joints, "observation/state", ep_id)
+                action = _select(ep.action, ep.action_names, spec.action_joints, "action", ep_id)
+                loco = np.ascontiguousarray(ep.locomotion_command, dtype=np.float32) if has_loco else None
+                frames = {cam: reader.iter_frames(cam) for cam in spec.cameras}
+                for k in range(ep.num_frames):
+                    frame: dict[str, Any] = {STATE_KEY: state[k], ACTION_KEY: action[k], "task": ep.task}
+                    if loco is not None:
+                        frame[LOCO_KEY] = loco[k]
+                    for cam, it in frames.items():
+                        frame[IMAGE_KEY_PREFIX + cam] = next(it)
+                    dataset.add_frame(frame)
             # Sequential encoding: LeRobot's parallel path forks a process pool per episode, which
             # buys nothing for small frames on 2 cores and is fragile inside threaded hosts.
             dataset.save_episode(parallel_encoding=False)
             total_frames += ep.num_frames
             q = qa.get(ep_id, EpisodeQA())
-            outcome = episode_outcome(hdr) or {}
+            outcome = hdr.outcome or {}
             rows.append({
                 "episode_index": ep_index, "episode_id": ep_id, "robot_id": ep.robot_id,
                 "capture_day": ep.capture_day, "task": ep.task,
@@ -360,7 +462,7 @@ def build_lerobot_dataset(
                 "success": outcome.get("success"), "min_distance_m": outcome.get("min_distance_m"),
             })
             say(f"episode {ep_index + 1}/{len(headers)} {ep_id}: {ep.num_frames} frames")
-        assert dataset is not None
+            del ep, state, action, loco
         dataset.finalize()
     except BaseException:
         if dataset is not None:
@@ -384,11 +486,12 @@ def build_lerobot_dataset(
                            f"expected {n} / {total_frames}")
     result = LeRobotBuildResult(
         root=out_root, num_episodes=n, num_frames=total_frames,
-        episode_ids=[h[0] for h in headers], train_episode_ids=train_ids, heldout_episode_ids=held_ids,
+        episode_ids=[h.episode_id for h in headers], train_episode_ids=train_ids, heldout_episode_ids=held_ids,
         features=info["features"], fps=int(info["fps"]),
         train_episode_indices=list(range(k)), heldout_episode_indices=list(range(k, n)),
         video_codec=spec.video_codec, splits=splits,
-        cameras=camera_sources(list(spec.cameras), [h[2] for h in headers]),
+        cameras=_camera_sources_of(list(spec.cameras), [h.cameras for h in headers]),
+        profile=profile.key, robot_type=spec.robot_type,
     )
     (out_root / "README.md").write_text(dataset_card(spec, result, rows, rights))
     return result
@@ -397,16 +500,7 @@ def build_lerobot_dataset(
 def camera_sources(cameras: list[str], episodes: list[EpisodeData]) -> list[CameraSource]:
     """Per camera, its source rate range and repeated frames over ``episodes`` (read with or
     without images: only ``source_index`` and ``source_rate_hz`` are used)."""
-    out = []
-    for cam in cameras:
-        rates = [ep.source_rate_hz[cam] for ep in episodes if cam in ep.source_rate_hz]
-        known = [ep.source_index[cam] for ep in episodes if cam in ep.source_index]
-        repeated = sum(repeated_frames(idx) for idx in known)
-        out.append(CameraSource(
-            camera=cam, rate_min_hz=min(rates) if rates else None, rate_max_hz=max(rates) if rates else None,
-            repeated_frames=repeated, frames=sum(int(idx.size) for idx in known),
-            episodes_unknown=len(episodes) - len(known)))
-    return out
+    return _camera_sources_of(cameras, [_camera_summary(ep, cameras) for ep in episodes])
 
 
 def write_splits(root: Path, num_train: int, num_episodes: int) -> dict[str, str]:
@@ -592,13 +686,25 @@ def _episodes_arg(indices: list[int]) -> str:
 
 def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[str, Any]],
                  rights: dict | None) -> str:
-    """Markdown dataset card (``README.md``): source, robot, cameras with their source rates and
+    """Markdown dataset card (``README.md``): source, robot and its robot profile
+    (``<name>@<version>``), the features with their shapes, cameras with their source rates and
     repeated frames, action space, fps, counts, the splits as LeRobot's metadata states them, QA
     status / quality score / outcome per episode, and the data rights.
 
     ``rows`` are the :data:`HVLA_EPISODES_PATH` rows. The card is a function of its inputs only (no
     build time), so rebuilding the same release gives the same bytes.
+
+    Raises:
+        ProfileError: the spec's robot profile cannot be loaded (its depth cameras are named on the
+            card; the profile key is ``result.profile``, or the profile's own when that is empty).
     """
+    profile = spec.robot_profile()
+    profile_key = result.profile or profile.key
+    depth = [c for c in profile.depth_cameras if c not in spec.cameras]
+    feats = result.features or {}
+    has_loco = LOCO_KEY in feats if feats else profile.locomotion is not None
+    feature_lines = [f"  - `{name}`: {ft['dtype']} {tuple(ft['shape'])}" for name, ft in sorted(feats.items())
+                     if name in (STATE_KEY, ACTION_KEY, LOCO_KEY) or name.startswith(IMAGE_KEY_PREFIX)]
     robots = sorted({r["robot_id"] for r in rows})
     days = sorted({r["capture_day"] for r in rows})
     tasks = sorted({r["task"] for r in rows})
@@ -612,11 +718,11 @@ def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[
     lines = [
         "---",
         f"license: {_fmt_list(sorted(rights['licenses'])) if rights else 'unknown'}",
-        "tags: [LeRobot, hvla-platform, humanoid, unitree-g1]",
+        f"tags: [LeRobot, hvla-platform, {spec.robot_type.replace('_', '-')}]",
         "---",
         f"# {spec.repo_id} (release `{spec.name}`)",
         "",
-        spec.description or "Humanoid whole-body teleoperation episodes for VLA training.",
+        spec.description or f"Teleoperation episodes of a `{spec.robot_type}` robot for VLA training.",
         "",
         "## Source",
         f"- Built by hvla-platform from {result.num_episodes} processed episodes (HDF5, recorded as MCAP).",
@@ -629,12 +735,18 @@ def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[
         f"HDF5 and raw MCAP): `{HVLA_EPISODES_PATH}`.",
         "",
         "## Robot and data",
-        f"- Robot type: `{spec.robot_type}`; LeRobot codebase v3.0; {result.fps} fps.",
-        f"- Cameras: {_fmt_list(list(spec.cameras))} (video, codec `{spec.video_codec}`).",
+        f"- Robot type: `{spec.robot_type}`; robot profile `{profile_key}` (every episode follows it; episodes "
+        f"of other profiles are left out); LeRobot codebase v3.0; {result.fps} fps.",
+        "- Features:",
+        *feature_lines,
+        f"- Cameras: {_fmt_list(list(spec.cameras))} (video, codec `{spec.video_codec}`)."
+        + (f" Depth camera(s) of the profile ({_fmt_list(depth)}) stay in the HDF5 layer: a LeRobot video is "
+           "colour." if depth else ""),
         f"- `observation.state` ({len(spec.state_joints)}, float32, rad): {_fmt_list(list(spec.state_joints))}.",
         f"- Action space `action` ({len(spec.action_joints)}, float32, joint position targets in rad): "
         f"{_fmt_list(list(spec.action_joints))}.",
-        f"- `observation.locomotion_command` (4, float32): {_fmt_list(LOCOMOTION_COMMAND_NAMES)}.",
+        (f"- `observation.locomotion_command` (4, float32): {_fmt_list(LOCOMOTION_COMMAND_NAMES)}." if has_loco
+         else f"- No `observation.locomotion_command`: robot profile `{profile_key}` has none."),
         f"- Tasks: {_fmt_list(tasks)}.",
         "",
         "## Cameras and frame rates",
@@ -724,8 +836,8 @@ def load_and_probe(root: Path, repo_id: str, video_backend: str = DEFAULT_VIDEO_
 
     Returns:
         ``{"num_episodes", "num_frames", "fps", "video_backend", "cameras": {key: [C, H, W]},
-        "frame_dtype", "frame_min", "frame_max", "state_shape", "action_shape"}``; decoded frames are
-        float32 in [0, 1], channel-first (LeRobot's convention).
+        "frame_dtype", "frame_min", "frame_max", "state_shape", "action_shape", "robot_type"}``;
+        decoded frames are float32 in [0, 1], channel-first (LeRobot's convention).
 
     Raises:
         whatever LeRobot raises when the dataset cannot be read or a frame cannot be decoded
@@ -751,6 +863,7 @@ def load_and_probe(root: Path, repo_id: str, video_backend: str = DEFAULT_VIDEO_
         "frame_max": hi,
         "state_shape": list(first[STATE_KEY].shape),
         "action_shape": list(first[ACTION_KEY].shape),
+        "robot_type": ds.meta.robot_type,
     }
 
 

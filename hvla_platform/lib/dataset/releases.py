@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import h5py
+
 from hvla_platform.lib.core.keys import EPISODES, LEROBOT, episodes_prefix
+from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE
 from hvla_platform.lib.ingest.raw import read_partition_index
 from hvla_platform.lib.core.manifest import LeRobotDatasetManifest, load_manifest, manifest_sha256
 from hvla_platform.lib.processing.qa.decisions import latest_decisions
@@ -17,6 +22,34 @@ from hvla_platform.lib.core.rights import Rights, RightsError
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.tables import check_qa_results
 from hvla_platform.lib.core.keys import lerobot_release_prefix, spec_key
+
+
+#: Reason code of an episode a release leaves out because it follows another robot profile than the
+#: release's spec (``excluded[episode_id]`` starts with it). Mapping several profiles into one
+#: release is not supported (a later issue: other data sources and mixtures).
+OTHER_PROFILE = "other_profile"
+
+
+def episode_profile(path: str | os.PathLike[str]) -> str:
+    """The robot profile an episode HDF5 file follows: its ``profile`` attribute
+    (``<name>@<version>``, format 3), or :data:`DEFAULT_PROFILE` (the bare name: the version is not
+    recorded) for a file without one (format 2: every episode made before profiles existed).
+
+    Only the file's attributes are read (no dataset).
+
+    Raises:
+        OSError: not an HDF5 file.
+    """
+    with h5py.File(Path(path), "r") as f:
+        value = f.attrs.get("profile")
+    if isinstance(value, bytes):
+        value = value.decode()
+    return str(value) if value else DEFAULT_PROFILE
+
+
+def profile_name(key: str) -> str:
+    """``unitree_g1_29dof`` of ``unitree_g1_29dof@1`` (a bare name is returned unchanged)."""
+    return key.partition("@")[0]
 
 
 def register_release(lake: Lake, spec_yaml: str, *, source: str = "release spec") -> ReleaseSpec:
@@ -70,6 +103,7 @@ class SelectedEpisode:
     raw_mcap_key: str = ""
     raw_sha256: str = ""
     quality_score: float | None = None
+    profile: str = DEFAULT_PROFILE  # the HDF5's robot profile key (episode_profile)
 
 
 @dataclass
@@ -96,10 +130,18 @@ def available_episode_partitions(lake: Lake) -> list[tuple[str, str]]:
 def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = None) -> Selection:
     """Resolve the episodes of ``spec`` from the committed HDF5 artifacts.
 
-    Excluded, each with its reason: episodes past their retention date (``today`` >
-    ``retention_until``, so expired data never enters a new release); episodes a supervisor
-    rejected; episodes whose quality score is below ``spec.min_quality`` or that failed a QA gate,
-    unless a supervisor approved them (then they are included and listed in ``approved``).
+    Excluded, each with its reason: episodes not converted; episodes whose consent was withdrawn;
+    episodes of another robot profile than ``spec.profile`` (their HDF5 ``profile`` attribute, see
+    :func:`episode_profile`; the reason starts with :data:`OTHER_PROFILE`: a release does not mix
+    profiles); episodes past their retention date (``today`` > ``retention_until``, so expired data
+    never enters a new release); episodes a supervisor rejected; episodes whose quality score is
+    below ``spec.min_quality`` or that failed a QA gate, unless a supervisor approved them (then
+    they are included and listed in ``approved``).
+
+    An episode's profile is the one its HDF5 file names: the conversion's row records that key
+    (``conversions[i].profile``); for rows written before conversions recorded it, the file's
+    attributes are read (:func:`episode_profile`, through ``lake.local_artifact`` of the partition:
+    on an object-store lake that downloads the partition's files).
 
     Raises:
         FileNotFoundError: a partition named by the spec has no HDF5 artifact.
@@ -121,14 +163,29 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
                            "partition": f"{day}|{robot}"})
         raw = {e["episode_id"]: e for e in read_partition_index(lake, day, robot)["episodes"]}
         files = {f["path"]: f["sha256"] for f in manifest.get("files", [])}
-        for conv in check_qa_results(manifest["conversions"],
-                                     where=f"{lake.uri(lake.manifest_key(prefix))} (conversions)"):
+        conversions = check_qa_results(manifest["conversions"],
+                                       where=f"{lake.uri(lake.manifest_key(prefix))} (conversions)")
+        # the profile each converted episode's HDF5 names: the conversion records it in its row
+        # (the same key it wrote into the file); rows of older conversions lack it, so the file is read
+        profiles = {c["file"]: str(c["profile"]) for c in conversions
+                    if c["status"] == "converted" and c.get("profile")}
+        unread = [c["file"] for c in conversions
+                  if c["status"] == "converted" and c["episode_id"] not in revoked and c["file"] not in profiles]
+        if unread:
+            with lake.local_artifact(prefix) as root:
+                profiles.update({name: episode_profile(Path(root) / name) for name in unread})
+        for conv in conversions:
             ep = conv["episode_id"]
             if conv["status"] != "converted":
                 sel.excluded[ep] = f"not converted: {conv['reason']}"
                 continue
             if ep in revoked:
                 sel.excluded[ep] = revoked[ep]
+                continue
+            ep_profile = profiles[conv["file"]]
+            if profile_name(ep_profile) != spec.profile:
+                sel.excluded[ep] = (f"{OTHER_PROFILE}: the episode follows robot profile {ep_profile}, "
+                                    f"release {spec.name} follows {spec.profile}")
                 continue
             r = raw[ep]
             rights = Rights.from_dict(r["rights"])
@@ -154,7 +211,7 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
                 episode_id=ep, capture_day=day, robot_id=robot, hdf5_key=f"{prefix}/{conv['file']}",
                 hdf5_sha256=files.get(conv["file"], conv["sha256"]), rights=rights, task=conv.get("task", ""),
                 operator=r["metadata"].get("operator"), site=r["metadata"].get("site"),
-                raw_mcap_key=r.get("mcap_key", ""), raw_sha256=r.get("sha256", ""),
+                raw_mcap_key=r.get("mcap_key", ""), raw_sha256=r.get("sha256", ""), profile=ep_profile,
             ))
     if not sel.episodes:
         raise ValueError(f"release {spec.name} selects no usable episode (excluded: {sel.excluded or 'none'})")

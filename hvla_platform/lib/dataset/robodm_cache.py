@@ -12,9 +12,19 @@ feature                            per-step value   source (LeRobot)
 =================================  ===============  =========================================
 ``observation/state``              (D,) float32     ``observation.state``
 ``action``                         (A,) float32     ``action``
-``observation/locomotion_command`` (4,) float32     ``observation.locomotion_command``
-``observation/images/<camera>``    (H, W, 3) uint8  ``observation.images.<camera>`` (decoded)
+``observation/locomotion_command`` (4,) float32     ``observation.locomotion_command`` (only
+                                                    when the release has it: robot profiles
+                                                    with locomotion)
+``observation/images/<camera>``    (H, W, 3) uint8  ``observation.images.<camera>`` (decoded,
+                                                    at the release's size, e.g. 480 × 640)
 =================================  ===============  =========================================
+
+**Bounded memory.** Images are decoded a few frames at a time per camera (:func:`decode_batch`:
+:data:`DECODE_BATCH` small frames, fewer large ones) and added
+to the ``.vla`` step by step (robodm writes each value to its container as it is added), and
+:func:`roundtrip_check` compares the ``.vla`` with LeRobot frame by frame
+(:func:`iter_vla_values`), so neither holds an episode's images: memory does not grow with
+episode length.
 
 Each step is added with ``timestamp = round(LeRobot timestamp [s] * 1000)`` ms. Low-dimensional
 features are stored by robodm as pickled ``rawvideo`` packets (exact); images are encoded with the
@@ -67,7 +77,9 @@ import contextlib
 import datetime as dt
 import json
 import os
+import pickle
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -99,7 +111,12 @@ STATE, ACTION, LOCO = features.VLA_STATE, features.VLA_ACTION, features.VLA_LOCO
 IMAGE_PREFIX = features.VLA_IMAGE_PREFIX
 LEROBOT_KEYS = features.VLA_TO_LEROBOT
 LEROBOT_IMAGE_PREFIX = features.IMAGE_PREFIX
+#: Most frames decoded at a time per camera (LeRobot's ``decode_video_frames`` batch).
 DECODE_BATCH = 64
+#: Bytes of decoded uint8 frames one camera's batch may hold (:func:`decode_batch`): 64 frames of
+#: 96 × 128, 17 of 480 × 640 (a 480p batch of 64 took the builder's peak RSS from ~1.2 to ~2.2 GB
+#: with three cameras, for no speed gain).
+DECODE_BATCH_BYTES = 16 << 20
 
 
 _PATCH_LOCK = threading.RLock()
@@ -256,6 +273,21 @@ def vla_timestamps_ms(vla_path: str | os.PathLike[str]) -> dict[str, np.ndarray]
 # Reading the LeRobot release
 # ---------------------------------------------------------------------------------------------
 
+def low_dim_features(info: Mapping[str, Any]) -> dict[str, str]:
+    """Robo-DM stream name → LeRobot column of the low-dimensional features a release has:
+    ``observation/state`` and ``action`` always, ``observation/locomotion_command`` when the
+    release has ``observation.locomotion_command`` (robot profiles with locomotion).
+
+    Raises:
+        RoboDMCacheError: ``meta/info.json`` lacks ``observation.state`` or ``action``.
+    """
+    feats = info["features"]
+    missing = [col for col in (LEROBOT_KEYS[STATE], LEROBOT_KEYS[ACTION]) if col not in feats]
+    if missing:
+        raise RoboDMCacheError(f"the LeRobot dataset has no {missing} feature(s)")
+    return {name: col for name, col in LEROBOT_KEYS.items() if col in feats}
+
+
 def _read_episodes_meta(root: Path) -> list[dict[str, Any]]:
     files = sorted((root / "meta" / "episodes").rglob("*.parquet"))
     if not files:
@@ -268,9 +300,9 @@ def _read_episodes_meta(root: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["episode_index"])
 
 
-def _read_frames(root: Path) -> dict[int, dict[str, np.ndarray]]:
-    """Low-dim columns per episode from data/**/*.parquet (column-wise), sorted by frame_index."""
-    cols = ["episode_index", "frame_index", "timestamp", *LEROBOT_KEYS.values()]
+def _read_frames(root: Path, low_dim: list[str]) -> dict[int, dict[str, np.ndarray]]:
+    """Low-dim columns ``low_dim`` per episode from data/**/*.parquet (column-wise), sorted by frame_index."""
+    cols = ["episode_index", "frame_index", "timestamp", *low_dim]
     parts: dict[str, list[np.ndarray]] = {c: [] for c in cols}
     files = sorted((root / "data").rglob("*.parquet"))
     if not files:
@@ -295,18 +327,26 @@ def _read_frames(root: Path) -> dict[int, dict[str, np.ndarray]]:
     return out
 
 
-def decode_episode_frames(
+def decode_batch(height: int, width: int) -> int:
+    """Frames of ``height`` × ``width`` RGB decoded at a time per camera: :data:`DECODE_BATCH`, fewer
+    for large frames so that a batch holds at most :data:`DECODE_BATCH_BYTES` (at least 1)."""
+    return max(1, min(DECODE_BATCH, DECODE_BATCH_BYTES // max(1, int(height) * int(width) * 3)))
+
+
+def iter_episode_frames(
     root: Path, info: Mapping[str, Any], ep_meta: Mapping[str, Any], video_key: str, timestamps: np.ndarray,
-    *, video_backend: str = "torchcodec",
-) -> np.ndarray:
-    """Decode one camera of one episode with LeRobot's ``decode_video_frames``.
+    *, video_backend: str = "torchcodec", batch: int = DECODE_BATCH,
+) -> Iterator[np.ndarray]:
+    """Decode one camera of one episode with LeRobot's ``decode_video_frames``, ``batch`` frames at
+    a time (bounded memory whatever the episode's length).
 
     Respects the v3.0 layout: the episode lives in ``videos/<key>/chunk-<c>/file-<f>.mp4`` starting
     at ``from_timestamp``; frame k is looked up at ``from_timestamp + timestamp[k]`` within
     :data:`VIDEO_TOLERANCE_S`.
 
-    Returns:
-        (T, H, W, 3) uint8 RGB (LeRobot's float frames ``u8 / 255`` mapped back exactly).
+    Yields:
+        (b, H, W, 3) uint8 RGB for frames ``i .. i+b-1`` (b = ``batch``, fewer at the end; LeRobot's
+        float frames ``u8 / 255`` mapped back exactly).
 
     Raises:
         lerobot's ``FrameTimestampError`` if a frame is not found within the tolerance.
@@ -319,12 +359,26 @@ def decode_episode_frames(
                                     file_index=int(ep_meta[f"videos/{video_key}/file_index"]))
     path = root / rel
     start = float(ep_meta[f"videos/{video_key}/from_timestamp"])
-    out = []
     ts = [start + float(t) for t in np.asarray(timestamps, dtype=np.float64)]
-    for i in range(0, len(ts), DECODE_BATCH):
-        frames = decode_video_frames(path, ts[i:i + DECODE_BATCH], VIDEO_TOLERANCE_S, video_backend)
-        u8 = (frames.permute(0, 2, 3, 1).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
-        out.append(u8)
+    for i in range(0, len(ts), batch):
+        frames = decode_video_frames(path, ts[i:i + batch], VIDEO_TOLERANCE_S, video_backend)
+        yield (frames.permute(0, 2, 3, 1).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+
+
+def decode_episode_frames(
+    root: Path, info: Mapping[str, Any], ep_meta: Mapping[str, Any], video_key: str, timestamps: np.ndarray,
+    *, video_backend: str = "torchcodec",
+) -> np.ndarray:
+    """All frames of one camera of one episode (:func:`iter_episode_frames` concatenated): memory
+    grows with the episode; the cache builder streams instead.
+
+    Returns:
+        (T, H, W, 3) uint8 RGB.
+
+    Raises:
+        lerobot's ``FrameTimestampError`` if a frame is not found within the tolerance.
+    """
+    out = list(iter_episode_frames(root, info, ep_meta, video_key, timestamps, video_backend=video_backend))
     return np.concatenate(out, axis=0) if out else np.zeros((0,), np.uint8)
 
 
@@ -369,8 +423,10 @@ def build_robodm_cache(
 ) -> RoboDMCacheResult:
     """Convert every episode of a LeRobot v3.0 dataset into ``out_dir/episode_<NNNNNN>.vla``.
 
-    Low-dimensional columns are read column-wise from ``data/**/*.parquet``; images are decoded
-    per episode and camera (:func:`decode_episode_frames`). Each .vla is written with
+    Low-dimensional columns (:func:`low_dim_features`: the locomotion command only when the
+    release has it) are read column-wise from ``data/**/*.parquet``; images are decoded
+    :func:`decode_batch` frames at a time per camera (:func:`iter_episode_frames`) and added as they
+    are decoded, so an episode's images are never all in memory. Each .vla is written with
     ``robodm.Trajectory(path, mode="w", video_codec=video_codec, time_unit="ms",
     enforce_monotonic=False)`` (robodm's monotonic enforcement is per trajectory, not per feature:
     it would shift the 2nd..nth feature of a step by +1 ms each), muxed reproducibly
@@ -414,8 +470,9 @@ def build_robodm_cache(
     robodm = import_robodm()
     info = json.loads((root / "meta" / "info.json").read_text())
     video_keys = [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
+    low_keys = low_dim_features(info)
     lr_eps = _read_episodes_meta(root)
-    frames = _read_frames(root)
+    frames = _read_frames(root, list(low_keys.values()))
     tasks_by_index = {r["episode_index"]: (r.get("tasks") or [""])[0] for r in lr_eps}
     metas = episode_meta if episode_meta is not None else _episode_meta_from_release(root)
     by_index = {int(m["episode_index"]): dict(m) for m in metas}
@@ -442,25 +499,41 @@ def build_robodm_cache(
             ts_ms = np.rint(ts * 1000.0).astype(np.int64)
             if np.any(np.diff(ts_ms) <= 0):
                 raise RoboDMCacheError(f"episode {idx}: timestamps are not strictly increasing in ms")
-            images = {}
-            for vk in video_keys:
-                imgs = decode_episode_frames(root, info, ep, vk, ts, video_backend=video_backend)
-                if imgs.shape[0] != len(ts):
-                    raise RoboDMCacheError(f"episode {idx} {vk}: decoded {imgs.shape[0]} frames, expected {len(ts)}")
-                images[IMAGE_PREFIX + vk[len(LEROBOT_IMAGE_PREFIX):]] = imgs
-            low = {name: np.ascontiguousarray(cols[col], dtype=np.float32) for name, col in LEROBOT_KEYS.items()}
+            image_names = {vk: IMAGE_PREFIX + vk[len(LEROBOT_IMAGE_PREFIX):] for vk in video_keys}
+            batch_len = min([decode_batch(*info["features"][vk]["shape"][:2]) for vk in video_keys],
+                            default=DECODE_BATCH)
+            decoders = {vk: iter_episode_frames(root, info, ep, vk, ts, video_backend=video_backend, batch=batch_len)
+                        for vk in video_keys}
+            low = {name: np.ascontiguousarray(cols[col], dtype=np.float32) for name, col in low_keys.items()}
             path = out_dir / vla_name(idx)
             traj = robodm.Trajectory(str(path), mode="w", video_codec=video_codec, time_unit="ms",
                                      enforce_monotonic=False)
             try:
-                for k in range(len(ts)):
-                    t = int(ts_ms[k])
-                    for name, arr in low.items():
-                        traj.add(name, arr[k], timestamp=t, time_unit="ms")
-                    for name, arr in images.items():
-                        traj.add(name, arr[k], timestamp=t, time_unit="ms")
-            finally:
+                # a batch of frames of every camera at a time, added step by step: the episode's
+                # images are never all in memory
+                for start in range(0, len(ts), batch_len):
+                    stop = min(start + batch_len, len(ts))
+                    batch = {}
+                    for vk, frames_it in decoders.items():
+                        imgs = next(frames_it, None)
+                        got = 0 if imgs is None else int(imgs.shape[0])
+                        if got != stop - start:
+                            raise RoboDMCacheError(f"episode {idx} {vk}: decoded {start + got} frames, "
+                                                   f"expected {len(ts)}")
+                        batch[vk] = imgs
+                    for k in range(start, stop):
+                        t = int(ts_ms[k])
+                        for name, arr in low.items():
+                            traj.add(name, arr[k], timestamp=t, time_unit="ms")
+                        for vk, imgs in batch.items():
+                            traj.add(image_names[vk], imgs[k - start], timestamp=t, time_unit="ms")
+                    del batch
+            except BaseException:
                 traj.close()
+                path.unlink(missing_ok=True)  # no half-written .vla is left behind
+                raise
+            traj.close()
+            images = dict.fromkeys(image_names.values())
             written = written_video_codecs(path)
             wrong = {n: c for n, c in written.items() if n.startswith(IMAGE_PREFIX) and c != expected_codec}
             if wrong:
@@ -524,6 +597,54 @@ def check_cache(out_dir: Path, *, video_codec: str, expected_episode_indices: li
     return problems
 
 
+#: Most decoded values one .vla stream may run ahead of the others while :func:`roundtrip_check`
+#: streams a file (encoder delay; low-dimensional packets precede the images they go with).
+MAX_PENDING = 256
+
+
+def iter_vla_values(vla_path: str | os.PathLike[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """Every value of a ``.vla`` file, decoded one at a time in file order, as robodm's
+    ``Trajectory.load(return_type="numpy")`` decodes them (pickled ``rawvideo`` packets unpickled,
+    video frames as RGB ``(H, W, 3)`` uint8, each cast to its stream's ``FEATURE_TYPE`` dtype) —
+    without holding the episode: memory stays bounded whatever its length.
+
+    Yields:
+        ``(feature name, value)``; the values of one feature come in time order.
+
+    Raises:
+        av.error.FFmpegError: the file cannot be read.
+    """
+    import_robodm()
+    from robodm.feature import FeatureType
+
+    with av.open(str(vla_path), mode="r", format="matroska") as container:
+        streams = [s for s in container.streams
+                   if s.metadata.get("FEATURE_NAME") and s.metadata.get("FEATURE_TYPE")]
+        names = {s.index: s.metadata["FEATURE_NAME"] for s in streams}
+        types = {s.index: FeatureType.from_str(s.metadata["FEATURE_TYPE"]) for s in streams}
+
+        def picture(frame: Any, index: int) -> np.ndarray:
+            arr = frame.to_ndarray(format="rgb24")
+            ft = types[index]
+            return np.asarray(arr.reshape(ft.shape) if ft.shape else arr, dtype=ft.dtype)
+
+        for packet in container.demux(streams):
+            if packet.pts is None:
+                continue
+            i = packet.stream.index
+            if packet.stream.codec_context.codec.name == "rawvideo":
+                raw = bytes(packet)
+                if raw:
+                    yield names[i], np.asarray(pickle.loads(raw), dtype=types[i].dtype)  # noqa: S301 - robodm's own format
+            else:
+                for frame in packet.decode():
+                    yield names[i], picture(frame, i)
+        for s in streams:
+            if s.codec_context.codec.name != "rawvideo":
+                for frame in s.decode(None):
+                    yield names[s.index], picture(frame, s.index)
+
+
 def roundtrip_check(
     vla_path: str | os.PathLike[str],
     lerobot_root: Path,
@@ -533,56 +654,139 @@ def roundtrip_check(
     image_atol: float = DEFAULT_IMAGE_ATOL,
     video_backend: str = "torchcodec",
 ) -> dict[str, Any]:
-    """Compare a .vla with the same episode read back through ``LeRobotDataset``.
+    """Compare a .vla with the same episode read back through ``LeRobotDataset``, frame by frame.
 
-    The .vla is loaded with ``Trajectory(path).load(return_type="numpy")``; the reference with
-    ``LeRobotDataset(repo_id, root, episodes=[episode_index], video_backend=...)`` item by item
-    (an independent read path from the converter's column reader). State, action and locomotion
-    command must be equal (float32); packet timestamps must equal ``round(timestamp * 1000)`` ms;
-    for each camera the mean |diff| over all pixels (uint8 units) must be ``<= image_atol``
-    (default :data:`DEFAULT_IMAGE_ATOL`, see there for why).
+    The .vla is read value by value (:func:`iter_vla_values`, robodm's decoding); the reference
+    with ``LeRobotDataset(repo_id, root, episodes=[episode_index], video_backend=...)`` item by item
+    (an independent read path from the converter's column reader). Neither side is held whole, so
+    memory does not grow with the episode's length. State, action and (when the release has it)
+    locomotion command must be equal (float32) in every frame; packet timestamps must equal
+    ``round(timestamp * 1000)`` ms; for each camera the mean |diff| over all pixels of all frames
+    (uint8 units) must be ``<= image_atol`` (default :data:`DEFAULT_IMAGE_ATOL`, see there for why);
+    a missing, extra or differently shaped frame is a problem.
 
     Returns:
         ``{"episode_index", "num_frames", "ok": bool, "problems": [str], "state_equal",
-        "action_equal", "locomotion_equal", "timestamps_equal", "image_atol",
-        "images": {feature: {"mean_abs_diff", "max_abs_diff"}}}``.
+        "action_equal", "locomotion_equal" (None when the release has no locomotion command),
+        "timestamps_equal", "image_atol", "images": {feature: {"mean_abs_diff", "max_abs_diff"}}}``.
+
+    Raises:
+        whatever LeRobot or PyAV raise when a file cannot be read.
     """
-    robodm = import_robodm()
     LeRobotDataset = import_lerobot_dataset()
-    data = robodm.Trajectory(str(vla_path)).load(return_type="numpy")
-    ds = LeRobotDataset(repo_id, root=Path(lerobot_root), episodes=[int(episode_index)], video_backend=video_backend)
-    items = [ds[i] for i in range(len(ds))]
-    items = [it for it in items if int(it["episode_index"]) == int(episode_index)]
-    items.sort(key=lambda it: int(it["frame_index"]))
+    idx = int(episode_index)
+    ds = LeRobotDataset(repo_id, root=Path(lerobot_root), episodes=[idx], video_backend=video_backend)
+    low_names = [n for n in (STATE, ACTION, LOCO) if LEROBOT_KEYS[n] in ds.meta.features]
+    video = {IMAGE_PREFIX + key[len(LEROBOT_IMAGE_PREFIX):]: key for key in ds.meta.video_keys}
+    in_file = set(written_video_codecs(vla_path))
+    compared = [n for n in [*low_names, *video] if n in in_file]
+    pending: dict[str, deque] = {n: deque() for n in compared}
+    values = iter_vla_values(vla_path)
     problems: list[str] = []
-    report: dict[str, Any] = {"episode_index": int(episode_index), "num_frames": len(items),
-                              "image_atol": float(image_atol), "images": {}}
+    state = {"exhausted": False}
+
+    def fill() -> None:
+        """Read .vla values until every compared feature has one (or the file ends)."""
+        while not state["exhausted"] and any(not q for q in pending.values()):
+            got = next(values, None)
+            if got is None:
+                state["exhausted"] = True
+                return
+            name, value = got
+            if name in pending:
+                pending[name].append(value)
+                if len(pending[name]) > MAX_PENDING:
+                    raise _OutOfStep(name)
+
+    differ = dict.fromkeys(compared + low_names + list(video), 0)
+    missing = dict.fromkeys(differ, 0)
+    diff_sum = dict.fromkeys(video, 0.0)
+    diff_max = dict.fromkeys(video, 0)
+    diff_count = dict.fromkeys(video, 0)
+    ref_ms: list[int] = []
+    num = 0
+    try:
+        for i in range(len(ds)):
+            it = ds[i]
+            if int(it["episode_index"]) != idx:
+                continue
+            if int(it["frame_index"]) != num:
+                problems.append(f"LeRobot gave frame_index {int(it['frame_index'])} where {num} was expected")
+                break
+            num += 1
+            ref_ms.append(int(np.rint(float(it["timestamp"]) * 1000)))
+            fill()
+            for name in low_names:
+                ref = it[LEROBOT_KEYS[name]].numpy().astype(np.float32)
+                if name not in pending or not pending[name]:
+                    missing[name] += 1
+                    continue
+                got = pending[name].popleft()
+                if not (got.dtype == np.float32 and got.shape == ref.shape and np.array_equal(got, ref)):
+                    differ[name] += 1
+            for name, key in video.items():
+                if name not in pending or not pending[name]:
+                    missing[name] += 1
+                    continue
+                got = pending[name].popleft()
+                ref = (it[key].permute(1, 2, 0).numpy() * 255.0).round().astype(np.int16)
+                if got.shape != ref.shape or got.dtype != np.uint8:
+                    differ[name] += 1
+                    continue
+                d = np.abs(got.astype(np.int16) - ref)
+                diff_sum[name] += float(d.sum(dtype=np.float64))
+                diff_max[name] = max(diff_max[name], int(d.max()))
+                diff_count[name] += int(d.size)
+        extra = {n: len(q) for n, q in pending.items()}
+        for name, _value in values:  # what the .vla has beyond LeRobot's frames
+            if name in extra:
+                extra[name] += 1
+    except _OutOfStep as exc:
+        problems.append(f"{exc.args[0]}: the .vla's streams are more than {MAX_PENDING} values out of step")
+        extra = {n: len(q) for n, q in pending.items()}
+    finally:
+        values.close()
+
+    report: dict[str, Any] = {"episode_index": idx, "num_frames": num, "image_atol": float(image_atol),
+                              "images": {}}
+
+    def count_problem(name: str) -> str | None:
+        if name not in in_file:
+            return "not in the .vla"
+        parts = [f"{k} {what}" for k, what in ((differ[name], f"of {num} frames differ"),
+                                              (missing[name], "frame(s) missing"),
+                                              (extra.get(name, 0), "extra frame(s)")) if k]
+        return ", ".join(parts) or None
+
     for flag, name in (("state_equal", STATE), ("action_equal", ACTION), ("locomotion_equal", LOCO)):
-        ref = np.stack([it[LEROBOT_KEYS[name]].numpy() for it in items]).astype(np.float32)
-        got = data.get(name)
-        eq = got is not None and got.dtype == np.float32 and got.shape == ref.shape and np.array_equal(got, ref)
-        report[flag] = bool(eq)
-        if not eq:
-            problems.append(f"{name}: differs from LeRobot "
-                            f"({None if got is None else (got.shape, got.dtype)} vs {ref.shape})")
-    ref_ms = np.rint(np.array([float(it["timestamp"]) for it in items]) * 1000).astype(np.int64)
+        if name not in low_names:
+            report[flag] = None  # the release has no such feature (a robot without locomotion)
+            continue
+        what = count_problem(name)
+        report[flag] = what is None and num > 0
+        if what is not None:
+            problems.append(f"{name}: differs from LeRobot ({what})")
     ts = vla_timestamps_ms(vla_path)
-    ts_ok = all(np.array_equal(ts.get(n, np.array([])), ref_ms) for n in LEROBOT_KEYS)
+    ref = np.asarray(ref_ms, dtype=np.int64)
+    ts_ok = all(np.array_equal(ts.get(n, np.array([])), ref) for n in low_names)
     report["timestamps_equal"] = bool(ts_ok)
     if not ts_ok:
         problems.append("low-dimensional packet timestamps differ from LeRobot's (ms)")
-    for key in ds.meta.video_keys:
-        name = IMAGE_PREFIX + key[len(LEROBOT_IMAGE_PREFIX):]
-        ref = np.stack([(it[key].permute(1, 2, 0).numpy() * 255.0).round() for it in items]).astype(np.int16)
-        got = data.get(name)
-        if got is None or got.shape != ref.shape or got.dtype != np.uint8:
-            problems.append(f"{name}: {None if got is None else (got.shape, got.dtype)}, expected {ref.shape} uint8")
+    for name, key in video.items():
+        what = count_problem(name)
+        if what is not None:
+            problems.append(f"{name}: {what} (LeRobot: {tuple(ds.meta.features[key]['shape'])} uint8 frames)")
             continue
-        diff = np.abs(got.astype(np.int16) - ref)
-        mean, mx = float(diff.mean()), int(diff.max())
-        report["images"][name] = {"mean_abs_diff": mean, "max_abs_diff": mx}
+        mean = diff_sum[name] / diff_count[name] if diff_count[name] else 0.0
+        report["images"][name] = {"mean_abs_diff": mean, "max_abs_diff": diff_max[name]}
         if mean > image_atol:
             problems.append(f"{name}: mean |diff| {mean:.2f} > {image_atol}")
+    if num == 0:
+        problems.append(f"LeRobot has no frames of episode {idx}")
     report["problems"] = problems
     report["ok"] = not problems
     return report
+
+
+class _OutOfStep(Exception):
+    """A .vla stream ran :data:`MAX_PENDING` values ahead of another (internal to roundtrip_check)."""

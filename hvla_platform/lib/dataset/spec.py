@@ -8,13 +8,27 @@ Example::
 
     name: g1-reach-v1
     repo_id: hvla/g1-reach
+    profile: unitree_g1_29dof    # the robot profile (default); episodes of another profile are left out
     partitions: [{capture_day: "2026-11-10", robot_id: g1-001}]   # or "all"
     fps: 20
-    cameras: [head, wrist_right]
-    state_joints: [...]          # default: waist + both arms (17)
-    action_joints: [...]         # default: both arms (14)
+    cameras: [head, wrist_right] # default: the profile's colour cameras
+    state_joints: [...]          # default: the profile's state joints (the G1: waist + both arms, 17)
+    action_joints: [...]         # default: the profile's action joints (the G1: both arms, 14)
+    robot_type: unitree_g1       # default: the profile's robot model
     heldout: {fraction: 0.25, seed: 0}     # or {episode_ids: [...]}
     video_codec: h264
+
+**Robot profile.** ``profile`` names a robot profile
+(:mod:`hvla_platform.lib.formats.recording.profile`, docs/robot_profiles.md); the release holds
+episodes of that profile only (others are excluded with reason ``other_profile``). ``cameras``,
+``state_joints`` and ``action_joints`` must be names the profile has (``state_joints`` among its
+``joint_state`` joints, ``action_joints`` among its action joints, ``cameras`` among its **colour**
+cameras: a LeRobot video feature is colour, so a depth camera is refused and depth stays in the
+HDF5 layer). Left out, they default to the profile's: every state joint (:data:`RELEASE_STATE_DEFAULTS`
+narrows that for the G1 to waist + arms, as releases always had it), every action joint, every
+colour camera, and the robot model as ``robot_type``. ``profile`` enters the canonical form
+(:meth:`ReleaseSpec.to_dict`) only when it is not :data:`DEFAULT_PROFILE`, so a spec written
+before profiles existed keeps its digest, and the releases built from it their fingerprints.
 
 The file is validated strictly by :class:`ReleaseSpecDocument` (a
 :class:`~hvla_platform.lib.core.contracts.StrictModel`): an unknown or misspelled key, a missing
@@ -31,9 +45,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Mapping
 
 import yaml
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from hvla_platform.lib.core.contracts import StrictModel, iso_date_to_str, validate_document
+from hvla_platform.lib.core.suggest import did_you_mean
 from hvla_platform.lib.processing.qa.thresholds import DEFAULT_MIN_QUALITY
 from hvla_platform.lib.formats.recording.contract import (
     CAMERA_TOPICS,
@@ -41,12 +56,26 @@ from hvla_platform.lib.formats.recording.contract import (
     G1_WAIST_JOINTS,
     ROBOT_MODEL_G1,
 )
+from hvla_platform.lib.formats.recording.profile import (
+    DEFAULT_PROFILE,
+    ProfileError,
+    RobotProfile,
+    available_profiles,
+    load_profile,
+)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: A release version id is ``<name>`` (the first build) or ``<name>.<n>`` (n ≥ 1), so a spec name
 #: may not end like a version suffix (lib/dataset/versions.py).
 _VERSION_SUFFIX_RE = re.compile(r"\.[0-9]+$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_PROFILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+#: Default ``state_joints`` of a release, per robot profile, where it is not every state joint of
+#: the profile: the G1's legs are held still while its pelvis is fixed (near-constant dimensions
+#: make normalisation divide by ~0), so its releases take waist + both arms (17 joints), as they
+#: always have (docs/decisions.md, "Dataset features").
+RELEASE_STATE_DEFAULTS: dict[str, tuple[str, ...]] = {DEFAULT_PROFILE: tuple(G1_WAIST_JOINTS + G1_ARM_JOINTS)}
 
 
 def heldout_draw(seed: int, episode_id: str) -> float:
@@ -59,6 +88,82 @@ def heldout_draw(seed: int, episode_id: str) -> float:
 
 class ReleaseSpecError(ValueError):
     """A release spec is malformed."""
+
+
+def default_state_joints(profile: RobotProfile) -> tuple[str, ...]:
+    """The ``state_joints`` a release of ``profile`` takes when its spec names none: every
+    ``joint_state`` joint of the profile, in its order, unless :data:`RELEASE_STATE_DEFAULTS`
+    names a subset for it (the G1: waist + both arms).
+
+    Raises:
+        ValueError: the profile lacks a joint of its :data:`RELEASE_STATE_DEFAULTS` entry (a lab's
+            own copy of the profile renamed it); the spec must then name its ``state_joints``.
+    """
+    joints = tuple(RELEASE_STATE_DEFAULTS.get(profile.profile, profile.state_names))
+    missing = [j for j in joints if j not in profile.state_names]
+    if missing:
+        raise ValueError(f"the default state joints of robot profile {profile.profile} are not all its joint_state "
+                         f"joints (missing {missing}); name the release's state_joints")
+    return joints
+
+
+def _unknown_names(wanted: list[str], known: list[str]) -> str:
+    """``'x' (did you mean 'y'?), 'z' (known: …)`` for the names of ``wanted`` not in ``known``."""
+    return ", ".join(f"{n!r}{did_you_mean(n, known)}" for n in dict.fromkeys(wanted) if n not in known)
+
+
+def _twice(values: list[str]) -> list[str]:
+    return sorted({v for v in values if values.count(v) > 1})
+
+
+def check_against_profile(profile: RobotProfile, *, cameras: list[str] | None = None,
+                          state_joints: list[str] | None = None,
+                          action_joints: list[str] | None = None) -> None:
+    """Check a release's cameras and joints against its robot profile.
+
+    Args:
+        cameras: must be colour cameras of the profile (a depth camera is refused: a LeRobot video
+            feature is colour; depth stays in the HDF5 layer).
+        state_joints: must be ``joint_state`` joints of the profile.
+        action_joints: must be action joints of the profile (:attr:`RobotProfile.action_names`).
+        None skips a check. A name listed twice is refused.
+
+    Raises:
+        ValueError: one line (without the field's name: the caller adds it) naming the unknown
+            names with the closest known name of each, the depth camera, or the repeated name.
+    """
+    if cameras is not None:
+        depth = [c for c in cameras if c in profile.depth_cameras]
+        if depth:
+            what = "is a depth camera" if len(depth) == 1 else "are depth cameras"
+            raise ValueError(f"{', '.join(map(repr, depth))} {what} of robot profile {profile.profile}: a LeRobot "
+                             "release carries colour cameras only (video features), depth stays in the HDF5 "
+                             f"layer — its colour cameras are {profile.rgb_cameras}")
+        if any(c not in profile.rgb_cameras for c in cameras):
+            raise ValueError(f"unknown camera(s) of robot profile {profile.profile}: "
+                             f"{_unknown_names(cameras, profile.rgb_cameras)} — its colour cameras are "
+                             f"{profile.rgb_cameras}")
+        if _twice(cameras):
+            raise ValueError(f"camera(s) listed twice: {_twice(cameras)}")
+    for what, names, known, where in (
+            ("state joint", state_joints, profile.state_names, "joint_state joints"),
+            ("action joint", action_joints, profile.action_names,
+             f"action joints (commands {profile.features.action})")):
+        if names is None:
+            continue
+        if any(n not in known for n in names):
+            raise ValueError(f"not among robot profile {profile.profile}'s {where}: {_unknown_names(names, known)}")
+        if _twice(names):
+            raise ValueError(f"{what}(s) listed twice: {_twice(names)}")
+
+
+def _profile_of(info: ValidationInfo) -> RobotProfile | None:
+    """The profile validated before this field (None when ``profile`` itself was invalid: that
+    error is already reported)."""
+    name = info.data.get("profile")
+    if name is None:
+        return None
+    return load_profile(name)
 
 
 class PartitionRef(StrictModel):
@@ -98,14 +203,17 @@ class ReleaseSpecDocument(StrictModel):
     name: str = Field(description="release name, the partition key: [A-Za-z0-9._-], at most 64 characters")
     repo_id: str = Field(description="LeRobot '<org>/<name>'")
     description: str = ""
+    profile: str = Field(default=DEFAULT_PROFILE, description="robot profile name (docs/robot_profiles.md)")
     partitions: list[PartitionRef] = Field(default_factory=list, description="'all' or a list of partitions")
     fps: Annotated[int, Field(strict=True, ge=1, le=1000)] = 20
-    cameras: list[str] = Field(default_factory=lambda: list(CAMERA_TOPICS))
-    state_joints: list[str] = Field(default_factory=lambda: list(G1_WAIST_JOINTS + G1_ARM_JOINTS))
-    action_joints: list[str] = Field(default_factory=lambda: list(G1_ARM_JOINTS))
+    # Left out (None, never validated): the profile's (ReleaseSpec.from_mapping); an explicit null is
+    # refused like any non-list.
+    cameras: list[str] = Field(default=None, description="colour cameras (default: the profile's)")
+    state_joints: list[str] = Field(default=None, description="state joints (default: default_state_joints)")
+    action_joints: list[str] = Field(default=None, description="action joints (default: the profile's)")
     heldout: HeldOut | None = None
     video_codec: str = "h264"
-    robot_type: str = ROBOT_MODEL_G1
+    robot_type: str = Field(default=None, description="LeRobot robot_type (default: the profile's robot model)")
     min_quality: Annotated[float, Field(strict=True, ge=0.0, le=1.0)] = DEFAULT_MIN_QUALITY
     cross_customer_grant: CrossCustomerGrant | None = None
 
@@ -136,12 +244,39 @@ class ReleaseSpecDocument(StrictModel):
             raise ValueError(f"must be 'all' or a list of {{capture_day, robot_id}}, got {value!r}")
         return value
 
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        if not _PROFILE_NAME_RE.match(value):
+            raise ValueError(f"must be a robot profile name (lower case, digits, '_'; no '@<version>'), got {value!r}")
+        known = available_profiles()
+        if value not in known:
+            raise ValueError(f"unknown robot profile {value!r}{did_you_mean(value, known)}")
+        load_profile(value)  # a ProfileError (a ValueError) names the invalid file
+        return value
+
     @field_validator("cameras")
     @classmethod
-    def _known_cameras(cls, value: list[str]) -> list[str]:
-        unknown = [c for c in value if c not in CAMERA_TOPICS]
-        if unknown:
-            raise ValueError(f"unknown camera(s) {unknown}, known: {list(CAMERA_TOPICS)}")
+    def _profile_cameras(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        profile = _profile_of(info)
+        if profile is not None:
+            check_against_profile(profile, cameras=value)
+        return value
+
+    @field_validator("state_joints")
+    @classmethod
+    def _profile_state_joints(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        profile = _profile_of(info)
+        if profile is not None:
+            check_against_profile(profile, state_joints=value)
+        return value
+
+    @field_validator("action_joints")
+    @classmethod
+    def _profile_action_joints(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        profile = _profile_of(info)
+        if profile is not None:
+            check_against_profile(profile, action_joints=value)
         return value
 
 
@@ -154,21 +289,25 @@ class ReleaseSpec:
         repo_id: LeRobot ``<org>/<name>``.
         partitions: ``(capture_day, robot_id)`` pairs, or empty for all available partitions.
         fps: frame rate of the release, Hz (integer, as LeRobot requires).
-        cameras: camera names (keys of :data:`CAMERA_TOPICS`).
-        state_joints: joints forming ``observation.state``.
-        action_joints: joints forming ``action``.
+        cameras: colour camera names of the profile (``observation.images.<camera>`` videos).
+        state_joints: joints forming ``observation.state`` (``joint_state`` joints of the profile).
+        action_joints: joints forming ``action`` (action joints of the profile).
         heldout_fraction, heldout_seed: each episode is held out on its own with probability
             ``heldout_fraction`` (a salted hash of its id, see :meth:`split`) when
             ``heldout_episode_ids`` is empty.
         heldout_episode_ids: explicit held-out episodes.
         video_codec: LeRobot video codec (``h264`` by default: SVT-AV1 is ~4x slower to encode on 2
             cores, see docs/environment.md).
-        robot_type: LeRobot ``robot_type``.
+        robot_type: LeRobot ``robot_type`` (default: the profile's robot model).
         min_quality: episodes with a lower quality score, or a failed QA gate, are left out unless a
             supervisor approved them; rejected episodes are always left out.
         cross_customer_grant: a release may hold data of more than one customer only under a grant
             ``{reference, granted_by, customers: [...]}`` naming every customer it mixes (seed 000:
             data of customer A must not silently flow into customer B's pipeline).
+        profile: the robot profile's name (:data:`DEFAULT_PROFILE` by default): the release holds
+            episodes of this profile only. The defaults of the fields above are the default
+            profile's; :meth:`from_mapping` takes them from the spec's profile and checks every name
+            against it (a dataclass built directly is not checked).
         version: the release version this spec describes (0 for the registered spec; see
             :meth:`with_version`, lib/dataset/versions.py). Not part of the YAML form.
     """
@@ -188,6 +327,7 @@ class ReleaseSpec:
     description: str = ""
     min_quality: float = DEFAULT_MIN_QUALITY
     cross_customer_grant: Mapping[str, Any] | None = None
+    profile: str = DEFAULT_PROFILE
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
     version: int = 0
 
@@ -196,6 +336,15 @@ class ReleaseSpec:
         """The name of the registered spec; equals ``name`` for version 0, where ``name`` is the
         version id ``<spec_name>.<version>`` of a later version (lib/dataset/versions.py)."""
         return self.name if self.version == 0 else self.name[: -len(f".{self.version}")]
+
+    def robot_profile(self) -> RobotProfile:
+        """The release's robot profile as it is today (:func:`~hvla_platform.lib.formats.recording.profile.load_profile`
+        of :attr:`profile`; its :attr:`~RobotProfile.key` names the version).
+
+        Raises:
+            ProfileError: the profile is unknown (with "did you mean") or its file is invalid.
+        """
+        return load_profile(self.profile)
 
     def with_version(self, version: int) -> "ReleaseSpec":
         """This spec as version ``version`` of its release: ``name`` becomes the version id
@@ -216,30 +365,42 @@ class ReleaseSpec:
 
         ``source`` names the file in error messages (a path or a lake URI).
 
+        Cameras, joints and robot type left out default to the profile's (module docstring).
+
         Raises:
             ReleaseSpecError: one line naming ``source`` and each problem: an unknown key (with the
-                closest valid key), a missing required field, or a value of the wrong type or range.
+                closest valid key), a missing required field, a value of the wrong type or range, an
+                unknown robot profile (with the closest profile name), a camera or joint the profile
+                does not have (with the closest name), or a depth camera.
         """
         doc = validate_document(ReleaseSpecDocument, data, source=source, error_cls=ReleaseSpecError)
         heldout = doc.heldout or HeldOut()
         grant = doc.cross_customer_grant
+        try:
+            profile = load_profile(doc.profile)
+            state_joints = default_state_joints(profile) if doc.state_joints is None else tuple(doc.state_joints)
+        except ProfileError as exc:  # the file changed between validation and here
+            raise ReleaseSpecError(f"{source}: profile: {exc}") from exc
+        except ValueError as exc:
+            raise ReleaseSpecError(f"{source}: state_joints: {exc}") from exc
         return cls(
             name=doc.name,
             repo_id=doc.repo_id,
             partitions=tuple(sorted((p.capture_day, p.robot_id) for p in doc.partitions)),
             fps=doc.fps,
-            cameras=tuple(doc.cameras),
-            state_joints=tuple(doc.state_joints),
-            action_joints=tuple(doc.action_joints),
+            cameras=tuple(profile.rgb_cameras if doc.cameras is None else doc.cameras),
+            state_joints=state_joints,
+            action_joints=tuple(profile.action_names if doc.action_joints is None else doc.action_joints),
             heldout_fraction=float(heldout.fraction),
             heldout_seed=int(heldout.seed),
             heldout_episode_ids=tuple(heldout.episode_ids),
             video_codec=doc.video_codec,
-            robot_type=doc.robot_type,
+            robot_type=profile.robot.model if doc.robot_type is None else doc.robot_type,
             description=doc.description,
             min_quality=float(doc.min_quality),
             cross_customer_grant=None if grant is None else {
                 "reference": grant.reference, "granted_by": grant.granted_by, "customers": sorted(grant.customers)},
+            profile=doc.profile,
         )
 
     @classmethod
@@ -261,10 +422,17 @@ class ReleaseSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-serialisable form of the spec as registered (round-trips through
-        :meth:`from_mapping`; ``name`` is :attr:`spec_name`, the version is not part of it)."""
+        :meth:`from_mapping`; ``name`` is :attr:`spec_name`, the version is not part of it).
+
+        ``profile`` is written (after ``repo_id``) only when it is not :data:`DEFAULT_PROFILE`: the
+        form, and so :meth:`digest` and the release fingerprints, of every spec of the default
+        profile is what it was before specs named profiles."""
         d = asdict(self)
         d.pop("extra")
         d.pop("version")
+        profile = d.pop("profile")
+        if profile != DEFAULT_PROFILE:
+            d = {"name": d.pop("name"), "repo_id": d.pop("repo_id"), "profile": profile, **d}
         d["name"] = self.spec_name  # a version's spec is its registered spec, as written
         if d["cross_customer_grant"] is None:
             d.pop("cross_customer_grant")

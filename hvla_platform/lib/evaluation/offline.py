@@ -2,16 +2,17 @@
 
 For every frame ``t`` of every ``heldout`` episode of a Robo-DM cache, the policy is queried with
 the openpi-style observation (raw state, raw images, prompt) and returns a chunk ``â_t..â_{t+H-1}``.
-Errors are in the action's units (radians of arm joint targets):
+Errors are in the action's units (radians of joint targets; state/action names, dimensions and
+cameras are the checkpoint's and the cache's, whatever the robot profile):
 
 * **first action**: ``e = â_t - a_t`` — what a controller executing one action per query would see;
 * **chunk**: ``e_k = â_{t+k} - a_{t+k}`` for ``k < H`` and ``t + k < T`` (targets past the episode
   end are *not* scored, unlike training, which pads them);
 * ``MAE = mean |e|``, ``RMSE = sqrt(mean e²)``, per action dimension and over all dimensions.
 
-The **baseline** predicts "hold the current joint positions": ``â_{t+k} = s_t[arm joints]`` for all
-``k``, with the arm joints selected from the state by name (action joints must be a subset of the
-state joints). ``error_ratio = policy / baseline`` (< 1: the policy beats holding still) and
+The **baseline** predicts "hold the current joint positions": ``â_{t+k} = s_t[action joints]`` for
+all ``k``, with the action joints selected from the state by name (action joints must be a subset of
+the state joints). ``error_ratio = policy / baseline`` (< 1: the policy beats holding still) and
 ``improvement = 1 - error_ratio``; both are ``None`` when the baseline error is 0.
 """
 
@@ -70,7 +71,7 @@ def evaluate_offline(
     *,
     state_names: Sequence[str],
     action_names: Sequence[str],
-    cameras: Sequence[str] = ("head", "wrist_right"),
+    cameras: Sequence[str] | None = None,
     split: str = "heldout",
     max_frames_per_episode: int | None = None,
 ) -> dict[str, Any]:
@@ -83,7 +84,8 @@ def evaluate_offline(
         cache_dir: Robo-DM cache directory.
         state_names: names of the D state dims, in state order.
         action_names: names of the A action dims (must all be state joints).
-        cameras: cameras to put into the observation.
+        cameras: cameras to put into the observation; None: every camera of the cache (sorted by
+            name).
         split: manifest split to evaluate (``heldout`` normally).
         max_frames_per_episode: evaluate at most this many evenly spaced frames per episode.
 
@@ -99,7 +101,8 @@ def evaluate_offline(
             the policy returns a chunk of the wrong shape or with non-finite values.
         CacheError: the cache is missing/malformed or has no ``split`` episodes.
     """
-    episodes = load_split(cache_dir, split, tuple(cameras))
+    episodes = load_split(cache_dir, split, None if cameras is None else tuple(cameras))
+    cameras = list(episodes[0].images)
     d, a = episodes[0].state.shape[1], episodes[0].actions.shape[1]
     if len(state_names) != d:
         raise ValueError(f"{len(state_names)} state_names for state dim {d}")

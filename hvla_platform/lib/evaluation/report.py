@@ -140,7 +140,7 @@ def _explanation(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | No
         verdict = "about as good as"
     parts = [
         f"<p><b>Action error.</b> On {offline['num_frames']} frames of {offline['num_episodes']} held-out "
-        f"episode(s) the policy's next arm joint target is off by {fmt(p['mae'])} rad on average "
+        f"episode(s) the policy's next joint target is off by {fmt(p['mae'])} rad on average "
         f"(≈ {fmt(math.degrees(p['mae']), 2)}°; RMSE {fmt(p['rmse'])} rad). Simply holding the current joint "
         f"positions is off by {fmt(b['mae'])} rad. The policy is <b>{verdict}</b> that trivial baseline"
         + (f" (error change vs the baseline: {fmt(-100 * imp, 1)}%)." if imp is not None else ".")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -17,8 +18,29 @@ from hvla_platform.lib.core.withdrawals import artifact_flags
 from hvla_platform.lib.core.rights import Rights, RightsError
 from hvla_platform.lib.dataset.robodm_build import robodm_prefix
 from hvla_platform.lib.core.lake import Lake
+from hvla_platform.lib.core.suggest import did_you_mean
 from hvla_platform.lib.training.checkpoint import checkpoint_key
 from hvla_platform.lib.training.train import TrainConfig, check_training_rights, train_policy
+
+
+def resolve_cameras(cfg: TrainConfig, release_cameras: tuple[str, ...] | list[str], *, release: str) -> TrainConfig:
+    """``cfg`` with its cameras resolved against the release's: None → every camera of the release
+    (in the spec's order); named cameras must all be the release's.
+
+    Raises:
+        ValueError: a named camera is not the release's (the message names the closest), or the
+            release has no camera.
+    """
+    if cfg.cameras is None:
+        if not release_cameras:
+            raise ValueError(f"release {release} has no camera to train on")
+        return replace(cfg, cameras=tuple(release_cameras))
+    unknown = [c for c in cfg.cameras if c not in release_cameras]
+    if unknown:
+        raise ValueError(f"training config names camera(s) release {release} does not have: "
+                         + ", ".join(f"{c!r}{did_you_mean(c, release_cameras)}" for c in unknown)
+                         + f"; its cameras are {list(release_cameras)}")
+    return cfg
 
 
 def find_checkpoint(lake: Lake, exp_name: str) -> str | None:
@@ -55,13 +77,19 @@ def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, 
     """Train ``cfg`` on the cache of ``cfg.release`` with the norm stats of ``norm_stats_release``
     (default: the same release) and publish ``checkpoints/<config_name>/<exp_name>/<steps>/``.
 
+    State and action names, and the cameras when ``cfg.cameras`` is None, are the release
+    version's (its spec: ``state_joints``, ``action_joints``, ``cameras``), never a robot's
+    constants; ``cfg.cameras`` is resolved before it enters the checkpoint's fingerprint.
+
     Raises:
         ArtifactNotFoundError: the release's cache or the norm stats are not materialized.
         RightsError: the data's rights do not allow ``internal_training`` or have expired, or the
             norm stats come from another customer's data (:func:`check_norm_stats_reuse`).
+        ValueError: ``cfg.cameras`` names a camera the release does not have (with the closest).
     """
     cfg.validate()
     spec = load_release_version(lake, cfg.release)  # the exact version: never the spec registered today
+    cfg = resolve_cameras(cfg, spec.cameras, release=cfg.release)
     ns_release = norm_stats_release or cfg.release
     cache_m = require_manifest(lake, robodm_prefix(cfg.release), RoboDMCacheManifest)
     ns_m = require_manifest(lake, norm_stats_prefix(ns_release), NormStatsManifest)

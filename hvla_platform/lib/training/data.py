@@ -4,9 +4,13 @@ A cache directory (DESIGN.md: ``robodm-cache/<release>/``) holds ``episode_<NNNN
 ``manifest.parquet``. Each ``.vla`` file stores one frame per feature per time step:
 
 * ``observation/state`` (D,) float32 — joint positions, radians;
-* ``action`` (A,) float32 — commanded arm joint targets, radians;
-* ``observation/locomotion_command`` (4,) float32 — not used by the policy;
-* ``observation/images/<camera>`` (H, W, 3) uint8.
+* ``action`` (A,) float32 — commanded joint targets, radians;
+* ``observation/locomotion_command`` (4,) float32 — only for robot profiles with locomotion; not
+  used by the policy;
+* ``observation/images/<camera>`` (H, W, 3) uint8, at the release's camera size.
+
+D, A, the cameras and their sizes are the release's (its spec and robot profile): nothing here
+assumes a robot. ``cameras=None`` means every camera the files hold.
 
 ``robodm.Trajectory(path).load(return_type="numpy")`` returns ``{name: (T, ...) array}``.
 The manifest names each file's ``split`` (``train`` / ``heldout``); training reads ``train`` only,
@@ -44,7 +48,7 @@ class Episode:
         episode_id: raw episode id (manifest ``episode_id``).
         task: task instruction (manifest ``task``).
         state: (T, D) float32 joint positions, radians.
-        actions: (T, A) float32 arm joint targets, radians.
+        actions: (T, A) float32 joint targets, radians.
         images: camera name → (T, H, W, 3) uint8.
         vla_path: the ``.vla`` file read.
     """
@@ -88,8 +92,12 @@ def _load_vla(path: Path) -> dict[str, np.ndarray]:
         traj.close()  # read mode: only marks the trajectory closed
 
 
-def load_episode(cache_dir: str | Path, row: dict, cameras: Sequence[str]) -> Episode:
+def load_episode(cache_dir: str | Path, row: dict, cameras: Sequence[str] | None = None) -> Episode:
     """Load one manifest row's ``.vla`` file.
+
+    Args:
+        cameras: cameras to load; None: every ``observation/images/<camera>`` stream of the file,
+            sorted by name.
 
     Raises:
         CacheError: the file is missing, a required feature (state, action, each camera) is absent,
@@ -99,6 +107,8 @@ def load_episode(cache_dir: str | Path, row: dict, cameras: Sequence[str]) -> Ep
     if not path.is_file():
         raise CacheError(f"episode file {path} (manifest vla_path {row['vla_path']!r}) does not exist")
     data = _load_vla(path)
+    if cameras is None:
+        cameras = sorted(k[len(IMAGE_PREFIX):] for k in data if k.startswith(IMAGE_PREFIX))
     needed = [STATE_KEY, ACTION_KEY] + [IMAGE_PREFIX + c for c in cameras]
     missing = [k for k in needed if k not in data]
     if missing:
@@ -123,12 +133,16 @@ def load_episode(cache_dir: str | Path, row: dict, cameras: Sequence[str]) -> Ep
     return Episode(str(row["episode_id"]), str(row["task"]), state, actions, images, path)
 
 
-def load_split(cache_dir: str | Path, split: str, cameras: Sequence[str]) -> list[Episode]:
+def load_split(cache_dir: str | Path, split: str, cameras: Sequence[str] | None = None) -> list[Episode]:
     """All episodes of ``split`` (``"train"`` or ``"heldout"``), in file-name order.
+
+    Args:
+        cameras: cameras to load; None: every camera of the files (sorted by name), which must be
+            the same in every episode.
 
     Raises:
         CacheError: see :func:`read_manifest` / :func:`load_episode`; also when the split is empty
-            or episodes disagree on state/action/image dimensions.
+            or episodes disagree on state/action/image dimensions or on their cameras.
     """
     if split not in SPLITS:
         raise CacheError(f"split must be one of {SPLITS}, got {split!r}")
@@ -138,12 +152,15 @@ def load_split(cache_dir: str | Path, split: str, cameras: Sequence[str]) -> lis
     episodes = [load_episode(cache_dir, r, cameras) for r in rows]
     ref = episodes[0]
     for ep in episodes[1:]:
+        if list(ep.images) != list(ref.images):
+            raise CacheError(f"episode {ep.episode_id} has cameras {list(ep.images)}, episode {ref.episode_id} "
+                             f"has {list(ref.images)}")
         if ep.state.shape[1] != ref.state.shape[1] or ep.actions.shape[1] != ref.actions.shape[1]:
             raise CacheError(
                 f"episode {ep.episode_id} has state/action dims {ep.state.shape[1]}/{ep.actions.shape[1]}, "
                 f"episode {ref.episode_id} has {ref.state.shape[1]}/{ref.actions.shape[1]}"
             )
-        for cam in cameras:
+        for cam in ref.images:
             if ep.images[cam].shape[1:] != ref.images[cam].shape[1:]:
                 raise CacheError(f"camera {cam!r} image size differs between episodes "
                                  f"{ref.episode_id} {ref.images[cam].shape[1:]} and {ep.episode_id} "

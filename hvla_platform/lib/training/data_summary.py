@@ -12,6 +12,7 @@ from typing import Any
 from hvla_platform.lib.core.keys import episodes_prefix
 from hvla_platform.lib.core.manifest import EpisodesManifest, LeRobotDatasetManifest, load_manifest
 from hvla_platform.lib.dataset.spec import ReleaseSpec
+from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE
 from hvla_platform.lib.core.lake import Lake
 
 
@@ -52,6 +53,9 @@ def training_data_summary(lake: Lake, *, release_manifest: LeRobotDatasetManifes
         f"- LeRobot v3.0 release `{spec.name}` of `{spec.repo_id}` (`{release_manifest.artifact_key}`), "
         f"train split: {len(train)} episodes; held-out episodes not used for training or norm stats: "
         f"{_fmt(release_manifest.heldout_episode_ids)}.",
+        f"- Robot profile `{spec.profile}` (robot type `{spec.robot_type}`): `observation.state` "
+        f"{len(spec.state_joints)} joints, `action` {len(spec.action_joints)} joints, cameras "
+        f"{_fmt(spec.cameras)}; episodes of other profiles are not in the release.",
         f"- Normalization statistics: release `{norm_stats_release}` (train split only).",
         f"- Training config: {', '.join(f'{k}={v}' for k, v in sorted(config.items()) if k in ('config_name', 'steps', 'seed', 'batch_size', 'learning_rate', 'action_horizon'))}.",
         "",
@@ -86,8 +90,9 @@ def training_data_summary(lake: Lake, *, release_manifest: LeRobotDatasetManifes
         "## 5. Known gaps and limitations",
         f"- Tasks: {_fmt(release_manifest.tasks)} — a narrow task distribution; "
         f"{len(robots)} robot(s), {len(sites)} site(s).",
-        "- Episodes marked `source: simulation` in their metadata come from the platform's MuJoCo G1 "
-        "recorder, not a physical robot; no contact-rich manipulation, no locomotion (pelvis fixed).",
+        "- Episodes marked `source: simulation` in their metadata come from the platform's MuJoCo "
+        f"recorder (`hvla sim record --profile {spec.profile}`), not a physical robot; no contact-rich "
+        "manipulation" + (", no locomotion (pelvis fixed)." if spec.profile == DEFAULT_PROFILE else "."),
         "- Held-out episodes come from the same distribution as the training episodes.",
     ]
     return "\n".join(lines) + "\n"

@@ -6,9 +6,10 @@
      "observation/images/<camera>": (H, W, 3) uint8 raw image, one per trained camera,
      "prompt": str (optional; accepted but not used by this model)}
 
-and returns ``{"actions": (H_chunk, A) float32 raw arm joint targets (radians)}``, like openpi's
-``Policy.infer``. Input is normalized and output unnormalized with the checkpoint's own
-``norm_stats.json``; preprocessing, the network and unnormalization run in one jitted function.
+and returns ``{"actions": (H_chunk, A) float32 raw joint targets (radians, in ``action_names``
+order)}``, like openpi's ``Policy.infer``. Input is normalized and output unnormalized with the
+checkpoint's own ``norm_stats.json``; preprocessing, the network and unnormalization run in one
+jitted function.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, Callable, Mapping, Sequence
 
@@ -61,7 +61,10 @@ class TrainConfig:
         seed: seeds parameter init and minibatch sampling.
         action_horizon: H, actions per predicted chunk.
         image_size: (height, width) images are resized to, pixels.
-        cameras: camera names used as inputs.
+        cameras: camera names used as inputs, in input order; None (the default): every camera of
+            the release (:func:`~hvla_platform.lib.training.build.train_experiment` takes the
+            release spec's cameras; :func:`train_policy` on its own takes the cache's, sorted by
+            name), recorded resolved in the checkpoint.
         normalization: ``"quantile"`` (q01..q99 → -1..1, pi0.5) or ``"zscore"``.
         base_model: recorded in the checkpoint manifest.
         state_clip: bound on the normalized state (see docs/training.md).
@@ -80,7 +83,7 @@ class TrainConfig:
     seed: int = 0
     action_horizon: int = 10
     image_size: tuple[int, int] = (48, 64)
-    cameras: tuple[str, ...] = ("head", "wrist_right")
+    cameras: tuple[str, ...] | None = None
     normalization: str = "quantile"
     base_model: str = "none (trained from scratch)"
     state_clip: float = 5.0
@@ -97,8 +100,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise ValueError(f"TrainConfig.image_size must be (h, w) with both >= 8, got {self.image_size}")
-        if not self.cameras:
-            raise ValueError("TrainConfig.cameras must name at least one camera")
+        if self.cameras is not None and not self.cameras:
+            raise ValueError("TrainConfig.cameras must name at least one camera (or be None: the release's)")
         if not self.state_clip > 0:
             raise ValueError(f"TrainConfig.state_clip must be > 0, got {self.state_clip}")
         if self.save_every < 0 or self.log_every < 1:
@@ -113,7 +116,7 @@ class TrainConfig:
         """JSON form."""
         d = asdict(self)
         d["image_size"] = list(self.image_size)
-        d["cameras"] = list(self.cameras)
+        d["cameras"] = None if self.cameras is None else list(self.cameras)
         return d
 
     @classmethod
@@ -154,7 +157,7 @@ class TrainConfigDocument(StrictModel):
     seed: _Int = _DEFAULTS["seed"]
     action_horizon: _Int = _DEFAULTS["action_horizon"]
     image_size: tuple[_Int, _Int] = _DEFAULTS["image_size"]
-    cameras: tuple[str, ...] = _DEFAULTS["cameras"]
+    cameras: tuple[str, ...] | None = _DEFAULTS["cameras"]
     normalization: str = _DEFAULTS["normalization"]
     base_model: str = _DEFAULTS["base_model"]
     state_clip: _Float = _DEFAULTS["state_clip"]
@@ -299,6 +302,9 @@ def train_policy(
 
     # ---- data ---------------------------------------------------------------------------
     episodes = load_split(cache_dir, "train", config.cameras)
+    if config.cameras is None:  # every camera of the cache; the checkpoint records them resolved
+        config = replace(config, cameras=tuple(episodes[0].images))
+        config.validate()
     frames = stack_frames(episodes, config.action_horizon)
     d, a = frames.state.shape[1], frames.chunks.shape[2]
     if stats.state.dim != d or stats.actions.dim != a:

@@ -60,7 +60,8 @@ def test_a_partition_without_robot_id_is_a_clear_error_not_a_key_error():
     ("partitions: some\n", "partitions: must be 'all' or a list of {capture_day, robot_id}, got 'some'"),
     ("partitions: [{capture_day: 2026-11-10, robot: g1-001}]\n",
      "partitions[0]: missing required field 'robot_id'; partitions[0]: unknown key 'robot' (did you mean 'robot_id'?)"),
-    ("cameras: [head, wrist_left]\n", "cameras: unknown camera(s) ['wrist_left'], known: ['head', 'wrist_right']"),
+    ("cameras: [head, wrist_left]\n", "cameras: unknown camera(s) of robot profile unitree_g1_29dof: 'wrist_left' "
+     "(did you mean 'wrist_right'?) — its colour cameras are ['head', 'wrist_right']"),
     ("cross_customer_grant: {reference: g, granted_by: legal, customers: [acme]}\n",
      "cross_customer_grant.customers: expected at least 2 item(s), got ['acme']"),
     ("cross_customer_grant: {reference: g, granted_by: legal, customer: [acme, globex]}\n",
@@ -102,8 +103,9 @@ def test_demo_spec_canonical_form_and_digest_are_unchanged():
 def test_to_dict_round_trips_every_field_through_the_strict_parser():
     text = BASE + (
         "description: all fields\npartitions: [{capture_day: 2026-11-11, robot_id: g1-b}, "
-        "{capture_day: '2026-11-10', robot_id: g1-a}]\nfps: 30\ncameras: [head]\nstate_joints: [a, b]\n"
-        "action_joints: [a]\nheldout: {episode_ids: [ep-2, ep-1], seed: 4, fraction: 0.5}\nvideo_codec: libsvtav1\n"
+        "{capture_day: '2026-11-10', robot_id: g1-a}]\nfps: 30\ncameras: [head]\n"
+        "state_joints: [left_elbow_joint, waist_yaw_joint]\n"  # names of the (default) robot profile
+        "action_joints: [left_elbow_joint]\nheldout: {episode_ids: [ep-2, ep-1], seed: 4, fraction: 0.5}\nvideo_codec: libsvtav1\n"
         "robot_type: other\nmin_quality: 1\ncross_customer_grant: {reference: g, granted_by: legal, "
         "customers: [globex, acme]}\n")
     spec = ReleaseSpec.from_yaml(text)
