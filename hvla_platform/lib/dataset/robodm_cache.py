@@ -21,10 +21,9 @@ feature                            per-step value   source (LeRobot)
 
 **Bounded memory.** Images are decoded a few frames at a time per camera (:func:`decode_batch`:
 :data:`DECODE_BATCH` small frames, fewer large ones) and added
-to the ``.vla`` step by step (robodm writes each value to its container as it is added), and
-:func:`roundtrip_check` compares the ``.vla`` with LeRobot frame by frame
-(:func:`iter_vla_values`), so neither holds an episode's images: memory does not grow with
-episode length.
+to the ``.vla`` step by step (robodm writes each value to its container as it is added), so the
+builder does not hold an episode's images: its memory does not grow with episode length.
+:func:`roundtrip_check` reads the sampled ``.vla`` with robodm's own loader (whole episode).
 
 Each step is added with ``timestamp = round(LeRobot timestamp [s] * 1000)`` ms. Low-dimensional
 features are stored by robodm as pickled ``rawvideo`` packets (exact); images are encoded with the
@@ -77,9 +76,7 @@ import contextlib
 import datetime as dt
 import json
 import os
-import pickle
 import threading
-from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -597,54 +594,6 @@ def check_cache(out_dir: Path, *, video_codec: str, expected_episode_indices: li
     return problems
 
 
-#: Most decoded values one .vla stream may run ahead of the others while :func:`roundtrip_check`
-#: streams a file (encoder delay; low-dimensional packets precede the images they go with).
-MAX_PENDING = 256
-
-
-def iter_vla_values(vla_path: str | os.PathLike[str]) -> Iterator[tuple[str, np.ndarray]]:
-    """Every value of a ``.vla`` file, decoded one at a time in file order, as robodm's
-    ``Trajectory.load(return_type="numpy")`` decodes them (pickled ``rawvideo`` packets unpickled,
-    video frames as RGB ``(H, W, 3)`` uint8, each cast to its stream's ``FEATURE_TYPE`` dtype) —
-    without holding the episode: memory stays bounded whatever its length.
-
-    Yields:
-        ``(feature name, value)``; the values of one feature come in time order.
-
-    Raises:
-        av.error.FFmpegError: the file cannot be read.
-    """
-    import_robodm()
-    from robodm.feature import FeatureType
-
-    with av.open(str(vla_path), mode="r", format="matroska") as container:
-        streams = [s for s in container.streams
-                   if s.metadata.get("FEATURE_NAME") and s.metadata.get("FEATURE_TYPE")]
-        names = {s.index: s.metadata["FEATURE_NAME"] for s in streams}
-        types = {s.index: FeatureType.from_str(s.metadata["FEATURE_TYPE"]) for s in streams}
-
-        def picture(frame: Any, index: int) -> np.ndarray:
-            arr = frame.to_ndarray(format="rgb24")
-            ft = types[index]
-            return np.asarray(arr.reshape(ft.shape) if ft.shape else arr, dtype=ft.dtype)
-
-        for packet in container.demux(streams):
-            if packet.pts is None:
-                continue
-            i = packet.stream.index
-            if packet.stream.codec_context.codec.name == "rawvideo":
-                raw = bytes(packet)
-                if raw:
-                    yield names[i], np.asarray(pickle.loads(raw), dtype=types[i].dtype)  # noqa: S301 - robodm's own format
-            else:
-                for frame in packet.decode():
-                    yield names[i], picture(frame, i)
-        for s in streams:
-            if s.codec_context.codec.name != "rawvideo":
-                for frame in s.decode(None):
-                    yield names[s.index], picture(frame, s.index)
-
-
 def roundtrip_check(
     vla_path: str | os.PathLike[str],
     lerobot_root: Path,
@@ -654,16 +603,16 @@ def roundtrip_check(
     image_atol: float = DEFAULT_IMAGE_ATOL,
     video_backend: str = "torchcodec",
 ) -> dict[str, Any]:
-    """Compare a .vla with the same episode read back through ``LeRobotDataset``, frame by frame.
+    """Compare a .vla with the same episode read back through ``LeRobotDataset``.
 
-    The .vla is read value by value (:func:`iter_vla_values`, robodm's decoding); the reference
-    with ``LeRobotDataset(repo_id, root, episodes=[episode_index], video_backend=...)`` item by item
-    (an independent read path from the converter's column reader). Neither side is held whole, so
-    memory does not grow with the episode's length. State, action and (when the release has it)
-    locomotion command must be equal (float32) in every frame; packet timestamps must equal
-    ``round(timestamp * 1000)`` ms; for each camera the mean |diff| over all pixels of all frames
-    (uint8 units) must be ``<= image_atol`` (default :data:`DEFAULT_IMAGE_ATOL`, see there for why);
-    a missing, extra or differently shaped frame is a problem.
+    The .vla is loaded by robodm itself, ``Trajectory(path).load(return_type="numpy")`` (what a
+    consumer of the cache runs: the check proves robodm reads our files, so it holds the sampled
+    episode in memory); the reference with ``LeRobotDataset(repo_id, root, episodes=[episode_index],
+    video_backend=...)`` item by item (an independent read path from the converter's column
+    reader). State, action and (when the release has it) locomotion command must be equal
+    (float32); packet timestamps must equal ``round(timestamp * 1000)`` ms; for each camera the
+    mean |diff| over all pixels (uint8 units) must be ``<= image_atol`` (default
+    :data:`DEFAULT_IMAGE_ATOL`, see there for why).
 
     Returns:
         ``{"episode_index", "num_frames", "ok": bool, "problems": [str], "state_equal",
@@ -671,122 +620,63 @@ def roundtrip_check(
         "timestamps_equal", "image_atol", "images": {feature: {"mean_abs_diff", "max_abs_diff"}}}``.
 
     Raises:
-        whatever LeRobot or PyAV raise when a file cannot be read.
+        whatever robodm, LeRobot or PyAV raise when a file cannot be read.
     """
+    robodm = import_robodm()
     LeRobotDataset = import_lerobot_dataset()
+    data = robodm.Trajectory(str(vla_path)).load(return_type="numpy")
     idx = int(episode_index)
     ds = LeRobotDataset(repo_id, root=Path(lerobot_root), episodes=[idx], video_backend=video_backend)
-    low_names = [n for n in (STATE, ACTION, LOCO) if LEROBOT_KEYS[n] in ds.meta.features]
-    video = {IMAGE_PREFIX + key[len(LEROBOT_IMAGE_PREFIX):]: key for key in ds.meta.video_keys}
-    in_file = set(written_video_codecs(vla_path))
-    compared = [n for n in [*low_names, *video] if n in in_file]
-    pending: dict[str, deque] = {n: deque() for n in compared}
-    values = iter_vla_values(vla_path)
+    items = [ds[i] for i in range(len(ds))]
+    items = [it for it in items if int(it["episode_index"]) == idx]
+    items.sort(key=lambda it: int(it["frame_index"]))
     problems: list[str] = []
-    state = {"exhausted": False}
-
-    def fill() -> None:
-        """Read .vla values until every compared feature has one (or the file ends)."""
-        while not state["exhausted"] and any(not q for q in pending.values()):
-            got = next(values, None)
-            if got is None:
-                state["exhausted"] = True
-                return
-            name, value = got
-            if name in pending:
-                pending[name].append(value)
-                if len(pending[name]) > MAX_PENDING:
-                    raise _OutOfStep(name)
-
-    differ = dict.fromkeys(compared + low_names + list(video), 0)
-    missing = dict.fromkeys(differ, 0)
-    diff_sum = dict.fromkeys(video, 0.0)
-    diff_max = dict.fromkeys(video, 0)
-    diff_count = dict.fromkeys(video, 0)
-    ref_ms: list[int] = []
-    num = 0
-    try:
-        for i in range(len(ds)):
-            it = ds[i]
-            if int(it["episode_index"]) != idx:
-                continue
-            if int(it["frame_index"]) != num:
-                problems.append(f"LeRobot gave frame_index {int(it['frame_index'])} where {num} was expected")
-                break
-            num += 1
-            ref_ms.append(int(np.rint(float(it["timestamp"]) * 1000)))
-            fill()
-            for name in low_names:
-                ref = it[LEROBOT_KEYS[name]].numpy().astype(np.float32)
-                if name not in pending or not pending[name]:
-                    missing[name] += 1
-                    continue
-                got = pending[name].popleft()
-                if not (got.dtype == np.float32 and got.shape == ref.shape and np.array_equal(got, ref)):
-                    differ[name] += 1
-            for name, key in video.items():
-                if name not in pending or not pending[name]:
-                    missing[name] += 1
-                    continue
-                got = pending[name].popleft()
-                ref = (it[key].permute(1, 2, 0).numpy() * 255.0).round().astype(np.int16)
-                if got.shape != ref.shape or got.dtype != np.uint8:
-                    differ[name] += 1
-                    continue
-                d = np.abs(got.astype(np.int16) - ref)
-                diff_sum[name] += float(d.sum(dtype=np.float64))
-                diff_max[name] = max(diff_max[name], int(d.max()))
-                diff_count[name] += int(d.size)
-        extra = {n: len(q) for n, q in pending.items()}
-        for name, _value in values:  # what the .vla has beyond LeRobot's frames
-            if name in extra:
-                extra[name] += 1
-    except _OutOfStep as exc:
-        problems.append(f"{exc.args[0]}: the .vla's streams are more than {MAX_PENDING} values out of step")
-        extra = {n: len(q) for n, q in pending.items()}
-    finally:
-        values.close()
-
-    report: dict[str, Any] = {"episode_index": idx, "num_frames": num, "image_atol": float(image_atol),
-                              "images": {}}
-
-    def count_problem(name: str) -> str | None:
-        if name not in in_file:
-            return "not in the .vla"
-        parts = [f"{k} {what}" for k, what in ((differ[name], f"of {num} frames differ"),
-                                              (missing[name], "frame(s) missing"),
-                                              (extra.get(name, 0), "extra frame(s)")) if k]
-        return ", ".join(parts) or None
-
+    report: dict[str, Any] = {"episode_index": idx, "num_frames": len(items),
+                              "image_atol": float(image_atol), "images": {}}
+    if not items:
+        problems.append(f"LeRobot has no frames of episode {idx}")
+    low_names = [n for n in (STATE, ACTION, LOCO) if LEROBOT_KEYS[n] in ds.meta.features]
     for flag, name in (("state_equal", STATE), ("action_equal", ACTION), ("locomotion_equal", LOCO)):
         if name not in low_names:
             report[flag] = None  # the release has no such feature (a robot without locomotion)
             continue
-        what = count_problem(name)
-        report[flag] = what is None and num > 0
-        if what is not None:
-            problems.append(f"{name}: differs from LeRobot ({what})")
+        ref = np.stack([it[LEROBOT_KEYS[name]].numpy() for it in items]).astype(np.float32) if items else None
+        got = data.get(name)
+        eq = (ref is not None and got is not None and got.dtype == np.float32 and got.shape == ref.shape
+              and np.array_equal(got, ref))
+        report[flag] = bool(eq)
+        if not eq:
+            problems.append(f"{name}: differs from LeRobot "
+                            f"({None if got is None else (got.shape, got.dtype)} vs {None if ref is None else ref.shape})")
+    ref_ms = np.rint(np.array([float(it["timestamp"]) for it in items]) * 1000).astype(np.int64)
     ts = vla_timestamps_ms(vla_path)
-    ref = np.asarray(ref_ms, dtype=np.int64)
-    ts_ok = all(np.array_equal(ts.get(n, np.array([])), ref) for n in low_names)
+    ts_ok = all(np.array_equal(ts.get(n, np.array([])), ref_ms) for n in low_names)
     report["timestamps_equal"] = bool(ts_ok)
     if not ts_ok:
         problems.append("low-dimensional packet timestamps differ from LeRobot's (ms)")
-    for name, key in video.items():
-        what = count_problem(name)
-        if what is not None:
-            problems.append(f"{name}: {what} (LeRobot: {tuple(ds.meta.features[key]['shape'])} uint8 frames)")
+    for key in ds.meta.video_keys:
+        name = IMAGE_PREFIX + key[len(LEROBOT_IMAGE_PREFIX):]
+        got = data.get(name)
+        shape = (len(items), *tuple(ds.meta.features[key]["shape"]))
+        if got is None or not items or got.shape[0] != len(items) or got.dtype != np.uint8:
+            problems.append(f"{name}: {None if got is None else (got.shape, got.dtype)}, expected {len(items)} "
+                            f"uint8 frames (LeRobot: {shape[1:]})")
             continue
-        mean = diff_sum[name] / diff_count[name] if diff_count[name] else 0.0
-        report["images"][name] = {"mean_abs_diff": mean, "max_abs_diff": diff_max[name]}
-        if mean > image_atol:
-            problems.append(f"{name}: mean |diff| {mean:.2f} > {image_atol}")
-    if num == 0:
-        problems.append(f"LeRobot has no frames of episode {idx}")
+        total, mx, count = 0.0, 0, 0
+        for k, it in enumerate(items):  # one frame at a time: no second decoded copy of the episode
+            ref = (it[key].permute(1, 2, 0).numpy() * 255.0).round().astype(np.int16)
+            if got[k].shape != ref.shape:
+                problems.append(f"{name}: frame {k} is {got[k].shape}, LeRobot's {ref.shape}")
+                break
+            d = np.abs(got[k].astype(np.int16) - ref)
+            total += float(d.sum(dtype=np.float64))
+            mx = max(mx, int(d.max()))
+            count += int(d.size)
+        else:
+            mean = total / count if count else 0.0
+            report["images"][name] = {"mean_abs_diff": mean, "max_abs_diff": mx}
+            if mean > image_atol:
+                problems.append(f"{name}: mean |diff| {mean:.2f} > {image_atol}")
     report["problems"] = problems
     report["ok"] = not problems
     return report
-
-
-class _OutOfStep(Exception):
-    """A .vla stream ran :data:`MAX_PENDING` values ahead of another (internal to roundtrip_check)."""

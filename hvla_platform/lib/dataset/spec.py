@@ -255,28 +255,12 @@ class ReleaseSpecDocument(StrictModel):
         load_profile(value)  # a ProfileError (a ValueError) names the invalid file
         return value
 
-    @field_validator("cameras")
+    @field_validator("cameras", "state_joints", "action_joints")
     @classmethod
-    def _profile_cameras(cls, value: list[str], info: ValidationInfo) -> list[str]:
+    def _names_in_profile(cls, value: list[str], info: ValidationInfo) -> list[str]:
         profile = _profile_of(info)
         if profile is not None:
-            check_against_profile(profile, cameras=value)
-        return value
-
-    @field_validator("state_joints")
-    @classmethod
-    def _profile_state_joints(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        profile = _profile_of(info)
-        if profile is not None:
-            check_against_profile(profile, state_joints=value)
-        return value
-
-    @field_validator("action_joints")
-    @classmethod
-    def _profile_action_joints(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        profile = _profile_of(info)
-        if profile is not None:
-            check_against_profile(profile, action_joints=value)
+            check_against_profile(profile, **{info.field_name: value})
         return value
 
 

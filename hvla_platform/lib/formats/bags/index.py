@@ -240,26 +240,14 @@ def _index_rosbags_bag(bag: Bag) -> BagIndex:
                                                            message_encoding=encoding))
         for raw, _conn in src.file_messages(i, None):
             st = file_topics[raw.topic]
-            n = st.message_count
-            st.message_count += 1
-            st.max_message_bytes = max(st.max_message_bytes, len(raw.data))
-            lt = raw.log_ns
-            if st.last_log_time_ns is not None and lt < st.last_log_time_ns:
-                st.log_time_backwards += 1
-                st.first_backwards_at = n if st.first_backwards_at is None else st.first_backwards_at
-            st.first_log_time_ns = lt if st.first_log_time_ns is None else min(st.first_log_time_ns, lt)
-            st.last_log_time_ns = lt if st.last_log_time_ns is None else max(st.last_log_time_ns, lt)
+            n = st.observe(len(raw.data), raw.log_ns)
             try:
                 stamp = peek(raw)
             except ValueError as exc:
                 raise RawLogError(path, "undecodable", f"topic {raw.topic} message {n}: {exc}") from exc
             if stamp is None:
                 continue
-            if st.last_stamp_ns is not None and stamp < st.last_stamp_ns:
-                st.stamp_backwards += 1
-                st.first_backwards_at = n if st.first_backwards_at is None else st.first_backwards_at
-            st.first_stamp_ns = stamp if st.first_stamp_ns is None else min(st.first_stamp_ns, stamp)
-            st.last_stamp_ns = stamp if st.last_stamp_ns is None else max(st.last_stamp_ns, stamp)
+            st.observe_stamp(n, stamp)
         for st in file_topics.values():
             _merge_stats(topics, st)
     for name, info in bag.topics().items():  # topics metadata.yaml lists without any connection

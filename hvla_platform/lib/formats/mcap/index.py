@@ -160,6 +160,26 @@ class TopicStats:
         """True if neither log times nor header stamps ever went backwards."""
         return self.log_time_backwards == 0 and self.stamp_backwards == 0
 
+    def observe(self, size_bytes: int, log_ns: int) -> int:
+        """Count one message of ``size_bytes`` logged at ``log_ns`` (ns); return its index in the topic."""
+        n = self.message_count
+        self.message_count += 1
+        self.max_message_bytes = max(self.max_message_bytes, size_bytes)
+        if self.last_log_time_ns is not None and log_ns < self.last_log_time_ns:
+            self.log_time_backwards += 1
+            self.first_backwards_at = n if self.first_backwards_at is None else self.first_backwards_at
+        self.first_log_time_ns = log_ns if self.first_log_time_ns is None else min(self.first_log_time_ns, log_ns)
+        self.last_log_time_ns = log_ns if self.last_log_time_ns is None else max(self.last_log_time_ns, log_ns)
+        return n
+
+    def observe_stamp(self, n: int, stamp_ns: int) -> None:
+        """Record message ``n``'s header stamp (ns)."""
+        if self.last_stamp_ns is not None and stamp_ns < self.last_stamp_ns:
+            self.stamp_backwards += 1
+            self.first_backwards_at = n if self.first_backwards_at is None else self.first_backwards_at
+        self.first_stamp_ns = stamp_ns if self.first_stamp_ns is None else min(self.first_stamp_ns, stamp_ns)
+        self.last_stamp_ns = stamp_ns if self.last_stamp_ns is None else max(self.last_stamp_ns, stamp_ns)
+
 
 @dataclass
 class McapIndex:
@@ -246,15 +266,7 @@ def index_mcap(path: str | os.PathLike[str], *, max_record_bytes: int = MAX_RECO
         st = topics.get(channel.topic)
         if st is None:
             st = topics[channel.topic] = _stats_for(schema, channel)
-        n = st.message_count
-        st.message_count += 1
-        st.max_message_bytes = max(st.max_message_bytes, len(message.data))
-        lt = message.log_time
-        if st.last_log_time_ns is not None and lt < st.last_log_time_ns:
-            st.log_time_backwards += 1
-            st.first_backwards_at = n if st.first_backwards_at is None else st.first_backwards_at
-        st.first_log_time_ns = lt if st.first_log_time_ns is None else min(st.first_log_time_ns, lt)
-        st.last_log_time_ns = lt if st.last_log_time_ns is None else max(st.last_log_time_ns, lt)
+        n = st.observe(len(message.data), message.log_time)
         if schema is None or channel.message_encoding != "cdr" or schema.encoding != "ros2msg":
             continue
         has_header = header_schema.get(schema.id)
@@ -265,11 +277,7 @@ def index_mcap(path: str | os.PathLike[str], *, max_record_bytes: int = MAX_RECO
                 stamp = header_stamp_ns(message.data)
             except ValueError as exc:
                 raise RawLogError(path, "undecodable", f"topic {channel.topic} message {n}: {exc}") from exc
-            if st.last_stamp_ns is not None and stamp < st.last_stamp_ns:
-                st.stamp_backwards += 1
-                st.first_backwards_at = n if st.first_backwards_at is None else st.first_backwards_at
-            st.first_stamp_ns = stamp if st.first_stamp_ns is None else min(st.first_stamp_ns, stamp)
-            st.last_stamp_ns = stamp if st.last_stamp_ns is None else max(st.last_stamp_ns, stamp)
+            st.observe_stamp(n, stamp)
     for cid in sorted(scan.channels):  # channels registered without any message
         ch = scan.channels[cid]
         if ch.topic not in topics:

@@ -80,11 +80,25 @@ def test_every_schema_encodes_and_decodes_back(datatype):
     decode = DecoderFactory().decoder_for("cdr", Schema(id=1, name=datatype, encoding="ros2msg",
                                                         data=SCHEMAS[datatype].encode()))
     for msg in SAMPLES[datatype]:
-        back = decode(encode(msg))
-        for key, value in msg.items():
-            if isinstance(value, (int, float, str)):
-                assert getattr(back, key) == pytest.approx(value) if isinstance(value, float) else getattr(back, key) == value
+        _assert_same(decode(encode(msg)), msg, datatype)
     assert set(SCHEMAS) == set(SAMPLES)
+
+
+def _assert_same(got, want, where: str) -> None:
+    """``got`` (a decoded message) holds every value of ``want`` (the dict that was encoded)."""
+    if isinstance(want, dict):
+        for key, value in want.items():
+            _assert_same(getattr(got, key), value, f"{where}.{key}")
+    elif isinstance(want, (bytes, bytearray)):
+        assert bytes(got) == bytes(want), where
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            _assert_same(g, w, f"{where}[{i}]")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-6), where  # float32 fields round
+    else:
+        assert got == want, where
 
 
 def test_other_schemas_use_the_generic_encoder(tmp_path):
