@@ -12,6 +12,11 @@ ingest_job = dg.define_asset_job(
     description="Ingest one capture day × robot: raw MCAP (indexed, write-once) → synchronised HDF5 episodes, with QA checks. "
                 "Launched by the landing sensor and the nightly schedule.",
     run_tags={"hvla/stage": "ingest"},
+    # The two steps are a chain (raw_mcap → episodes_hdf5), so a process per step buys no
+    # parallelism and costs a Python start-up + platform import per step per partition
+    # (benchmarks/fanout.py). Partitions fan out as runs (one process or pod each) and the
+    # episodes of a partition over the conversion's worker pool (docs/deployment.md).
+    executor_def=dg.in_process_executor,
 )
 release_job = dg.define_asset_job(
     "release_job",

@@ -146,6 +146,8 @@ def episodes_hdf5(context: dg.AssetExecutionContext, config: EpisodesConfig, lak
                 {e.episode_id: e.reason for e in res.episodes if e.status != "converted"}
                 | {s["episode_id"]: s["reasons"] for s in res.skipped}) if (len(converted) < len(res.episodes) or res.skipped) else "(none)",
             "hvla/fingerprint": res.manifest.fingerprint,
+            "hvla/episodes_converted_now": len(res.attempted),  # the others were carried over (incremental)
+            "hvla/episodes_reused": len(res.reused),
             "status": res.status,
             **rights_metadata(res.rights),
         },

@@ -98,6 +98,13 @@ class Lake(ABC):
     def list_keys(self, prefix: str) -> list[str]:
         """All object keys under ``prefix`` (recursive), sorted."""
 
+    def list_objects(self, prefix: str) -> list[tuple[str, int, str]]:
+        """``(key, size in bytes, version tag)`` of every object under ``prefix`` (recursive, sorted by
+        key), from one listing: the tag changes whenever the object is replaced (S3: its ETag; local:
+        its ``mtime_ns``), so a cache of what was read from an object can be validated without
+        reading it (the lineage index does)."""
+        raise NotImplementedError(f"{type(self).__name__} does not list object versions")
+
     @abstractmethod
     def delete(self, key: str) -> None:
         """Delete one object (no error if absent)."""
@@ -194,6 +201,15 @@ class Lake(ABC):
         return sorted(k[: -len(suffix)] for k in self.list_keys(prefix) if k.endswith(suffix))
 
 
+def _link_or_copy(src: str, dst: str) -> str:
+    """``shutil.copytree``'s copy function: a hard link, or a copy across filesystems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
 class LocalLake(Lake):
     """The lake as a local directory. Staging, trash and builders' temporary directories live in
     ``<root>/.hvla-tmp`` (one filesystem with the artifacts, swept when their owner is gone);
@@ -277,13 +293,23 @@ class LocalLake(Lake):
                 out.append(p.relative_to(self.root).as_posix())
         return sorted(out)
 
+    def list_objects(self, prefix: str) -> list[tuple[str, int, str]]:
+        out = []
+        for key in self.list_keys(prefix):
+            st = self.path(key).stat()
+            out.append((key, st.st_size, str(st.st_mtime_ns)))
+        return out
+
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
     def publish_artifact(self, prefix: str, local_dir: str | os.PathLike[str], manifest: dict[str, Any]) -> None:
         """See :meth:`Lake.publish_artifact`. Concurrent publishes of one prefix (other threads or
         processes) are serialised by a lock per prefix around the swap: the last one wins, none
-        fails, and no staging or trash directory is left behind (a killed publisher's are swept)."""
+        fails, and no staging or trash directory is left behind (a killed publisher's are swept).
+        Files are hard-linked from ``local_dir`` when it is on the lake's filesystem (builders
+        stage under :meth:`scratch_root`), so publishing costs no copy; artifacts are never modified
+        in place after publishing, which is what makes sharing inodes safe."""
         local_dir = Path(local_dir)
         prefix = validate_key(prefix.rstrip("/"))
         final = self.path(prefix)
@@ -292,7 +318,7 @@ class LocalLake(Lake):
         staging = self._tmp / scratch.scratch_name("stage")
         trash = self._tmp / scratch.scratch_name("trash")
         try:
-            shutil.copytree(local_dir, staging)
+            shutil.copytree(local_dir, staging, copy_function=_link_or_copy)
             (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
             final.parent.mkdir(parents=True, exist_ok=True)
             lock = self._tmp / "locks" / (hashlib.sha256(prefix.encode()).hexdigest()[:32] + ".lock")
@@ -393,6 +419,17 @@ class S3Lake(Lake):
                 k = obj["Key"][strip:]
                 if k == prefix or not prefix or k.startswith(prefix.rstrip("/") + "/"):
                     out.append(k)
+        return sorted(out)
+
+    def list_objects(self, prefix: str) -> list[tuple[str, int, str]]:
+        full = self._k(prefix) if prefix else self.prefix
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        out: list[tuple[str, int, str]] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            for obj in page.get("Contents", []):
+                k = obj["Key"][strip:]
+                if k == prefix or not prefix or k.startswith(prefix.rstrip("/") + "/"):
+                    out.append((k, int(obj["Size"]), str(obj.get("ETag", "")).strip('"')))
         return sorted(out)
 
     @property

@@ -37,7 +37,7 @@ import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Callable, Literal, Mapping, TypeVar
 from urllib.parse import unquote
 
 from pydantic import ConfigDict, PrivateAttr
@@ -106,13 +106,24 @@ class InputRef:
         return d
 
 
-def file_entries(local_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """``[{path, sha256, bytes}]`` for every file under ``local_dir`` (relative POSIX paths, sorted)."""
+def file_entries(local_dir: str | os.PathLike[str],
+                 known: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """``[{path, sha256, bytes}]`` for every file under ``local_dir`` (relative POSIX paths, sorted).
+
+    ``known`` maps relative paths to ``{"sha256", "bytes"}`` the caller vouches for (a file carried
+    over unchanged from a previous version, e.g. a hard link to it): such a file is not read again
+    when its size agrees; any other file is hashed.
+    """
     root = Path(local_dir)
+    known = known or {}
     out = []
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.name != MANIFEST_NAME:
-            out.append({"path": p.relative_to(root).as_posix(), "sha256": sha256_file(p), "bytes": p.stat().st_size})
+            rel = p.relative_to(root).as_posix()
+            size = p.stat().st_size
+            k = known.get(rel)
+            sha = k["sha256"] if k is not None and k.get("bytes") == size else sha256_file(p)
+            out.append({"path": rel, "sha256": sha, "bytes": size})
     return out
 
 
@@ -126,12 +137,14 @@ def build_manifest(
     local_dir: str | os.PathLike[str] | None = None,
     episode_ids: list[str] | None = None,
     extra: dict[str, Any] | None = None,
+    known_files: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble an artifact manifest (a JSON-serialisable dict), validated against its type's model.
 
     ``artifact_key`` is the artifact's lake prefix (relative; the manifest holds no URI or absolute
     path). ``files`` lists every file of ``local_dir`` with its sha256, so a copy of the lake can be
-    verified; ``fingerprint`` is the sha256 of the inputs' keys and hashes + config + platform
+    verified (files in ``known_files`` keep the hash given there: :func:`file_entries`);
+    ``fingerprint`` is the sha256 of the inputs' keys and hashes + config + platform
     version and is what makes assets idempotent (same fingerprint → ``status: cached``).
 
     Raises:
@@ -152,7 +165,7 @@ def build_manifest(
         "fingerprint": fingerprint(inputs_d, config),
     }
     if local_dir is not None:
-        manifest["files"] = file_entries(local_dir)
+        manifest["files"] = file_entries(local_dir, known_files)
     if extra:
         manifest.update(extra)
     parse_manifest(json.loads(json.dumps(manifest, default=str)), source=artifact_key)  # the model is the contract
@@ -548,11 +561,15 @@ class Content:
         episode_ids: the episodes the artifact contains (default: the union of the inputs').
         rights: the artifact's rights when they depend on what was built (default: the ``rights``
             given to :func:`publish_if_changed`).
+        known_files: relative path → ``{"sha256", "bytes"}`` of files the builder carried over
+            unchanged from the version it replaces (hard links to it): not hashed again
+            (:func:`file_entries`), so publishing a grown artifact reads only what is new.
     """
 
     extra: dict[str, Any]
     episode_ids: list[str] | None = None
     rights: Rights | None = None
+    known_files: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass
@@ -625,7 +642,8 @@ def _build_and_publish(lake: Lake, prefix: str, *, artifact_type: str, inputs: l
             raise ValueError(f"{artifact_type} at {lake.uri(prefix)}: no rights given for the artifact")
         manifest = build_manifest(artifact_type=artifact_type, artifact_key=prefix, inputs=inputs,
                                   config=config, rights=art_rights, local_dir=staging,
-                                  episode_ids=content.episode_ids, extra=content.extra)
+                                  episode_ids=content.episode_ids, extra=content.extra,
+                                  known_files=content.known_files)
         lake.publish_artifact(prefix, staging, manifest)
     return Published("materialized", prefix, lake.uri(prefix),
                      parse_manifest(manifest, source=lake.uri(prefix), key=prefix))

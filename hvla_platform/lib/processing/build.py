@@ -2,7 +2,10 @@
 
 The partition's HDF5 files are published together as one artifact,
 ``episodes-hdf5/<day>/<robot>/`` (``<episode_id>.h5`` files + manifest). Re-running with the same
-raw inputs and config is a no-op (``status: cached``).
+raw inputs and config is a no-op (``status: cached``). A new version (an episode landed or withdrawn)
+converts only the episodes the previous version does not already hold with the same raw sha256,
+profile, config and platform version (:mod:`hvla_platform.lib.processing.reuse`); the others are
+carried over, and the new ones are converted in parallel (:mod:`hvla_platform.lib.processing.pool`).
 
 Processing checks (names used by the Dagster asset checks):
 
@@ -26,9 +29,10 @@ filesystem path or URI, so the artifact's bytes do not depend on where the lake 
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +41,7 @@ import yaml
 
 from hvla_platform.lib.core.keys import episodes_prefix, quarantine_prefix, raw_prefix
 from hvla_platform.lib.core.lake import Lake, LocalLake, sha256_file
-from hvla_platform.lib.core.manifest import Content, EpisodesManifest, InputRef, publish_if_changed
+from hvla_platform.lib.core.manifest import Content, EpisodesManifest, InputRef, load_manifest, publish_if_changed
 from hvla_platform.lib.core.rights import Rights, combine_rights
 from hvla_platform.lib.core.tables import check_qa_results
 from hvla_platform.lib.core.withdrawals import revoked_episodes
@@ -61,11 +65,14 @@ from hvla_platform.lib.processing.convert import (
     to_episode,
     write_episode_file,
 )
+from hvla_platform.lib.processing.pool import ordered_map
 from hvla_platform.lib.processing.qa.duplicates import LakeEpisodeIndex, apply_lake_checks
 from hvla_platform.lib.processing.qa.metrics import QA_CHECKS, assess_signals, assess_streams
 from hvla_platform.lib.processing.qa.report import save_thumbnails, thumbnail_frames, write_qa_report
+from hvla_platform.lib.processing.qa.robot_limits import joint_limits
 from hvla_platform.lib.processing.qa.score import quality_score
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
+from hvla_platform.lib.processing.reuse import Candidate, carry_files, linked_files, reusable_episodes
 from hvla_platform.lib.processing.sync import coverage
 
 PROCESSING_CHECKS = ("camera_coverage", "alignment_skew", "no_nan")
@@ -116,6 +123,7 @@ class PartitionConversion:
     skipped: list[dict[str, Any]]
     rights: Rights
     manifest: EpisodesManifest
+    reused: list[str] = field(default_factory=list)  # episodes carried over from the previous version
 
     @property
     def manifest_prefix(self) -> str:
@@ -124,8 +132,13 @@ class PartitionConversion:
 
     @property
     def converted(self) -> list[EpisodeConversion]:
-        """Episodes written to HDF5."""
+        """Episodes written to HDF5 (in this run or carried over from the previous version)."""
         return [e for e in self.episodes if e.status == "converted"]
+
+    @property
+    def attempted(self) -> list[str]:
+        """Episodes this run converted (read their raw MCAP), not carried over; empty when cached."""
+        return [] if self.status == "cached" else [e.episode_id for e in self.episodes if e.episode_id not in self.reused]
 
     def failing(self, check: str) -> list[str]:
         """Episode ids that failed ``check`` (among those that reached conversion)."""
@@ -320,10 +333,44 @@ def local_recording(lake: Lake, day: str, robot: str, episode_id: str, scratch: 
     return folder, True
 
 
+@dataclass(frozen=True)
+class EpisodeJob:
+    """One raw episode to convert (picklable: what a pool worker gets, :func:`convert_job`).
+
+    ``recording`` is the local folder (or bag) to read; the other fields are
+    :func:`convert_episode`'s arguments.
+    """
+
+    recording: str
+    out_dir: str
+    day: str
+    robot: str
+    episode_id: str
+    cfg: SyncConfig
+    qa: QAThresholds
+    outcome: dict[str, Any] | None
+    profile: RobotProfile
+    attrs: dict[str, Any]
+
+
+def convert_job(job: EpisodeJob) -> EpisodeConversion:
+    """:func:`convert_episode` of one :class:`EpisodeJob` (the pool workers' entry point)."""
+    return convert_episode(job.recording, Path(job.out_dir), day=job.day, robot=job.robot,
+                           episode_id=job.episode_id, cfg=job.cfg, qa=job.qa, outcome=job.outcome,
+                           profile=job.profile, attrs=job.attrs)
+
+
 def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncConfig(), *,
                       qa: QAThresholds = QAThresholds(),
-                      progress: Callable[[str], None] | None = None) -> PartitionConversion:
-    """Convert every convertible raw episode of a partition and publish the HDF5 artifact.
+                      progress: Callable[[str], None] | None = None,
+                      workers: int | None = None) -> PartitionConversion:
+    """Convert the convertible raw episodes of a partition and publish the HDF5 artifact,
+    **incrementally**: episodes the previously published version already holds with the same raw
+    MCAP (sha256), robot profile, config and platform version are carried over (HDF5 file, QA
+    thumbnails, ``conversions`` row; :mod:`hvla_platform.lib.processing.reuse`), the others are
+    converted, in parallel on ``workers`` processes (default
+    :func:`~hvla_platform.lib.processing.pool.default_workers`: ``$HVLA_CONVERT_WORKERS`` or
+    ``min(2, CPUs)``; results in partition order, the same bytes as one process).
 
     Raises:
         FileNotFoundError: the raw partition was never ingested.
@@ -332,11 +379,16 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
             schemas (:mod:`hvla_platform.lib.core.tables`).
         RecordingMetadataError: a raw episode's ``metadata.yaml`` breaks its contract
             (:func:`recording_outcome`).
+        hvla_platform.lib.processing.pool.WorkerDied: a conversion worker process died (nothing is
+            published).
 
     Each episode is converted with the robot profile its ``metadata.yaml`` names (an unknown profile
     fails that episode with reason ``bad_profile``), at ``cfg.fps`` or, when None, the profile's
-    fps. On an S3 lake every file of the raw episode is first copied to a local scratch folder
-    (removed afterwards); a local lake's raw folder is read in place.
+    fps; a failed episode is quarantined with its reason, the others are published. The lake-wide
+    QA checks (duplicates, truncated recordings) and the QA report are redone over every episode,
+    reused or new. On an S3 lake every file of a raw episode to convert is first copied to a local
+    scratch folder (removed once it is converted); a local lake's raw folder is read in place.
+    Withdrawn (revoked) episodes leave the artifact.
     """
     index = read_partition_index(lake, day, robot)
     revoked = revoked_episodes(lake)
@@ -362,31 +414,68 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
     prefix = episodes_prefix(day, robot)
     where = f"{lake.uri(lake.manifest_key(prefix))} (conversions)"
     conversions: list[EpisodeConversion] = []
+    reused_ids: list[str] = []
+    known_files: dict[str, dict[str, Any]] = {}  # hard links to the replaced version: hashes known
 
     def write(out: Path) -> Content:
         work = out.parent / "in"
-        known = LakeEpisodeIndex.from_lake(lake)  # lake-wide QA: duplicates (processing/qa/duplicates.py)
+        previous = load_manifest(lake, prefix, EpisodesManifest)  # under the build lock: the version we replace
+        candidates = [Candidate(e["episode_id"], e["mcap_key"], e["sha256"], p.key) for e in usable
+                      if isinstance(p := profiles[e["episode_id"]], RobotProfile)]
+        prev_files = {f.path: f for f in (previous.files or [])} if previous is not None else {}
+        sizes = {rel: f.bytes for rel, f in prev_files.items()}
+        done: dict[str, EpisodeConversion] = {}
+        for ep, row in reusable_episodes(previous, config, candidates).items():
+            if carry_files(lake, prefix, row, out, sizes=sizes):
+                done[ep] = EpisodeConversion(**copy.deepcopy(row))
+                reused_ids.append(ep)
+                known_files.update(linked_files(lake, prefix, row, out, prev_files))
+        jobs: list[EpisodeJob] = []
         for e in usable:
             ep = e["episode_id"]
-            if progress:
-                progress(f"converting {day}|{robot}|{ep}")
-            mcap_key = e["mcap_key"].split(raw_prefix(day, robot, ep), 1)[-1].lstrip("/")
-            source_key = f"{raw_prefix(day, robot, ep)}/{mcap_key}"
-            outcome = _outcome_of(metas[ep])
             prof = profiles[ep]
+            if ep in done:
+                continue
             if isinstance(prof, str):  # the recording names a profile this installation cannot load
-                conv = _failed(ep, prof, cfg, outcome)
-            else:
-                local, copied = local_recording(lake, day, robot, ep, work)
+                done[ep] = _failed(ep, prof, cfg, _outcome_of(metas[ep]))
+                continue
+            mcap_key = e["mcap_key"].split(raw_prefix(day, robot, ep), 1)[-1].lstrip("/")
+            jobs.append(EpisodeJob(
+                recording="", out_dir=str(out), day=day, robot=robot, episode_id=ep, cfg=cfg, qa=qa,
+                outcome=_outcome_of(metas[ep]), profile=prof, attrs={
+                    "source_key": f"{raw_prefix(day, robot, ep)}/{mcap_key}", "source_sha256": e["sha256"],
+                    "rights": e["rights"], "operator": e["metadata"].get("operator") or "",
+                    "site": e["metadata"].get("site") or ""}))
+        if progress and reused_ids:
+            progress(f"reusing {len(reused_ids)} episode(s) of {day}|{robot} converted before")
+        copies: dict[str, Path] = {}
+
+        def fetch(job: EpisodeJob) -> EpisodeJob:  # runs here, just before a worker gets the job
+            if progress:
+                progress(f"converting {day}|{robot}|{job.episode_id}")
+            local, copied = local_recording(lake, day, robot, job.episode_id, work)
+            if copied:
+                copies[job.episode_id] = local
+            return replace(job, recording=str(local))
+
+        def release(job: EpisodeJob) -> None:
+            local = copies.pop(job.episode_id, None)
+            if local is not None:
+                shutil.rmtree(local, ignore_errors=True)
+
+        if len(jobs) > 1:  # load once here what every worker needs: forked workers inherit it
+            for prof in {j.profile.key: j.profile for j in jobs}.values():
                 try:
-                    conv = convert_episode(local, out, day=day, robot=robot, episode_id=ep, cfg=cfg, qa=qa,
-                                           outcome=outcome, profile=prof, attrs={
-                        "source_key": source_key, "source_sha256": e["sha256"], "rights": e["rights"],
-                        "operator": e["metadata"].get("operator") or "", "site": e["metadata"].get("site") or "",
-                    })
-                finally:
-                    if copied:
-                        shutil.rmtree(local, ignore_errors=True)
+                    joint_limits(prof)
+                except ProfileError:
+                    pass  # each episode's conversion fails with this error and its reason (assess_signals)
+        for job, conv in zip(jobs, ordered_map(convert_job, jobs, workers=workers, before=fetch, after=release,
+                                               describe=lambda j: f"{day}|{robot}|{j.episode_id}")):
+            done[job.episode_id] = conv
+        known = LakeEpisodeIndex.from_lake(lake)  # lake-wide QA: duplicates (processing/qa/duplicates.py)
+        for e in usable:  # in partition order, reused or new: the same results as converting all again
+            ep = e["episode_id"]
+            conv = done[ep]
             apply_lake_checks(conv, lake=lake, day=day, robot=robot, sha256=e["sha256"], index=known, qa=qa)
             conversions.append(conv)
             if conv.status != "converted":
@@ -402,7 +491,7 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
         ok_ids = {c.episode_id for c in ok}
         rights = combine_rights(Rights.from_dict(e["rights"]) for e in usable if e["episode_id"] in ok_ids)
         rows = check_qa_results([asdict(c) for c in conversions], where=where)
-        return Content(rights=rights, episode_ids=[c.episode_id for c in ok],
+        return Content(rights=rights, episode_ids=[c.episode_id for c in ok], known_files=known_files,
                        extra={"capture_day": day, "robot_id": robot, "conversions": rows, "skipped": skipped})
 
     published = publish_if_changed(lake, prefix, artifact_type="episodes_hdf5", inputs=inputs, config=config,
@@ -411,4 +500,4 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
     if published.status == "cached":
         conversions = [EpisodeConversion(**e) for e in check_qa_results(manifest.conversions, where=where)]
     return PartitionConversion(day, robot, published.status, published.uri, conversions, skipped, published.rights,
-                               manifest)
+                               manifest, reused=list(reused_ids))

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 from typing import Any, Iterable
 
 import numpy as np
+from PIL import Image, ImageChops
 
 from hvla_platform.lib.formats.episode_h5 import EpisodeData, EpisodeWriter
 from hvla_platform.lib.formats.mcap.errors import RawLogError
@@ -39,6 +40,7 @@ from hvla_platform.lib.formats.recording.streams import (
     camera_frame_for_storage,
     camera_frame_pixels,
     camera_kind,
+    compressed_frame_image,
     iter_camera_messages,
     read_recording_streams,
     storage_encoding,
@@ -113,6 +115,10 @@ class CameraScan:
 DecodedCamera = CameraScan
 
 
+#: Pixel values 0..255, the weights that turn a histogram into a sum of values.
+_LEVELS = np.arange(256, dtype=np.int64)
+
+
 class CameraScanner:
     """Judges one camera's frames as they stream by (:meth:`add`), keeping one previous frame.
 
@@ -126,7 +132,7 @@ class CameraScanner:
         self.name, self.cam, self.profile, self.path = name, cam, profile, str(path)
         self.kind = camera_kind(cam)
         self.saturated_level = int(saturated_level)
-        self._prev: np.ndarray | None = None
+        self._prev: Image.Image | None = None
         self._stamps = RowBuffer(None, np.int64)
         self._index = RowBuffer(None, np.int64)
         self._mean = RowBuffer(None)
@@ -145,29 +151,39 @@ class CameraScanner:
         """
         self._total += 1
         try:
-            px = camera_frame_pixels(msg, self.cam)
+            if self.cam.type == MSG_COMPRESSED_IMAGE:
+                frame: np.ndarray | Image.Image = compressed_frame_image(msg, self.cam)
+                h, w = frame.height, frame.width
+            else:
+                frame = camera_frame_pixels(msg, self.cam)
+                h, w = frame.shape[:2]
         except FrameError as exc:
             self._bad.append(int(index))
             self._errors.append(f"camera {self.name} message {index} ({self.cam.encoding}): {exc}")
             return
-        if px.shape[:2] != (self.cam.height, self.cam.width):
+        if (h, w) != (self.cam.height, self.cam.width):
             raise RawLogError(self.path, "bad_message", (
-                f"camera {self.name} message {index} is {px.shape[0]}x{px.shape[1]}, robot profile "
+                f"camera {self.name} message {index} is {h}x{w}, robot profile "
                 f"{self.profile.key} says {self.cam.height}x{self.cam.width}"))
         self._stamps.append(int(stamp_ns))
         self._index.append(int(index))
         if self.kind == "depth":
-            self._zero.append(np.count_nonzero(px == 0) / px.size)
+            assert isinstance(frame, np.ndarray)
+            self._zero.append((frame.size - np.count_nonzero(frame)) / frame.size)
             return
-        self._mean.append(float(px.mean()))
-        self._sat.append(np.count_nonzero(px >= self.saturated_level) / px.size)
+        im = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
+        if self._prev is not None and self._prev.mode != im.mode:  # a grey frame among colour ones
+            im, self._prev = im.convert("RGB"), self._prev.convert("RGB")
+        hist = np.asarray(im.histogram(), np.int64).reshape(-1, 256)  # (bands, 256) counts
+        n = hist.sum()
+        self._mean.append(float((hist * _LEVELS).sum()) / n)
+        self._sat.append(float(hist[:, self.saturated_level:].sum()) / n)
         if self._prev is None:
             self._mad.append(float("nan"))
         else:
-            d = np.subtract(px, self._prev, dtype=np.int16)
-            np.abs(d, out=d)
-            self._mad.append(float(d.sum(dtype=np.int64)) / d.size)
-        self._prev = px
+            diff = np.asarray(ImageChops.difference(im, self._prev).histogram(), np.int64).reshape(-1, 256)
+            self._mad.append(float((diff * _LEVELS).sum()) / n)
+        self._prev = im
 
     def result(self) -> CameraScan:
         """The camera's :class:`CameraScan`.

@@ -75,7 +75,15 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+#: Up to this many episodes the report plots one bar per episode; above it, fixed-size summaries
+#: (histograms), so the report's cost stays flat as a partition grows (incremental conversion,
+#: issue 18) and the plot stays readable.
+PER_EPISODE_PLOT_LIMIT = 40
+
+
 def _plots(rows: Sequence[dict[str, Any]], min_quality: float) -> list[str]:
+    """Two base64 PNG plots: the quality score and its components, per episode (bars) for at most
+    :data:`PER_EPISODE_PLOT_LIMIT` episodes, else as histograms over 20 bins of [0, 1]."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,6 +91,28 @@ def _plots(rows: Sequence[dict[str, Any]], min_quality: float) -> list[str]:
 
     ids = [r["episode_id"] for r in rows]
     scores = [r.get("quality_score") or 0.0 for r in rows]
+    comps = ("completeness", "camera_quality", "signal_quality", "tracking_quality")
+    if len(ids) > PER_EPISODE_PLOT_LIMIT:
+        bins = np.linspace(0.0, 1.0, 21)
+        fig, ax = plt.subplots(figsize=(6, 3))
+        sc = np.asarray(scores, dtype=np.float64)
+        ax.hist([sc[sc >= min_quality], sc[sc < min_quality]], bins=bins, stacked=True,
+                color=["tab:green", "tab:red"], label=["at or above threshold", "below threshold"])
+        ax.axvline(min_quality, color="k", ls="--", lw=1, label=f"default release threshold {min_quality}")
+        ax.set_xlabel("quality score")
+        ax.set_ylabel("episodes")
+        ax.set_title(f"quality score of {len(ids)} episodes", fontsize=9)
+        ax.legend(fontsize=7)
+        plots = [_png(fig)]
+        fig, ax = plt.subplots(figsize=(6, 3))
+        for c in comps:
+            ax.hist([r.get("quality_components", {}).get(c, 0.0) for r in rows], bins=bins, histtype="step", label=c)
+        ax.set_xlabel("component score")
+        ax.set_ylabel("episodes")
+        ax.legend(fontsize=7, ncol=2)
+        ax.set_title("score components", fontsize=9)
+        plots.append(_png(fig))
+        return plots
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(ids) + 2), 3))
     ax.bar(range(len(ids)), scores, color=["tab:green" if s >= min_quality else "tab:red" for s in scores])
     ax.axhline(min_quality, color="k", ls="--", lw=1, label=f"default release threshold {min_quality}")
@@ -92,7 +122,6 @@ def _plots(rows: Sequence[dict[str, Any]], min_quality: float) -> list[str]:
     ax.legend(fontsize=7)
     plots = [_png(fig)]
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(ids) + 2), 3))
-    comps = ("completeness", "camera_quality", "signal_quality", "tracking_quality")
     w = 0.2
     for k, c in enumerate(comps):
         ax.bar(np.arange(len(ids)) + (k - 1.5) * w, [r.get("quality_components", {}).get(c, 0.0) for r in rows], w, label=c)
