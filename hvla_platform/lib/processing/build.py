@@ -45,6 +45,7 @@ from hvla_platform.lib.core.manifest import Content, EpisodesManifest, InputRef,
 from hvla_platform.lib.core.rights import Rights, combine_rights
 from hvla_platform.lib.core.tables import check_qa_results
 from hvla_platform.lib.core.withdrawals import revoked_episodes
+from hvla_platform.lib.core.yaml_io import safe_load_yaml
 from hvla_platform.lib.formats.bags.bag import open_bag
 from hvla_platform.lib.formats.bags.layout import read_rosbag2_metadata
 from hvla_platform.lib.formats.episode_h5 import FORMAT_VERSION
@@ -174,7 +175,7 @@ def recording_profile(recording: str | os.PathLike[str]) -> RobotProfile:
     if not meta.is_file() or read_rosbag2_metadata(folder) is not None:  # a rosbag2 directory's own file
         return load_profile(None)
     try:
-        doc = yaml.safe_load(meta.read_text(encoding="utf-8"))
+        doc = safe_load_yaml(meta.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise RecordingMetadataError(f"{meta.name}: cannot be read: {exc}") from exc
     return load_profile(parse_recording_metadata(doc, source=meta.name).profile_name)
@@ -284,7 +285,7 @@ def _recording_metadata(lake: Lake, day: str, robot: str, episode_id: str) -> Re
     key = f"{raw_prefix(day, robot, episode_id)}/{METADATA}"
     if not lake.exists(key):
         return None
-    return parse_recording_metadata(yaml.safe_load(lake.read_bytes(key)), source=lake.uri(key))
+    return parse_recording_metadata(safe_load_yaml(lake.read_bytes(key)), source=lake.uri(key))
 
 
 def _outcome_of(meta: RecordingMetadata | None) -> dict[str, Any] | None:
@@ -476,13 +477,16 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
         for e in usable:  # in partition order, reused or new: the same results as converting all again
             ep = e["episode_id"]
             conv = done[ep]
-            apply_lake_checks(conv, lake=lake, day=day, robot=robot, sha256=e["sha256"], index=known, qa=qa)
+            meta = metas[ep]
+            apply_lake_checks(conv, lake=lake, day=day, robot=robot, sha256=e["sha256"], index=known, qa=qa,
+                              stated_s=None if meta is None or meta.duration_s is None else float(meta.duration_s))
             conversions.append(conv)
             if conv.status != "converted":
                 lake.write_json(f"{quarantine_prefix(day, robot, ep)}/reason.json", {
                     "episode_id": ep, "capture_day": day, "robot_id": robot, "stage": "episodes_hdf5",
                     "reasons": [conv.reason], "sha256": e["sha256"], "raw_key": e["mcap_key"]})
-        write_qa_report(out, partition=f"{day}|{robot}", conversions=[asdict(c) for c in conversions], skipped=skipped,
+        conv_dicts = [asdict(c) for c in conversions]
+        write_qa_report(out, partition=f"{day}|{robot}", conversions=conv_dicts, skipped=skipped,
                         thresholds=qa.to_dict(), thumbnails={c.episode_id: c.thumbnails for c in conversions})
         ok = [c for c in conversions if c.status == "converted"]
         if not ok:
@@ -490,7 +494,7 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
                              + "; ".join(f"{c.episode_id}: {c.reason}" for c in conversions))
         ok_ids = {c.episode_id for c in ok}
         rights = combine_rights(Rights.from_dict(e["rights"]) for e in usable if e["episode_id"] in ok_ids)
-        rows = check_qa_results([asdict(c) for c in conversions], where=where)
+        rows = check_qa_results(conv_dicts, where=where)
         return Content(rights=rights, episode_ids=[c.episode_id for c in ok], known_files=known_files,
                        extra={"capture_day": day, "robot_id": robot, "conversions": rows, "skipped": skipped})
 

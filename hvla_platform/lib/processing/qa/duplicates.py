@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-import yaml
 
 from hvla_platform.lib.core.keys import EPISODES, PARTITION_INDEX, RAW, raw_prefix
 from hvla_platform.lib.core.lake import Lake
+from hvla_platform.lib.core.yaml_io import safe_load_yaml
 from hvla_platform.lib.formats.recording.streams import JointStream
 from hvla_platform.lib.formats.recording.metadata import parse_recording_metadata
 from hvla_platform.lib.ingest.landing import METADATA
@@ -208,22 +208,29 @@ def stated_duration_s(lake: Lake, day: str, robot: str, episode_id: str) -> floa
     key = f"{raw_prefix(day, robot, episode_id)}/{METADATA}"
     if not lake.exists(key):
         return None
-    meta = parse_recording_metadata(yaml.safe_load(lake.read_bytes(key)), source=lake.uri(key))
+    meta = parse_recording_metadata(safe_load_yaml(lake.read_bytes(key)), source=lake.uri(key))
     return None if meta.duration_s is None else float(meta.duration_s)
 
 
+_UNREAD = object()
+
+
 def apply_lake_checks(conv: _Conversion, *, lake: Lake, day: str, robot: str, sha256: str,
-                      index: LakeEpisodeIndex, qa: QAThresholds) -> None:
+                      index: LakeEpisodeIndex, qa: QAThresholds, stated_s: Any = _UNREAD) -> None:
     """Add ``recording_complete`` and ``duplicate`` to ``conv.qa_checks`` (when its QA ran), record it in
     ``index`` and recompute ``conv.quality_score`` / ``quality_components`` for a converted episode.
+
+    ``stated_s``: the ``duration_s`` (seconds, or None) of the episode's ``metadata.yaml`` when the
+    caller has already parsed it; by default it is read from the lake (:func:`stated_duration_s`).
 
     Raises:
         RecordingMetadataError: the raw episode's ``metadata.yaml`` breaks its contract.
     """
     me = KnownEpisode(conv.episode_id, day, robot, sha256, fingerprint=conv.qa_metrics.get("fingerprint"))
     if conv.qa_checks:
-        done = recording_complete_check(float(conv.qa_metrics.get("duration_s", 0.0)),
-                                        stated_duration_s(lake, day, robot, conv.episode_id), qa)
+        if stated_s is _UNREAD:
+            stated_s = stated_duration_s(lake, day, robot, conv.episode_id)
+        done = recording_complete_check(float(conv.qa_metrics.get("duration_s", 0.0)), stated_s, qa)
         if done is not None:
             conv.qa_checks["recording_complete"] = done
         conv.qa_checks["duplicate"] = duplicate_check(me, index, qa)
