@@ -13,17 +13,22 @@ Method (see docs/norm_stats.md):
 
 * only frames of the **train** episodes (filtered on ``episode_index``); held-out episodes never
   contribute;
-* the columns are read with pyarrow (only ``episode_index`` and the two vector columns) and the
-  fixed-size-list columns are turned into ``(N, D)`` numpy arrays without a per-frame loop; no
-  video is decoded;
+* the columns are read with pyarrow (only ``episode_index`` and the two vector columns) in record
+  batches, in memory independent of the number of frames
+  (:mod:`~hvla_platform.lib.formats.norm_stats_stream`); the fixed-size-list columns are turned
+  into ``(n, D)`` numpy arrays without a per-frame loop; no video is decoded;
 * ``mean`` and ``std`` per dimension in float64; ``std`` is the **population** standard deviation
   (ddof = 0), as openpi's ``RunningStats`` (``sqrt(E[x^2] - mean^2)``) computes it -- here with the
-  numerically better two-pass formula;
+  numerically better two-pass formula per batch, merged across batches with Chan et al.'s update;
 * ``q01`` / ``q99`` are **exact** per-dimension quantiles under openpi's definition -- the smallest
-  x with F(x) >= q, ``np.quantile(..., method="inverted_cdf")`` -- where openpi approximates the same
-  quantity with a 5000-bin histogram over [min, max] per dimension; against one such histogram the
-  two agree within one bin width ``(max - min) / 5000`` (see docs/norm_stats.md for the measured
-  drift of openpi's streaming re-binning).
+  x with F(x) >= q, ``np.quantile(..., method="inverted_cdf")`` -- found by a radix select over the
+  float bit patterns (2 reads of float32 columns), where openpi approximates the same quantity with
+  a 5000-bin histogram over [min, max] per dimension; against one such histogram the two agree
+  within one bin width ``(max - min) / 5000`` (see docs/norm_stats.md for the measured drift of
+  openpi's streaming re-binning).
+
+:func:`compute_norm_stats_in_memory` is the former whole-column implementation, kept as the
+reference the streaming one is tested against.
 """
 
 from __future__ import annotations
@@ -36,18 +41,15 @@ from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hvla_platform.lib.core import features
+from hvla_platform.lib.formats.norm_stats_stream import (
+    DEFAULT_BATCH_ROWS, NormStatsError, data_files_and_train, fixed_list_to_numpy, stream_train_stats)
 
 #: openpi norm-stats key → LeRobot feature key.
 NORM_STATS_KEYS: dict[str, str] = features.NORM_STATS_KEYS
 STAT_FIELDS = ("mean", "std", "q01", "q99")
-
-
-class NormStatsError(ValueError):
-    """The dataset cannot produce norm stats (no rows, missing column, nulls, ragged vectors...)."""
 
 
 @dataclass
@@ -74,34 +76,12 @@ class NormStatsResult:
                                for k, v in self.stats.items()}}
 
 
-def _fixed_list_to_numpy(col: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
-    """A (fixed-size-)list column → (N, D) float64, vectorised; raises on nulls or ragged rows."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if arr.null_count:
-        raise NormStatsError(f"column {name!r} has {arr.null_count} null rows")
-    n = len(arr)
-    if pa.types.is_fixed_size_list(arr.type):
-        d = arr.type.list_size
-        values = arr.flatten()
-    elif pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
-        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
-        if n and (lengths.min() != lengths.max()):
-            raise NormStatsError(f"column {name!r} has rows of different lengths "
-                                 f"({int(lengths.min())}..{int(lengths.max())})")
-        d = int(lengths[0]) if n else 0
-        values = arr.flatten()
-    else:
-        raise NormStatsError(f"column {name!r} has type {arr.type}, expected a list of floats")
-    if values.null_count:
-        raise NormStatsError(f"column {name!r} has {values.null_count} null elements")
-    flat = values.to_numpy(zero_copy_only=False)
-    return flat.astype(np.float64, copy=False).reshape(n, d)
-
-
 def load_train_columns(
     dataset_root: Path, train_episode_indices: list[int], keys: Mapping[str, str] = NORM_STATS_KEYS,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Read the ``keys`` columns of the train rows of every ``data/**/*.parquet`` file.
+    """Read the ``keys`` columns of the train rows of every ``data/**/*.parquet`` file, whole, into
+    memory (N x D x 8 bytes per key: the in-memory reference of :func:`compute_norm_stats_in_memory`;
+    :func:`compute_norm_stats` streams instead).
 
     Returns:
         (``{openpi key: (N, D) float64}``, relative file paths read).
@@ -110,12 +90,7 @@ def load_train_columns(
         NormStatsError: no data files, a column is missing, or a requested episode has no rows.
     """
     root = Path(dataset_root)
-    files = sorted((root / "data").rglob("*.parquet"))
-    if not files:
-        raise NormStatsError(f"{root}/data has no Parquet files")
-    wanted = np.asarray(sorted(set(int(i) for i in train_episode_indices)), dtype=np.int64)
-    if wanted.size == 0:
-        raise NormStatsError("no train episodes given")
+    files, wanted = data_files_and_train(root, train_episode_indices)
     cols = ["episode_index", *keys.values()]
     parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     seen: set[int] = set()
@@ -128,7 +103,7 @@ def load_train_columns(
         seen.update(np.unique(ep[mask]).tolist())
         sub = table.filter(pa.array(mask))
         for k, col in keys.items():
-            parts[k].append(_fixed_list_to_numpy(sub.column(col), col))
+            parts[k].append(fixed_list_to_numpy(sub.column(col), col))
     missing = sorted(set(wanted.tolist()) - seen)
     if missing:
         raise NormStatsError(f"train episode(s) {missing} have no rows in {root}/data")
@@ -144,32 +119,67 @@ def stats_of(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"mean": x.mean(axis=0), "std": x.std(axis=0, ddof=0), "q01": q[0], "q99": q[1]}
 
 
-def compute_norm_stats(dataset_root: Path, *, train_episode_indices: list[int]) -> NormStatsResult:
-    """openpi norm stats of ``observation.state`` ("state") and ``action`` ("actions"), train split only.
-
-    Args:
-        dataset_root: a LeRobot v3.0 dataset root (``data/**/*.parquet``, ``meta/info.json``).
-        train_episode_indices: LeRobot episode indices of the train split; rows of any other
-            episode (the held-out split) are excluded.
-
-    Returns:
-        :class:`NormStatsResult` (float64 arrays; see the module docstring for the method).
-
-    Raises:
-        NormStatsError: see :func:`load_train_columns`, or a column is not a float vector.
-    """
-    root = Path(dataset_root)
-    cols, files = load_train_columns(root, train_episode_indices)
+def _names(root: Path, dims: Mapping[str, int]) -> dict[str, list[str] | None]:
+    """Joint names per key from ``meta/info.json`` features, ``None`` when absent or of another length."""
     names: dict[str, list[str] | None] = {k: None for k in NORM_STATS_KEYS}
     info_path = root / "meta" / "info.json"
     if info_path.exists():
         feats = json.loads(info_path.read_text()).get("features", {})
         for k, col in NORM_STATS_KEYS.items():
             n = feats.get(col, {}).get("names")
-            names[k] = list(n) if isinstance(n, list) and len(n) == cols[k].shape[1] else None
+            names[k] = list(n) if isinstance(n, list) and len(n) == dims[k] else None
+    return names
+
+
+def compute_norm_stats(
+    dataset_root: Path, *, train_episode_indices: list[int], workers: int = 1,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> NormStatsResult:
+    """openpi norm stats of ``observation.state`` ("state") and ``action`` ("actions"), train split
+    only, streamed over record batches in memory independent of the number of frames.
+
+    The numbers are those of :func:`compute_norm_stats_in_memory` (quantiles bit-identical, mean and
+    std within float64 rounding of the summation order); method in
+    :mod:`hvla_platform.lib.formats.norm_stats_stream` and docs/norm_stats.md.
+
+    Args:
+        dataset_root: a LeRobot v3.0 dataset root (``data/**/*.parquet``, ``meta/info.json``).
+        train_episode_indices: LeRobot episode indices of the train split; rows of any other
+            episode (the held-out split) are excluded.
+        workers: threads reading the files (1: the calling thread; the numbers do not depend on it).
+        batch_rows: rows per record batch (bounds the working set, ~ rows x D x 40 bytes).
+
+    Returns:
+        :class:`NormStatsResult` (float64 arrays; see the module docstring for the method).
+
+    Raises:
+        NormStatsError: no data files or train episodes, a train episode without rows, a column
+            missing, not a float vector, with nulls or ragged.
+    """
+    root = Path(dataset_root)
+    out = stream_train_stats(root, train_episode_indices, NORM_STATS_KEYS, workers=workers, batch_rows=batch_rows)
+    return NormStatsResult(
+        stats=out.stats,
+        names=_names(root, {k: v["mean"].shape[0] for k, v in out.stats.items()}),
+        num_frames=out.num_frames,
+        train_episode_indices=sorted(set(int(i) for i in train_episode_indices)),
+        files=[f.relative_to(root).as_posix() for f in out.files],
+    )
+
+
+def compute_norm_stats_in_memory(dataset_root: Path, *, train_episode_indices: list[int]) -> NormStatsResult:
+    """The same statistics as :func:`compute_norm_stats`, from whole columns loaded in memory
+    (:func:`load_train_columns`, then :func:`stats_of`): the reference implementation the streaming
+    one is tested and benchmarked against. Memory ~ 3 x frames x D x 8 bytes; small releases only.
+
+    Raises:
+        NormStatsError: see :func:`load_train_columns`.
+    """
+    root = Path(dataset_root)
+    cols, files = load_train_columns(root, train_episode_indices)
     return NormStatsResult(
         stats={k: stats_of(v) for k, v in cols.items()},
-        names=names,
+        names=_names(root, {k: v.shape[1] for k, v in cols.items()}),
         num_frames=int(next(iter(cols.values())).shape[0]),
         train_episode_indices=sorted(set(int(i) for i in train_episode_indices)),
         files=files,
