@@ -447,7 +447,7 @@ def stream_train_stats(
         _run_units(pool, workers, [(u, wanted, keys, dtypes, batch_rows, 0, None) for u in units], merge_first)
         missing = wanted[~seen].tolist()
         if missing:
-            raise NormStatsError(f"train episode(s) {missing} have no rows in {root}/data")
+            raise NormStatsError(f"train episode(s) {missing} have no rows in {Path(dataset_root)}/data")
         ranks = np.asarray([inverted_cdf_index(num_frames, q) for q in QUANTILES], np.int64)
         # per key: (2, D) remaining rank within the chosen prefix, and the prefix (leading digits) so far
         rank = {k: np.tile(ranks[:, None], (1, dims[k])) for k in keys}
