@@ -3,28 +3,35 @@
 Usage::
 
     ./scripts/install_openpi_client.sh            # once (scripts/install.sh does it)
-    .venv/bin/python benchmarks/policy_server.py  # ~3.5 min on 2 cores
-    .venv/bin/python benchmarks/policy_server.py --requests 500 --duration 10   # quick look
+    .venv/bin/python benchmarks/policy_server.py  # ~5 min on 2 cores
+    .venv/bin/python benchmarks/policy_server.py --requests 300 --rounds 4 --duration 10   # quick look
+
+``run(...)`` returns the numbers as a dict (for ``benchmarks/scale.py``).
 
 In one invocation, on loopback:
 
 * **servers**: ours (:class:`hvla_platform.lib.serving.server.PolicyServer`, inference log on, as in
-  production) in the platform's venv, and the reference — PyPI ``openpi-server==0.1.0``
-  (openpi's ``WebsocketPolicyServer``) in the openpi-client venv (numpy < 2, as openpi-client
-  pins) — both wrapping the same trivial policy (``policy_server_parts/trivial_policy.py``:
-  constant (10, 14) float32 chunk). The latency part also runs ``reference-np2``: the same
-  reference code with the platform's interpreter and numpy 2 (ignoring that pin), so that the
-  server code can be compared apart from the numpy version.
+  production, started with ``serve_forever()`` as ``hvla serve`` does, which keeps freed message
+  buffers mapped: ``lib/serving/allocator.py``) in the platform's venv, and the reference — PyPI
+  ``openpi-server==0.1.0`` (openpi's ``WebsocketPolicyServer``) in the openpi-client venv (numpy
+  < 2, as openpi-client pins) — both wrapping the same trivial policy
+  (``policy_server_parts/trivial_policy.py``: constant (10, 14) float32 chunk). The latency part
+  also runs ``reference-np2``: the same reference code with the platform's interpreter and numpy 2
+  (ignoring that pin), so that the server code can be compared apart from the numpy version, and
+  ``ours-untuned``: ours with ``serve_forever(keep_heap=False)`` (glibc's default allocator
+  settings, as the reference runs), so that the server code can be compared apart from the
+  allocator tuning.
 * **client**: openpi-client 0.1.2's ``WebsocketClientPolicy`` (``policy_server_parts/client_load.py``)
   for both, in separate processes.
 * **latency**: one client, back-to-back requests (after a warm-up), payload of 1 and of 3 cameras
-  at 224×224×3 uint8 + a (32,) float32 state + a prompt. Both servers run side by side; rounds
-  alternate between them (reference first in even rounds, ours first in odd ones) so a slow phase
-  of the machine does not land on one side only. Prints the medians over the rounds of p50/p99
-  round trip and protocol overhead (round trip − the server's own ``infer_ms``), the server
-  process's CPU time per request (``/proc/<pid>/stat``, summed over all rounds: steadier than
-  wall-clock percentiles on a shared 2-core machine), and the ratios ours / reference.
-  Target: our overhead ≤ the reference's (p50 ratio ≤ 1).
+  at 224×224×3 uint8 + a (32,) float32 state + a prompt. All servers run side by side; the order
+  rotates every round so a slow phase of the machine does not land on one side only. Prints the
+  medians over the rounds of p50/p99 round trip and protocol overhead (round trip − the server's
+  own ``infer_ms``), the server process's CPU time per request (``/proc/<pid>/stat`` utime +
+  stime, summed over all rounds: steadier than wall-clock percentiles on a shared 2-core machine)
+  and its minor page faults per request, and the ratios ours / reference. Target: our overhead ≤
+  the reference's on both payloads (overhead p50 ratio ≤ 1 and server CPU per request ratio ≤ 1;
+  the CPU ratio is the steadier of the two).
 * **load**: 8 client processes at 50 Hz each for ``--duration`` seconds (60 by default), 1 camera,
   against each server: requests, errors, p50/p99 round trip. Target for ours: no errors, p99 < 20 ms.
 """
@@ -42,6 +49,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -69,13 +77,15 @@ def openpi_packages(tmp: Path) -> Path:
 def start(kind: str, log_dir: Path, openpi_pkgs: Path | None = None) -> tuple[subprocess.Popen, int]:
     """Start one server process and wait until ``/healthz`` answers.
 
-    ``kind``: ``ours``; ``reference`` (openpi-server in its own venv, numpy < 2 as openpi-client
+    ``kind``: ``ours``; ``ours-untuned`` (``serve_forever(keep_heap=False)``); ``reference`` (openpi-server in its own venv, numpy < 2 as openpi-client
     pins); ``reference-np2`` (the same reference code run by the platform's interpreter and numpy 2,
     ignoring that pin: separates the server code from the environment)."""
     port = free_port()
     env = None
-    if kind == "ours":
-        cmd = [sys.executable, str(PARTS / "ours_server.py"), str(port), str(log_dir)]
+    if kind in ("ours", "ours-untuned"):
+        cmd = [sys.executable, str(PARTS / "ours_server.py"), str(port), str(log_dir / kind)]
+        if kind == "ours-untuned":
+            cmd.append("--no-keep-heap")
     elif kind == "reference":
         cmd = [str(OPENPI_PY), str(PARTS / "reference_server.py"), str(port)]
     else:
@@ -94,10 +104,10 @@ def start(kind: str, log_dir: Path, openpi_pkgs: Path | None = None) -> tuple[su
     raise RuntimeError(f"{kind} server did not start")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, seconds (``/proc/<pid>/stat``)."""
+def usage(pid: int) -> tuple[float, int]:
+    """(user + system CPU seconds, minor page faults) of a process so far (``/proc/<pid>/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[7])
 
 
 def client(port: int, cameras: int, *args: str) -> subprocess.Popen:
@@ -131,74 +141,134 @@ def run_phase(kind: str, log_dir: Path, fn) -> dict:
         proc.wait(timeout=30)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=500, help="back-to-back requests per latency round")
-    ap.add_argument("--rounds", type=int, default=16, help="alternating latency rounds per server and payload")
-    ap.add_argument("--duration", type=float, default=60.0, help="seconds of the 8-client load run")
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--rate", type=float, default=50.0, help="requests per second per client")
-    args = ap.parse_args()
+KINDS = ("reference", "reference-np2", "ours-untuned", "ours")
+
+
+def latency(cams: int, servers: dict, requests: int, rounds: int, log: Callable[[str], None]) -> dict:
+    """Alternating back-to-back rounds of one client against each server; logs a row per server and
+    the ratios. Returns ``{kind: {rtt_p50, rtt_p99, over_p50, over_p99 (ms), cpu_us_per_request,
+    faults_per_request, ...}, "ratios": {"ours/reference": {overhead_p50, overhead_p99, rtt_p50,
+    cpu}, ...}}``."""
+    kinds = tuple(servers)
+    rows: dict[str, list[dict]] = {k: [] for k in kinds}
+    cpu = {k: 0.0 for k in kinds}
+    faults = {k: 0 for k in kinds}
+    for i in range(rounds):  # rotate the order each round
+        for kind in kinds[i % len(kinds):] + kinds[:i % len(kinds)]:
+            proc, port = servers[kind]
+            c0, f0 = usage(proc.pid)
+            rows[kind].append(collect([client(port, cams, "--requests", str(requests), "--warmup", "20")]))
+            c1, f1 = usage(proc.pid)
+            cpu[kind] += c1 - c0
+            faults[kind] += f1 - f0
+    n = rounds * (requests + 20)
+    res: dict = {k: {m: float(np.median([r[m] for r in v])) for m in v[0]} for k, v in rows.items()}
+    for kind in kinds:
+        r = res[kind]
+        r["cpu_us_per_request"] = cpu[kind] / n * 1e6
+        r["faults_per_request"] = faults[kind] / n
+        log(f"{cams} camera{'s' if cams > 1 else ' '}   {kind:<14}{int(r['request_bytes']):>9}{r['rtt_p50']:>9.3f}"
+            f"{r['rtt_p99']:>9.3f}{r['over_p50']:>9.3f}{r['over_p99']:>9.3f}{r['cpu_us_per_request']:>11.1f}"
+            f"{r['faults_per_request']:>9.1f}")
+    res["ratios"] = {}
+    for ours in ("ours", "ours-untuned"):
+        for ref in ("reference", "reference-np2"):
+            q = {"overhead_p50": res[ours]["over_p50"] / res[ref]["over_p50"],
+                 "overhead_p99": res[ours]["over_p99"] / res[ref]["over_p99"],
+                 "rtt_p50": res[ours]["rtt_p50"] / res[ref]["rtt_p50"],
+                 "cpu": cpu[ours] / cpu[ref]}
+            res["ratios"][f"{ours}/{ref}"] = q
+            line = (f"{'':<12}{ours + '/' + ref:<27} overhead p50 {q['overhead_p50']:.3f}, p99 {q['overhead_p99']:.3f}, "
+                    f"round trip p50 {q['rtt_p50']:.3f}, server CPU/request {q['cpu']:.3f}")
+            if (ours, ref) == ("ours", "reference"):
+                meets = q["overhead_p50"] <= 1.0 and q["cpu"] <= 1.0
+                line += f"  ({'meets' if meets else 'MISSES'} target: overhead p50 and CPU/request ratios <= 1)"
+            log(line)
+    return res
+
+
+def run(*, requests: int = 500, rounds: int = 16, duration: float = 60.0, clients: int = 8, rate: float = 50.0,
+        payloads: tuple[int, ...] = (1, 3), load: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Run the benchmark (see the module docstring), logging the table through ``log``.
+
+    Args:
+        requests, rounds: back-to-back requests per latency round; rounds per server and payload.
+        duration, clients, rate: the load part (seconds, client processes, requests/s each).
+        payloads: cameras per observation, one latency run each.
+        load: run the load part.
+
+    Returns:
+        ``{"latency": {cameras: latency()'s dict}, "load": {"reference"|"ours": {n, errors,
+        rtt_p50, rtt_p99, ..., expected}}, "meets": bool}``; ``meets``: on every payload the
+        ours/reference overhead p50 and CPU-per-request ratios are ≤ 1, and (with ``load``) the
+        load target holds.
+
+    Raises:
+        FileNotFoundError: the openpi venv is missing (``./scripts/install_openpi_client.sh``).
+        RuntimeError: a server did not start or a client failed.
+    """
     if not OPENPI_PY.exists():
-        print(f"{OPENPI_PY} missing: run ./scripts/install_openpi_client.sh first", file=sys.stderr)
-        return 2
-    print(f"policy server benchmark: {os.cpu_count()} CPUs; client openpi-client 0.1.2; reference openpi-server 0.1.0")
+        raise FileNotFoundError(f"{OPENPI_PY} missing: run ./scripts/install_openpi_client.sh first")
+    log(f"policy server benchmark: {os.cpu_count()} CPUs; client openpi-client 0.1.2; reference openpi-server 0.1.0")
+    out: dict = {"latency": {}, "load": {}}
     ok = True
     with tempfile.TemporaryDirectory(prefix="hvla-bench-serve-") as tmp:
         log_dir = Path(tmp) / "inference-log"
-        print(f"\nlatency, 1 client, {args.rounds} alternating rounds × {args.requests} back-to-back requests "
-              "per server (ms; medians over the rounds)")
-        print(f"{'payload':<12}{'server':<14}{'bytes':>9}{'rtt p50':>9}{'rtt p99':>9}{'ovh p50':>9}{'ovh p99':>9}"
-              f"{'cpu µs/req':>11}")
-        kinds = ("reference", "reference-np2", "ours")
+        log(f"\nlatency, 1 client, {rounds} rotating rounds × {requests} back-to-back requests per server "
+            "(ms: medians over the rounds; CPU µs and minor page faults of the server process per request)")
+        log(f"{'payload':<12}{'server':<14}{'bytes':>9}{'rtt p50':>9}{'rtt p99':>9}{'ovh p50':>9}{'ovh p99':>9}"
+            f"{'cpu µs/req':>11}{'flt/req':>9}")
         pkgs = openpi_packages(Path(tmp))
-        servers = {kind: start(kind, log_dir, pkgs) for kind in kinds}
+        servers = {}
         try:
-            for cams in (1, 3):
-                rounds: dict[str, list[dict]] = {k: [] for k in kinds}
-                cpu = {k: 0.0 for k in kinds}
-                for i in range(args.rounds):  # rotate the order each round
-                    for kind in kinds[i % 3:] + kinds[:i % 3]:
-                        proc, port = servers[kind]
-                        c0 = cpu_seconds(proc.pid)
-                        rounds[kind].append(collect([client(port, cams, "--requests", str(args.requests),
-                                                            "--warmup", "20")]))
-                        cpu[kind] += cpu_seconds(proc.pid) - c0
-                res = {k: {m: float(np.median([r[m] for r in v])) for m in v[0]} for k, v in rounds.items()}
-                for kind in kinds:
-                    r = res[kind]
-                    us = cpu[kind] / (args.rounds * (args.requests + 20)) * 1e6
-                    print(f"{cams} camera{'s' if cams > 1 else ' '}   {kind:<14}{int(r['request_bytes']):>9}"
-                          f"{r['rtt_p50']:>9.3f}{r['rtt_p99']:>9.3f}{r['over_p50']:>9.3f}{r['over_p99']:>9.3f}"
-                          f"{us:>11.1f}")
-                for ref in ("reference", "reference-np2"):
-                    q50 = res["ours"]["over_p50"] / res[ref]["over_p50"]
-                    q99 = res["ours"]["over_p99"] / res[ref]["over_p99"]
-                    qcpu = cpu["ours"] / cpu[ref]
-                    if ref == "reference":
-                        ok &= q50 <= 1.0
-                    print(f"{'':<12}ours/{ref:<14} overhead p50 {q50:.3f}, p99 {q99:.3f}, round trip p50 "
-                          f"{res['ours']['rtt_p50'] / res[ref]['rtt_p50']:.3f}, server CPU/request {qcpu:.3f}"
-                          f"  ({'meets' if q50 <= 1.0 else 'MISSES'} target: overhead p50 ratio <= 1)")
+            for kind in KINDS:
+                servers[kind] = start(kind, log_dir, pkgs)
+            for cams in payloads:
+                res = latency(cams, servers, requests, rounds, log)
+                q = res["ratios"]["ours/reference"]
+                ok &= q["overhead_p50"] <= 1.0 and q["cpu"] <= 1.0
+                out["latency"][cams] = res
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=30)
 
-        print(f"\nload: {args.clients} clients × {args.rate:g} Hz × {args.duration:g} s, 1 camera 224×224 (ms)")
-        for kind in ("reference", "ours"):
-            r = run_phase(kind, log_dir, lambda port: collect([
-                client(port, 1, "--rate", str(args.rate), "--duration", str(args.duration), "--warmup", "5")
-                for _ in range(args.clients)]))
-            expected = int(args.clients * args.rate * args.duration)
-            line = (f"{kind:<11} requests {r['n']:>6} / {expected} scheduled, errors {r['errors']}, "
-                    f"rtt p50 {r['rtt_p50']:.2f}, p99 {r['rtt_p99']:.2f}")
-            if kind == "ours":
-                meets = r["errors"] == 0 and r["rtt_p99"] < 20.0 and r["n"] >= 0.95 * expected
-                ok &= meets
-                line += f"  ({'meets' if meets else 'MISSES'} target: 0 errors, p99 < 20 ms, >= 95% of schedule)"
-            print(line)
-    return 0 if ok else 1
+        if load:
+            log(f"\nload: {clients} clients × {rate:g} Hz × {duration:g} s, 1 camera 224×224 (ms)")
+            for kind in ("reference", "ours"):
+                r = run_phase(kind, log_dir, lambda port: collect([
+                    client(port, 1, "--rate", str(rate), "--duration", str(duration), "--warmup", "5")
+                    for _ in range(clients)]))
+                r["expected"] = expected = int(clients * rate * duration)
+                line = (f"{kind:<11} requests {r['n']:>6} / {expected} scheduled, errors {r['errors']}, "
+                        f"rtt p50 {r['rtt_p50']:.2f}, p99 {r['rtt_p99']:.2f}")
+                if kind == "ours":
+                    meets = r["errors"] == 0 and r["rtt_p99"] < 20.0 and r["n"] >= 0.95 * expected
+                    ok &= meets
+                    line += f"  ({'meets' if meets else 'MISSES'} target: 0 errors, p99 < 20 ms, >= 95% of schedule)"
+                log(line)
+                out["load"][kind] = r
+    out["meets"] = bool(ok)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=500, help="back-to-back requests per latency round")
+    ap.add_argument("--rounds", type=int, default=16, help="rotating latency rounds per server and payload")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of the 8-client load run")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--rate", type=float, default=50.0, help="requests per second per client")
+    ap.add_argument("--payloads", type=int, nargs="+", default=[1, 3], help="cameras per observation, one run each")
+    ap.add_argument("--no-load", action="store_true", help="skip the load part")
+    args = ap.parse_args()
+    try:
+        res = run(requests=args.requests, rounds=args.rounds, duration=args.duration, clients=args.clients,
+                  rate=args.rate, payloads=tuple(args.payloads), load=not args.no_load)
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0 if res["meets"] else 1
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-"""hvla-platform's PolicyServer wrapping the trivial policy, with its inference log on (as in
-production). Runs in the platform's venv. Usage: python ours_server.py PORT LOG_DIR"""
+"""hvla-platform's PolicyServer wrapping the trivial policy, with its inference log on, started as
+``hvla serve`` starts it (``serve_forever``). Runs in the platform's venv.
+
+Usage: python ours_server.py PORT LOG_DIR [--no-keep-heap]   (``--no-keep-heap``: glibc's default
+allocator settings, ``serve_forever(keep_heap=False)``)"""
 
 import sys
 from pathlib import Path
@@ -12,5 +15,8 @@ from trivial_policy import METADATA, TrivialPolicy  # noqa: E402
 
 if __name__ == "__main__":
     log = InferenceLog(sys.argv[2], checkpoint="benchmark/trivial")
-    PolicyServer(TrivialPolicy(), host="127.0.0.1", port=int(sys.argv[1]), metadata=METADATA,
-                 inference_log=log).serve_forever()
+    try:
+        PolicyServer(TrivialPolicy(), host="127.0.0.1", port=int(sys.argv[1]), metadata=METADATA,
+                     inference_log=log).serve_forever(keep_heap="--no-keep-heap" not in sys.argv[3:])
+    finally:
+        log.close()

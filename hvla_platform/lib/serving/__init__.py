@@ -4,6 +4,7 @@
 * :mod:`.server` — the policy server (handshake metadata, observations in, action chunks out,
   error frames, ``/healthz``, API key, size and connection caps);
 * :mod:`.inference_log` — the server's inference log (no frames unless sampling is switched on);
+* :mod:`.allocator` — keeps a serving process's freed message buffers mapped (glibc ``mallopt``);
 * :mod:`.checkpoint` — locate, authorize (rights) and describe a checkpoint for serving;
 * :mod:`.client` — the robot-side client;
 * :mod:`.safety` — emergency stop, action limits, robot safety log;

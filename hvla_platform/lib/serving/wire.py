@@ -9,16 +9,30 @@ str, bytes are msgpack bin (``use_bin_type=True``).
 openpi's own decoder builds arrays straight from whatever the peer sent. A server facing robots
 cannot: :func:`unpack` refuses object, void, complex and structured dtypes, a data length that does
 not match the shape, negative or absurd shapes and non-string map keys, each with a
-:class:`WireError` that says what was wrong and where; nesting is bounded by msgpack's own unpack
-stack. Decoded arrays are read-only views of the message bytes (no copy), as in openpi.
+:class:`WireError` that says what was wrong and where; nesting is bounded (msgpack's own unpack
+stack; the fast path below hands anything nested deeper than 16 levels to it).
 
-Speed: valid messages are decoded in one pass with msgpack's ``object_hook`` (as openpi does) and a
-cache of validated dtypes; only a message that fails is decoded a second time, by a walk that names
-the offending key in the error.
+Zero copy: decoded arrays are **read-only views of the message bytes** (``np.ndarray`` over the
+received ``bytes`` object at the data's offset; openpi's decoder views a copy msgpack makes of each
+array). A policy that wants to modify an observation array in place must copy it first; writing to
+one raises numpy's ``ValueError: assignment destination is read-only``. The views keep the whole
+message alive while referenced, and a float array may be unaligned (numpy handles that; ``jax``
+copies on transfer anyway).
+
+Speed: a message is first parsed by :func:`_fast_decode`, which reads the msgpack framing in Python
+(maps with string keys, lists, str, ints, floats, bool, nil, and openpi's array maps in the key
+order openpi's packer writes) and validates each array's dtype and shape **from its header before
+building the view**. Each validated header (dtype + shape bytes, keyed by data length) is cached
+(bounded), so the next request with the same camera costs one ``bytes.startswith``. Anything else —
+numpy scalars, bin values, bytes keys, other key orders, bytearray/memoryview input, *and every invalid
+message* — goes through msgpack's C decoder with a validating ``object_hook`` (arrays there are
+views of the copy msgpack makes), and a message that fails is decoded once more by a walk that names
+the offending key in the error. Both paths accept and refuse exactly the same messages (tested).
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import msgpack
@@ -130,6 +144,169 @@ def _hook(m: dict) -> Any:
     return m
 
 
+# ---- the zero-copy fast path -------------------------------------------------------------------
+_ARRAY_HEAD = b"\x84\xc4\x0b__ndarray__\xc3\xc4\x04data"  # openpi pack_array's map, key order as packed
+_ARRAY_HEAD_LEN = len(_ARRAY_HEAD)
+_DTYPE_KEY = b"\xc4\x05dtype"
+_SHAPE_KEY = b"\xc4\x05shape"
+_U16 = struct.Struct(">H").unpack_from
+_U32 = struct.Struct(">I").unpack_from
+_I64 = struct.Struct(">q").unpack_from
+_U64 = struct.Struct(">Q").unpack_from
+_F32 = struct.Struct(">f").unpack_from
+_F64 = struct.Struct(">d").unpack_from
+_FAST_DEPTH = 16
+#: validated array headers: data length -> (the bytes from the dtype key to the end of the shape,
+#: shape tuple, dtype). Bounded: at most 64 entries (a new one is not cached once full).
+_HEADERS: dict[int, tuple[bytes, tuple[int, ...], np.dtype]] = {}
+
+
+def _str_len(buf: bytes, pos: int) -> tuple[int, int]:
+    """(start, length) of the msgpack str at ``pos``; raises _SlowPath if it is not a str."""
+    c = buf[pos]
+    if 0xa0 <= c <= 0xbf:
+        return pos + 1, c & 0x1f
+    if c == 0xd9:
+        return pos + 2, buf[pos + 1]
+    if c == 0xda:
+        return pos + 3, _U16(buf, pos + 1)[0]
+    if c == 0xdb:
+        return pos + 5, _U32(buf, pos + 1)[0]
+    raise _SlowPath
+
+
+def _fast_array(buf: bytes, pos: int) -> tuple[np.ndarray, int]:
+    """The array whose map starts at ``pos`` + len(_ARRAY_HEAD) (the data's bin header); validated
+    from the header before the view is built. Returns (array, position after the map)."""
+    c = buf[pos]
+    if c == 0xc6:
+        size, pos = _U32(buf, pos + 1)[0], pos + 5
+    elif c == 0xc4:
+        size, pos = buf[pos + 1], pos + 2
+    elif c == 0xc5:
+        size, pos = _U16(buf, pos + 1)[0], pos + 3
+    else:
+        raise _SlowPath
+    end = pos + size
+    hit = _HEADERS.get(size)
+    if hit is not None and buf.startswith(hit[0], end):  # this exact header was validated before
+        return np.ndarray(hit[1], hit[2], buf, pos), end + len(hit[0])
+    if end > len(buf) or not buf.startswith(_DTYPE_KEY, end):
+        raise _SlowPath
+    start, n = _str_len(buf, end + 7)
+    p = start + n
+    dt = _dtype(buf[start:p], "message")  # WireError: the slow path reports it with the key
+    if not buf.startswith(_SHAPE_KEY, p):
+        raise _SlowPath
+    c = buf[p + 7]
+    if not 0x90 <= c <= 0x90 + _MAX_NDIM:
+        raise _SlowPath
+    p += 8
+    shape = []
+    n = dt.itemsize
+    for _ in range(c & 0x0f):
+        d = buf[p]
+        if d <= 0x7f:
+            p += 1
+        elif d == 0xcd:
+            d, p = _U16(buf, p + 1)[0], p + 3
+        elif d == 0xcc:
+            d, p = buf[p + 1], p + 2
+        elif d == 0xce:
+            d, p = _U32(buf, p + 1)[0], p + 5
+            if d >= 2 ** 31:
+                raise _SlowPath
+        else:
+            raise _SlowPath
+        shape.append(d)
+        n *= d
+    if n != size:
+        raise _SlowPath
+    shape_t = tuple(shape)
+    if len(_HEADERS) < 64:
+        _HEADERS[size] = (buf[end:p], shape_t, dt)
+    return np.ndarray(shape_t, dt, buf, pos), p
+
+
+def _fast_value(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
+    """Decode the msgpack value at ``pos``; (value, next position). Raises _SlowPath for anything
+    it does not handle (the C decoder then decides)."""
+    c = buf[pos]
+    if c <= 0x7f:
+        return c, pos + 1
+    if 0xa0 <= c <= 0xbf or 0xd9 <= c <= 0xdb:
+        start, n = _str_len(buf, pos)
+        end = start + n
+        if end > len(buf):
+            raise _SlowPath
+        return buf[start:end].decode(), end
+    if 0x80 <= c <= 0x8f or c == 0xde:
+        if buf.startswith(_ARRAY_HEAD, pos):
+            return _fast_array(buf, pos + _ARRAY_HEAD_LEN)
+        if depth >= _FAST_DEPTH:
+            raise _SlowPath
+        if c == 0xde:
+            count, pos = _U16(buf, pos + 1)[0], pos + 3
+        else:
+            count, pos = c & 0x0f, pos + 1
+        out = {}
+        for _ in range(count):
+            k = buf[pos]
+            if 0xa0 <= k <= 0xbf:  # fixstr: every key openpi's clients send
+                start, end = pos + 1, pos + 1 + (k & 0x1f)
+            else:
+                start, n = _str_len(buf, pos)
+                end = start + n
+            if end > len(buf):
+                raise _SlowPath
+            out[buf[start:end].decode()], pos = _fast_value(buf, end, depth + 1)
+        return out, pos
+    if 0x90 <= c <= 0x9f or c == 0xdc:
+        if depth >= _FAST_DEPTH:
+            raise _SlowPath
+        if c == 0xdc:
+            count, pos = _U16(buf, pos + 1)[0], pos + 3
+        else:
+            count, pos = c & 0x0f, pos + 1
+        items = []
+        for _ in range(count):
+            v, pos = _fast_value(buf, pos, depth + 1)
+            items.append(v)
+        return items, pos
+    if c == 0xcb:
+        return _F64(buf, pos + 1)[0], pos + 9
+    if c == 0xca:
+        return _F32(buf, pos + 1)[0], pos + 5
+    if c >= 0xe0:
+        return c - 0x100, pos + 1
+    if c == 0xc0:
+        return None, pos + 1
+    if c == 0xc2 or c == 0xc3:
+        return c == 0xc3, pos + 1
+    if c == 0xcc:
+        return buf[pos + 1], pos + 2
+    if c == 0xcd:
+        return _U16(buf, pos + 1)[0], pos + 3
+    if c == 0xce:
+        return _U32(buf, pos + 1)[0], pos + 5
+    if c == 0xcf:
+        return _U64(buf, pos + 1)[0], pos + 9
+    if c == 0xd3:
+        return _I64(buf, pos + 1)[0], pos + 9
+    raise _SlowPath  # bin, ext, int8/16/32, map32/array32: the C decoder's business
+
+
+def _fast_decode(buf: bytes) -> Any:
+    """The zero-copy decode of a whole message; raises _SlowPath when it cannot decide."""
+    try:
+        value, pos = _fast_value(buf, 0, 0)
+    except (IndexError, struct.error, UnicodeDecodeError, WireError):
+        raise _SlowPath from None
+    if pos != len(buf):
+        raise _SlowPath
+    return value
+
+
 def _walk(obj: Any, where: str) -> Any:
     if isinstance(obj, dict):
         if b"__ndarray__" in obj:
@@ -153,13 +330,19 @@ def unpack(data: bytes) -> Any:
     """Decode one openpi msgpack-numpy message.
 
     Returns:
-        The message with arrays as read-only ``np.ndarray`` views and map keys as ``str``.
+        The message with arrays as read-only ``np.ndarray`` views (of ``data`` itself when it is a
+        ``bytes`` object in openpi's layout, else of msgpack's copy) and map keys as ``str``.
 
     Raises:
         WireError: not msgpack, trailing bytes, nesting beyond msgpack's stack, a disallowed dtype,
             data/shape mismatch or non-string map keys (the message names the key).
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+    if type(data) is bytes:
+        try:
+            return _fast_decode(data)
+        except _SlowPath:
+            pass  # msgpack's decoder decides (and names what is wrong)
+    elif not isinstance(data, (bytearray, memoryview)):
         raise WireError(f"expected a binary frame, got {type(data).__name__}")
     try:
         # strict_map_key=False: openpi's array maps use bytes keys (b"__ndarray__").
@@ -168,4 +351,8 @@ def unpack(data: bytes) -> Any:
         pass  # decode again below, with the walk that says where
     except Exception as exc:  # noqa: BLE001 - any failure to parse untrusted bytes is the peer's error
         raise WireError(f"not a msgpack message: {type(exc).__name__}: {exc}") from exc
-    return _walk(msgpack.unpackb(data, raw=False, strict_map_key=False), "message")
+    try:  # the hook stopped early: what follows the offending map may not even be msgpack
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # noqa: BLE001 - as above
+        raise WireError(f"not a msgpack message: {type(exc).__name__}: {exc}") from exc
+    return _walk(raw, "message")

@@ -225,3 +225,61 @@ def test_request_lines_reach_the_file_within_the_flush_interval(served, policy):
     assert events == ["start", "open", "request", "request", "request", "close"]  # in order
     times = [ln["t"] for ln in read_log(log.path)]
     assert times == sorted(times)
+
+
+class Recording:
+    """Keeps what the server hands the policy; optionally writes into it (a policy bug)."""
+
+    metadata = {"checkpoint": "rec"}
+
+    def __init__(self, mutate=False):
+        self.seen = []
+        self.mutate = mutate
+
+    def infer(self, obs):
+        self.seen.append(obs)
+        if self.mutate:
+            obs["observation/state"] *= 2  # in place: the decoded arrays are read-only views
+        return {"actions": np.zeros((10, 14), np.float32)}
+
+
+def test_the_policy_gets_read_only_views_of_the_message():
+    obs = {"observation/state": np.arange(17, dtype=np.float32),
+           "observation/images/head": np.full((96, 128, 3), 7, np.uint8), "prompt": "reach"}
+    policy = Recording()
+    with PolicyServer(policy, port=0) as server, PolicyClient("127.0.0.1", server.port) as client:
+        client.infer(obs)
+    (got,) = policy.seen
+    state, image = got["observation/state"], got["observation/images/head"]
+    assert got["prompt"] == "reach"
+    np.testing.assert_array_equal(state, obs["observation/state"])
+    np.testing.assert_array_equal(image, obs["observation/images/head"])
+    for arr in (state, image):  # no copy: both view the one received message
+        assert not arr.flags.writeable and isinstance(arr.base, bytes) and arr.base is state.base
+    assert len(state.base) == len(pack(obs))
+
+
+def test_a_policy_writing_into_the_observation_gets_an_error_frame():
+    with PolicyServer(Recording(mutate=True), port=0) as server:
+        _, reply, code = raw_exchange(server.port, pack({"observation/state": np.ones(17, np.float32)}))
+        assert "read-only" in reply and code == 1011
+        _, reply, code = raw_exchange(server.port, pack({"observation/state": np.ones(17, np.float32)}))
+        assert "read-only" in reply  # still serving
+
+
+def test_every_request_is_in_the_log_once_the_server_stops(policy, tmp_path):
+    log = InferenceLog(tmp_path, checkpoint="c")
+    log.flush_interval_s = 3600.0  # only the server's stop may write the request lines
+    with PolicyServer(policy, port=0, inference_log=log) as server:
+        for _ in range(2):
+            with PolicyClient("127.0.0.1", server.port) as client:
+                for _ in range(25):
+                    client.infer(obs_for(policy))
+    lines = read_log(log.path)  # no log.close(): stopping the server wrote everything
+    reqs = [ln for ln in lines if ln["event"] == "request"]
+    assert sorted((r["conn"], r["seq"]) for r in reqs) == [(c, s) for c in (1, 2) for s in range(1, 26)]
+    assert all(r["status"] == "ok" and r["action_shape"] == [10, 14] for r in reqs)
+    start, stop = lines[0], lines[-1]
+    assert start["event"] == "start" and start["heap_kept"] is None  # in-process: allocator left alone
+    assert stop["event"] == "stop" and stop["dropped_request_lines"] == 0
+    log.close()
