@@ -16,7 +16,7 @@ Robo-DM cache manifest   ``robodm-cache/<release>/manifest.parquet``      :func:
                                                                           :func:`read_robodm_manifest`
 QA results               ``conversions`` of the ``episodes-hdf5/<day>/``  :func:`qa_results_schema`
                          ``<robot>/`` manifest                            / :func:`check_qa_results`
-lineage index            ``<local lake>/.hvla-tmp/lineage-index.json``    :func:`lineage_index_schema`
+lineage index            ``<lake>/_index/lineage/v4/<shard>.json``        :func:`lineage_index_schema`
                                                                           / :func:`check_lineage_index`
                                                                           (plain checks, no pandera)
 =======================  ===============================================  ==============================
@@ -678,21 +678,24 @@ def _inputs_column_ok(vs: list[Any]) -> bool:
 
 
 def lineage_index_schema(table_size: int) -> tuple[PlainColumn, ...]:
-    """**Lineage index**, ``<local lake root>/.hvla-tmp/lineage-index.json``: one compact record
+    """**Lineage index**, one shard per key group, ``<lake>/_index/lineage/v4/<shard>.json`` (the
+    table is the shard object's ``doc``; :mod:`hvla_platform.lib.lineage.shards`): one compact record
     per committed artifact, ``{"format", "table": [shared dicts], "entries": {key: [fields]}}`` (no
     URI or absolute path: a copied lake's index stays true).
 
     Producer and consumer: lineage (:func:`hvla_platform.lib.lineage.graph.load_index`): checked
-    before the index is persisted (after a (re)build) and when a process loads it from disk -- not
-    per query, the decoded index is memoised per file mtime. Its users (the ``hvla lineage``
-    commands, the lineage tests) go through ``load_index``; a rejected file is rebuilt, the reason
+    before a shard is persisted (after a (re)build) and when a process loads one whose bytes do not
+    match the CRC-32 written with them -- not per query, decoded shards are memoised per object
+    stamp. Its users (the ``hvla lineage`` commands, the lineage tests) go through ``load_index``; a
+    rejected shard is rebuilt, the reason
     in ``index.stats["rejected_index"]``.
 
     Checked in plain Python, not pandera (docs/decisions.md "Tables between stages": importing
     pandera + polars made a fresh ``hvla lineage`` process ~0.5 s slower, for a 25-50 ms warm
     query). Columns (:data:`LINEAGE_FIELDS`, after the ``key``): ``key`` (lake prefix: non-empty,
     no leading/trailing ``/``; unique, as a JSON object's keys), ``size``, ``mtime_ns`` (int ≥ 0,
-    of the manifest), ``type`` (non-empty text), ``code_version`` (text),
+    of the manifest; 0 on S3, whose ETags are in the shard's ``etags``), ``type`` (non-empty text),
+    ``code_version`` (text),
     ``manifest_sha256`` (64 hex digits), ``config`` and ``rights`` (int positions in ``table``,
     ``0 ≤ i < table_size``), ``episode_ids`` (list of non-empty text), ``info``, ``files``
     (objects), ``inputs`` (list of ``[key or null, uri, sha256, kind, [episode ids]]``: ``uri`` is

@@ -60,7 +60,8 @@ def cache(tmp_path_factory) -> rc.RoboDMCacheResult:
                                      "heldout": {"episode_ids": ["ep-001"]}})
     release = lr.build_lerobot_dataset(spec, paths, tmp / "ds")
     return rc.build_robodm_cache(release.root, REPO, tmp / "cache", release="t-tables",
-                                 converter_version="test-1", created_at="2026-11-12T08:30:00+00:00")
+                                 converter_version="test-1", created_at="2026-11-12T08:30:00+00:00",
+                                 hdf5_files=rc.local_hdf5_files(release.root, paths))
 
 
 @contextlib.contextmanager
@@ -207,7 +208,7 @@ def test_robodm_manifest_accepts_what_the_cache_builder_writes(cache):
     rows = read_training_manifest(cache.out_dir)
     assert [(r["episode_id"], r["split"]) for r in rows] == [("ep-000", "train"), ("ep-001", "heldout")]
     assert rc.read_cache_manifest(cache.out_dir) == sorted(rows, key=lambda r: r["source_episode_index"])
-    assert rc.check_cache(cache.out_dir, video_codec="ffv1", expected_episode_indices=[0, 1]) == []
+    assert rc.check_cache(cache.out_dir, video_codec=rc.DEFAULT_VIDEO_CODEC, expected_episode_indices=[0, 1]) == []
 
 
 def _corrupt_manifest(cache, tmp_path, change):
@@ -269,16 +270,28 @@ def lineage_lake(lake, tmp_path) -> LocalLake:
 
 
 def test_lineage_index_accepts_what_lineage_writes(lineage_lake):
-    path = lin.index_path(lineage_lake)
-    doc = json.loads(path.read_bytes())
-    tables.check_lineage_index(doc, where=str(path))
-    assert all(len(v) == len(tables.LINEAGE_FIELDS) for v in doc["entries"].values())
-    entries = lin.read_index_file(path)
-    assert entries.keys() == lin.load_index(lineage_lake).records.keys()
+    keys = set()
+    for path in sorted(lin.index_path(lineage_lake).iterdir()):  # one shard per key group
+        doc = json.loads(path.read_bytes())["doc"]
+        tables.check_lineage_index(doc, where=str(path))
+        assert all(len(v) == len(tables.LINEAGE_FIELDS) for v in doc["entries"].values())
+        keys |= lin.read_index_file(path).keys()
+    assert keys == lin.load_index(lineage_lake).records.keys()
 
 
 def _entry(doc, type_):
-    return next(v for v in doc["entries"].values() if v[2] == type_)
+    return next(v for v in doc["doc"]["entries"].values() if v[2] == type_)
+
+
+def _shard_holding(lake, change):
+    """The shard file a change applies to (the one holding an entry of the type it edits)."""
+    for path in sorted(lin.index_path(lake).iterdir()):
+        try:
+            change(json.loads(path.read_bytes()))
+        except StopIteration:
+            continue
+        return path
+    raise AssertionError("no shard holds the entry")
 
 
 @pytest.mark.parametrize(("change", "expected"), [
@@ -291,7 +304,7 @@ def _entry(doc, type_):
     (lambda d: _entry(d, "episodes_hdf5").pop(), ["do not have the 11 fields"]),
 ])
 def test_lineage_index_refused_on_read(lineage_lake, change, expected):
-    path = lin.index_path(lineage_lake)
+    path = _shard_holding(lineage_lake, change)
     good = json.loads(path.read_bytes())
     doc = json.loads(path.read_bytes())
     change(doc)
@@ -303,8 +316,9 @@ def test_lineage_index_refused_on_read(lineage_lake, change, expected):
     lin._MEMO.clear()
     index = lin.load_index(lineage_lake)
     assert index.stats["rejected_index"] == msg
-    assert index.stats["read"] == index.stats["manifests"] == len(good["entries"])
-    tables.check_lineage_index(json.loads(path.read_bytes()), where=str(path))
+    assert index.stats["read"] == len(good["doc"]["entries"])  # that shard is rebuilt, the others reused
+    assert index.stats["reused"] == index.stats["manifests"] - len(good["doc"]["entries"])
+    tables.check_lineage_index(json.loads(path.read_bytes())["doc"], where=str(path))
 
 
 def test_lineage_index_is_checked_before_it_is_written(lineage_lake):

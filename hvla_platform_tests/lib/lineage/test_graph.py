@@ -11,12 +11,14 @@ import functools
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from hvla_platform.lib.lineage import graph as lin
 from hvla_platform.lib.core.lake import MANIFEST_NAME, LocalLake
+from hvla_platform.lib.lineage.shards import RACY_NS
 from hvla_platform_tests.fixtures.recordings import default_rights, write_recording
 
 RELEASE = "lin-v1"
@@ -91,7 +93,7 @@ def built():
 def lake(built, tmp_path):
     """A private copy of the built lake (tests may write the index or edit manifests)."""
     dst = tmp_path / "lake"
-    shutil.copytree(built[0] / "lake", dst, ignore=shutil.ignore_patterns(".hvla-tmp"))
+    shutil.copytree(built[0] / "lake", dst, ignore=shutil.ignore_patterns(".hvla-tmp", "_index"))
     return LocalLake(dst)
 
 
@@ -219,48 +221,173 @@ def test_copied_lake_answers_the_same_from_its_own_location(built, lake, tmp_pat
         [h.key for h in lin.downstream(copy, "consent:consent-A")]
 
 
-def test_index_is_persisted_reused_and_rebuilt_incrementally(lake):
+def _answers(lake, index=None) -> str:
+    """Every answer the tests above check, as one JSON text with the lake's root URI taken out."""
+    idx = index or lin.load_index(lake, persist=False)
+    out = {"up": [lin.upstream(lake, k, index=idx) for k in (CKPT, EVAL)],
+           "down": [lin.downstream(lake, q, index=idx) for q in ("ep-a-1", "ep-b-2", "consent:consent-B",
+                                                                 "customer:internal")]}
+    return lin.to_json(out).replace(lake.root_uri(), "<root>")
+
+
+@pytest.fixture()
+def read_spy(monkeypatch):
+    """The artifact keys whose manifests ``load_index`` reads, call by call."""
+    from hvla_platform.lib.lineage import index as index_mod
+
+    calls: list[list[str]] = []
+    real = index_mod.read_records
+
+    def spy(lake, keys):
+        keys = sorted(keys)
+        calls.append(keys)
+        return real(lake, keys)
+
+    monkeypatch.setattr(index_mod, "read_records", spy)
+    return calls
+
+
+def _rewrite(path, manifest) -> None:
+    """Rewrite a manifest in place, then wait out the racy window: a manifest stamped within
+    ``RACY_NS`` of its shard's build is re-read once more by the next load (``lineage.shards``)."""
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    time.sleep(2 * RACY_NS / 1e9)
+
+
+def _shard_files(lake) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in lin.index_path(lake).iterdir()}
+
+
+def test_index_is_sharded_persisted_in_the_lake_and_rebuilt_incrementally(lake, read_spy):
+    expected = _answers(lake)  # without any index
     first = lin.load_index(lake)
     n = first.stats["manifests"]
     assert n == 4 + 2 + 1 + 1 + 1 + 1 + 1 and first.stats["read"] == n and first.stats["persisted"]
-    assert lin.index_path(lake).is_file()
-    lin._MEMO.clear()  # force re-reading the file as a new process would
+    # one shard per key group, as objects of the lake itself (listed by the Lake API)
+    shards = {lin.shard_of(k) for k in first.records}
+    assert first.stats["shards"] == len(shards) == first.stats["shards_written"]
+    assert {k for k in lake.list_keys(lin.INDEX_PREFIX)} == {lin.shard_key(s) for s in shards}
+    assert "raw-mcap/2026-11-10" in shards and "episodes-hdf5/2026-11-10" in shards
+    assert _answers(lake, first) == expected
+
+    lin._MEMO.clear()  # force re-reading the shards as a new process would
     again = lin.load_index(lake)
-    assert again.stats["read"] == 0 and again.stats["reused"] == n
+    assert again.stats["read"] == 0 and again.stats["reused"] == n and not again.stats["persisted"]
     assert {k: r.manifest_sha256 for k, r in again.records.items()} == \
         {k: r.manifest_sha256 for k, r in first.records.items()}
+    assert read_spy[-1] == []
 
-    # re-materialize the checkpoint (rewrite its manifest): only it is re-read, and the eval
-    # report's recorded hash no longer matches the checkpoint now at that URI
+    # one partition's raw episode re-materialized (its manifest rewritten): only that manifest is
+    # re-read and only its shard rewritten
+    raw_key = _raw_manifests(lake)["ep-a-1"][0]
+    before = _shard_files(lake)
+    mpath = lake.path(f"{raw_key}/{MANIFEST_NAME}")
+    m = json.loads(mpath.read_text())
+    m["operator"] = "op-test-99"
+    _rewrite(mpath, m)
+    third = lin.load_index(lake)
+    assert read_spy[-1] == [raw_key]
+    assert third.stats["read"] == 1 and third.stats["reused"] == n - 1 and third.stats["shards_written"] == 1
+    after = _shard_files(lake)
+    changed = {name for name in after if after[name] != before[name]}
+    assert changed == {lin.shard_key(lin.shard_of(raw_key)).rsplit("/", 1)[1]}
+    leaf = next(x for x in lin.upstream(lake, CKPT, index=third).raw_episodes() if x.episode_ids == ["ep-a-1"])
+    assert leaf.info["operator"] == "op-test-99"
+
+    # re-materialize the checkpoint: the eval report's recorded hash no longer matches
     mpath = lake.path(f"{CKPT}/{MANIFEST_NAME}")
     m = json.loads(mpath.read_text())
     m["final_loss"] = 123.0
-    mpath.write_text(json.dumps(m, indent=2, sort_keys=True))
-    third = lin.load_index(lake)
-    assert third.stats["read"] == 1 and third.stats["reused"] == n - 1
-    ck = next(c for c in lin.upstream(lake, EVAL, index=third).children if c.type == "checkpoint")
-    assert ck.sha256_matches is False and "CHANGED" in lin.render_tree(lin.upstream(lake, EVAL, index=third))
-
-    # an artifact removed from the lake disappears from the index; its input shows up as missing
-    shutil.rmtree(lake.path(f"robodm-cache/{RELEASE}"))
+    _rewrite(mpath, m)
     fourth = lin.load_index(lake)
-    assert fourth.stats["dropped"] == 1
-    tree = lin.upstream(lake, CKPT, index=fourth)
+    assert read_spy[-1] == [CKPT] and fourth.stats["read"] == 1
+    ck = next(c for c in lin.upstream(lake, EVAL, index=fourth).children if c.type == "checkpoint")
+    assert ck.sha256_matches is False and "CHANGED" in lin.render_tree(lin.upstream(lake, EVAL, index=fourth))
+
+    # an artifact removed from the lake disappears from the index (its shard is deleted); its
+    # input shows up as missing
+    shutil.rmtree(lake.path(f"robodm-cache/{RELEASE}"))
+    fifth = lin.load_index(lake)
+    assert fifth.stats["dropped"] == 1 and read_spy[-1] == []
+    assert not lake.exists(lin.shard_key("robodm-cache"))
+    tree = lin.upstream(lake, CKPT, index=fifth)
     assert {c.type for c in tree.children} == {"norm_stats", "missing"}
     assert lin.load_index(lake, verify=True).stats["read"] == 0  # verify: all hashes agree with the index
 
-    # a corrupt index file is ignored
+
+def test_stale_or_corrupt_shard_is_detected_and_rebuilt(lake, read_spy):
+    lin.load_index(lake)
+    raw_key = _raw_manifests(lake)["ep-b-1"][0]
+    shard = lin.index_path(lake, lin.shard_of(raw_key))
+    old_shard = shard.read_bytes()
+
+    # stale: the shard from before a manifest changed is put back; it never answers for the new manifest
+    mpath = lake.path(f"{raw_key}/{MANIFEST_NAME}")
+    m = json.loads(mpath.read_text())
+    m["site"] = "moved-lab"
+    _rewrite(mpath, m)
+    lin.load_index(lake)
+    shard.write_bytes(old_shard)
     lin._MEMO.clear()
-    lin.index_path(lake).write_text("{not json")
-    assert lin.load_index(lake).stats["read"] == n - 1
-
-
-def test_generic_backend_path_gives_the_same_answer(lake, monkeypatch):
-    """Without a local index path, the generic list_keys + read path (the S3 one) answers the same."""
-    monkeypatch.setattr(lin, "index_path", lambda lk: None)
     idx = lin.load_index(lake)
-    assert idx.stats["persisted"] is False and idx.stats["read"] == 11
-    assert [n.episode_ids[0] for n in lin.upstream(lake, CKPT, index=idx).raw_episodes()] == TRAIN
+    assert read_spy[-1] == [raw_key] and idx.stats["read"] == 1
+    assert idx.records[raw_key].info["site"] == "moved-lab"
+    assert lin.downstream(lake, "ep-b-1", index=idx)[0].info["site"] == "moved-lab"
+    expected = _answers(lake)
+
+    # corrupt: cut short, or valid JSON that is not a shard: its manifests are re-read, the rest reused
+    n_shard = sum(1 for k in idx.records if lin.shard_of(k) == lin.shard_of(raw_key))
+    for bad in (shard.read_bytes()[:100], b'{"format": 4}'):
+        shard.write_bytes(bad)
+        lin._MEMO.clear()
+        idx = lin.load_index(lake)
+        assert idx.stats["read"] == n_shard == len(read_spy[-1]) and idx.stats["reused"] == idx.stats["manifests"] - n_shard
+        assert "rejected_index" not in idx.stats  # not a table at all: nothing to report but the rebuild
+        assert _answers(lake, idx) == expected
+
+    # a shard whose bytes no longer match their checksum is checked in full; a bad column is
+    # refused with the reason, and the shard rebuilt
+    raw = shard.read_bytes()
+    shard.write_bytes(raw.replace(b'"moved-lab"', b'"moved-lab2"', 1))  # still a valid table: accepted
+    lin._MEMO.clear()
+    assert lin.load_index(lake).stats["read"] == 0
+    doc = json.loads(raw)
+    next(iter(doc["doc"]["entries"].values()))[3] = "not-a-sha"
+    shard.write_text(json.dumps(doc))
+    lin._MEMO.clear()
+    idx = lin.load_index(lake)
+    assert "column 'manifest_sha256'" in idx.stats["rejected_index"] and idx.stats["read"] == n_shard
+    assert _answers(lake, idx) == expected
+
+
+@pytest.mark.s3
+def test_s3_lake_gets_a_persisted_sharded_index_with_the_same_answers(lake, s3_client, read_spy):
+    """The lake's manifests on a real S3 server (SeaweedFS): the index is persisted there, reused by
+    the next reader, validated by ETag, and answers exactly as the local lake does."""
+    import uuid
+
+    from hvla_platform.lib.core.lake import S3Lake
+
+    s3 = S3Lake(f"lineage-{uuid.uuid4().hex[:10]}", s3_client, prefix="lake")
+    for p in sorted(lake.root.rglob(MANIFEST_NAME)):
+        s3.put_file(p, p.relative_to(lake.root).as_posix())
+    expected = _answers(lake)
+    first = lin.load_index(s3)
+    assert first.stats["read"] == first.stats["manifests"] == 11 and first.stats["persisted"]
+    assert set(s3.list_keys(lin.INDEX_PREFIX)) == {lin.shard_key(lin.shard_of(k)) for k in first.records}
+    assert _answers(s3, first) == expected
+
+    lin._MEMO.clear()  # another process (or machine) reading the same bucket
+    again = lin.load_index(s3)
+    assert again.stats["read"] == 0 and again.stats["reused"] == 11 and read_spy[-1] == []
+    # a manifest rewritten on S3 (new ETag): only it is re-read
+    m = s3.read_manifest(CKPT)
+    m["final_loss"] = 7.0
+    s3.write_json(s3.manifest_key(CKPT), m)
+    third = lin.load_index(s3)
+    assert read_spy[-1] == [CKPT] and third.stats["read"] == 1 and third.stats["shards_written"] == 1
+    assert next(c for c in lin.upstream(s3, EVAL, index=third).children
+                if c.type == "checkpoint").sha256_matches is False
 
 
 def test_answers_agree_with_the_dagster_event_log(built, lake):

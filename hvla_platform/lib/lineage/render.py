@@ -1,0 +1,92 @@
+"""Output of lineage answers: JSON, a human-readable upstream tree, a downstream hit list."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hvla_platform.lib.lineage.downstream import DownstreamHit
+from hvla_platform.lib.lineage.records import RAW_TYPE
+from hvla_platform.lib.lineage.upstream import LineageNode
+
+
+def to_json(result: LineageNode | list[DownstreamHit] | dict[str, Any], *, indent: int | None = 2) -> str:
+    """JSON text of an upstream tree, a downstream hit list, or a dict holding them."""
+
+    def conv(o: Any) -> Any:
+        if isinstance(o, (LineageNode, DownstreamHit)):
+            return o.to_dict()
+        if isinstance(o, dict):
+            return {k: conv(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [conv(v) for v in o]
+        return o
+
+    return json.dumps(conv(result), indent=indent, sort_keys=False, default=str)
+
+
+def _short(v: Any, width: int = 60) -> str:
+    s = json.dumps(v, sort_keys=True, default=str, separators=(",", ":")) if not isinstance(v, str) else v
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _node_line(n: LineageNode) -> str:
+    label = n.key or n.uri
+    if n.type == RAW_TYPE:
+        i, r = n.info, n.rights
+        parts = [f"raw {', '.join(n.episode_ids)}", f"mcap sha256 {n.sha256}", f"robot {i.get('robot_id', '?')}",
+                 f"day {i.get('capture_day', '?')}", f"operator {i.get('operator', '?')}", f"site {i.get('site', '?')}",
+                 f"consents {','.join(r.get('consent_refs') or []) or '-'}",
+                 f"licenses {','.join(r.get('licenses') or []) or '-'}"]
+        line = " | ".join(parts)
+    elif n.type in ("missing", "external"):
+        line = f"{n.type.upper()} input {n.key or n.uri} (recorded sha256 {', '.join(n.recorded_sha256)[:16]}…)"
+    else:
+        line = f"{n.type} {label}  sha256 {n.sha256[:16]}…  {len(n.episode_ids)} episode(s)  code {n.code_version}"
+    if n.sha256_matches is False and n.type not in ("missing", "external"):
+        line += "  [CHANGED since consumed: recorded sha256 differs]"
+    if n.repeated:
+        line += "  (see above)"
+    return line
+
+
+def render_tree(node: LineageNode, *, max_children: int | None = None, show_config: bool = True) -> str:
+    """Human-readable tree of an upstream answer (one artifact per line, box-drawing branches).
+
+    Non-raw nodes get a ``config:`` line (top-level keys, long values cut to 60 characters).
+    ``max_children`` cuts each node's children list (``… N more``).
+    """
+    lines: list[str] = []
+
+    def rec(n: LineageNode, prefix: str, child_prefix: str) -> None:
+        lines.append(prefix + _node_line(n))
+        if show_config and n.type != RAW_TYPE and n.config and not n.repeated:
+            cfg = ", ".join(f"{k}={_short(v)}" for k, v in sorted(n.config.items()))
+            lines.append(child_prefix + ("│   " if n.children else "    ") + f"config: {cfg}")
+        kids = n.children if max_children is None else n.children[:max_children]
+        for i, c in enumerate(kids):
+            last = i == len(kids) - 1 and len(kids) == len(n.children)
+            rec(c, child_prefix + ("└── " if last else "├── "), child_prefix + ("    " if last else "│   "))
+        if len(kids) < len(n.children):
+            lines.append(child_prefix + f"└── … {len(n.children) - len(kids)} more")
+
+    rec(node, "", "")
+    raws = node.raw_episodes()
+    lines.append(f"= {len(raws)} raw episode(s) from {len({r.info.get('robot_id') for r in raws})} robot(s), "
+                 f"{len({r.info.get('capture_day') for r in raws})} capture day(s)")
+    return "\n".join(lines)
+
+
+def render_hits(query: str, hits: list[DownstreamHit]) -> str:
+    """Human-readable downstream answer grouped by artifact type."""
+    if not hits:
+        return f"nothing in this lake contains or derives from {query}"
+    lines = [f"downstream of {query}: {len(hits)} artifact(s)"]
+    cur = None
+    for h in hits:
+        if h.type != cur:
+            cur = h.type
+            lines.append(f"{cur}:")
+        eps = h.episode_ids if len(h.episode_ids) <= 3 else h.episode_ids[:3] + [f"… {len(h.episode_ids) - 3} more"]
+        lines.append(f"  {h.key}  ({len(h.episode_ids)} of the episodes: {', '.join(eps)})")
+    return "\n".join(lines)
