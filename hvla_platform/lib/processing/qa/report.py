@@ -75,15 +75,15 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-#: Up to this many episodes the report plots one bar per episode; above it, fixed-size summaries
-#: (histograms), so the report's cost stays flat as a partition grows (incremental conversion,
-#: issue 18) and the plot stays readable.
+#: Up to this many episodes the report plots one bar per episode; above it, summaries (histograms).
+#: Every figure has the same size whatever the episode count, so the report's cost stays flat as a
+#: partition grows (incremental conversion, issue 18) and the plot stays readable.
 PER_EPISODE_PLOT_LIMIT = 40
 
 
 def _plots(rows: Sequence[dict[str, Any]], min_quality: float) -> list[str]:
-    """Two base64 PNG plots: the quality score and its components, per episode (bars) for at most
-    :data:`PER_EPISODE_PLOT_LIMIT` episodes, else as histograms over 20 bins of [0, 1]."""
+    """Two base64 PNG plots (9 × 3 in each): the quality score and its components, per episode (bars)
+    for at most :data:`PER_EPISODE_PLOT_LIMIT` episodes, else as histograms over 20 bins of [0, 1]."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +94,7 @@ def _plots(rows: Sequence[dict[str, Any]], min_quality: float) -> list[str]:
     comps = ("completeness", "camera_quality", "signal_quality", "tracking_quality")
     if len(ids) > PER_EPISODE_PLOT_LIMIT:
         bins = np.linspace(0.0, 1.0, 21)
-        fig, ax = plt.subplots(figsize=(6, 3))
+        fig, ax = plt.subplots(figsize=(9, 3))
         sc = np.asarray(scores, dtype=np.float64)
         ax.hist([sc[sc >= min_quality], sc[sc < min_quality]], bins=bins, stacked=True,
                 color=["tab:green", "tab:red"], label=["at or above threshold", "below threshold"])
@@ -104,7 +104,7 @@ def _plots(rows: Sequence[dict[str, Any]], min_quality: float) -> list[str]:
         ax.set_title(f"quality score of {len(ids)} episodes", fontsize=9)
         ax.legend(fontsize=7)
         plots = [_png(fig)]
-        fig, ax = plt.subplots(figsize=(6, 3))
+        fig, ax = plt.subplots(figsize=(9, 3))
         for c in comps:
             ax.hist([r.get("quality_components", {}).get(c, 0.0) for r in rows], bins=bins, histtype="step", label=c)
         ax.set_xlabel("component score")
@@ -113,19 +113,19 @@ def _plots(rows: Sequence[dict[str, Any]], min_quality: float) -> list[str]:
         ax.set_title("score components", fontsize=9)
         plots.append(_png(fig))
         return plots
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(ids) + 2), 3))
+    fig, ax = plt.subplots(figsize=(9, 3))
     ax.bar(range(len(ids)), scores, color=["tab:green" if s >= min_quality else "tab:red" for s in scores])
     ax.axhline(min_quality, color="k", ls="--", lw=1, label=f"default release threshold {min_quality}")
-    ax.set_xticks(range(len(ids)), ids, rotation=45, ha="right", fontsize=7)
+    ax.set_xticks(range(len(ids)), ids, rotation=45, ha="right", fontsize=6)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("quality score")
     ax.legend(fontsize=7)
     plots = [_png(fig)]
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(ids) + 2), 3))
+    fig, ax = plt.subplots(figsize=(9, 3))
     w = 0.2
     for k, c in enumerate(comps):
         ax.bar(np.arange(len(ids)) + (k - 1.5) * w, [r.get("quality_components", {}).get(c, 0.0) for r in rows], w, label=c)
-    ax.set_xticks(range(len(ids)), ids, rotation=45, ha="right", fontsize=7)
+    ax.set_xticks(range(len(ids)), ids, rotation=45, ha="right", fontsize=6)
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("score components", fontsize=9)

@@ -30,12 +30,11 @@ def _plot_sizes(tmp: Path, n: int) -> list[tuple[int, int]]:
     return [Image.open(io.BytesIO(base64.b64decode(p))).size for p in pngs]
 
 
-def test_plots_are_per_episode_up_to_the_limit_then_fixed_size_histograms(tmp_path: Path) -> None:
-    small = _plot_sizes(tmp_path, 5)
-    at_limit = _plot_sizes(tmp_path, PER_EPISODE_PLOT_LIMIT)
-    assert at_limit[0][0] > small[0][0]  # one bar per episode: wider with more episodes
-    above = _plot_sizes(tmp_path, PER_EPISODE_PLOT_LIMIT + 1)
-    many = _plot_sizes(tmp_path, 10 * PER_EPISODE_PLOT_LIMIT)
-    # histograms: the same figure for 41 or 400 episodes (only the count axis' labels widen a little)
-    assert all(abs(a[0] - m[0]) <= 0.05 * a[0] and a[1] == m[1] for a, m in zip(above, many))
-    assert many[0][0] < at_limit[0][0]
+def test_plots_keep_one_size_whatever_the_episode_count(tmp_path: Path) -> None:
+    sizes = [_plot_sizes(tmp_path, n) for n in (5, PER_EPISODE_PLOT_LIMIT, PER_EPISODE_PLOT_LIMIT + 1,
+                                                 10 * PER_EPISODE_PLOT_LIMIT)]
+    # bars per episode up to the limit, histograms above: the same figure size for 5 or 400 episodes
+    # (tight bounding boxes: tick labels move the edges by a few percent)
+    ref = sizes[0]
+    for s in sizes[1:]:
+        assert all(abs(a[0] - r[0]) <= 0.1 * r[0] and abs(a[1] - r[1]) <= 0.25 * r[1] for a, r in zip(s, ref)), sizes
