@@ -91,6 +91,8 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
             "hvla/reload_probe": dg.MetadataValue.json(m.probe),
             "hvla/features": dg.MetadataValue.json(m.feature_schema),
             "status": build.status,
+            "hvla/build": dg.MetadataValue.json({"how": build.how or build.status, "base": build.base,
+                                                 "reason": build.reason}),
             **lineage_metadata(lk, lerobot_prefix(spec)),
             **rights_metadata(build.rights),
         },
@@ -165,19 +167,19 @@ class RoboDMConfig(dg.Config):
     group_name="dataset",
     owners=["team:ml-training"],
     kinds={"robodm", "parquet"},
-    description="Robo-DM .vla training cache (one file per episode) + manifest.parquet, rebuildable from the LeRobot release.",
+    description="Robo-DM .vla training cache (one file per episode) + manifest.parquet, built from the release's source HDF5 frames (libx264; size stated as hvla/bytes_ratio of the release).",
     check_specs=[
         dg.AssetCheckSpec("one_file_per_episode", asset="robodm_cache", partitions_def=release_partitions, blocking=True,
                           description="manifest.parquet lists exactly one .vla per episode of the release and every file exists with its size."),
         dg.AssetCheckSpec("codec_written", asset="robodm_cache", partitions_def=release_partitions, blocking=True,
                           description="Every image stream was written with the configured codec (robodm 0.1.0 silently falls back to rawvideo with PyAV ≥ 14)."),
         dg.AssetCheckSpec("roundtrip", asset="robodm_cache", partitions_def=release_partitions, blocking=True,
-                          description="A sampled episode read back with robodm equals its LeRobot source (state/action exact, images within tolerance)."),
+                          description="A sampled episode read back with robodm equals the release as LeRobot reads it (state/action exact, images within tolerance) and its HDF5 source frames (within tolerance, in order)."),
     ],
     metadata={"hvla/layer": "cache", "hvla/canonical": "derived, disposable"},
 )
 def robodm_cache(context: dg.AssetExecutionContext, config: RoboDMConfig, lake: LakeResource) -> dg.MaterializeResult:
-    """Convert the release's LeRobot dataset episode by episode through robodm's ``Trajectory``."""
+    """Write the release's episodes from their source HDF5 frames through robodm's ``Trajectory``."""
     lk = lake.get_lake()
     spec = latest_release_spec(lk, context.partition_key)  # the newest version: name is its id
     b = build_cache(lk, spec, video_codec=config.video_codec, image_atol=config.image_atol,
@@ -193,6 +195,8 @@ def robodm_cache(context: dg.AssetExecutionContext, config: RoboDMConfig, lake: 
             "hvla/release": spec.name,
             "hvla/num_episodes": m.num_episodes,
             "hvla/bytes": m.bytes,
+            "hvla/bytes_ratio": (dg.MetadataValue.float(m.bytes_ratio) if m.bytes_ratio is not None
+                                 else dg.MetadataValue.null()),
             "hvla/video_codec": m.config["video_codec"],
             "hvla/codecs_written": dg.MetadataValue.json(m.codecs),
             "status": b.status,

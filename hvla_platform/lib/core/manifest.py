@@ -363,6 +363,9 @@ class RoboDMCacheManifest(ArtifactManifest):
     num_episodes: int
     num_frames: int
     bytes: int
+    #: the release's total bytes and ``bytes / release_bytes`` (None in caches built before they existed)
+    release_bytes: int | None = None
+    bytes_ratio: float | None = None
     codecs: dict[str, Any]
     problems: list[str]
     roundtrip: dict[str, Any]

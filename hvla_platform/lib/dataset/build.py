@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from hvla_platform.lib.core.keys import episodes_prefix
+from hvla_platform.lib.core.keys import LEROBOT, episodes_prefix
+from hvla_platform.lib.dataset.lerobot_extend import extend_lerobot_dataset
 from hvla_platform.lib.dataset.codec_log import codec_log_path, codec_output_to
 from hvla_platform.lib.dataset.lerobot_release import (
     EpisodeQA, build_lerobot_dataset, feature_schema, load_and_probe, read_info)
-from hvla_platform.lib.core.manifest import Content, InputRef, Published, fingerprint, publish_if_changed
+from hvla_platform.lib.core.manifest import (
+    Content, InputRef, LeRobotDatasetManifest, Published, fingerprint, load_manifest, publish_if_changed)
 from hvla_platform.lib.dataset.timestamps import check_lerobot_timestamps
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.dataset.releases import Selection, lerobot_prefix, select_episodes
@@ -28,6 +31,28 @@ class ReleaseBuild(Published):
 
     selection: Selection
     spec: ReleaseSpec
+    how: str = ""  # "incremental" (the base version's episodes reused), "full", or "" (cached)
+    base: str = ""  # the version an incremental build reused, or the one a full build could not reuse
+    reason: str = ""  # why the build was full (no previous version, or why it could not be reused)
+
+
+_SNAPSHOT = re.compile(r"-\d{8}$")
+
+
+def previous_line_release(lake: Lake, spec: ReleaseSpec) -> LeRobotDatasetManifest | None:
+    """The most recently published release of ``spec``'s line — any version of its spec, and for a
+    nightly snapshot ``<name>-<YYYYMMDD>`` any version of ``<name>`` and of its other snapshots —
+    other than ``spec.name`` itself; ``None`` when there is none. It is the base an incremental
+    build tries to reuse (:mod:`~hvla_platform.lib.dataset.lerobot_extend`)."""
+    base = _SNAPSHOT.sub("", spec.spec_name)
+    line = re.compile(rf"^{re.escape(base)}(-\d{{8}})?(\.\d+)?$")
+    best = None
+    for prefix in lake.list_artifacts(f"{LEROBOT}/{spec.repo_id}"):
+        m = load_manifest(lake, prefix, LeRobotDatasetManifest)
+        if m and m.release != spec.name and line.match(m.release) and (
+                best is None or (m.created_at, m.version, m.release) > (best.created_at, best.version, best.release)):
+            best = m  # version, then name (snapshot dates) break ties within one created_at second
+    return best
 
 
 def _inputs(lake: Lake, sel: Selection) -> list[InputRef]:
@@ -62,6 +87,16 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
     The codecs' own output goes to :func:`~hvla_platform.lib.dataset.codec_log.codec_log_path`
     (``$HVLA_HOME/logs/codec/<release>.log``); ``progress`` gets one line per episode.
 
+    **Incremental**: when the release line has a published version (:func:`previous_line_release`:
+    the spec's latest version, or for a nightly snapshot the line's latest snapshot), the new
+    version reuses its encoded episodes and writes only the new ones
+    (:func:`~hvla_platform.lib.dataset.lerobot_extend.extend_lerobot_dataset`); when it cannot
+    (an episode withdrawn, rejected or re-converted, a split, codec or feature change, a version
+    predating incremental builds) the build is full. ``progress`` gets a line saying which and
+    why; the result's ``how``/``base``/``reason`` say it too. Either way the version holds the
+    same episodes, frames and statistics (the order of episodes within a split can differ:
+    lerobot_extend.py).
+
     ``spec`` is the registered spec (version 0's name); the returned manifest's ``release`` is the
     version id built or found.
 
@@ -88,6 +123,9 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
     say = progress or (lambda _m: None)
     log = codec_log_path(spec.name)
 
+    previous = previous_line_release(lake, spec)
+    how: dict[str, str] = {"how": "full", "base": "", "reason": "no previous version of this release line"}
+
     def write(root: Path) -> Content:
         rights = combine_rights(e.rights for e in sel.episodes)
         with contextlib.ExitStack() as stack:
@@ -105,8 +143,21 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
             # ffmpeg/libx264 statistics (~350 lines) go to the log; the progress line per episode stays
             say(f"writing {len(sel.episodes)} episode(s) with LeRobot; codec output → {log}")
             with codec_output_to(log):
-                result = build_lerobot_dataset(spec, local_paths, dataset, rights=rights.to_dict(), progress=progress,
-                                               hdf5_keys=source_uris, episode_qa=episode_qa(sel))
+                if previous is None:
+                    say("full build: no previous version of this release line")
+                    result = build_lerobot_dataset(spec, local_paths, dataset, rights=rights.to_dict(),
+                                                   progress=progress, hdf5_keys=source_uris, episode_qa=episode_qa(sel))
+                else:
+                    prev_root = stack.enter_context(lake.local_artifact(previous.artifact_key))
+                    ext = extend_lerobot_dataset(
+                        spec, prev_root, local_paths, dataset, rights=rights.to_dict(), progress=say,
+                        hdf5_keys=source_uris, episode_qa=episode_qa(sel),
+                        episode_ids={str(p): e.episode_id for p, e in zip(local_paths, sel.episodes)},
+                        hdf5_sha256={e.episode_id: e.hdf5_sha256 for e in sel.episodes})
+                    result = ext.result
+                    how.update(how=ext.how, base=previous.release, reason=ext.reason)
+                    say(f"{ext.how} build from {previous.release}: {ext.reused} episode(s) reused, {ext.new} written"
+                        + (f" (previous version not reusable: {ext.reason})" if ext.reason else ""))
         with codec_output_to(log):
             probe = load_and_probe(dataset, spec.repo_id)
         ts = check_lerobot_timestamps(dataset)
@@ -134,4 +185,6 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
 
     published = publish_if_changed(lake, lerobot_prefix(spec), artifact_type="lerobot_dataset",
                                    inputs=inputs, config=config, write=write, immutable=True)
-    return ReleaseBuild(**vars(published), selection=sel, spec=spec)
+    if published.status == "cached":
+        return ReleaseBuild(**vars(published), selection=sel, spec=spec)
+    return ReleaseBuild(**vars(published), selection=sel, spec=spec, **how)

@@ -1,8 +1,13 @@
 """Build a LeRobotDataset v3.0 release from processed-episode HDF5 files.
 
-The dataset is written with LeRobot's own writer (``LeRobotDataset.create`` → ``add_frame`` per
-frame → ``save_episode`` per episode → ``finalize``), so its layout is whatever lerobot 0.4.4
-produces for codebase version v3.0::
+The dataset is written with LeRobot's own writer (``LeRobotDataset.create`` → LeRobot's episode
+save per episode → ``finalize``), so its layout is whatever lerobot 0.4.4 produces for codebase
+version v3.0. The frames do not take LeRobot's PNG round trip (``add_frame`` → PNG → re-read for
+statistics and for encoding): they go from the HDF5 straight into an encoder with LeRobot's codec
+settings, in worker processes on every core, and image statistics are computed on a sample of
+frames (stated on the card); :mod:`hvla_platform.lib.dataset.lerobot_writer` says exactly which
+LeRobot calls are made and where it deviates. A new version can instead be grown from the
+previous one (:mod:`hvla_platform.lib.dataset.lerobot_extend`)::
 
     <root>/meta/info.json                          schema, fps, totals, splits (LeRobot)
     <root>/meta/tasks.parquet, meta/stats.json     (LeRobot; stats of the train split only)
@@ -34,13 +39,13 @@ in the HDF5 layer).
 
 **Bounded memory.** Episodes are read frame by frame
 (:meth:`~hvla_platform.lib.formats.episode_h5.EpisodeReader.iter_frames`: each stored frame is
-decoded once, when its first frame is written) and handed to LeRobot's ``add_frame`` one frame at a
-time, which writes each image to a temporary PNG; so peak memory does not grow with an episode's
-length or with the number of episodes (only their low-dimensional arrays, one episode at a time,
-are held).
+decoded once) by the encoder workers and fed to the encoder one frame at a time; so peak memory
+does not grow with an episode's length or with the number of episodes (only the low-dimensional
+arrays of the few episodes being encoded ahead, and ≤ 12 sampled frames per camera, are held).
 
 **Splits in LeRobot's own metadata.** Episodes are written train first, then held out, each in
-episode id order, so each split is one contiguous ``episode_index`` range: ``meta/info.json``
+episode id order (the held-out ones starting a new data file), so each split is one contiguous
+``episode_index`` range: ``meta/info.json``
 ``splits`` is ``{"train": "0:k", "test": "k:N"}`` (``"test"`` is the held-out split; it is left
 out when nothing is held out), and ``meta/stats.json`` is LeRobot's
 ``aggregate_stats`` over the **train** episodes' per-episode stats only (LeRobot keeps those in
@@ -57,7 +62,8 @@ frames that repeat the previous frame (a 15 Hz camera in a 20 fps dataset repeat
 
 **Reproducible bytes.** Two builds of the same inputs give byte-identical files (checked by the
 tests): the card has no build time, stats keys are sorted, no file names a local path (episodes
-are named by lake keys). LeRobot's Parquet and MP4 writers are deterministic for the same frames.
+are named by lake keys). LeRobot's Parquet writer and the encoder are deterministic for the same
+frames, and episodes are saved in order whatever the number of encoder workers.
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ from hvla_platform.lib.core.tables import QA_STATUSES
 from hvla_platform.lib.formats.episode_h5 import EpisodeData, EpisodeReader
 from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE, LOCOMOTION_COMMAND_NAMES
 from hvla_platform.lib.dataset.releases import OTHER_PROFILE, profile_name
+from hvla_platform.lib.dataset.episode_video import IMAGE_STATS_FRAMES
+from hvla_platform.lib.dataset.lerobot_writer import EpisodeFrames, write_episodes
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.core import features
 from hvla_platform.lib.core.lake import sha256_file
@@ -290,6 +298,24 @@ def episode_outcome(ep: EpisodeData) -> dict[str, Any] | None:
     return {"success": value["success"], "min_distance_m": None if dist is None else float(dist)}
 
 
+def _episode_row(ep_index: int, ep: EpisodeData, path: Path, held: set[str], hdf5_keys: Mapping[str, str] | None,
+                 q: EpisodeQA, outcome: dict[str, Any] | None) -> dict[str, Any]:
+    """The :data:`HVLA_EPISODES_PATH` row of one episode (columns: :func:`write_hvla_episodes`)."""
+    outcome = outcome or {}
+    return {
+        "episode_index": ep_index, "episode_id": ep.episode_id, "robot_id": ep.robot_id,
+        "capture_day": ep.capture_day, "task": ep.task,
+        "split": "heldout" if ep.episode_id in held else "train", "num_frames": ep.num_frames,
+        "start_time_ns": int(ep.start_time_ns),
+        "hdf5_key": (hdf5_keys or {}).get(str(path)) or f"{episodes_prefix(ep.capture_day, ep.robot_id)}/{Path(path).name}",
+        "hdf5_sha256": sha256_file(path),
+        "source_key": str(ep.attrs.get("source_key", "")),
+        "source_sha256": str(ep.attrs.get("source_sha256", "")),
+        "qa_status": q.status, "quality_score": q.quality_score, "qa_note": q.note,
+        "success": outcome.get("success"), "min_distance_m": outcome.get("min_distance_m"),
+    }
+
+
 def build_lerobot_dataset(
     spec: ReleaseSpec,
     episode_paths: list[Path],
@@ -299,6 +325,7 @@ def build_lerobot_dataset(
     progress: Callable[[str], None] | None = None,
     hdf5_keys: Mapping[str, str] | None = None,
     episode_qa: Mapping[str, EpisodeQA] | None = None,
+    workers: int | None = None,
 ) -> LeRobotBuildResult:
     """Write a LeRobot v3.0 dataset from processed-episode HDF5 files.
 
@@ -331,6 +358,8 @@ def build_lerobot_dataset(
             processing stage publishes it). Local paths are never written into the dataset.
         episode_qa: episode id → :class:`EpisodeQA` from the release's selection (default: every
             episode ``unchecked`` without a score).
+        workers: encoder threads (default: the CPUs this process may use); the files written do
+            not depend on it.
 
     Returns:
         :class:`LeRobotBuildResult`.
@@ -421,48 +450,35 @@ def build_lerobot_dataset(
     dataset = None
     rows: list[dict[str, Any]] = []
     total_frames = 0
+
+    def reader_of(hdr: _Header) -> Callable[[], EpisodeFrames]:
+        def read() -> EpisodeFrames:
+            with EpisodeReader(hdr.path) as reader:
+                ep = reader.low_dim()
+            low = {STATE_KEY: _select(ep.state, ep.state_names, spec.state_joints, "observation/state", ep.episode_id),
+                   ACTION_KEY: _select(ep.action, ep.action_names, spec.action_joints, "action", ep.episode_id)}
+            if has_loco:
+                low[LOCO_KEY] = np.ascontiguousarray(ep.locomotion_command, dtype=np.float32)
+            return EpisodeFrames(path=hdr.path, num_frames=ep.num_frames, task=ep.task, low_dim=low, source=ep)
+        return read
+
     try:
         dataset = LeRobotDataset.create(
             repo_id=spec.repo_id, fps=spec.fps, features=lerobot_features(spec, image_shapes, locomotion=has_loco),
             root=out_root, robot_type=spec.robot_type, use_videos=True, vcodec=spec.video_codec,
             video_backend=DEFAULT_VIDEO_BACKEND,
         )
-        for ep_index, hdr in enumerate(headers):
-            ep_id, path = hdr.episode_id, hdr.path
-            with EpisodeReader(path) as reader:
-                ep = reader.low_dim()
-                state = _select(ep.state, ep.state_names, spec.state_joints, "observation/state", ep_id)
-                action = _select(ep.action, ep.action_names, spec.action_joints, "action", ep_id)
-                loco = np.ascontiguousarray(ep.locomotion_command, dtype=np.float32) if has_loco else None
-                frames = {cam: reader.iter_frames(cam) for cam in spec.cameras}
-                for k in range(ep.num_frames):
-                    frame: dict[str, Any] = {STATE_KEY: state[k], ACTION_KEY: action[k], "task": ep.task}
-                    if loco is not None:
-                        frame[LOCO_KEY] = loco[k]
-                    for cam, it in frames.items():
-                        frame[IMAGE_KEY_PREFIX + cam] = next(it)
-                    dataset.add_frame(frame)
-            # Sequential encoding: LeRobot's parallel path forks a process pool per episode, which
-            # buys nothing for small frames on 2 cores and is fragile inside threaded hosts.
-            dataset.save_episode(parallel_encoding=False)
+        # Frames go from the HDF5 straight into LeRobot's encoder settings, several episodes and
+        # cameras at a time; LeRobot's writer saves each episode in order (lerobot_writer.py).
+        cameras = {IMAGE_KEY_PREFIX + cam: cam for cam in spec.cameras}
+        for ep_index, item in write_episodes(dataset, [reader_of(h) for h in headers], cameras, workers=workers,
+                                             new_file_at=len(train_ids) if held_ids and train_ids else None):
+            ep, path = item.source, headers[ep_index].path
+            ep_id = ep.episode_id
             total_frames += ep.num_frames
-            q = qa.get(ep_id, EpisodeQA())
-            outcome = hdr.outcome or {}
-            rows.append({
-                "episode_index": ep_index, "episode_id": ep_id, "robot_id": ep.robot_id,
-                "capture_day": ep.capture_day, "task": ep.task,
-                "split": "heldout" if ep_id in held_set else "train", "num_frames": ep.num_frames,
-                "start_time_ns": int(ep.start_time_ns),
-                "hdf5_key": (hdf5_keys or {}).get(str(path))
-                or f"{episodes_prefix(ep.capture_day, ep.robot_id)}/{Path(path).name}",
-                "hdf5_sha256": sha256_file(path),
-                "source_key": str(ep.attrs.get("source_key", "")),
-                "source_sha256": str(ep.attrs.get("source_sha256", "")),
-                "qa_status": q.status, "quality_score": q.quality_score, "qa_note": q.note,
-                "success": outcome.get("success"), "min_distance_m": outcome.get("min_distance_m"),
-            })
+            rows.append(_episode_row(ep_index, ep, path, held_set, hdf5_keys, qa.get(ep_id, EpisodeQA()),
+                                     headers[ep_index].outcome))
             say(f"episode {ep_index + 1}/{len(headers)} {ep_id}: {ep.num_frames} frames")
-            del ep, state, action, loco
         dataset.finalize()
     except BaseException:
         if dataset is not None:
@@ -479,7 +495,8 @@ def build_lerobot_dataset(
         "hvla/episode_id": r["episode_id"], "hvla/split": r["split"], "hvla/qa_status": r["qa_status"],
         "hvla/quality_score": r["quality_score"], "hvla/success": r["success"],
         "hvla/min_distance_m": r["min_distance_m"]} for r in rows})
-    write_hvla_episodes(out_root, rows)
+    cameras = _camera_sources_of(list(spec.cameras), [h.cameras for h in headers])
+    write_hvla_episodes(out_root, rows, build_metadata(spec, cameras))
     info = json.loads((out_root / "meta" / "info.json").read_text())
     if info["total_episodes"] != n or info["total_frames"] != total_frames:
         raise RuntimeError(f"LeRobot wrote {info['total_episodes']} episodes / {info['total_frames']} frames, "
@@ -490,7 +507,7 @@ def build_lerobot_dataset(
         features=info["features"], fps=int(info["fps"]),
         train_episode_indices=list(range(k)), heldout_episode_indices=list(range(k, n)),
         video_codec=spec.video_codec, splits=splits,
-        cameras=_camera_sources_of(list(spec.cameras), [h.cameras for h in headers]),
+        cameras=cameras,
         profile=profile.key, robot_type=spec.robot_type,
     )
     (out_root / "README.md").write_text(dataset_card(spec, result, rows, rights))
@@ -609,7 +626,7 @@ _HVLA_EPISODES_SCHEMA = pa.schema([
 ])
 
 
-def write_hvla_episodes(root: Path, rows: list[dict[str, Any]]) -> Path:
+def write_hvla_episodes(root: Path, rows: list[dict[str, Any]], metadata: Mapping[str, str] | None = None) -> Path:
     """Write :data:`HVLA_EPISODES_PATH` under ``root``, one row per episode in ``episode_index``
     order. Columns: ``episode_index`` int64, ``episode_id``, ``robot_id``, ``capture_day``, ``task``,
     ``split`` ("train"/"heldout"), ``num_frames`` int64, ``start_time_ns`` int64 (ROS time of frame 0,
@@ -617,11 +634,38 @@ def write_hvla_episodes(root: Path, rows: list[dict[str, Any]]) -> Path:
     ``hdf5_sha256``, ``source_key`` (lake key of the raw MCAP), ``source_sha256``, ``qa_status``
     (:data:`~hvla_platform.lib.core.tables.QA_STATUSES`), ``quality_score`` float64 in [0, 1],
     ``qa_note``, ``success`` bool and ``min_distance_m`` float64 (metres; the recording's outcome).
-    Nulls mean unknown. Keys are relative to the lake root: no local path is written."""
+    Nulls mean unknown. Keys are relative to the lake root: no local path is written.
+
+    ``metadata`` goes into the file's schema metadata (:func:`read_hvla_metadata`): how the release
+    was written, what a later version needs to reuse it (:data:`HVLA_BUILD_METADATA`)."""
     path = Path(root) / HVLA_EPISODES_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=_HVLA_EPISODES_SCHEMA), path)
+    schema = _HVLA_EPISODES_SCHEMA.with_metadata({k.encode(): v.encode() for k, v in (metadata or {}).items()})
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return path
+
+
+#: Schema-metadata keys of :data:`HVLA_EPISODES_PATH`: ``hvla/image_stats_frames`` (frames per
+#: episode and camera the image statistics were computed on), ``hvla/video_codec`` (the spec's
+#: ``video_codec``), ``hvla/cameras`` (JSON list of :class:`CameraSource` fields over the release).
+HVLA_BUILD_METADATA = ("hvla/image_stats_frames", "hvla/video_codec", "hvla/cameras")
+
+
+def build_metadata(spec: ReleaseSpec, cameras: list[CameraSource]) -> dict[str, str]:
+    """The :data:`HVLA_BUILD_METADATA` of a release written now with ``spec``."""
+    return {"hvla/image_stats_frames": str(IMAGE_STATS_FRAMES), "hvla/video_codec": spec.video_codec,
+            "hvla/cameras": json.dumps([vars(c) for c in cameras], sort_keys=True)}
+
+
+def read_hvla_metadata(root: Path) -> dict[str, str]:
+    """The schema metadata of :data:`HVLA_EPISODES_PATH` (``{}`` for a release written before it
+    was recorded).
+
+    Raises:
+        FileNotFoundError: the dataset has no hvla episode mapping.
+    """
+    md = pq.read_schema(Path(root) / HVLA_EPISODES_PATH).metadata or {}
+    return {k.decode(): v.decode() for k, v in md.items() if k.decode().startswith("hvla/")}
 
 
 def read_hvla_episodes(root: Path) -> list[dict[str, Any]]:
@@ -768,6 +812,12 @@ def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[
         ("- `meta/stats.json` (the normalisation statistics LeRobot loads) is aggregated from the train "
          "episodes' per-episode statistics only; its `count` is the number of train frames." if k else
          "- No `meta/stats.json`: statistics are computed from train episodes only, and there are none."),
+        (f"- Image statistics (`{IMAGE_KEY_PREFIX}*` in `meta/stats.json` and per episode in `meta/episodes`) "
+         f"are computed on a sample: LeRobot's `get_feature_stats` over up to {IMAGE_STATS_FRAMES} evenly spaced "
+         "frames per episode and camera (LeRobot's `sample_indices` spacing; each frame downsampled like LeRobot's "
+         "`auto_downsample_height_width`), scaled to [0, 1]; their `count` is the number of sampled frames. "
+         "(LeRobot's own writer samples max(100, T^0.75) frames per episode.) State and action statistics use "
+         "every frame."),
         (f"- `lerobot-train` reads every episode unless told otherwise: train on the train split with "
          f"`--dataset.episodes='{_episodes_arg(result.train_episode_indices)}'`." if k else
          "- Nothing here is for training (`lerobot-train` would train on held-out data)."),

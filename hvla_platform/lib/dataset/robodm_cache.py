@@ -1,4 +1,5 @@
-"""Robo-DM ``.vla`` training cache built from a LeRobot v3.0 release, with its manifest and checks.
+"""Robo-DM ``.vla`` training cache built from a release's **source frames** (the HDF5 episodes the
+release was written from), with its manifest and checks.
 
 Layout (seed 002, "robodm-cache")::
 
@@ -8,66 +9,92 @@ Layout (seed 002, "robodm-cache")::
 Feature names inside every ``.vla`` (training code depends on these exact names):
 
 =================================  ===============  =========================================
-feature                            per-step value   source (LeRobot)
+feature                            per-step value   source
 =================================  ===============  =========================================
-``observation/state``              (D,) float32     ``observation.state``
-``action``                         (A,) float32     ``action``
-``observation/locomotion_command`` (4,) float32     ``observation.locomotion_command`` (only
-                                                    when the release has it: robot profiles
-                                                    with locomotion)
-``observation/images/<camera>``    (H, W, 3) uint8  ``observation.images.<camera>`` (decoded,
-                                                    at the release's size, e.g. 480 × 640)
+``observation/state``              (D,) float32     the release's ``observation.state`` (Parquet)
+``action``                         (A,) float32     the release's ``action`` (Parquet)
+``observation/locomotion_command`` (4,) float32     the release's ``observation.locomotion_command``
+                                                    (only when the release has it)
+``observation/images/<camera>``    (H, W, 3) uint8  the camera's frames **decoded from the episode
+                                                    HDF5** (format 3: the recording's JPEG/PNG
+                                                    bytes; :class:`~hvla_platform.lib.formats.episode_h5.EpisodeReader`)
 =================================  ===============  =========================================
 
-**Bounded memory.** Images are decoded a few frames at a time per camera (:func:`decode_batch`:
-:data:`DECODE_BATCH` small frames, fewer large ones) and added
-to the ``.vla`` step by step (robodm writes each value to its container as it is added), so the
-builder does not hold an episode's images: its memory does not grow with episode length.
-:func:`roundtrip_check` reads the sampled ``.vla`` with robodm's own loader (whole episode).
+**Source frames, not the release's MP4s.** The release's ``meta/hvla_episodes.parquet`` names, per
+``episode_index``, the lake key and sha256 of the HDF5 the episode was written from
+(``hdf5_key``, ``hdf5_sha256``; the release manifest's inputs name the same keys and hashes). The
+builder gets those files (``hdf5_files``: lake key → local path), checks each one's sha256 against
+the release's record and decodes its frames one at a time
+(:meth:`~hvla_platform.lib.formats.episode_h5.EpisodeReader.iter_frames`: a repeated source frame
+is decoded once). No MP4 of the release is opened, so the cache adds one encoding generation to
+the source frames (like the release itself), not a second one on top of the release's H.264. The
+low-dimensional features are the release's own Parquet values (exact, so training sees the
+release's numbers); frame ``k`` of the HDF5 is frame ``k`` of the release's episode (the release
+writer feeds ``iter_frames`` in order, and the lengths are checked).
+
+**Bounded memory.** One decoded frame per camera at a time is added to the ``.vla`` (robodm writes
+each value to its container as it is added, then transcodes the container packet by packet on
+close), so the builder's memory does not grow with episode length or episode count.
 
 Each step is added with ``timestamp = round(LeRobot timestamp [s] * 1000)`` ms. Low-dimensional
 features are stored by robodm as pickled ``rawvideo`` packets (exact); images are encoded with the
 configured codec.
 
-**Codec findings (robodm 0.1.0, PyAV 15).** robodm decides per image stream whether the configured
-codec can be used with ``CodecConfig.is_codec_config_supported``, which opens a test
+**Codec: libx264 (CRF 23, preset medium, zerolatency, 1 thread), chosen by measurement.** robodm
+0.1.0 accepts ``rawvideo``, ``libx264``, ``libx265``, ``libaom-av1``, ``ffv1`` (plus ``auto``), and
+converts RGB to yuv420p before encoding with any of them (only ``rawvideo`` is bit-exact).
+Measured on the demo release (8 episodes, 720 frames, 2 cameras 96 × 128; release 0.95 MB of
+which MP4 0.70 MB), images only (the low-dimensional streams add ~0.3 MB to every variant), mean
+|diff| against the HDF5's decoded frames in uint8 units:
+
+===========================  ==========  ==========  ====================  ==============
+codec                        images      build       robodm load           vs source mean
+===========================  ==========  ==========  ====================  ==============
+libx264 CRF 23 (B-frames)    0.50 MB     2.6 s       1,605 frames/s        2.8
+libx264 CRF 23 zerolatency   ~0.75 MB    —           —                     2.3–2.8
+libx264 CRF 30               0.31 MB     2.1 s       1,297 frames/s        3.9
+ffv1                         9.40 MB     2.3 s       646 frames/s          1.4
+libaom-av1                   1.01 MB     209 s       830 frames/s          2.9
+rawvideo                     ~50 MB      —           —                     0
+===========================  ==========  ==========  ====================  ==============
+
+The whole cache (images + low-dimensional streams) with the default is **1.12 × the release's
+bytes** (1.06 vs 0.95 MB; ffv1, the previous default: 9–10 ×); :class:`RoboDMCacheResult` and
+the published manifest state the ratio of every build (``bytes_ratio``). Why ``zerolatency``:
+robodm stamps every packet the encoder returns with the timestamp of the frame just fed, and the
+packets it flushes on close with the *wall-clock* time since the trajectory was opened, so an
+encoder that delays frames (B-frames, lookahead) gives wrong packet timestamps and a segment
+duration that differs between two builds of the same frames (measured: same packets, different
+bytes); with zerolatency every packet carries its own frame's timestamp and the bytes are
+reproducible, for ~50 % more image bytes than with B-frames. Its loss is of the same order as
+the release's own H.264 (CRF 30, GOP 2). Training does not decode the cache per step: it decodes
+each frame once into a local frame store (:mod:`hvla_platform.lib.training.frame_store`). What
+training sees differs from the release by at most :data:`DEFAULT_IMAGE_ATOL` (mean |diff|
+against LeRobot's decoded frames, :func:`roundtrip_check`; measured 3.1–4.0 on the demo) and from
+the source by at most :data:`DEFAULT_SOURCE_ATOL` (:func:`source_check`; measured 2.3–2.8); both
+are checked on a sampled episode of every build. ``ffv1`` stays available
+(``video_codec="ffv1"``) where a near-lossless cache matters more than its size.
+
+**Codec probe fix (robodm 0.1.0, PyAV 15).** robodm decides per image stream whether the
+configured codec can be used with ``CodecConfig.is_codec_config_supported``, which opens a test
 ``av.CodecContext`` and then calls ``cc.close()``. PyAV 14 removed ``CodecContext.close()``, so
 the probe raises ``AttributeError``, its ``except Exception`` returns ``False`` and robodm logs a
-warning and **writes every image stream as pickled rawvideo** (exact, but ~10x the size of ffv1
-and ~50x of libx264 on our frames). :func:`robodm_codec_probe_fix` replaces that one static
-method, only while we write and only if the original probe is broken in this environment, with the
-same probe minus the ``close()`` call (the context is released by garbage collection). Whatever
-happens, :func:`build_robodm_cache` reads the written codecs back with PyAV
-(:func:`written_video_codecs`) and raises :class:`RoboDMCodecError` if an image stream does not use
-the configured codec -- no silent fallback.
-
-Codecs robodm 0.1.0 accepts: ``rawvideo``, ``libx264``, ``libx265``, ``libaom-av1``, ``ffv1``
-(plus ``auto``). robodm always converts RGB to **yuv420p** before encoding with any of them, so
-even ``ffv1`` (lossless on its yuv420p input) loses chroma detail relative to the RGB frames;
-only ``rawvideo`` is bit-exact. Default: ``ffv1`` -- intra-only (every frame independently
-decodable, no B-frame reordering with robodm's overwritten packet timestamps) and lossless after
-the colour conversion, so the cache adds no second lossy generation on top of the release's
-H.264. Measured on 20 episodes x 200 frames, 2 cameras 96x128 (release MP4s: 1.6 MB), 2 cores:
-
-=========  ==========  =========  ==================  ====================================
-codec      cache size  build      load all (.load)    vs LeRobot frames (mean / max |diff|)
-=========  ==========  =========  ==================  ====================================
-ffv1       29.1 MB     26.8 s     4.1 s               1.2 / 25 (uint8 units)
-libx264    3.7 MB      16.7 s     1.4 s               1.9 / 90
-rawvideo   299 MB      5.3 s      0.4 s               0 / 0
-=========  ==========  =========  ==================  ====================================
-
-Choose ``libx264`` if cache size or load speed matter more than the extra generation loss.
+warning and **writes every image stream as pickled rawvideo**. :func:`robodm_codec_probe_fix`
+replaces that one static method, only while we write and only if the original probe is broken in
+this environment, with the same probe minus the ``close()`` call. Whatever happens,
+:func:`build_robodm_cache` reads the written codecs back with PyAV (:func:`written_video_codecs`)
+and raises :class:`RoboDMCodecError` if an image stream does not use the configured codec -- no
+silent fallback.
 
 **Reproducible bytes.** FFmpeg's Matroska muxer gives every file a random segment UID and random
 track UIDs, so two builds of the same cache differed in ~100 bytes per ``.vla``. robodm opens its
 containers with ``av.open(path, mode="w", format="matroska")`` and no options;
 :func:`robodm_bitexact_muxing` makes robodm's ``av.open`` add ``fflags=+bitexact`` for writing
 (FFmpeg's reproducible-output flag: deterministic UIDs, no library version string), only while we
-write. The encoded packets are unchanged (ffv1, libx264 and pickled rawvideo are deterministic for
-the same frames). ``manifest.parquet``'s ``created_at`` is content-derived, not the build time
-(:func:`data_created_at`: when the newest episode's recording ended), so two builds of the same
-release are byte-identical.
+write. The encoded packets are deterministic for the same frames (libx264 with a fixed thread
+count, ffv1, pickled rawvideo). ``manifest.parquet``'s ``created_at`` is content-derived, not the
+build time (:func:`data_created_at`: when the newest episode's recording ended), so two builds of
+the same release are byte-identical.
 """
 
 from __future__ import annotations
@@ -89,31 +116,38 @@ import pyarrow.parquet as pq
 
 from hvla_platform.lib.core import features
 from hvla_platform.lib.core.compat import import_lerobot_dataset, import_robodm
+from hvla_platform.lib.core.lake import sha256_file
 from hvla_platform.lib.core.tables import TableError
+from hvla_platform.lib.formats.episode_h5 import EpisodeReader
 from hvla_platform.lib.formats.robodm_manifest import read_cache_manifest, write_cache_manifest
 from hvla_platform.lib.dataset.lerobot_release import read_hvla_episodes
 
-DEFAULT_VIDEO_CODEC = "ffv1"
+DEFAULT_VIDEO_CODEC = "libx264"
 #: Codecs robodm 0.1.0's ``CodecConfig`` accepts for image streams.
 ROBODM_CODECS = ("rawvideo", "libx264", "libx265", "libaom-av1", "ffv1")
+#: Encoder options per codec given to robodm's ``Trajectory(codec_options=...)``: for libx264
+#: robodm's own quality (CRF 23, preset medium) with ``tune=zerolatency`` (no B-frames, no
+#: lookahead: every frame comes out of the encoder when it goes in, see the module docstring) and
+#: ``threads=1`` (the bytes do not depend on the machine's core count). Codecs not listed get
+#: robodm's defaults.
+CODEC_OPTIONS: dict[str, dict[str, str]] = {
+    "libx264": {"crf": "23", "preset": "medium", "tune": "zerolatency", "threads": "1"},
+}
 #: Default image tolerance for :func:`roundtrip_check`: max mean |diff| in uint8 units between the
-#: .vla images and LeRobot's decoded frames. The LeRobot frames are already yuv420p-decoded; robodm
-#: converts them RGB -> yuv420p again (chroma re-subsampling, rounding) and ffv1 is lossless after
-#: that, so a mean error of a few units is the conversion alone; 4.0 is ~1.5 % of full scale and
-#: fails clearly for wrong frames, misordered frames or wrong colour channels (tens of units).
-DEFAULT_IMAGE_ATOL = 4.0
-#: Timestamp tolerance when matching LeRobot frames in the video files, s (LeRobot's default).
-VIDEO_TOLERANCE_S = 1e-4
+#: .vla images and the release's frames as LeRobot decodes them. Both are one lossy generation
+#: from the same source frames (the release: H.264 CRF 30, GOP 2; the cache: H.264 CRF 23), so
+#: they differ by the two codecs' losses: measured 2.0–3.3 on the demo's rendered frames and ~4–5 on
+#: the tests' synthetic textured frames at 48 × 64; 6.0 (~2.4 % of full scale) fails clearly for
+#: wrong, misordered or colour-swapped frames (tens of units).
+DEFAULT_IMAGE_ATOL = 6.0
+#: Default tolerance for :func:`source_check`: max mean |diff| (uint8 units) between the .vla
+#: images and the HDF5's decoded source frames (the cache's own encoding loss: yuv420p + CRF 23;
+#: measured 2.8 on the demo release, ~3–4 on the tests' textured frames).
+DEFAULT_SOURCE_ATOL = 5.0
 STATE, ACTION, LOCO = features.VLA_STATE, features.VLA_ACTION, features.VLA_LOCOMOTION_COMMAND
 IMAGE_PREFIX = features.VLA_IMAGE_PREFIX
 LEROBOT_KEYS = features.VLA_TO_LEROBOT
 LEROBOT_IMAGE_PREFIX = features.IMAGE_PREFIX
-#: Most frames decoded at a time per camera (LeRobot's ``decode_video_frames`` batch).
-DECODE_BATCH = 64
-#: Bytes of decoded uint8 frames one camera's batch may hold (:func:`decode_batch`): 64 frames of
-#: 96 × 128, 17 of 480 × 640 (a 480p batch of 64 took the builder's peak RSS from ~1.2 to ~2.2 GB
-#: with three cameras, for no speed gain).
-DECODE_BATCH_BYTES = 16 << 20
 
 
 _PATCH_LOCK = threading.RLock()
@@ -139,6 +173,12 @@ class RoboDMCacheResult:
         bytes: total size of the .vla files.
         manifest_path: ``out_dir/manifest.parquet``.
         probe_fix_applied: whether :func:`robodm_codec_probe_fix` had to patch robodm.
+        frames: frames (steps) written over all episodes.
+        release_bytes: total size of the release's files (every file under its root: Parquet,
+            MP4, metadata, card), bytes.
+        bytes_ratio: ``bytes / release_bytes`` (how much larger the cache is than the release).
+        sources: ``{vla file name: {"hdf5_key", "hdf5_sha256"}}``: the HDF5 each file was built from.
+        extra: free-form.
     """
 
     out_dir: Path
@@ -149,6 +189,9 @@ class RoboDMCacheResult:
     manifest_path: Path | None = None
     probe_fix_applied: bool = False
     frames: int = 0
+    release_bytes: int = 0
+    bytes_ratio: float = 0.0
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -324,68 +367,9 @@ def _read_frames(root: Path, low_dim: list[str]) -> dict[int, dict[str, np.ndarr
     return out
 
 
-def decode_batch(height: int, width: int) -> int:
-    """Frames of ``height`` × ``width`` RGB decoded at a time per camera: :data:`DECODE_BATCH`, fewer
-    for large frames so that a batch holds at most :data:`DECODE_BATCH_BYTES` (at least 1)."""
-    return max(1, min(DECODE_BATCH, DECODE_BATCH_BYTES // max(1, int(height) * int(width) * 3)))
-
-
-def iter_episode_frames(
-    root: Path, info: Mapping[str, Any], ep_meta: Mapping[str, Any], video_key: str, timestamps: np.ndarray,
-    *, video_backend: str = "torchcodec", batch: int = DECODE_BATCH,
-) -> Iterator[np.ndarray]:
-    """Decode one camera of one episode with LeRobot's ``decode_video_frames``, ``batch`` frames at
-    a time (bounded memory whatever the episode's length).
-
-    Respects the v3.0 layout: the episode lives in ``videos/<key>/chunk-<c>/file-<f>.mp4`` starting
-    at ``from_timestamp``; frame k is looked up at ``from_timestamp + timestamp[k]`` within
-    :data:`VIDEO_TOLERANCE_S`.
-
-    Yields:
-        (b, H, W, 3) uint8 RGB for frames ``i .. i+b-1`` (b = ``batch``, fewer at the end; LeRobot's
-        float frames ``u8 / 255`` mapped back exactly).
-
-    Raises:
-        lerobot's ``FrameTimestampError`` if a frame is not found within the tolerance.
-    """
-    import_lerobot_dataset()
-    from lerobot.datasets.video_utils import decode_video_frames
-
-    rel = info["video_path"].format(video_key=video_key,
-                                    chunk_index=int(ep_meta[f"videos/{video_key}/chunk_index"]),
-                                    file_index=int(ep_meta[f"videos/{video_key}/file_index"]))
-    path = root / rel
-    start = float(ep_meta[f"videos/{video_key}/from_timestamp"])
-    ts = [start + float(t) for t in np.asarray(timestamps, dtype=np.float64)]
-    for i in range(0, len(ts), batch):
-        frames = decode_video_frames(path, ts[i:i + batch], VIDEO_TOLERANCE_S, video_backend)
-        yield (frames.permute(0, 2, 3, 1).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
-
-
-def decode_episode_frames(
-    root: Path, info: Mapping[str, Any], ep_meta: Mapping[str, Any], video_key: str, timestamps: np.ndarray,
-    *, video_backend: str = "torchcodec",
-) -> np.ndarray:
-    """All frames of one camera of one episode (:func:`iter_episode_frames` concatenated): memory
-    grows with the episode; the cache builder streams instead.
-
-    Returns:
-        (T, H, W, 3) uint8 RGB.
-
-    Raises:
-        lerobot's ``FrameTimestampError`` if a frame is not found within the tolerance.
-    """
-    out = list(iter_episode_frames(root, info, ep_meta, video_key, timestamps, video_backend=video_backend))
-    return np.concatenate(out, axis=0) if out else np.zeros((0,), np.uint8)
-
-
 # ---------------------------------------------------------------------------------------------
 # Building the cache
 # ---------------------------------------------------------------------------------------------
-
-def _episode_meta_from_release(root: Path) -> list[dict[str, Any]]:
-    return read_hvla_episodes(root)
-
 
 def data_created_at(episodes: list[Mapping[str, Any]], *, fps: float) -> str:
     """When the newest episode's recording ended, as ISO 8601 UTC with seconds: the largest
@@ -406,25 +390,67 @@ def data_created_at(episodes: list[Mapping[str, Any]], *, fps: float) -> str:
     return dt.datetime.fromtimestamp(end_ns // 1_000_000_000, tz=dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def tree_bytes(root: str | os.PathLike[str]) -> int:
+    """Total size in bytes of every file under ``root`` (hard links counted once per path)."""
+    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
+
+
+def local_hdf5_files(lerobot_root: Path, paths: list[str | os.PathLike[str]]) -> dict[str, Path]:
+    """Map the release's ``hdf5_key`` of every episode to one of the local files ``paths``, matched by
+    sha256 (the release records each episode's ``hdf5_sha256`` in ``meta/hvla_episodes.parquet``).
+    For callers that hold the HDF5 files the release was built from but not their lake keys.
+
+    Raises:
+        RoboDMCacheError: an episode's HDF5 is not among ``paths``.
+    """
+    by_sha = {sha256_file(p): Path(p) for p in paths}
+    out: dict[str, Path] = {}
+    missing = []
+    for r in read_hvla_episodes(Path(lerobot_root)):
+        p = by_sha.get(str(r.get("hdf5_sha256") or ""))
+        if p is None:
+            missing.append(r["episode_id"])
+        else:
+            out[str(r["hdf5_key"])] = p
+    if missing:
+        raise RoboDMCacheError(f"no local HDF5 file matches the sha256 the release records for episode(s) {missing}")
+    return out
+
+
+def _episode_source(row: Mapping[str, Any], hdf5_files: Mapping[str, str | os.PathLike[str]]) -> Path:
+    """The local HDF5 of one ``meta/hvla_episodes.parquet`` row, its sha256 checked."""
+    key = str(row.get("hdf5_key") or "")
+    if key not in hdf5_files:
+        raise RoboDMCacheError(f"episode {row['episode_index']} ({row.get('episode_id')}): no local file for its "
+                               f"HDF5 {key!r} (hdf5_files has {len(hdf5_files)} key(s))")
+    path = Path(hdf5_files[key])
+    want = row.get("hdf5_sha256")
+    if want and sha256_file(path) != want:
+        raise RoboDMCacheError(f"episode {row['episode_index']}: {path} is not the HDF5 the release was built from "
+                               f"(sha256 differs from {key}'s {str(want)[:12]}…)")
+    return path
+
+
 def build_robodm_cache(
     lerobot_root: Path,
     repo_id: str,
     out_dir: Path,
     *,
     release: str,
+    hdf5_files: Mapping[str, str | os.PathLike[str]],
     video_codec: str = DEFAULT_VIDEO_CODEC,
+    codec_options: Mapping[str, str] | None = None,
     episode_meta: list[dict[str, Any]] | None = None,
     converter_version: str,
     created_at: str | None = None,
-    video_backend: str = "torchcodec",
 ) -> RoboDMCacheResult:
-    """Convert every episode of a LeRobot v3.0 dataset into ``out_dir/episode_<NNNNNN>.vla``.
+    """Convert every episode of a release into ``out_dir/episode_<NNNNNN>.vla`` from its source HDF5.
 
     Low-dimensional columns (:func:`low_dim_features`: the locomotion command only when the
-    release has it) are read column-wise from ``data/**/*.parquet``; images are decoded
-    :func:`decode_batch` frames at a time per camera (:func:`iter_episode_frames`) and added as they
-    are decoded, so an episode's images are never all in memory. Each .vla is written with
-    ``robodm.Trajectory(path, mode="w", video_codec=video_codec, time_unit="ms",
+    release has it) are read column-wise from the release's ``data/**/*.parquet``; images are
+    decoded from the episode's HDF5 one frame at a time (module docstring: "Source frames") and
+    added as they are decoded. The release's MP4s are never opened. Each .vla is written with
+    ``robodm.Trajectory(path, mode="w", video_codec=video_codec, codec_options=..., time_unit="ms",
     enforce_monotonic=False)`` (robodm's monotonic enforcement is per trajectory, not per feature:
     it would shift the 2nd..nth feature of a step by +1 ms each), muxed reproducibly
     (:func:`robodm_bitexact_muxing`). Then ``manifest.parquet``, whose QA status, quality score
@@ -432,11 +458,15 @@ def build_robodm_cache(
     ``meta/hvla_episodes.parquet``, which the release build fills from QA and the recordings).
 
     Args:
-        lerobot_root: LeRobot dataset root.
+        lerobot_root: the release's LeRobot dataset root (its Parquet and metadata are read).
         repo_id: its repo id (manifest ``source_repo_id``).
         out_dir: cache directory; must not exist or be empty.
         release: release name/version (manifest ``source_dataset_version``).
+        hdf5_files: lake key (``hdf5_key`` of ``meta/hvla_episodes.parquet``) → local path of every
+            episode's HDF5 (:func:`local_hdf5_files` builds it from a list of files); each file's
+            sha256 must equal the release's ``hdf5_sha256``.
         video_codec: robodm image codec, one of :data:`ROBODM_CODECS`.
+        codec_options: encoder options (default :data:`CODEC_OPTIONS` of the codec).
         episode_meta: dicts with ``episode_index``, ``episode_id``, ``robot_id``, ``split`` and
             optionally ``task``, ``qa_status`` (default ``unchecked``), ``quality_score``,
             ``success``, ``min_distance_m`` (default null), one per LeRobot episode; default: the
@@ -445,16 +475,16 @@ def build_robodm_cache(
         created_at: the manifest's ``created_at`` (ISO 8601 UTC); default :func:`data_created_at`
             of the episodes (content-derived, so a rebuild gives the same bytes). Never pass the
             current time.
-        video_backend: LeRobot decoding backend.
 
     Returns:
-        :class:`RoboDMCacheResult`.
+        :class:`RoboDMCacheResult` (with ``bytes_ratio``: cache bytes / release bytes).
 
     Raises:
         ValueError: unknown ``video_codec``.
-        RoboDMCacheError: ``out_dir`` not empty, metadata missing or inconsistent, frame count of a
-            decoded camera differs from the episode length, no ``created_at`` given and an episode
-            has no ``start_time_ns`` to derive it from.
+        RoboDMCacheError: ``out_dir`` not empty, metadata missing or inconsistent, an episode's HDF5
+            missing from ``hdf5_files`` or not the one the release was built from (sha256), its
+            frame count or a camera's size differs from the release's, no ``created_at`` given and
+            an episode has no ``start_time_ns`` to derive it from.
         RoboDMCodecError: an image stream was written with another codec than ``video_codec``
             (e.g. robodm's silent rawvideo fallback).
     """
@@ -465,17 +495,23 @@ def build_robodm_cache(
         raise RoboDMCacheError(f"{out_dir} is not empty")
     out_dir.mkdir(parents=True, exist_ok=True)
     robodm = import_robodm()
+    opts = dict(CODEC_OPTIONS.get(video_codec, {}) if codec_options is None else codec_options)
     info = json.loads((root / "meta" / "info.json").read_text())
     video_keys = [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
+    cameras = {vk: vk[len(LEROBOT_IMAGE_PREFIX):] for vk in video_keys}
     low_keys = low_dim_features(info)
     lr_eps = _read_episodes_meta(root)
     frames = _read_frames(root, list(low_keys.values()))
     tasks_by_index = {r["episode_index"]: (r.get("tasks") or [""])[0] for r in lr_eps}
-    metas = episode_meta if episode_meta is not None else _episode_meta_from_release(root)
+    sources = {int(r["episode_index"]): r for r in read_hvla_episodes(root)}
+    metas = episode_meta if episode_meta is not None else list(sources.values())
     by_index = {int(m["episode_index"]): dict(m) for m in metas}
     lr_indices = [int(r["episode_index"]) for r in lr_eps]
     if sorted(by_index) != lr_indices:
         raise RoboDMCacheError(f"episode_meta covers episode indices {sorted(by_index)}, "
+                               f"the dataset has {lr_indices}")
+    if sorted(sources) != lr_indices:
+        raise RoboDMCacheError(f"meta/hvla_episodes.parquet covers episode indices {sorted(sources)}, "
                                f"the dataset has {lr_indices}")
     expected_codec = codec_stream_name(video_codec)
     if created_at is None:
@@ -483,6 +519,7 @@ def build_robodm_cache(
                                      fps=float(info["fps"]))
     files: list[Path] = []
     codecs: dict[str, dict[str, str]] = {}
+    used: dict[str, dict[str, str]] = {}
     rows: list[dict[str, Any]] = []
     total_frames = 0
     with robodm_codec_probe_fix() as fixed, robodm_bitexact_muxing():
@@ -492,74 +529,141 @@ def build_robodm_cache(
             if cols is None or len(cols["frame_index"]) != int(ep["length"]):
                 raise RoboDMCacheError(f"episode {idx}: {0 if cols is None else len(cols['frame_index'])} "
                                        f"frame rows, meta/episodes says {ep['length']}")
-            ts = cols["timestamp"].astype(np.float64)
-            ts_ms = np.rint(ts * 1000.0).astype(np.int64)
+            ts_ms = np.rint(cols["timestamp"].astype(np.float64) * 1000.0).astype(np.int64)
             if np.any(np.diff(ts_ms) <= 0):
                 raise RoboDMCacheError(f"episode {idx}: timestamps are not strictly increasing in ms")
-            image_names = {vk: IMAGE_PREFIX + vk[len(LEROBOT_IMAGE_PREFIX):] for vk in video_keys}
-            batch_len = min([decode_batch(*info["features"][vk]["shape"][:2]) for vk in video_keys],
-                            default=DECODE_BATCH)
-            decoders = {vk: iter_episode_frames(root, info, ep, vk, ts, video_backend=video_backend, batch=batch_len)
-                        for vk in video_keys}
+            h5_path = _episode_source(sources[idx], hdf5_files)
             low = {name: np.ascontiguousarray(cols[col], dtype=np.float32) for name, col in low_keys.items()}
             path = out_dir / vla_name(idx)
-            traj = robodm.Trajectory(str(path), mode="w", video_codec=video_codec, time_unit="ms",
-                                     enforce_monotonic=False)
-            try:
-                # a batch of frames of every camera at a time, added step by step: the episode's
-                # images are never all in memory
-                for start in range(0, len(ts), batch_len):
-                    stop = min(start + batch_len, len(ts))
-                    batch = {}
-                    for vk, frames_it in decoders.items():
-                        imgs = next(frames_it, None)
-                        got = 0 if imgs is None else int(imgs.shape[0])
-                        if got != stop - start:
-                            raise RoboDMCacheError(f"episode {idx} {vk}: decoded {start + got} frames, "
-                                                   f"expected {len(ts)}")
-                        batch[vk] = imgs
-                    for k in range(start, stop):
+            with EpisodeReader(h5_path) as reader:
+                _check_source(reader, info, cameras, len(ts_ms), idx)
+                streams = {IMAGE_PREFIX + cam: reader.iter_frames(cam) for cam in cameras.values()}
+                traj = robodm.Trajectory(str(path), mode="w", video_codec=video_codec, codec_options=opts,
+                                         time_unit="ms", enforce_monotonic=False)
+                try:
+                    for k in range(len(ts_ms)):  # one decoded frame per camera at a time
                         t = int(ts_ms[k])
                         for name, arr in low.items():
                             traj.add(name, arr[k], timestamp=t, time_unit="ms")
-                        for vk, imgs in batch.items():
-                            traj.add(image_names[vk], imgs[k - start], timestamp=t, time_unit="ms")
-                    del batch
-            except BaseException:
+                        for name, it in streams.items():
+                            traj.add(name, next(it), timestamp=t, time_unit="ms")
+                except BaseException:
+                    traj.close()
+                    path.unlink(missing_ok=True)  # no half-written .vla is left behind
+                    raise
                 traj.close()
-                path.unlink(missing_ok=True)  # no half-written .vla is left behind
-                raise
-            traj.close()
-            images = dict.fromkeys(image_names.values())
             written = written_video_codecs(path)
             wrong = {n: c for n, c in written.items() if n.startswith(IMAGE_PREFIX) and c != expected_codec}
             if wrong:
                 raise RoboDMCodecError(
                     f"{path.name}: image stream(s) written as {wrong}, configured {video_codec!r} "
                     f"(stream codec {expected_codec!r}); robodm fell back -- see robodm_cache docstring")
-            missing = set(low) | set(images)
-            missing -= set(written)
+            missing = (set(low) | {IMAGE_PREFIX + c for c in cameras.values()}) - set(written)
             if missing:
                 raise RoboDMCacheError(f"{path.name}: streams {sorted(missing)} missing from the .vla")
             files.append(path)
             codecs[path.name] = written
-            total_frames += len(ts)
+            used[path.name] = {"hdf5_key": str(sources[idx]["hdf5_key"]),
+                               "hdf5_sha256": str(sources[idx].get("hdf5_sha256") or "")}
+            total_frames += len(ts_ms)
             m = by_index[idx]
-            ep_id = str(m.get("episode_id", ""))
             rows.append({
                 "vla_path": path.name, "source_repo_id": repo_id, "source_dataset_version": release,
                 "source_episode_index": idx, "source_episode_length": int(ep["length"]),
                 "task": str(m.get("task") or tasks_by_index.get(idx, "")),
                 "robot_id": str(m.get("robot_id", "")), "converter_version": converter_version,
                 "created_at": created_at, "qa_status": str(m.get("qa_status") or "unchecked"),
-                "episode_id": ep_id, "split": str(m.get("split", "")), "video_codec": video_codec,
-                "bytes": path.stat().st_size, "quality_score": m.get("quality_score"),
+                "episode_id": str(m.get("episode_id", "")), "split": str(m.get("split", "")),
+                "video_codec": video_codec, "bytes": path.stat().st_size, "quality_score": m.get("quality_score"),
                 "success": m.get("success"), "min_distance_m": m.get("min_distance_m"),
             })
     manifest_path = write_cache_manifest(out_dir, rows)
-    return RoboDMCacheResult(out_dir=out_dir, files=files, codecs=codecs, num_episodes=len(files),
-                             bytes=sum(p.stat().st_size for p in files), manifest_path=manifest_path,
-                             probe_fix_applied=fixed, frames=total_frames)
+    total = sum(p.stat().st_size for p in files)
+    release_bytes = tree_bytes(root)
+    return RoboDMCacheResult(out_dir=out_dir, files=files, codecs=codecs, num_episodes=len(files), bytes=total,
+                             manifest_path=manifest_path, probe_fix_applied=fixed, frames=total_frames,
+                             release_bytes=release_bytes, bytes_ratio=total / release_bytes if release_bytes else 0.0,
+                             sources=used, extra={"codec_options": opts})
+
+
+def _check_source(reader: EpisodeReader, info: Mapping[str, Any], cameras: Mapping[str, str], length: int,
+                  idx: int) -> None:
+    """The HDF5 has the release's frame count and every camera at the release's size, in colour."""
+    if reader.num_frames != length:
+        raise RoboDMCacheError(f"episode {idx}: {reader.path.name} has {reader.num_frames} frames, "
+                               f"the release {length}")
+    for vk, cam in cameras.items():
+        cam_info = reader.cameras.get(cam)
+        want = tuple(info["features"][vk]["shape"][:2])
+        if cam_info is None or cam_info.kind != "rgb" or (cam_info.height, cam_info.width) != want:
+            got = None if cam_info is None else (cam_info.kind, cam_info.height, cam_info.width)
+            raise RoboDMCacheError(f"episode {idx}: camera {cam!r} of {reader.path.name} is {got}, "
+                                   f"the release's {vk} is rgb {want}")
+
+
+def source_check(
+    vla_path: str | os.PathLike[str],
+    h5_path: str | os.PathLike[str],
+    *,
+    image_atol: float = DEFAULT_SOURCE_ATOL,
+) -> dict[str, Any]:
+    """Compare a .vla's images with the source frames of the HDF5 it was built from.
+
+    The .vla is read with robodm's own loader (``Trajectory(path).load(return_type="numpy")``), the
+    HDF5 frame by frame with :class:`~hvla_platform.lib.formats.episode_h5.EpisodeReader`. For each
+    ``observation/images/<camera>`` stream: the frame count must equal the HDF5's and the mean
+    |diff| over all pixels (uint8 units) must be ``<= image_atol`` (default
+    :data:`DEFAULT_SOURCE_ATOL`), and the stream must match the source frames in place at least as
+    well as shifted by one frame either way (``order_ok``: mean |diff| of ``vla[k]`` vs ``src[k]``
+    ≤ that of ``vla[k ± 1]`` vs ``src[k]``; a per-frame test is not reliable, consecutive rendered
+    frames differing by less than the codec's loss).
+
+    Returns:
+        ``{"ok": bool, "problems": [str], "image_atol", "num_frames", "images": {feature:
+        {"mean_abs_diff", "max_abs_diff", "order_ok", "shifted_mean_abs_diff"}}}``.
+
+    Raises:
+        whatever robodm, PyAV or h5py raise when a file cannot be read.
+    """
+    data = import_robodm().Trajectory(str(vla_path)).load(return_type="numpy")
+    problems: list[str] = []
+    report: dict[str, Any] = {"image_atol": float(image_atol), "images": {}}
+    with EpisodeReader(h5_path) as reader:
+        report["num_frames"] = reader.num_frames
+        names = sorted(k for k in data if k.startswith(IMAGE_PREFIX))
+        if not names:
+            problems.append("the .vla has no image streams")
+        for name in names:
+            cam = name[len(IMAGE_PREFIX):]
+            got = data[name]
+            if cam not in reader.cameras or got.shape[0] != reader.num_frames:
+                problems.append(f"{name}: {got.shape[0]} frames, the HDF5 {'has no such camera' if cam not in reader.cameras else reader.num_frames}")
+                continue
+            total, mx, count = 0.0, 0, 0
+            shifted = {-1: [0.0, 0], 1: [0.0, 0]}  # got[k - o] vs source k: the stream shifted by o
+            n = reader.num_frames
+            for k, src in enumerate(reader.iter_frames(cam)):
+                s16 = src.astype(np.int16)
+                d = np.abs(got[k].astype(np.int16) - s16)
+                total += float(d.sum(dtype=np.float64))
+                mx, count = max(mx, int(d.max())), count + int(d.size)
+                for o, acc in shifted.items():
+                    if 0 <= k - o < n:
+                        acc[0] += float(np.abs(got[k - o].astype(np.int16) - s16).sum(dtype=np.float64))
+                        acc[1] += int(d.size)
+            mean = total / count if count else 0.0
+            neighbours = [acc[0] / acc[1] for acc in shifted.values() if acc[1]]
+            order_ok = all(mean <= m for m in neighbours)
+            report["images"][name] = {"mean_abs_diff": mean, "max_abs_diff": mx, "order_ok": order_ok,
+                                      "shifted_mean_abs_diff": min(neighbours, default=None)}
+            if mean > image_atol:
+                problems.append(f"{name}: mean |diff| vs the HDF5 frames {mean:.2f} > {image_atol}")
+            if not order_ok:
+                problems.append(f"{name}: the stream matches the source frames shifted by one frame better "
+                                f"({min(neighbours):.2f}) than in place ({mean:.2f}): misordered frames")
+    report["problems"] = problems
+    report["ok"] = not problems
+    return report
 
 
 def check_cache(out_dir: Path, *, video_codec: str, expected_episode_indices: list[int]) -> list[str]:

@@ -1,5 +1,9 @@
 """Train the small action-chunk policy on a Robo-DM cache (JAX + flax + optax, orbax, MLflow).
 
+Data: the cache's ``train`` split is decoded once into a local frame store
+(:mod:`hvla_platform.lib.training.frame_store`) and minibatches are read from it by a prefetch
+thread; nothing holds the split in memory, so the process's memory does not grow with the release.
+
 Recipe (see docs/training.md):
 
 * samples: every frame ``t`` of every ``train``-split episode; input = state ``s_t`` and the camera
@@ -20,6 +24,8 @@ Recipe (see docs/training.md):
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -31,7 +37,8 @@ from pydantic import Field
 from hvla_platform.lib.core.contracts import StrictModel, validate_document
 from hvla_platform.lib.core.rights import Rights, RightsError
 from hvla_platform.lib.training import checkpoint as ckpt
-from hvla_platform.lib.training.data import load_split, read_manifest, stack_frames
+from hvla_platform.lib.training.data import read_manifest
+from hvla_platform.lib.training.frame_store import Batch, BatchPrefetcher, FrameStore, open_frame_store, uniform_batches
 from hvla_platform.lib.training.model import ChunkPolicy, ModelDims, count_params, init_params, preprocess_images
 from hvla_platform.lib.training.normalize import NormStats, check_normalization, normalize
 from hvla_platform.lib.core.tracking import TrackedRun
@@ -40,7 +47,10 @@ from hvla_platform.lib.core.keys import norm_stats_prefix
 #: The allowed use a dataset must grant for a policy to be trained on it (lib/core/rights.py).
 TRAINING_USE = "internal_training"
 _EVAL_FRAMES = 1024
-_PREPROCESS_CHUNK = 256
+#: Frames per forward pass when computing the mean loss over the evaluation frames.
+_EVAL_CHUNK = 256
+#: Minibatches the prefetch thread reads ahead of the training step.
+PREFETCH_DEPTH = 4
 
 
 class TrainConfigError(ValueError):
@@ -215,21 +225,21 @@ def check_training_rights(rights: Mapping[str, Any] | None, *, today: dt.date | 
     return r
 
 
-def _preprocess_all(images: np.ndarray, size: tuple[int, int]):
-    import jax  # noqa: PLC0415
-    import jax.numpy as jnp  # noqa: PLC0415
-
-    fn = jax.jit(lambda x: preprocess_images(x, size))
-    parts = []
-    n = images.shape[0]
-    for i in range(0, n, _PREPROCESS_CHUNK):
-        chunk = images[i:i + _PREPROCESS_CHUNK]
-        if chunk.shape[0] < _PREPROCESS_CHUNK and n > _PREPROCESS_CHUNK:  # keep one compiled shape
-            pad = np.zeros((_PREPROCESS_CHUNK - chunk.shape[0], *chunk.shape[1:]), chunk.dtype)
-            parts.append(fn(np.concatenate([chunk, pad]))[: chunk.shape[0]])
-        else:
-            parts.append(fn(chunk))
-    return jnp.concatenate(parts)
+def _host_batch(batch: Batch, stats: NormStats, config: TrainConfig,
+                action_state_index: list[int] | None) -> dict[str, Any]:
+    """The model inputs of one :class:`Batch`, on the host: normalized (and clipped) state, raw
+    uint8 images (resized on the device, inside the step), normalized target chunks and, with
+    ``residual_to_state``, the normalized current positions of the action joints."""
+    out: dict[str, Any] = {
+        "state": np.clip(normalize(batch.state, stats.state, config.normalization),
+                         -config.state_clip, config.state_clip).astype(np.float32),
+        "images": tuple(batch.images[c] for c in config.cameras),
+        "target": normalize(batch.chunks, stats.actions, config.normalization).astype(np.float32),
+    }
+    if config.residual_to_state:
+        out["base"] = normalize(batch.state[:, action_state_index], stats.actions,
+                                config.normalization).astype(np.float32)
+    return out
 
 
 def train_policy(
@@ -247,6 +257,7 @@ def train_policy(
     state_names: Sequence[str] | None = None,
     action_names: Sequence[str] | None = None,
     overwrite: bool = False,
+    frame_store_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train the policy on the ``train`` split of a Robo-DM cache and save checkpoint(s).
 
@@ -272,6 +283,10 @@ def train_policy(
             ``config.json`` (evaluation needs them to build the hold-position baseline and to
             select state joints in closed loop).
         overwrite: replace existing step directories instead of raising FileExistsError.
+        frame_store_dir: where the decoded frame store of the cache's train split lives
+            (:func:`~hvla_platform.lib.training.frame_store.open_frame_store`): a store of the same
+            cache version there is reused, a missing one built and kept. None: a temporary
+            directory (``$TMPDIR``), built for this call and removed at the end.
 
     Returns:
         :class:`TrainResult`.
@@ -281,11 +296,6 @@ def train_policy(
         :class:`RightsError` when the rights forbid training; FileExistsError when the final step
         directory exists and ``overwrite`` is false.
     """
-    import jax  # noqa: PLC0415
-    import jax.numpy as jnp  # noqa: PLC0415
-    import optax  # noqa: PLC0415
-
-
     t_start = time.perf_counter()
     say = log or (lambda _msg: None)
     config.validate()
@@ -301,12 +311,36 @@ def train_policy(
         raise FileExistsError(f"checkpoint {final_dir} already exists (pass overwrite=True to replace it)")
 
     # ---- data ---------------------------------------------------------------------------
-    episodes = load_split(cache_dir, "train", config.cameras)
+    tmp_store = None if frame_store_dir is not None else Path(tempfile.mkdtemp(prefix="hvla-frame-store-"))
+    store: FrameStore | None = None
+    try:
+        store = open_frame_store(cache_dir, frame_store_dir if frame_store_dir is not None else tmp_store,
+                                 split="train", cameras=config.cameras, log=say)
+        return _train(store, cache_dir, stats, norm_stats_copy, config, info, release, out_dir, say, t_start,
+                      mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment,
+                      mlflow_artifact_dir=mlflow_artifact_dir, rights=rights, state_names=state_names,
+                      action_names=action_names, overwrite=overwrite)
+    finally:
+        if store is not None:
+            store.close()
+        if tmp_store is not None:
+            shutil.rmtree(tmp_store, ignore_errors=True)
+
+
+def _train(store: FrameStore, cache_dir: str | Path, stats: NormStats, norm_stats_copy: dict[str, Any],
+           config: TrainConfig, info: dict[str, Any], release: str, out_dir: Path, say: Callable[[str], None],
+           t_start: float, *, mlflow_tracking_uri: str | None, mlflow_experiment: str,
+           mlflow_artifact_dir: str | Path | None, rights: Mapping[str, Any] | None,
+           state_names: Sequence[str] | None, action_names: Sequence[str] | None, overwrite: bool) -> TrainResult:
+    """The body of :func:`train_policy` once the frame store is open."""
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+    import optax  # noqa: PLC0415
+
     if config.cameras is None:  # every camera of the cache; the checkpoint records them resolved
-        config = replace(config, cameras=tuple(episodes[0].images))
+        config = replace(config, cameras=tuple(store.cameras))
         config.validate()
-    frames = stack_frames(episodes, config.action_horizon)
-    d, a = frames.state.shape[1], frames.chunks.shape[2]
+    d, a = store.state_dim, store.action_dim
     if stats.state.dim != d or stats.actions.dim != a:
         raise ValueError(f"norm stats have state/action dims {stats.state.dim}/{stats.actions.dim}, "
                          f"the cache has {d}/{a}")
@@ -323,23 +357,17 @@ def train_policy(
     if config.residual_to_state and action_state_index is None:
         raise ValueError("TrainConfig.residual_to_state needs state_names and action_names (to find the "
                          "action joints in the state); pass them or set residual_to_state=False")
-    n = frames.num_frames
-    camera_shapes = {c: list(frames.images[c].shape[1:]) for c in config.cameras}
+    n = store.num_frames
+    camera_shapes = {c: list(store.camera_shapes[c]) for c in config.cameras}
     size = (int(config.image_size[0]), int(config.image_size[1]))
-    data = {
-        "state": jnp.asarray(np.clip(normalize(frames.state, stats.state, config.normalization),
-                                     -config.state_clip, config.state_clip), jnp.float32),
-        "images": tuple(_preprocess_all(frames.images[c], size) for c in config.cameras),
-        "target": jnp.asarray(normalize(frames.chunks, stats.actions, config.normalization), jnp.float32),
-    }
-    if config.residual_to_state:
-        data["base"] = jnp.asarray(normalize(frames.state[:, action_state_index], stats.actions,
-                                             config.normalization), jnp.float32)
-    frames.images = {}  # the raw uint8 copies are no longer needed
+    episode_ids = store.episode_ids
     t_loaded = time.perf_counter()
-    tasks = sorted({ep.task for ep in episodes})
-    say(f"loaded {len(episodes)} train episodes, {n} frames (state {d}, action {a}, "
+    tasks = store.tasks
+    say(f"loaded {len(store.episodes)} train episodes, {n} frames (state {d}, action {a}, "
         f"cameras {list(config.cameras)}) in {t_loaded - t_start:.1f}s")
+
+    def host(idx: np.ndarray) -> dict[str, Any]:
+        return _host_batch(store.read_batch(idx, config.action_horizon), stats, config, action_state_index)
 
     # ---- model + optimizer ----------------------------------------------------------------
     dims = ModelDims(state_dim=d, action_dim=a, action_horizon=config.action_horizon,
@@ -349,26 +377,32 @@ def train_policy(
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(config.learning_rate))
     opt_state = tx.init(params)
 
-    def loss_fn(p, dat, idx):
-        base = dat["base"][idx] if "base" in dat else None
-        pred = model.apply({"params": p}, dat["state"][idx], tuple(im[idx] for im in dat["images"]), base)
-        return jnp.mean((pred - dat["target"][idx]) ** 2)
+    def loss_fn(p, dat):
+        images = tuple(preprocess_images(im, size) for im in dat["images"])
+        pred = model.apply({"params": p}, dat["state"], images, dat.get("base"))
+        return jnp.mean((pred - dat["target"]) ** 2)
 
     @jax.jit
-    def train_step(p, o, dat, idx):
-        loss, grads = jax.value_and_grad(loss_fn)(p, dat, idx)
+    def train_step(p, o, dat):
+        loss, grads = jax.value_and_grad(loss_fn)(p, dat)
         updates, o = tx.update(grads, o, p)
         return optax.apply_updates(p, updates), o, loss
 
     batch_loss = jax.jit(loss_fn)
 
-    eval_idx = np.unique(np.linspace(0, n - 1, min(n, _EVAL_FRAMES)).astype(np.int32))
+    eval_idx = np.unique(np.linspace(0, n - 1, min(n, _EVAL_FRAMES)).astype(np.int64))
 
     def mean_loss(p) -> float:
-        return float(batch_loss(p, data, eval_idx))
+        """Mean loss over ``eval_idx``, read and evaluated :data:`_EVAL_CHUNK` frames at a time."""
+        total = 0.0
+        for i in range(0, len(eval_idx), _EVAL_CHUNK):
+            part = eval_idx[i:i + _EVAL_CHUNK]
+            total += float(batch_loss(p, host(part))) * len(part)
+        return total / len(eval_idx)
 
     # ---- tracking -------------------------------------------------------------------------
     run = None
+    prefetch: BatchPrefetcher | None = None
     if mlflow_tracking_uri:
         run = TrackedRun(mlflow_tracking_uri, mlflow_experiment, run_name=f"{config.exp_name}",
                          artifact_dir=mlflow_artifact_dir,
@@ -377,7 +411,7 @@ def train_policy(
     try:
         if run is not None:
             run.log_params({"train": config.to_dict(), "model": dims.to_dict(), "num_params": count_params(params),
-                            "num_train_frames": n, "num_train_episodes": len(episodes),
+                            "num_train_frames": n, "num_train_episodes": len(store.episodes),
                             "repo_id": info.get("repo_id"), "release": release})
             import pandas as pd  # noqa: PLC0415
 
@@ -387,6 +421,9 @@ def train_policy(
 
         # ---- training loop ----------------------------------------------------------------
         rng = np.random.default_rng(config.seed)
+        # the same draws as before the frame store: rng.integers(0, n, batch_size) per step
+        prefetch = BatchPrefetcher(store, uniform_batches(n, config.batch_size, rng), config.action_horizon,
+                                   depth=PREFETCH_DEPTH)
         initial_loss = mean_loss(params)
         say(f"model has {count_params(params)} params; initial train loss {initial_loss:.4f}")
         losses = []
@@ -395,13 +432,13 @@ def train_policy(
         t_save = 0.0
         manifest_common = dict(
             config_name=config.config_name, exp_name=config.exp_name, base_model=config.base_model,
-            release=release, repo_id=info.get("repo_id"), train_episode_ids=frames.episode_ids,
+            release=release, repo_id=info.get("repo_id"), train_episode_ids=episode_ids,
             norm_stats_ref=str(info.get("norm_stats_ref", f"{norm_stats_prefix(release)}/norm_stats.json")),
             rights=rights,
         )
         for step in range(1, config.steps + 1):
-            idx = rng.integers(0, n, size=config.batch_size).astype(np.int32)
-            params, opt_state, loss = train_step(params, opt_state, data, idx)
+            batch = _host_batch(next(prefetch), stats, config, action_state_index)
+            params, opt_state, loss = train_step(params, opt_state, batch)
             losses.append(loss)
             if step % config.log_every == 0 or step == config.steps:
                 say(f"step {step}/{config.steps} loss {float(loss):.4f} "
@@ -415,7 +452,7 @@ def train_policy(
                     "action_names": list(action_names) if action_names is not None else None,
                     "action_state_index": action_state_index,
                     "camera_shapes": camera_shapes, "num_train_frames": n,
-                    "train_episode_ids": frames.episode_ids, "tasks": tasks, "prompt_used": False,
+                    "train_episode_ids": episode_ids, "tasks": tasks, "prompt_used": False,
                     "num_params": count_params(params), "dataset": {"release": release, **info},
                 }
                 manifest = ckpt.build_checkpoint_manifest(step=step, **manifest_common)
@@ -443,6 +480,9 @@ def train_policy(
         if run is not None:
             run.finish("FAILED")
         raise
+    finally:
+        if prefetch is not None:
+            prefetch.close()
 
     seconds = time.perf_counter() - t_start
     return TrainResult(
@@ -450,7 +490,7 @@ def train_policy(
         mlflow_run_id=run.run_id if run is not None else None, num_train_frames=n, seconds=seconds,
         timings={"load": t_loaded - t_start, "train": t_trained - t_train - t_save, "save": t_save,
                  "mlflow": t_mlflow},
-        checkpoint_dirs=saved, num_params=count_params(params), train_episode_ids=frames.episode_ids,
+        checkpoint_dirs=saved, num_params=count_params(params), train_episode_ids=episode_ids,
     )
 
 

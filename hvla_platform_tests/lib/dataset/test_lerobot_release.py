@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -51,6 +52,12 @@ def _write(out: Path) -> list[Path]:
         for i in range(3)]
 
 
+def _data(root: Path) -> dict:
+    """Every frame row of the dataset (all ``data`` files, in file order: the held-out episodes
+    start their own file)."""
+    return pa.concat_tables([pq.read_table(f) for f in sorted((root / "data").rglob("*.parquet"))]).to_pydict()
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lr")
@@ -84,7 +91,7 @@ def test_features_fps_counts(built):
 
 def test_parquet_values_match_hdf5(built):
     res, paths, _ = built
-    table = pq.read_table(sorted((res.root / "data").rglob("*.parquet"))[0]).to_pydict()
+    table = _data(res.root)
     ep_idx = np.asarray(table["episode_index"])
     state = np.asarray(table["observation.state"], dtype=np.float32)
     action = np.asarray(table["action"], dtype=np.float32)
@@ -140,7 +147,7 @@ def test_lerobot_metadata_states_the_split_and_train_only_stats(built):
     from hvla_platform.lib.core.compat import import_lerobot_dataset
     ds = import_lerobot_dataset()("hvla/t-rel", root=res.root, video_backend="torchcodec")
     assert ds.meta.info["splits"] == {"train": "0:2", "test": "2:3"}
-    table = pq.read_table(sorted((res.root / "data").rglob("*.parquet"))[0]).to_pydict()
+    table = _data(res.root)
     ep_idx = np.asarray(table["episode_index"])
     for key in ("observation.state", "action"):
         x = np.asarray(table[key], dtype=np.float64)

@@ -284,8 +284,8 @@ def _traced_peak(fn) -> int:
 
 def test_memory_does_not_grow_with_episode_length(arm_release, tmp_path):
     """The LeRobot writer and the Robo-DM cache builder stream frames: a 3x longer episode does not
-    raise their peak by half of what its extra frames would take decoded (LeRobot's own image
-    stats sample at most 100 frames per episode at these lengths; the cache decodes 64 at a time)."""
+    raise their peak by half of what its extra frames would take decoded (the release's image
+    stats sample at most 12 frames per episode; the cache builder decodes one HDF5 frame at a time)."""
     frame_bytes = H * W * 3
     peaks: dict[str, list[int]] = {"lerobot": [], "cache": []}
     lengths = (120, 360)
@@ -295,7 +295,8 @@ def test_memory_does_not_grow_with_episode_length(arm_release, tmp_path):
         root = tmp_path / f"ds-{n}"
         peaks["lerobot"].append(_traced_peak(lambda: lr.build_lerobot_dataset(spec, [path], root)))
         peaks["cache"].append(_traced_peak(lambda: rc.build_robodm_cache(
-            root, REPO, tmp_path / f"cache-{n}", release=spec.name, converter_version="test")))
+            root, REPO, tmp_path / f"cache-{n}", release=spec.name, converter_version="test",
+            hdf5_files=rc.local_hdf5_files(root, [path]))))
     extra = (lengths[1] - lengths[0]) * frame_bytes  # the longer episode's extra frames, decoded: 13.8 MB
     for what, (short, long) in peaks.items():
         assert long - short < extra / 2, (what, short, long, extra)
@@ -308,7 +309,8 @@ def test_memory_does_not_grow_with_episode_length(arm_release, tmp_path):
 @pytest.fixture(scope="module")
 def arm_cache(arm_release):
     out = arm_release["tmp"] / "robodm-cache"
-    res = rc.build_robodm_cache(arm_release["root"], REPO, out, release="arm-v1", converter_version="test")
+    res = rc.build_robodm_cache(arm_release["root"], REPO, out, release="arm-v1", converter_version="test",
+                                hdf5_files=rc.local_hdf5_files(arm_release["root"], arm_release["paths"]))
     return res
 
 

@@ -1,9 +1,12 @@
-"""Robo-DM .vla cache from a LeRobot release: count, names, codecs, manifest (with each episode's QA
-status, quality score and outcome from the release), round trip, reproducible bytes."""
+"""Robo-DM .vla cache of a LeRobot release, built from the release's source HDF5 frames: count, names,
+codecs, manifest (with each episode's QA status, quality score and outcome from the release), round
+trip against LeRobot and against the HDF5 frames, no MP4 read, size relative to the release,
+reproducible bytes."""
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 import numpy as np
 import pytest
@@ -29,14 +32,22 @@ def release(tmp_path_factory):
         for i in range(3)]
     spec = ReleaseSpec.from_mapping({"name": "t-cache", "repo_id": REPO, "fps": 20,
                                      "heldout": {"episode_ids": ["ep-002"]}})
-    return lr.build_lerobot_dataset(spec, paths, tmp / "ds", episode_qa={
+    res = lr.build_lerobot_dataset(spec, paths, tmp / "ds", episode_qa={
         "ep-000": lr.EpisodeQA("passed", 0.91), "ep-002": lr.EpisodeQA("approved", 0.52, "approved by qa-lead")})
+    res.h5 = paths  # the source files, for the tests
+    return res
+
+
+def h5_of(release) -> dict:
+    """The release's HDF5 keys → the local files (matched by sha256)."""
+    return rc.local_hdf5_files(release.root, release.h5)
 
 
 @pytest.fixture(scope="module")
 def cache(release, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cache") / "ffv1"
-    return rc.build_robodm_cache(release.root, REPO, out, release="t-cache", converter_version="test-1")
+    out = tmp_path_factory.mktemp("cache") / "x264"
+    return rc.build_robodm_cache(release.root, REPO, out, release="t-cache", converter_version="test-1",
+                                 hdf5_files=h5_of(release))
 
 
 def test_one_vla_per_episode_with_exact_names(cache, release):
@@ -56,14 +67,70 @@ def test_one_vla_per_episode_with_exact_names(cache, release):
 
 
 def test_configured_codec_is_written(cache):
+    assert rc.DEFAULT_VIDEO_CODEC == "libx264"
     for name, codecs in cache.codecs.items():
-        assert codecs["observation/images/head"] == "ffv1", name
-        assert codecs["observation/images/wrist_right"] == "ffv1", name
+        assert codecs["observation/images/head"] == "h264", name
+        assert codecs["observation/images/wrist_right"] == "h264", name
         assert codecs["observation/state"] == "rawvideo"
     assert rc.written_video_codecs(cache.files[1]) == cache.codecs["episode_000001.vla"]
-    assert rc.check_cache(cache.out_dir, video_codec="ffv1", expected_episode_indices=[0, 1, 2]) == []
-    assert any("expected h264" in p for p in
-               rc.check_cache(cache.out_dir, video_codec="libx264", expected_episode_indices=[0, 1, 2]))
+    assert rc.check_cache(cache.out_dir, video_codec="libx264", expected_episode_indices=[0, 1, 2]) == []
+    assert any("expected ffv1" in p for p in
+               rc.check_cache(cache.out_dir, video_codec="ffv1", expected_episode_indices=[0, 1, 2]))
+    assert cache.extra["codec_options"] == {"crf": "23", "preset": "medium", "tune": "zerolatency", "threads": "1"}
+    # every image packet carries its own frame's timestamp (no encoder delay: see the module docstring)
+    ts = rc.vla_timestamps_ms(cache.files[0])
+    assert np.array_equal(ts["observation/images/head"], ts["observation/state"])
+
+
+def test_size_is_stated_relative_to_the_release(cache, release):
+    release_bytes = sum(p.stat().st_size for p in release.root.rglob("*") if p.is_file())
+    assert cache.release_bytes == release_bytes
+    assert cache.bytes_ratio == pytest.approx(cache.bytes / release_bytes)
+    # libx264 from the source frames: about the release's size (ffv1 was ~10x it)
+    assert 0.2 < cache.bytes_ratio < 2.0, cache.bytes_ratio
+    # the cache names the HDF5 each .vla was built from
+    rows = {r["episode_index"]: r for r in lr.read_hvla_episodes(release.root)}
+    assert cache.sources["episode_000001.vla"] == {"hdf5_key": rows[1]["hdf5_key"],
+                                                   "hdf5_sha256": rows[1]["hdf5_sha256"]}
+
+
+def test_built_from_the_hdf5_without_the_release_videos(release, cache, tmp_path):
+    """The builder never opens the release's MP4s: with videos/ deleted it writes the same files."""
+    root = tmp_path / "ds"
+    shutil.copytree(release.root, root)
+    shutil.rmtree(root / "videos")
+    res = rc.build_robodm_cache(root, REPO, tmp_path / "c", release="t-cache", converter_version="test-1",
+                                hdf5_files=rc.local_hdf5_files(root, release.h5))
+    assert [p.read_bytes() for p in res.files] == [p.read_bytes() for p in cache.files]
+
+
+def test_frames_match_the_hdf5_frames(cache, release):
+    src = h5_of(release)
+    for vla in cache.files:
+        rep = rc.source_check(vla, src[cache.sources[vla.name]["hdf5_key"]])
+        assert rep["ok"], rep
+        assert rep["num_frames"] == 25 and set(rep["images"]) == {"observation/images/head",
+                                                                  "observation/images/wrist_right"}
+        for stats in rep["images"].values():
+            assert stats["mean_abs_diff"] <= rc.DEFAULT_SOURCE_ATOL and stats["order_ok"]
+            assert stats["shifted_mean_abs_diff"] > stats["mean_abs_diff"]
+    # the check can fail: another episode's HDF5 does not match
+    other = rc.source_check(cache.files[0], src[cache.sources["episode_000001.vla"]["hdf5_key"]])
+    assert not other["ok"] and "mean |diff|" in other["problems"][0]
+
+
+def test_the_hdf5_must_be_the_one_the_release_was_built_from(release, tmp_path):
+    files = h5_of(release)
+    key0, key1 = sorted(files)[:2]
+    swapped = {**files, key0: files[key1]}
+    with pytest.raises(rc.RoboDMCacheError, match="is not the HDF5 the release was built from"):
+        rc.build_robodm_cache(release.root, REPO, tmp_path / "a", release="t", converter_version="x",
+                              created_at=CREATED, hdf5_files=swapped)
+    with pytest.raises(rc.RoboDMCacheError, match="no local file for its HDF5"):
+        rc.build_robodm_cache(release.root, REPO, tmp_path / "b", release="t", converter_version="x",
+                              created_at=CREATED, hdf5_files={k: v for k, v in files.items() if k != key1})
+    with pytest.raises(rc.RoboDMCacheError, match="no local HDF5 file matches"):
+        rc.local_hdf5_files(release.root, release.h5[:2])
 
 
 def test_manifest(cache, release):
@@ -94,7 +161,7 @@ def test_manifest(cache, release):
 def test_rebuild_is_byte_identical(cache, release, tmp_path):
     """The same release converted again: every .vla and the manifest have the same bytes."""
     again = rc.build_robodm_cache(release.root, REPO, tmp_path / "again", release="t-cache",
-                                  converter_version="test-1")
+                                  converter_version="test-1", hdf5_files=h5_of(release))
     first = {p.name: p.read_bytes() for p in sorted(cache.out_dir.iterdir())}
     second = {p.name: p.read_bytes() for p in sorted(again.out_dir.iterdir())}
     assert sorted(first) == sorted(second) == ["episode_000000.vla", "episode_000001.vla", "episode_000002.vla",
@@ -120,26 +187,33 @@ def test_rawvideo_fallback_is_detected(release, tmp_path, monkeypatch):
     monkeypatch.setattr(rc, "robodm_probe_is_broken", lambda: False)
     with pytest.raises(rc.RoboDMCodecError, match="rawvideo"):
         rc.build_robodm_cache(release.root, REPO, tmp_path / "c", release="t", converter_version="x",
-                              created_at=CREATED)
+                              created_at=CREATED, hdf5_files=h5_of(release))
 
 
-def test_libx264_and_bad_inputs(release, tmp_path):
-    res = rc.build_robodm_cache(release.root, REPO, tmp_path / "x264", release="t", video_codec="libx264",
-                                converter_version="x", created_at=CREATED)
-    assert {c["observation/images/head"] for c in res.codecs.values()} == {"h264"}
-    rep = rc.roundtrip_check(res.files[0], release.root, REPO, 0, image_atol=6.0)
+def test_ffv1_and_bad_inputs(release, cache, tmp_path):
+    h5 = h5_of(release)
+    res = rc.build_robodm_cache(release.root, REPO, tmp_path / "ffv1", release="t", video_codec="ffv1",
+                                converter_version="x", created_at=CREATED, hdf5_files=h5)
+    assert {c["observation/images/head"] for c in res.codecs.values()} == {"ffv1"}
+    rep = rc.roundtrip_check(res.files[0], release.root, REPO, 0)
     assert rep["ok"], rep
+    src = rc.source_check(res.files[0], h5[res.sources[res.files[0].name]["hdf5_key"]])
+    x264 = rc.source_check(cache.files[0], h5[res.sources[res.files[0].name]["hdf5_key"]])
+    for name, stats in src["images"].items():  # ffv1 loses only the yuv420p conversion: closer than x264
+        assert stats["mean_abs_diff"] < x264["images"][name]["mean_abs_diff"], (src, x264)
+    assert res.bytes_ratio > 2 * cache.bytes_ratio  # and is much larger
     with pytest.raises(ValueError, match="not one of"):
         rc.build_robodm_cache(release.root, REPO, tmp_path / "y", release="t", video_codec="mpeg4",
-                              converter_version="x", created_at=CREATED)
+                              converter_version="x", created_at=CREATED, hdf5_files=h5)
     with pytest.raises(rc.RoboDMCacheError, match="not empty"):
-        rc.build_robodm_cache(release.root, REPO, tmp_path / "x264", release="t", converter_version="x",
-                              created_at=CREATED)
+        rc.build_robodm_cache(release.root, REPO, tmp_path / "ffv1", release="t", converter_version="x",
+                              created_at=CREATED, hdf5_files=h5)
     no_times = [{k: v for k, v in r.items() if k != "start_time_ns"} for r in lr.read_hvla_episodes(release.root)]
     with pytest.raises(rc.RoboDMCacheError, match=r"cannot derive created_at: episodes without start_time_ns: "
                                                   r"\['ep-000', 'ep-001', 'ep-002'\]; pass created_at"):
         rc.build_robodm_cache(release.root, REPO, tmp_path / "t", release="t", converter_version="x",
-                              episode_meta=no_times)
+                              episode_meta=no_times, hdf5_files=h5)
     with pytest.raises(rc.RoboDMCacheError, match="episode_meta covers"):
         rc.build_robodm_cache(release.root, REPO, tmp_path / "z", release="t", converter_version="x",
-                              created_at=CREATED, episode_meta=[{"episode_index": 0, "episode_id": "ep-000"}])
+                              created_at=CREATED, episode_meta=[{"episode_index": 0, "episode_id": "ep-000"}],
+                              hdf5_files=h5)

@@ -200,3 +200,28 @@ def test_snapshot_names_share_the_assignment():
     b = ReleaseSpec.from_mapping({"name": "line-20261130", "repo_id": "hvla/s", "heldout": {"fraction": 0.3, "seed": 5}})
     for ids in itertools.combinations([f"ep-{i}" for i in range(7)], 5):
         assert a.split(list(ids)) == b.split(list(ids))
+
+
+# ---- incremental versions (issue 18) -------------------------------------------------------------
+
+def test_each_version_says_whether_it_reused_the_previous_one(history):
+    """A new partition reuses the previous version's encoded episodes; a rejected (withdrawn)
+    episode forces a full build, and the reason names it."""
+    lake, steps = history
+    got = [(label, b.how, b.base) for label, b, _ in steps]
+    assert got == [("first", "full", ""), ("unchanged", "", ""), ("after a rejection", "full", "ver-v1"),
+                   ("after a new partition", "incremental", "ver-v1.1"),
+                   ("after a spec change", "incremental", "ver-v1.2")]
+    rejection = steps[2][1]
+    assert "no longer selected" in rejection.reason and "ep-a2" in rejection.reason
+    assert steps[0][1].reason == "no previous version of this release line"
+    # a train episode keeps its episode_index from version to version once reused
+    v11, v12 = steps[2][1].manifest, steps[3][1].manifest
+    for ep in v11.train_episode_ids:
+        assert v12.episode_index[ep] == v11.episode_index[ep]
+    with lake.local_artifact(v12.artifact_key) as root:
+        from hvla_platform.lib.dataset.lerobot_release import load_and_probe
+        from hvla_platform.lib.dataset.timestamps import check_lerobot_timestamps
+        probe = load_and_probe(root, "hvla/ver")
+        assert probe["num_episodes"] == v12.num_episodes == 4 and probe["num_frames"] == v12.num_frames
+        assert all(r["passed"] for r in check_lerobot_timestamps(root).values())
