@@ -127,6 +127,30 @@ def file_entries(local_dir: str | os.PathLike[str],
     return out
 
 
+def known_links(new_dir: str | os.PathLike[str], old_dir: str | os.PathLike[str],
+                old_files: list[Any] | None, rels: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Files of ``new_dir`` that are hard links to the same relative path in ``old_dir`` (a
+    published version of an artifact; same inode, so the same bytes), with the ``sha256``/``bytes``
+    the old version's manifest ``files`` records for them (entries with ``path``/``sha256``/``bytes``
+    attributes or keys): the ``known_files`` of :class:`Content`. ``rels`` limits the paths looked at
+    (default: every file the old manifest lists). Files that are copies are left out (hashed)."""
+    new, old = Path(new_dir), Path(old_dir)
+    out: dict[str, dict[str, Any]] = {}
+    entries = {(e["path"] if isinstance(e, dict) else e.path): e for e in (old_files or [])}
+    for rel in (rels if rels is not None else list(entries)):
+        e = entries.get(rel)
+        if e is None:
+            continue
+        try:
+            same = os.path.samefile(new / rel, old / rel)
+        except OSError:
+            same = False
+        if same:
+            sha, size = (e["sha256"], e["bytes"]) if isinstance(e, dict) else (e.sha256, e.bytes)
+            out[rel] = {"sha256": sha, "bytes": size}
+    return out
+
+
 def build_manifest(
     *,
     artifact_type: str,

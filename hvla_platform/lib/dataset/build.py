@@ -14,13 +14,14 @@ from hvla_platform.lib.dataset.codec_log import codec_log_path, codec_output_to
 from hvla_platform.lib.dataset.lerobot_release import (
     EpisodeQA, build_lerobot_dataset, feature_schema, load_and_probe, read_info)
 from hvla_platform.lib.core.manifest import (
-    Content, InputRef, LeRobotDatasetManifest, Published, fingerprint, load_manifest, publish_if_changed)
+    Content, InputRef, LeRobotDatasetManifest, Published, fingerprint, known_links, load_manifest,
+    publish_if_changed)
 from hvla_platform.lib.dataset.timestamps import check_lerobot_timestamps
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.dataset.releases import Selection, lerobot_prefix, select_episodes
 from hvla_platform.lib.dataset.versions import adopt_unversioned, next_version, reserve_version
 from hvla_platform.lib.core.rights import combine_rights
-from hvla_platform.lib.core.lake import Lake
+from hvla_platform.lib.core.lake import Lake, LocalLake
 
 
 @dataclass
@@ -165,7 +166,10 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
         for child in dataset.iterdir():
             child.rename(root / child.name)
         dataset.rmdir()
-        return Content(rights=rights, episode_ids=result.episode_ids, extra={
+        # files hard-linked from the previous version (its videos, train data): their hashes are known
+        known = (known_links(root, lake.path(previous.artifact_key), previous.files)
+                 if previous is not None and isinstance(lake, LocalLake) else {})
+        return Content(rights=rights, episode_ids=result.episode_ids, known_files=known, extra={
             "release": spec.name, "spec_name": spec.spec_name, "version": spec.version,
             "repo_id": spec.repo_id, "codebase_version": info.get("codebase_version"),
             "num_episodes": result.num_episodes, "num_frames": result.num_frames, "fps": result.fps,

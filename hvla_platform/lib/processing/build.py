@@ -41,7 +41,8 @@ import yaml
 
 from hvla_platform.lib.core.keys import episodes_prefix, quarantine_prefix, raw_prefix
 from hvla_platform.lib.core.lake import Lake, LocalLake, sha256_file
-from hvla_platform.lib.core.manifest import Content, EpisodesManifest, InputRef, load_manifest, publish_if_changed
+from hvla_platform.lib.core.manifest import (Content, EpisodesManifest, InputRef, known_links, load_manifest,
+                                            publish_if_changed)
 from hvla_platform.lib.core.rights import Rights, combine_rights
 from hvla_platform.lib.core.tables import check_qa_results
 from hvla_platform.lib.core.withdrawals import revoked_episodes
@@ -73,7 +74,7 @@ from hvla_platform.lib.processing.qa.report import save_thumbnails, thumbnail_fr
 from hvla_platform.lib.processing.qa.robot_limits import joint_limits
 from hvla_platform.lib.processing.qa.score import quality_score
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
-from hvla_platform.lib.processing.reuse import Candidate, carry_files, linked_files, reusable_episodes
+from hvla_platform.lib.processing.reuse import Candidate, carry_files, episode_files, reusable_episodes
 from hvla_platform.lib.processing.sync import coverage
 
 PROCESSING_CHECKS = ("camera_coverage", "alignment_skew", "no_nan")
@@ -430,7 +431,9 @@ def convert_partition(lake: Lake, day: str, robot: str, cfg: SyncConfig = SyncCo
             if carry_files(lake, prefix, row, out, sizes=sizes):
                 done[ep] = EpisodeConversion(**copy.deepcopy(row))
                 reused_ids.append(ep)
-                known_files.update(linked_files(lake, prefix, row, out, prev_files))
+                if isinstance(lake, LocalLake):  # hard links to the published version: hashes known
+                    known_files.update(known_links(out, lake.path(prefix), list(prev_files.values()),
+                                                   episode_files(row)))
         jobs: list[EpisodeJob] = []
         for e in usable:
             ep = e["episode_id"]

@@ -134,23 +134,3 @@ def carry_files(lake: Lake, prefix: str, row: dict[str, Any], out_dir: Path, *,
     for p in placed:
         p.unlink(missing_ok=True)
     return False
-
-
-def linked_files(lake: Lake, prefix: str, row: dict[str, Any], out_dir: Path,
-                 previous_files: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The files of a reused episode that :func:`carry_files` hard-linked to the published
-    version (same inode, so the same bytes): relative path → ``{"sha256", "bytes"}`` from the
-    previous manifest's ``files`` (:class:`~hvla_platform.lib.core.manifest.Content`
-    ``known_files``: not hashed again when publishing). Copies and downloads are left out (hashed)."""
-    out: dict[str, dict[str, Any]] = {}
-    if not isinstance(lake, LocalLake):
-        return out
-    for rel in episode_files(row):
-        entry = previous_files.get(rel)
-        try:
-            same = entry is not None and os.path.samefile(out_dir / rel, lake.path(f"{prefix.rstrip('/')}/{rel}"))
-        except OSError:
-            same = False
-        if same:
-            out[rel] = {"sha256": entry.sha256, "bytes": entry.bytes}
-    return out

@@ -225,3 +225,21 @@ def test_each_version_says_whether_it_reused_the_previous_one(history):
         probe = load_and_probe(root, "hvla/ver")
         assert probe["num_episodes"] == v12.num_episodes == 4 and probe["num_frames"] == v12.num_frames
         assert all(r["passed"] for r in check_lerobot_timestamps(root).values())
+
+
+def test_incremental_versions_share_files_with_their_base_and_every_manifest_hash_stays_true(history):
+    """The reused videos are the base version's files (one inode in both versions: publishing links,
+    hashes taken from the base's manifest), and every published version's files still hash to what
+    its manifest says — building a new version never wrote into the one it reused."""
+    from hvla_platform.lib.core.lake import sha256_file
+
+    lake, steps = history
+    base, grown = steps[2][1].manifest, steps[3][1].manifest
+    base_root, grown_root = lake.path(base.artifact_key), lake.path(grown.artifact_key)
+    videos = [f.path for f in base.files if f.path.startswith("videos/")]
+    assert videos and all((grown_root / v).stat().st_ino == (base_root / v).stat().st_ino for v in videos)
+    for _, b, _ in steps:
+        m = b.manifest
+        root = lake.path(m.artifact_key)
+        assert all(sha256_file(root / f.path) == f.sha256 and (root / f.path).stat().st_size == f.bytes
+                   for f in m.files), m.release
