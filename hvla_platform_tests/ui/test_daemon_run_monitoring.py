@@ -104,16 +104,10 @@ def kill_9(pid: int) -> None:
         pass
 
 
-def kill_worker_with_its_code_server(worker: int) -> list[int]:
-    """``kill -9`` the worker's code server (first: it would report the worker's death), then the
-    worker and every process it started (frozen with SIGSTOP first, so none is added meanwhile); the
-    pids killed."""
-    server = proc_stat(worker)[1]
-    cmdline = Path(f"/proc/{server}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    assert "dagster api grpc" in cmdline, f"the run worker's parent is not a code server: {cmdline}"
-    kill_9(server)
+def freeze_tree(worker: int) -> list[int]:
+    """SIGSTOP the worker and every process it started, until the tree stops growing; the pids."""
     tree, frozen = [worker], set()
-    while set(tree) - frozen:  # freeze the tree until it stops growing
+    while set(tree) - frozen:
         for p in set(tree) - frozen:
             try:
                 os.kill(p, signal.SIGSTOP)
@@ -122,6 +116,18 @@ def kill_worker_with_its_code_server(worker: int) -> list[int]:
             frozen.add(p)
         time.sleep(0.05)  # a signal is delivered asynchronously
         tree = [worker] + descendants(worker)
+    return tree
+
+
+def kill_worker_with_its_code_server(worker: int) -> list[int]:
+    """``kill -9`` the worker's code server (first: it would report the worker's death), then the
+    worker and every process it started (frozen with SIGSTOP first, so none is added meanwhile); the
+    pids killed."""
+    server = proc_stat(worker)[1]
+    cmdline = Path(f"/proc/{server}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    assert "dagster api grpc" in cmdline, f"the run worker's parent is not a code server: {cmdline}"
+    kill_9(server)
+    tree = freeze_tree(worker)
     for p in tree:
         kill_9(p)
     return [server] + tree
@@ -146,8 +152,10 @@ def test_a_run_whose_worker_died_with_its_code_server_is_failed_by_the_daemon(tm
             assert status in waiting, f"run {run_id} {status} before the kill; see {ui.logs}"
             pid = pid or worker_pid(run_events(ui.base_url, run_id))
             time.sleep(0.2)
-        # a live worker is left alone: the run stays STARTED through several health checks (the
-        # run's work takes about a minute on a 2-core machine)
+        # a live worker is left alone: the run stays STARTED through several health checks. The
+        # worker is frozen (SIGSTOP: alive, but making no progress) so that the run cannot finish
+        # first, however fast ingest has become
+        freeze_tree(pid)
         time.sleep(3 * POLL_SECONDS + 1)
         status = run_status(ui.base_url, run_id)
         assert status == "STARTED", f"run {run_id} {status} before the kill; see {ui.logs}"
