@@ -2,7 +2,10 @@
 
 Messages come from :func:`~hvla_platform.lib.formats.mcap.records.iter_indexed_messages` (strict
 framing, CRCs, chunk index, log-time order within a file) and are decoded with
-``mcap_ros2.decoder.DecoderFactory``, as :mod:`hvla_platform.lib.formats.mcap.streams` does. The files
+``mcap_ros2.decoder.DecoderFactory``, as :mod:`hvla_platform.lib.formats.mcap.streams` does — except the
+contract's hot types (``JointState``, ``Float64MultiArray``, ``Float64``, ``CompressedImage``,
+``Image``, ``Imu``, ``LocomotionCommand``) when their schema has the standard layout, which
+:func:`~hvla_platform.lib.formats.mcap.fastcdr.fast_decoder` decodes to the same values faster. The files
 of a split bag are merged by log time with :func:`heapq.merge` (equal log times: earlier file
 first). Schema and channel ids are per file, so decoders are kept per file.
 """
@@ -22,6 +25,7 @@ from mcap_ros2.decoder import DecoderFactory
 from hvla_platform.lib.formats.bags.definitions import Definition
 from hvla_platform.lib.formats.bags.messages import BagMessage, RawMessage, TopicInfo, ros2_msgtype
 from hvla_platform.lib.formats.mcap.errors import RawLogError
+from hvla_platform.lib.formats.mcap.fastcdr import fast_decoder
 from hvla_platform.lib.formats.mcap.index import McapScan
 from hvla_platform.lib.formats.mcap.records import iter_indexed_messages, read_summary_view
 
@@ -31,6 +35,18 @@ _DECODE_ERRORS = (McapError, ValueError, KeyError, IndexError, TypeError, struct
 
 def _msgtype(schema: Schema | None) -> str:
     return ros2_msgtype(schema.name) if schema is not None else ""
+
+
+def _fast_decoder(channel: Channel, schema: Schema | None) -> Callable[[bytes], Any] | None:
+    """:func:`~hvla_platform.lib.formats.mcap.fastcdr.fast_decoder` for a CDR channel with a
+    ``ros2msg`` schema (equal to ``mcap_ros2``'s decoder, faster), else None."""
+    if channel.message_encoding != "cdr" or schema is None or schema.encoding != "ros2msg":
+        return None
+    try:
+        text = schema.data.decode()
+    except UnicodeDecodeError:
+        return None  # mcap_ros2 reports it
+    return fast_decoder(schema.name, text)
 
 
 class _Topic:
@@ -135,9 +151,12 @@ class McapSource:
     # -- messages -------------------------------------------------------------------------------
     def _file_messages(self, index: int, topics: frozenset[str]
                        ) -> Iterator[tuple[RawMessage, Schema | None, Channel]]:
+        types: dict[int, str] = {}  # channel id → message type (computed once per channel)
         for schema, channel, message in iter_indexed_messages(self.files[index], topics=topics):
-            yield (RawMessage(channel.topic, _msgtype(schema), int(message.log_time), message.data, index),
-                   schema, channel)
+            msgtype = types.get(channel.id)
+            if msgtype is None:
+                msgtype = types[channel.id] = _msgtype(schema)
+            yield (RawMessage(channel.topic, msgtype, int(message.log_time), message.data, index), schema, channel)
 
     def raw_messages(self, topics: Iterable[str]) -> Iterator[tuple[RawMessage, Schema | None, Channel]]:
         """``(RawMessage, schema, channel)`` of the messages on ``topics``, merged over the files
@@ -167,7 +186,8 @@ class McapSource:
             decode = decoders.get(key)
             if decode is None:
                 try:
-                    decode = factories[raw.file_index].decoder_for(channel.message_encoding, schema)
+                    decode = _fast_decoder(channel, schema) or factories[raw.file_index].decoder_for(
+                        channel.message_encoding, schema)
                 except Exception as exc:  # noqa: BLE001 - the vendored msg parser raises its own classes
                     raise RawLogError(path, "undecodable", f"topic {raw.topic}: schema {raw.msgtype!r} cannot be "
                                                            f"parsed: {type(exc).__name__}: {exc}") from exc

@@ -64,6 +64,10 @@ _CLASSES: dict[int, Any] = {
 CHUNK_OPCODES = frozenset([Opcode.SCHEMA, Opcode.CHANNEL, Opcode.MESSAGE])
 
 
+#: A Message record's fixed fields: channel_id u16, sequence u32, log_time u64, publish_time u64 (MCAP spec).
+_MESSAGE_HEAD = struct.Struct("<HIQQ").unpack_from
+
+
 class _Overrun(Exception):
     """A field needs more bytes than its record holds."""
 
@@ -207,10 +211,12 @@ class McapFile:
         if cls is None:
             return None
         try:
-            if opcode == Opcode.MESSAGE:
+            if opcode == Opcode.MESSAGE:  # the hot record: the fields of mcap's Message.read, in one unpack
                 if len(body) < 22:
                     raise _Overrun(f"{len(body)} bytes, fewer than its 22-byte header")
-                return cls.read(_StrictStream(body), len(body))
+                channel_id, sequence, log_time, publish_time = _MESSAGE_HEAD(body, 0)
+                return Message(channel_id=channel_id, log_time=log_time, data=bytes(body[22:]),
+                               publish_time=publish_time, sequence=sequence)
             return cls.read(_StrictStream(body))
         except (_Overrun, struct.error, UnicodeDecodeError, ValueError) as exc:
             raise self.err("unreadable", f"corrupt {cls.__name__} record {where}: {exc}") from exc

@@ -234,6 +234,16 @@ def _chunk_may_match(index: ChunkIndex, topics: frozenset[str] | None,
     return False
 
 
+def _resolved_elsewhere(definitions: _Definitions, message: Message, topics: frozenset[str]) -> bool:
+    """True if ``message``'s channel and schema are already known and the channel's topic is not in
+    ``topics``: :meth:`_Definitions.resolve` would succeed and the message be dropped (definitions
+    never change once known), so it need not wait in the merge heap."""
+    channel = definitions.channels.get(message.channel_id)
+    if channel is None or channel.topic in topics:
+        return False
+    return channel.schema_id == 0 or channel.schema_id in definitions.schemas
+
+
 def _iter_chunk_indexed(mf: McapFile, summary: Summary, data_end: int, topics: frozenset[str] | None
                         ) -> Iterator[tuple[Schema | None, Channel, Message]]:
     """Merge the indexed chunks in log-time order, decoding each only when its turn comes.
@@ -271,6 +281,8 @@ def _iter_chunk_indexed(mf: McapFile, summary: Summary, data_end: int, topics: f
                                   f"chunk index says {where} starts at log time "
                                   f"{item.message_start_time}, but it holds a message at "
                                   f"{record.log_time}")
+            if topics is not None and _resolved_elsewhere(definitions, record, topics):
+                continue  # another topic, its definitions known: would be resolved and dropped when popped
             heapq.heappush(heap, (record.log_time, offset, n, record))
     stats = summary.statistics
     if topics is None and stats is not None and stats.message_count != count:

@@ -451,7 +451,7 @@ class _JointAcc:
         self.spec, self.profile, self.path = spec, profile, path
         self.expected = list(spec.joints)
         self.names: list[str] | None = None
-        self.cols: list[int] = []
+        self.cols = np.zeros(0, np.intp)  # column of each profile joint in the messages' name order
         self.stamps = RowBuffer(None, np.int64)
         self.logs = RowBuffer(None, np.int64)
         self.pos = RowBuffer(len(self.expected))
@@ -467,7 +467,7 @@ class _JointAcc:
                     raise RawLogError(self.path, "bad_joint_names", (
                         f"{topic} lacks joint(s) {missing[:5]}{'...' if len(missing) > 5 else ''} "
                         f"(robot profile {self.profile.key} lists {len(self.expected)} joints)"))
-                self.names, self.cols = names, [names.index(j) for j in self.expected]
+                self.names, self.cols = names, np.asarray([names.index(j) for j in self.expected], np.intp)
             elif names != self.names:
                 raise RawLogError(self.path, "bad_joint_names", f"{topic} message {i} changes the joint name order")
             p = np.asarray(msg.position, np.float64).reshape(-1)
