@@ -16,7 +16,7 @@ Robo-DM cache manifest   ``robodm-cache/<release>/manifest.parquet``      :func:
                                                                           :func:`read_robodm_manifest`
 QA results               ``conversions`` of the ``episodes-hdf5/<day>/``  :func:`qa_results_schema`
                          ``<robot>/`` manifest                            / :func:`check_qa_results`
-lineage index            ``<lake>/_index/lineage/v4/<shard>.json``        :func:`lineage_index_schema`
+lineage index            ``<lake>/_index/lineage/v5/<shard>.json``        :func:`lineage_index_schema`
                                                                           / :func:`check_lineage_index`
                                                                           (plain checks, no pandera)
 =======================  ===============================================  ==============================
@@ -637,13 +637,10 @@ def _keys_column_ok(vs: list[Any]) -> bool:
     return joined[0] != "/" and joined[-1] != "/" and f"{_SEP}/" not in joined and f"/{_SEP}" not in joined
 
 
-def _ids_ok(v: Any) -> bool:
-    return type(v) is list and all(type(e) is str and e != "" for e in v)
-
-
-def _edge_ok(e: Any) -> bool:
+def _edge_ok(e: Any, id_lists: frozenset[int]) -> bool:
     return (type(e) is list and len(e) == 5 and (e[0] is None or type(e[0]) is str)
-            and type(e[1]) is str and type(e[2]) is str and type(e[3]) is str and _ids_ok(e[4]))
+            and type(e[1]) is str and type(e[2]) is str and type(e[3]) is str
+            and type(e[4]) is int and e[4] in id_lists)
 
 
 def _all_non_empty_text(lists: Iterable[list[Any]]) -> bool:
@@ -660,27 +657,39 @@ def _all_non_empty_text(lists: Iterable[list[Any]]) -> bool:
     return bool(joined) and joined[0] != _SEP and joined[-1] != _SEP and _SEP * 2 not in joined
 
 
-def _episode_ids_column_ok(vs: list[Any]) -> bool:
-    return not (_types(vs) - {list}) and _all_non_empty_text(vs)
+def _id_list_column(id_lists: frozenset[int]) -> tuple[Callable[[list[Any]], bool], Callable[[Any], bool]]:
+    def column_ok(vs: list[Any]) -> bool:
+        return not vs or (_types(vs) == {int} and set(vs) <= id_lists)
+
+    return column_ok, lambda v: type(v) is int and v in id_lists
 
 
-def _inputs_column_ok(vs: list[Any]) -> bool:
-    if _types(vs) - {list}:
-        return False
-    edges = list(chain.from_iterable(vs))
-    if not edges:
-        return True
-    if _types(edges) != {list} or set(map(len, edges)) != {5}:
-        return False
-    keys, uris, shas, kinds, ids = zip(*edges)
-    return (_types(keys) <= {str, type(None)} and _types(uris) == {str} and _types(shas) == {str}
-            and _types(kinds) == {str} and _types(ids) == {list} and _all_non_empty_text(ids))
+def _inputs_column_ok(id_lists: frozenset[int]) -> Callable[[list[Any]], bool]:
+    def column_ok(vs: list[Any]) -> bool:
+        if _types(vs) - {list}:
+            return False
+        edges = list(chain.from_iterable(vs))
+        if not edges:
+            return True
+        if _types(edges) != {list} or set(map(len, edges)) != {5}:
+            return False
+        keys, uris, shas, kinds, ids = zip(*edges)
+        return (_types(keys) <= {str, type(None)} and _types(uris) == {str} and _types(shas) == {str}
+                and _types(kinds) == {str} and _types(ids) == {int} and set(ids) <= id_lists)
+
+    return column_ok
 
 
-def lineage_index_schema(table_size: int) -> tuple[PlainColumn, ...]:
-    """**Lineage index**, one shard per key group, ``<lake>/_index/lineage/v4/<shard>.json`` (the
+def id_list_positions(table: list[Any]) -> frozenset[int]:
+    """Positions of ``table`` (a lineage shard's shared table) holding a list of non-empty text:
+    the positions an input edge may name as its episode ids."""
+    return frozenset(i for i, v in enumerate(table) if type(v) is list and _all_non_empty_text([v]))
+
+
+def lineage_index_schema(table_size: int, id_lists: frozenset[int] = frozenset()) -> tuple[PlainColumn, ...]:
+    """**Lineage index**, one shard per key group, ``<lake>/_index/lineage/v5/<shard>.json`` (the
     table is the shard object's ``doc``; :mod:`hvla_platform.lib.lineage.shards`): one compact record
-    per committed artifact, ``{"format", "table": [shared dicts], "entries": {key: [fields]}}`` (no
+    per committed artifact, ``{"format", "table": [shared dicts and episode-id lists], "entries": {key: [fields]}}`` (no
     URI or absolute path: a copied lake's index stays true).
 
     Producer and consumer: lineage (:func:`hvla_platform.lib.lineage.graph.load_index`): checked
@@ -697,9 +706,13 @@ def lineage_index_schema(table_size: int) -> tuple[PlainColumn, ...]:
     of the manifest; 0 on S3, whose ETags are in the shard's ``etags``), ``type`` (non-empty text),
     ``code_version`` (text),
     ``manifest_sha256`` (64 hex digits), ``config`` and ``rights`` (int positions in ``table``,
-    ``0 ≤ i < table_size``), ``episode_ids`` (list of non-empty text), ``info``, ``files``
-    (objects), ``inputs`` (list of ``[key or null, uri, sha256, kind, [episode ids]]``: ``uri`` is
-    empty unless ``key`` is null, for an input a version-1 manifest names outside its lake). No nulls.
+    ``0 ≤ i < table_size``), ``episode_ids`` (the position in ``table`` of the
+    artifact's episode-id list, one of ``id_lists``), ``info``, ``files``
+    (objects), ``inputs`` (list of ``[key or null, uri, sha256, kind, ids]``: ``uri`` is
+    empty unless ``key`` is null, for an input a version-1 manifest names outside its lake; ``ids``
+    is the position in ``table`` of the edge's episode-id list, one of ``id_lists``
+    (:func:`id_list_positions`: lists of non-empty text) -- a checkpoint, its cache, its norm stats
+    and their edges repeat the same 10^5-id train list, stored once per shard). No nulls.
     """
     objects = (lambda vs: not vs or _types(vs) == {dict}, lambda v: type(v) is dict)
     return (
@@ -714,11 +727,13 @@ def lineage_index_schema(table_size: int) -> tuple[PlainColumn, ...]:
                     *_ints_in(0, table_size)),
         PlainColumn("rights", f"is not a position in the shared table (int, 0 <= i < {table_size})",
                     *_ints_in(0, table_size)),
-        PlainColumn("episode_ids", "is not a list of non-empty text", _episode_ids_column_ok, _ids_ok),
+        PlainColumn("episode_ids", "is not the position of a list of non-empty text in the table",
+                    *_id_list_column(id_lists)),
         PlainColumn("info", "is not an object", *objects),
         PlainColumn("files", "is not an object", *objects),
-        PlainColumn("inputs", "is not a list of [key or null, uri, sha256, kind, [episode ids]] edges",
-                    _inputs_column_ok, lambda v: type(v) is list and all(map(_edge_ok, v))),
+        PlainColumn("inputs", "is not a list of [key or null, uri, sha256, kind, position of an episode-id "
+                    "list in the table] edges",
+                    _inputs_column_ok(id_lists), lambda v: type(v) is list and all(_edge_ok(e, id_lists) for e in v)),
     )
 
 
@@ -743,7 +758,7 @@ def check_lineage_index(doc: Any, *, where: str) -> None:
             f"{list(LINEAGE_FIELDS)}"], ["entries"])
     columns = {"key": keys, **dict(zip(LINEAGE_FIELDS, zip(*values)))} if values else {}
     problems, names = [], []
-    for col in lineage_index_schema(len(doc["table"])):
+    for col in lineage_index_schema(len(doc["table"]), id_list_positions(doc["table"])):
         vs = columns.get(col.name, [])
         if col.column_ok(vs):
             continue

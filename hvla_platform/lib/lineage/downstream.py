@@ -138,7 +138,12 @@ def _downstream(lake: Lake, query: str, index: LineageIndex, include_raw: bool) 
             if d is None:
                 d = derived(r[0], stack)
             if d:
-                acc |= d.intersection(e.episode_ids) if e.episode_ids else d
+                ids = e.episode_ids
+                if len(ids) == 1:  # a release's per-episode edge: no intermediate set
+                    if ids[0] in d:
+                        acc.add(ids[0])
+                else:
+                    acc |= d.intersection(ids) if ids else d
         stack.discard(key)
         out = frozenset(acc) if acc else empty
         memo[key] = out

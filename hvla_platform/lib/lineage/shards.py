@@ -9,15 +9,18 @@ raw episodes over 200 days. Each record carries the **stamp** of the manifest it
 (:meth:`~hvla_platform.lib.core.lake.Lake.list_objects`), so a shard is validated against a listing
 without reading a manifest, and only changed manifests are re-read.
 
-Shards are objects of the lake itself, ``_index/lineage/v4/<quoted shard>.json``
+Shards are objects of the lake itself, ``_index/lineage/v5/<quoted shard>.json``
 (:func:`shard_key`), so an S3 lake has a persisted index every reader shares; they are written
 whole (local: a temporary file renamed over the old one; S3: one PUT), hold keys only (no URI,
 no root), and a lake copied with its ``_index`` keeps a valid index where the copy keeps the
 stamps (``cp -a``; S3 copies keep single-part ETags).
 
-An object is ``{"format": 4, "crc32": "<hex of the CRC-32 of the doc's bytes>", "doc": <doc>}``; the
+An object is ``{"format": 5, "crc32": "<hex of the CRC-32 of the doc's bytes>", "doc": <doc>}``; the
 doc is the lineage index table of :func:`~hvla_platform.lib.core.tables.lineage_index_schema`
-(``{"format", "table", "entries"}``, checked before it is written; on reading, a doc whose bytes
+(``{"format", "table", "entries"}``: ``table`` holds the shared configs, rights and
+episode-id lists (the artifacts' and their input edges') -- each distinct one once per shard, so the 10^5-id train list that a checkpoint's,
+its cache's and its norm stats' edges repeat is stored and decoded once, and the decoded edges share
+one list object, which queries must not mutate; checked before it is written; on reading, a doc whose bytes
 match its CRC is the one that passed that check and is not checked again -- the check costs a
 third of decoding at 100,000 episodes -- any other is checked in full), plus ``shard``,
 ``written_ns`` (when the listing it was built from started: a manifest stamped within :data:`RACY_NS`
@@ -37,7 +40,7 @@ import orjson
 from hvla_platform.lib.core.tables import check_lineage_index
 from hvla_platform.lib.lineage.records import ArtifactRecord, Edge
 
-INDEX_FORMAT = 4  # 4: sharded, in the lake (3: one file in .hvla-tmp)
+INDEX_FORMAT = 5  # 5: edge episode-id lists stored once per shard; 4: sharded, in the lake; 3: one file
 #: Lake prefix of the shard objects.
 INDEX_PREFIX = f"_index/lineage/v{INDEX_FORMAT}"
 #: A manifest whose mtime is this close to (or after) the listing its shard was built from is re-read
@@ -66,7 +69,7 @@ def shard_of(key: str) -> str:
 
 
 def shard_key(shard: str) -> str:
-    """Lake key of a shard object (``_index/lineage/v4/raw-mcap%2F2026-11-10.json``)."""
+    """Lake key of a shard object (``_index/lineage/v5/raw-mcap%2F2026-11-10.json``)."""
     return f"{INDEX_PREFIX}/{quote(shard, safe='')}.json"
 
 
@@ -88,12 +91,21 @@ def encode_shard(shard: str, entries: Entries, *, written_ns: int) -> bytes:
     """
     table: list[Any] = []
     ids: dict[bytes, int] = {}
+    lists: dict[tuple[Any, ...], int] = {}
 
     def intern(v: Any) -> int:
         s = orjson.dumps(v, option=orjson.OPT_SORT_KEYS)
         i = ids.get(s)
         if i is None:
             i = ids[s] = len(table)
+            table.append(v)
+        return i
+
+    def intern_list(v: list[Any]) -> int:  # episode ids (a checkpoint and its edges repeat its 10^5 train ids)
+        t = tuple(v)
+        i = lists.get(t)
+        if i is None:
+            i = lists[t] = len(table)
             table.append(v)
         return i
 
@@ -104,8 +116,9 @@ def encode_shard(shard: str, entries: Entries, *, written_ns: int) -> bytes:
         if isinstance(tag, str):
             etags[key] = tag
         out[key] = [size, tag if isinstance(tag, int) else 0, r.type, r.manifest_sha256, r.code_version,
-                    intern(r.config), intern(r.rights), r.episode_ids, r.info, r.files,
-                    [e.to_list() for e in r.inputs]]
+                    intern(r.config), intern(r.rights), intern_list(r.episode_ids), r.info, r.files,
+                    [[e.key, e.uri if e.key is None else "", e.sha256, e.kind, intern_list(e.episode_ids)]
+                     for e in r.inputs]]
     doc: dict[str, Any] = {"format": INDEX_FORMAT, "shard": shard, "written_ns": written_ns,
                            "table": table, "entries": out}
     if etags:
@@ -119,7 +132,8 @@ def decode_shard(data: bytes, *, where: str) -> tuple[Entries, int]:
     """``(entries, written_ns)`` of a shard document.
 
     Raises:
-        ShardError: not JSON, or not a shard of :data:`INDEX_FORMAT`.
+        ShardError: not JSON, not a shard of :data:`INDEX_FORMAT`, or one whose CRC matches but whose
+            entries are not in this code's layout.
         TableError: the entries do not match the lineage index table (names ``where``, the columns
             and the artifact keys at fault).
     """
@@ -139,9 +153,15 @@ def decode_shard(data: bytes, *, where: str) -> tuple[Entries, int]:
     table = doc["table"]
     etags = doc.get("etags") or {}
     out: Entries = {}
-    for key, (size, mtime, typ, msha, code, cfg, rights, eps, info, files, inputs) in doc["entries"].items():
-        tag = etags.get(key, mtime)
-        out[key] = ((size, tag), ArtifactRecord(key, typ, msha, code, table[cfg], table[rights], eps, info, files,
-                                                [Edge(*e) for e in inputs] if inputs else []))
+    try:
+        for key, (size, mtime, typ, msha, code, cfg, rights, eps, info, files, inputs) in doc["entries"].items():
+            tag = etags.get(key, mtime)
+            out[key] = ((size, tag), ArtifactRecord(key, typ, msha, code, table[cfg], table[rights], table[eps], info,
+                                                    files, [Edge(k, u, sha, kind, table[i])
+                                                            for k, u, sha, kind, i in inputs] if inputs else []))
+    except (TypeError, IndexError, ValueError, KeyError, AttributeError) as exc:
+        # its CRC matched, but it is not the layout this code checks (e.g. written by a development
+        # build of the same format number): not used, rebuilt from its manifests
+        raise ShardError(f"{where}: a shard of format {INDEX_FORMAT} in another layout ({exc!r})") from None
     written = doc.get("written_ns")
     return out, written if isinstance(written, int) else 0

@@ -187,8 +187,13 @@ def _upstream(lake: Lake, artifact: str, index: LineageIndex) -> LineageNode:
         for target in sorted(groups, key=lambda t: (TYPE_ORDER.get(index.records[t].type, 99), t)):
             sel, edges = groups[target]
             child = build(target, sel)
-            child.recorded_sha256 = sorted({e.sha256 for _, e in edges})
-            child.sha256_matches = all(_edge_matches(index.records[target], sub, e) for sub, e in edges)
+            if len(edges) == 1:  # the common case (a raw episode under its partition): no set, no generator
+                sub, e = edges[0]
+                child.recorded_sha256 = [e.sha256]
+                child.sha256_matches = _edge_matches(index.records[target], sub, e)
+            else:
+                child.recorded_sha256 = sorted({e.sha256 for _, e in edges})
+                child.sha256_matches = all(_edge_matches(index.records[target], sub, e) for sub, e in edges)
             node.children.append(child)
         for e in missing:
             if rec.type == RAW_TYPE:

@@ -12,8 +12,10 @@ import json
 import shutil
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
+import orjson
 import pytest
 
 from hvla_platform.lib.lineage import graph as lin
@@ -416,3 +418,48 @@ def test_answers_agree_with_the_dagster_event_log(built, lake):
             bad = check_event_log_agreement(inst, lin.downstream(original, "ep-a-1") + [fake])
             assert not bad.ok and [m.key for m in bad.mismatches] == [fake.key]
             assert original.uri(CKPT) in bad.mismatches[0].event_uris and "disagrees" in bad.summary()
+
+
+def test_episode_id_lists_are_stored_once_per_shard_and_checked(lake):
+    expected = _answers(lake)
+    lin.load_index(lake)
+    shard = lin.index_path(lake, lin.shard_of(CKPT))
+    doc = json.loads(shard.read_bytes())["doc"]
+    table, (ck_row,) = doc["table"], [v for k, v in doc["entries"].items() if k == CKPT]
+    lists = [t for t in table if isinstance(t, list)]
+    assert len({tuple(t) for t in lists}) == len(lists)  # each distinct list once
+    # the checkpoint and every one of its input edges (cache, norm stats) name the train list by position
+    ids_at = ck_row[7]
+    assert sorted(table[ids_at]) == TRAIN and len(ck_row[10]) == 2
+    assert [e[4] for e in ck_row[10]] == [ids_at, ids_at]
+    manifest = lake.read_manifest(CKPT)
+    assert [sorted(i["episode_ids"]) for i in manifest["inputs"]] == [TRAIN, TRAIN]
+    rec = lin.load_index(lake).records[CKPT]
+    assert rec.episode_ids == manifest["episode_ids"] and [e.episode_ids for e in rec.inputs] == \
+        [i["episode_ids"] for i in manifest["inputs"]]
+
+    # a position that does not hold a list of episode ids (here: the config dict) is refused on
+    # reading, the shard is rebuilt and the answers stay the same
+    whole = json.loads(shard.read_bytes())
+    row = whole["doc"]["entries"][CKPT]
+    row[10][0][4] = row[5]
+    shard.write_text(json.dumps(whole))
+    lin._MEMO.clear()
+    idx = lin.load_index(lake)
+    assert "column 'inputs'" in idx.stats["rejected_index"] and CKPT in idx.stats["rejected_index"]
+    assert idx.stats["read"] == sum(1 for k in idx.records if lin.shard_of(k) == lin.shard_of(CKPT))
+    assert _answers(lake, idx) == expected
+
+    # a shard whose CRC matches but whose entries are in another layout of the same format number
+    # (episode ids inline, as a development build wrote them) is not used either: rebuilt, same answers
+    whole = json.loads(shard.read_bytes())
+    table = whole["doc"]["table"]
+    for row in whole["doc"]["entries"].values():
+        row[7] = table[row[7]]
+    body = orjson.dumps(whole["doc"])
+    shard.write_bytes(b'{"format":%d,"crc32":"%08x","doc":%s}' % (whole["format"], zlib.crc32(body), body))
+    lin._MEMO.clear()
+    idx = lin.load_index(lake)
+    assert idx.stats["read"] == len(whole["doc"]["entries"]) and "rejected_index" not in idx.stats
+    assert _answers(lake, idx) == expected
+    assert isinstance(json.loads(shard.read_bytes())["doc"]["entries"][CKPT][7], int)  # rewritten in this layout
