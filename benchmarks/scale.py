@@ -207,7 +207,7 @@ def run(sizes: dict[str, list[float]], profile: str = "unitree_h1_3cam", stages:
             try:
                 t = time.perf_counter()
                 row = fn(m, profile, work, duration_s)
-                row["minutes"] = m
+                row["size"] = m
                 row["wall_s"] = time.perf_counter() - t
             finally:
                 shutil.rmtree(work, ignore_errors=True)
@@ -216,9 +216,9 @@ def run(sizes: dict[str, list[float]], profile: str = "unitree_h1_3cam", stages:
             say(f"[{stage}] {m:g} {unit} ({row.get('episodes', '-')} episodes): {row['throughput']}; "
                 f"ratio {_fmt(row.get('ratio'))} ({row['ratio_note']}); peak RSS {row['peak_rss_mb']:.0f} MB; "
                 f"bytes {row.get('bytes', {})}; per new episode {'n/a' if per_new is None else f'{per_new:.3f} s'}")
-        sizes = [r["minutes"] for r in rows]
-        res = {"sizes": rows, "exponent": fitted_exponent(sizes, [r["seconds"] for r in rows]),
-               "per_new_episode_exponent": fitted_exponent(sizes, [r.get("per_new_episode_s") for r in rows])}
+        xs = [r["size"] for r in rows]
+        res = {"unit": unit, "sizes": rows, "exponent": fitted_exponent(xs, [r["seconds"] for r in rows]),
+               "per_new_episode_exponent": fitted_exponent(xs, [r.get("per_new_episode_s") for r in rows])}
         say(f"[{stage}] fitted exponent, total cost vs size: {_fmt(res['exponent'])} (target <= 1.1); "
             f"cost per new episode vs size: {_fmt(res['per_new_episode_exponent'])} (0 = flat)")
         out[stage] = res
