@@ -6,7 +6,8 @@ encoding), so threads would share one core through the GIL; :func:`ordered_map` 
 * **Workers**: ``workers`` argument, else ``$HVLA_CONVERT_WORKERS``, else
   ``min(2, CPUs this process may run on)`` (:func:`default_workers`). One item, or one worker, runs
   in this process (no pool started: landing one episode costs no process start).
-* **Start method**: ``fork`` where the platform has it (Linux), else ``spawn``;
+* **Start method**: ``fork`` where the platform has it (Linux) and this process has not loaded JAX
+  or torch (then ``forkserver``: :func:`start_method`), else ``spawn``;
   ``$HVLA_CONVERT_START_METHOD`` (``fork``, ``forkserver``, ``spawn``) overrides. ``fork`` starts a
   worker in milliseconds with everything the parent has loaded and cached (modules, robot profiles,
   the joint limits QA compiles from the robot's MuJoCo model), which is what makes the pool pay off
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence, TypeVar
@@ -63,8 +65,16 @@ def default_workers() -> int:
     return max(1, min(2, cpus))
 
 
+#: Libraries that run native thread pools once imported (XLA, ATen/OpenMP): a process that has
+#: loaded one is not forked (``forkserver`` instead), because a lock one of those threads holds at
+#: fork time would stay held in the child (CPython warns "os.fork() ... JAX is multithreaded").
+NATIVE_THREADED = ("jax", "torch")
+
+
 def start_method() -> str:
-    """``$HVLA_CONVERT_START_METHOD`` if set, else ``fork`` where available, else ``spawn``.
+    """``$HVLA_CONVERT_START_METHOD`` if set; else ``fork`` where available, unless this process
+    has loaded a library in :data:`NATIVE_THREADED` (e.g. ``hvla demo`` converting again after
+    training), then ``forkserver``; else ``spawn``.
 
     Raises:
         ValueError: an unknown start method, or one this platform lacks.
@@ -72,7 +82,9 @@ def start_method() -> str:
     method = os.environ.get("HVLA_CONVERT_START_METHOD", "").strip()
     available = multiprocessing.get_all_start_methods()
     if not method:
-        return "fork" if "fork" in available else "spawn"
+        if "fork" in available and not any(m in sys.modules for m in NATIVE_THREADED):
+            return "fork"
+        return "forkserver" if "forkserver" in available else "spawn"
     if method not in START_METHODS or method not in available:
         raise ValueError(f"HVLA_CONVERT_START_METHOD={method!r}: expected one of "
                          f"{', '.join(m for m in START_METHODS if m in available)}")

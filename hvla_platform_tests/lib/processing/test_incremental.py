@@ -207,3 +207,28 @@ def test_ordered_map_keeps_the_input_order_and_releases_every_item():
     with pytest.raises(ValueError, match="item 2 is bad"):
         ordered_map(_fail_on_two, [0, 1, 2, 3, 4, 5, 6], workers=2, after=released.append)
     assert len(released) == len(set(released)) and 2 in released  # each item started is released once
+
+
+def test_a_process_that_loaded_jax_or_torch_is_not_forked(monkeypatch):
+    """fork only where it is safe: after JAX or torch is imported (their native thread pools) the
+    conversion pool starts its workers from a fork server."""
+    import sys
+    import types
+
+    from hvla_platform.lib.processing import pool
+
+    monkeypatch.delenv("HVLA_CONVERT_START_METHOD", raising=False)
+    for name in pool.NATIVE_THREADED:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert pool.start_method() == "fork"
+    monkeypatch.setitem(sys.modules, "jax", types.ModuleType("jax"))
+    assert pool.start_method() == "forkserver"
+    monkeypatch.setenv("HVLA_CONVERT_START_METHOD", "fork")  # the operator's choice wins
+    assert pool.start_method() == "fork"
+
+
+def test_workers_from_a_fork_server_write_the_same_bytes(tmp_path, recs, serial_and_parallel, monkeypatch):
+    monkeypatch.setenv("HVLA_CONVERT_START_METHOD", "forkserver")
+    serial, _ = serial_and_parallel
+    lake = _converted(tmp_path / "lake", recs, 2)
+    assert lake.read_manifest(PREFIX)["files"] == serial.read_manifest(PREFIX)["files"]
