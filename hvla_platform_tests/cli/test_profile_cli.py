@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from hvla_platform.cli.main import main
-from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE, SHIPPED_PROFILES_DIR, load_profile
-from hvla_platform_tests.fixtures.bags import as_layout, rewrite_mcap
+from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE, load_profile
+from hvla_platform_tests.fixtures.bags import as_layout, install_lab_front_cam_profile, rewrite_mcap
 from hvla_platform_tests.fixtures.recordings import write_recording
 
 HVLA = [sys.executable, "-m", "hvla_platform.cli"]
@@ -121,11 +121,7 @@ def test_refusals_are_one_line_exit_2(recs, tmp_path, capsys):
 def test_a_better_matching_profile_is_suggested(recs, capsys, tmp_path, monkeypatch):
     """A lab's own profile (``$HVLA_HOME/profiles``) the recording does not follow: the summary line
     names the shipped profile it does follow."""
-    doc = yaml.safe_load((SHIPPED_PROFILES_DIR / f"{DEFAULT_PROFILE}.yaml").read_text())
-    doc["profile"] = "lab_g1_front_cam"
-    doc["cameras"]["head"]["topic"] = "/front_cam/image/compressed"
-    (tmp_path / "home" / "profiles").mkdir(parents=True)
-    (tmp_path / "home" / "profiles" / "lab_g1_front_cam.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    install_lab_front_cam_profile(tmp_path / "home")
     monkeypatch.setenv("HVLA_HOME", str(tmp_path / "home"))
     rc, lines, _ = _run(["profile", "check", str(recs["source"]), "--profile", "lab_g1_front_cam"], capsys)
     assert rc == 1

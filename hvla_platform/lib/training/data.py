@@ -150,22 +150,29 @@ def load_split(cache_dir: str | Path, split: str, cameras: Sequence[str] | None 
     if not rows:
         raise CacheError(f"Robo-DM cache {cache_dir} has no '{split}' episodes")
     episodes = [load_episode(cache_dir, r, cameras) for r in rows]
-    ref = episodes[0]
     for ep in episodes[1:]:
-        if list(ep.images) != list(ref.images):
-            raise CacheError(f"episode {ep.episode_id} has cameras {list(ep.images)}, episode {ref.episode_id} "
-                             f"has {list(ref.images)}")
-        if ep.state.shape[1] != ref.state.shape[1] or ep.actions.shape[1] != ref.actions.shape[1]:
-            raise CacheError(
-                f"episode {ep.episode_id} has state/action dims {ep.state.shape[1]}/{ep.actions.shape[1]}, "
-                f"episode {ref.episode_id} has {ref.state.shape[1]}/{ref.actions.shape[1]}"
-            )
-        for cam in ref.images:
-            if ep.images[cam].shape[1:] != ref.images[cam].shape[1:]:
-                raise CacheError(f"camera {cam!r} image size differs between episodes "
-                                 f"{ref.episode_id} {ref.images[cam].shape[1:]} and {ep.episode_id} "
-                                 f"{ep.images[cam].shape[1:]}")
+        check_same_layout(episodes[0], ep)
     return episodes
+
+
+def check_same_layout(ref: Episode, ep: Episode) -> None:
+    """Refuse ``ep`` unless it has ``ref``'s cameras (same names, same (H, W, 3) frame size) and
+    state/action dimensions: the episodes of one split are stacked into one batch layout.
+
+    Raises:
+        CacheError: naming both episodes and what differs.
+    """
+    if list(ep.images) != list(ref.images):
+        raise CacheError(f"episode {ep.episode_id} has cameras {list(ep.images)}, episode {ref.episode_id} "
+                         f"has {list(ref.images)}")
+    if ep.state.shape[1] != ref.state.shape[1] or ep.actions.shape[1] != ref.actions.shape[1]:
+        raise CacheError(
+            f"episode {ep.episode_id} has state/action dims {ep.state.shape[1]}/{ep.actions.shape[1]}, "
+            f"episode {ref.episode_id} has {ref.state.shape[1]}/{ref.actions.shape[1]}")
+    for cam in ref.images:
+        if ep.images[cam].shape[1:] != ref.images[cam].shape[1:]:
+            raise CacheError(f"camera {cam!r} image size differs between episodes {ref.episode_id} "
+                             f"{ref.images[cam].shape[1:]} and {ep.episode_id} {ep.images[cam].shape[1:]}")
 
 
 def action_chunks(actions: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from hvla_platform.lib.formats.robodm_manifest import MANIFEST_FILE
-from hvla_platform.lib.training.data import SPLITS, CacheError, load_episode, read_manifest
+from hvla_platform.lib.training.data import SPLITS, CacheError, check_same_layout, load_episode, read_manifest
 
 #: Version of the store layout (part of the fingerprint).
 STORE_FORMAT = 1
@@ -124,17 +124,7 @@ def _build(cache_dir: Path, rows: list[dict], cameras: Sequence[str] | None, out
                             action_dim=int(ep.actions.shape[1]),
                             camera_shapes={c: list(ep.images[c].shape[1:]) for c in cameras})
             else:
-                if list(ep.images) != list(ref.images):
-                    raise CacheError(f"episode {ep.episode_id} has cameras {list(ep.images)}, episode "
-                                     f"{ref.episode_id} has {list(ref.images)}")
-                if ep.state.shape[1] != ref.state.shape[1] or ep.actions.shape[1] != ref.actions.shape[1]:
-                    raise CacheError(
-                        f"episode {ep.episode_id} has state/action dims {ep.state.shape[1]}/{ep.actions.shape[1]}, "
-                        f"episode {ref.episode_id} has {ref.state.shape[1]}/{ref.actions.shape[1]}")
-                for cam in ref.images:
-                    if ep.images[cam].shape[1:] != ref.images[cam].shape[1:]:
-                        raise CacheError(f"camera {cam!r} image size differs between episodes {ref.episode_id} "
-                                         f"{ref.images[cam].shape[1:]} and {ep.episode_id} {ep.images[cam].shape[1:]}")
+                check_same_layout(ref, ep)
             _append(files["state"], ep.state.astype(np.float32))
             _append(files["action"], ep.actions.astype(np.float32))
             for cam in cameras:

@@ -19,11 +19,11 @@ import yaml
 
 from hvla_platform.lib.core.lake import LocalLake
 from hvla_platform.lib.formats.bags.bag import open_bag
-from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE, SHIPPED_PROFILES_DIR
+from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE
 from hvla_platform.lib.ingest.drop_area import LocalDropArea
 from hvla_platform.lib.ingest.landing import find_recordings, land_recording, list_landed_episodes
 from hvla_platform.lib.ingest.raw import ingest_partition
-from hvla_platform_tests.fixtures.bags import LAYOUTS, as_layout, rewrite_mcap
+from hvla_platform_tests.fixtures.bags import LAYOUTS, as_layout, install_lab_front_cam_profile, rewrite_mcap
 from hvla_platform_tests.fixtures.recordings import write_recording
 
 DAY, ROBOT = "2026-11-10", "g1-001"
@@ -178,11 +178,7 @@ def test_a_folder_with_two_bags_or_an_unknown_storage_is_rejected_at_landing(sc,
 def test_the_required_topics_are_those_of_the_profile_the_recording_names(sc, tmp_path, monkeypatch):
     """A lab profile (``$HVLA_HOME/profiles``) whose head camera is on another topic: a recording
     naming it is checked against it, not against the default profile."""
-    doc = yaml.safe_load((SHIPPED_PROFILES_DIR / f"{DEFAULT_PROFILE}.yaml").read_text())
-    doc["profile"] = "lab_g1_front_cam"
-    doc["cameras"]["head"]["topic"] = "/front_cam/image/compressed"
-    (tmp_path / "home" / "profiles").mkdir(parents=True)
-    (tmp_path / "home" / "profiles" / "lab_g1_front_cam.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    install_lab_front_cam_profile(tmp_path / "home")
     monkeypatch.setenv("HVLA_HOME", str(tmp_path / "home"))
     rec = as_layout(sc["folders"]["ep-mcap"], tmp_path / "src" / "ep-lab", "sqlite3")
     _set_meta(rec, profile="lab_g1_front_cam")
