@@ -5,6 +5,8 @@
 #     chromium (browser test; scripts/install_ui.sh also runs npm ci for playwright-core)
 #   - .venv-openpi: openpi-client 0.1.2 + openpi-server 0.1.0 (numpy < 2) for the serving compatibility
 #     tests and benchmarks/policy_server.py (scripts/install_openpi_client.sh)
+#   - .venv-lerobot-v21: LeRobot 0.3.3, the v2.1 reader the openpi export is tested with
+#     (scripts/install_lerobot_v21.sh; torch & co. come from .venv)
 #   - .venv with the pinned Python dependencies (see docs/environment.md for why torch, lerobot and
 #     robodm are installed the way they are)
 # PostgreSQL, the deployment tests' server, is installed and started by scripts/ensure_postgres.sh,
@@ -33,6 +35,7 @@ fi
 if [ "${HVLA_SKIP_TEST_TOOLS:-0}" != 1 ]; then
   ./scripts/install_ui.sh
   ./scripts/install_openpi_client.sh
+  ./scripts/install_lerobot_v21.sh
   if ! dpkg -s docker-compose >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     echo "[install] apt-get install docker-compose"
@@ -68,4 +71,7 @@ pipq --no-deps "lerobot==0.4.4" "robodm==0.1.0"
 # 4. this project
 pipq --no-deps -e .
 echo "$want" > "$stamp"
+# .venv-lerobot-v21 takes torch & co. from .venv, so on a fresh machine it can only be made now
+# (the call in the test-tools block above covers a machine whose .venv was already installed)
+if [ "${HVLA_SKIP_TEST_TOOLS:-0}" != 1 ]; then ./scripts/install_lerobot_v21.sh; fi
 echo "[install] done"

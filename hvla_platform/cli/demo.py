@@ -65,8 +65,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         failures.append(o)
 
     echo(f"\nartifacts (lake {lake.root_uri()}):")
-    for prefix in ("raw-mcap", "episodes-hdf5", "lerobot", "norm-stats", "robodm-cache", "checkpoints", "eval-reports",
-                   "quarantine"):
+    for prefix in ("raw-mcap", "episodes-hdf5", "lerobot", "norm-stats", "robodm-cache", "openpi-exports", "checkpoints",
+                   "eval-reports", "quarantine"):
         arts = lake.list_artifacts(prefix) if prefix != "quarantine" else sorted(
             {k.rsplit("/", 1)[0] for k in lake.list_keys(prefix) if k.endswith("reason.json")})
         echo(f"  {prefix:<14} {len(arts):>3} artifact(s)" + (f"  e.g. {lake.uri(arts[-1])}" if arts else ""))

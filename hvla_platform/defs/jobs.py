@@ -20,8 +20,9 @@ ingest_job = dg.define_asset_job(
 )
 release_job = dg.define_asset_job(
     "release_job",
-    selection=dg.AssetSelection.assets("lerobot_dataset", "norm_stats", "robodm_cache"),
-    description="Build one dataset release: LeRobot v3.0 dataset → norm stats and Robo-DM cache, with checks. "
+    selection=dg.AssetSelection.assets("lerobot_dataset", "norm_stats", "robodm_cache", "openpi_export"),
+    description="Build one dataset release: LeRobot v3.0 dataset → norm stats, Robo-DM cache and the openpi "
+                "export (LeRobot v2.1 train/held-out datasets + openpi norm stats), with checks. "
                 "Launched by the nightly release refresh for releases that follow new data.",
     run_tags={"hvla/stage": "release"},
 )

@@ -60,7 +60,7 @@ def automation(repo):
 def test_derivatives_follow_a_dataset_built_on_its_own(automation):
     report, tick = automation
     report("rel-a")
-    assert tick() == {"rel-a": ["norm_stats", "robodm_cache"]}
+    assert tick() == {"rel-a": ["norm_stats", "openpi_export", "robodm_cache"]}
     assert tick() == {}  # requested once
 
 
@@ -74,4 +74,4 @@ def test_a_failed_check_of_one_release_is_not_hidden_by_a_later_release(automati
     report, tick = automation
     report("rel-b", schema_stable=False)
     report("rel-a")
-    assert tick() == {"rel-a": ["norm_stats", "robodm_cache"]}
+    assert tick() == {"rel-a": ["norm_stats", "openpi_export", "robodm_cache"]}

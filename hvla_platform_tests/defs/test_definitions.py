@@ -6,7 +6,7 @@ from hvla_platform.definitions import defs
 
 EXPECTED = {
     "raw_mcap": "ingest", "episodes_hdf5": "processing", "lerobot_dataset": "dataset", "norm_stats": "dataset",
-    "robodm_cache": "dataset", "checkpoint": "training", "eval_report": "evaluation",
+    "robodm_cache": "dataset", "openpi_export": "dataset", "checkpoint": "training", "eval_report": "evaluation",
 }
 
 

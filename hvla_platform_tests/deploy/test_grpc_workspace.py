@@ -14,8 +14,8 @@ import yaml
 
 from hvla_platform_tests.deploy.conftest import DEPLOY, CodeServer, start_code_server, stop_code_server
 
-LIFECYCLE_ASSETS = {"raw_mcap", "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache", "checkpoint",
-                    "eval_report"}
+LIFECYCLE_ASSETS = {"raw_mcap", "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache", "openpi_export",
+                    "checkpoint", "eval_report"}
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ DAY, ROBOT = "2026-11-10", "g1-001"
 PARTITION = f"{DAY}|{ROBOT}"
 RECORDINGS = REPO_ROOT / "data" / "recordings" / DAY / ROBOT
 RAW_CHECKS = {"readable", "required_topics", "monotonic", "rights"}
-LIFECYCLE_ASSETS = {"raw_mcap", "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache",
+LIFECYCLE_ASSETS = {"raw_mcap", "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache", "openpi_export",
                     "checkpoint", "eval_report"}
 LIFECYCLE_GROUPS = {"ingest", "processing", "dataset", "training", "evaluation"}
 CHROMIUM = os.environ.get("HVLA_CHROMIUM", "/usr/bin/chromium")

@@ -178,3 +178,13 @@ RESTRICTED = "restricted"
 def flag_key(artifact_prefix: str) -> str:
     """``flags/<artifact prefix>.json``: an artifact's do-not-use flag."""
     return f"{FLAGS}/{artifact_prefix.strip('/')}.json"
+
+
+# openpi-ready exports of a release (lib/dataset/openpi_export.py)
+OPENPI_EXPORTS = "openpi-exports"
+
+
+def openpi_export_prefix(release: str) -> str:
+    """``openpi-exports/<release>``: the release's LeRobot v2.1 export for openpi (train split and
+    held-out split as two datasets under ``lerobot/``, norm stats under ``assets/``)."""
+    return f"{OPENPI_EXPORTS}/{release}"

@@ -44,7 +44,8 @@ from pydantic import ConfigDict, PrivateAttr
 
 from hvla_platform import __version__
 from hvla_platform.lib.core.contracts import StrictModel, validate_document
-from hvla_platform.lib.core.keys import CHECKPOINTS, EPISODES, EVAL_REPORTS, LEROBOT, NORM_STATS, RAW, ROBODM
+from hvla_platform.lib.core.keys import (
+    CHECKPOINTS, EPISODES, EVAL_REPORTS, LEROBOT, NORM_STATS, OPENPI_EXPORTS, RAW, ROBODM)
 from hvla_platform.lib.core.rights import Rights
 from hvla_platform.lib.core.settings import REPO_ROOT
 from hvla_platform.lib.core.lake import MANIFEST_NAME, ArtifactNotFoundError, Lake, sha256_file, validate_key
@@ -445,11 +446,50 @@ class EvalReportManifest(ArtifactManifest):
     closed_loop: dict[str, dict[str, Any]] | None = None
 
 
+class OpenpiExportManifest(ArtifactManifest):
+    """``openpi-exports/<release>/``: a release as LeRobot v2.1 datasets + openpi norm stats (dataset).
+
+    Attributes:
+        release: the release version id exported; ``repo_id`` its LeRobot v3.0 repo_id.
+        openpi_repo_id: repo_id of the train dataset (``<org>/<release>``), relative to
+            ``HF_LEROBOT_HOME = <export>/lerobot``; ``heldout_repo_id`` the held-out one (None when
+            nothing is held out).
+        train_episodes / heldout_episodes: per exported episode ``{"episode_index" (in the
+            export), "release_episode_index", "episode_id", "length", "task"}``.
+        norm_stats: ``{"absolute" | "delta": path of its norm_stats.json in the export}``.
+        state_order, state_names, delta_mask: :class:`~hvla_platform.lib.dataset.openpi_norm_stats.DeltaLayout`.
+        problems: what :func:`check_export` found right after writing (empty = consistent).
+    """
+
+    artifact_type: Literal["openpi_export"]
+    release: str
+    repo_id: str
+    codebase_version: Literal["v2.1"]
+    openpi_repo_id: str
+    heldout_repo_id: str | None
+    config_name: str
+    delta_config_name: str
+    action_horizon: int
+    fps: int
+    train_episodes: list[dict[str, Any]]
+    heldout_episodes: list[dict[str, Any]]
+    tasks: list[str]
+    num_frames: int
+    num_heldout_frames: int
+    num_action_vectors: int
+    state_order: list[int]
+    state_names: list[str]
+    action_names: list[str]
+    delta_mask: list[bool]
+    norm_stats: dict[str, str]
+    problems: list[str]
+
+
 #: artifact type → its manifest model.
 MANIFEST_MODELS: dict[str, type[ArtifactManifest]] = {
     m.model_fields["artifact_type"].annotation.__args__[0]: m  # type: ignore[union-attr]
     for m in (RawEpisodeManifest, EpisodesManifest, LeRobotDatasetManifest, NormStatsManifest, RoboDMCacheManifest,
-              CheckpointManifest, EvalReportManifest)
+              CheckpointManifest, EvalReportManifest, OpenpiExportManifest)
 }
 
 M = TypeVar("M", bound=ArtifactManifest)
@@ -459,7 +499,7 @@ M = TypeVar("M", bound=ArtifactManifest)
 #: version-1 manifest read without its prefix is cut from its ``artifact_uri``.
 _LAYOUT = {"raw_mcap_episode": (RAW, 4), "episodes_hdf5": (EPISODES, 3), "lerobot_dataset": (LEROBOT, 4),
            "norm_stats": (NORM_STATS, 2), "robodm_cache": (ROBODM, 2), "checkpoint": (CHECKPOINTS, 4),
-           "eval_report": (EVAL_REPORTS, 3)}
+           "eval_report": (EVAL_REPORTS, 3), "openpi_export": (OPENPI_EXPORTS, 2)}
 
 
 def _own_key(data: dict[str, Any]) -> str | None:

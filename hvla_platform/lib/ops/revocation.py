@@ -33,6 +33,7 @@ from hvla_platform.lib.core.manifest import EpisodesManifest, LeRobotDatasetMani
 from hvla_platform.lib.core.withdrawals import audit, now_utc
 from hvla_platform.lib.dataset.build import build_release
 from hvla_platform.lib.dataset.norm_stats_build import build_norm_stats
+from hvla_platform.lib.dataset.openpi_export import build_openpi_export
 from hvla_platform.lib.dataset.releases import register_release
 from hvla_platform.lib.dataset.robodm_build import build_cache
 from hvla_platform.lib.dataset.versions import load_release_version
@@ -41,7 +42,7 @@ from hvla_platform.lib.processing.build import convert_partition
 
 RAW_POLICIES = ("restrict", "delete", "keep")
 _CONSENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_LAYER_ORDER = ("lerobot_dataset", "norm_stats", "robodm_cache", "checkpoint", "eval_report")
+_LAYER_ORDER = ("lerobot_dataset", "norm_stats", "robodm_cache", "openpi_export", "checkpoint", "eval_report")
 
 
 class RevocationError(ValueError):
@@ -151,6 +152,7 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
                 built = build_release(lake, new_spec).spec  # the version it published
                 build_norm_stats(lake, built)
                 build_cache(lake, built)
+                build_openpi_export(lake, built)
             res.rebuilt_releases[old] = new_name
             audit(lake, "release_rebuilt", old_release=old, new_release=new_name, consent=consent)
     for ep in episodes:
