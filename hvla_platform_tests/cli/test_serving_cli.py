@@ -170,8 +170,7 @@ def test_prompts_outside_the_training_tasks_are_warned_about_once_not_refused(st
     for side, err in (("deploy", p.stderr), ("serve", s_err)):
         warnings = [ln for ln in err.splitlines() if ln.startswith(f"hvla {side}: warning: ")]
         assert warnings == [f"hvla {side}: warning: prompt {t!r} is not among the checkpoint's 1 training task "
-                            f"(nearest: {train_task!r}); it is out of distribution and its success is unmeasured "
-                            "(this policy does not read the prompt: it acts as trained, whatever the prompt asks)"
+                            f"(nearest: {train_task!r}); it is out of distribution and its success is unmeasured"
                             for t in distinct], err
         assert "Traceback" not in err
     safety = [ln for ln in lines(tmp_path / "ood.jsonl") if ln["event"] == "prompt_warning"]

@@ -12,6 +12,12 @@ The two groups are never pooled into one success rate: each gets ``n``, ``k``, `
 Wilson score interval (:mod:`.wilson`). Seeds are chosen so both groups are measured
 (:func:`plan_seeds`): half of the trials (rounded up) in distribution, the rest out of it, each group
 taking the first seeds from the base seed on whose task falls in it.
+
+**Per task.** Each distinct task instruction the trials ran is also summarised on its own
+(:func:`per_task_summary`): ``k/n``, rate and 95 % Wilson interval, marked in or out of the training
+task set. A policy that reads its prompt can succeed on one instruction and fail on another of the
+same group; the per-task rows show which (with a handful of trials per task their intervals are
+wide: they say *where* the successes are, not that two tasks differ).
 """
 
 from __future__ import annotations
@@ -106,6 +112,32 @@ def group_summary(trials: Sequence[Mapping[str, Any]], *, note: str | None = Non
     return out
 
 
+def per_task_summary(per_trial: Sequence[Mapping[str, Any]], training_tasks: Iterable[str]) -> list[dict[str, Any]]:
+    """Success per task instruction of a list of trials.
+
+    Args:
+        per_trial: trial records with ``task`` (str), ``seed`` and ``success`` (bool).
+        training_tasks: the checkpoint's training tasks (decides ``distribution``, :func:`group_of`).
+
+    Returns:
+        one entry per distinct task (exact string), in-distribution tasks first, then by task:
+        ``{"task", "distribution": IN|OUT, "in_training_tasks": bool, "trials": n, "successes": k,
+        "success_rate": k / n, "ci95": [lower, upper], "interval": INTERVAL, "seeds": [...]}``.
+    """
+    training_tasks = list(training_tasks)
+    by_task: dict[str, list[Mapping[str, Any]]] = {}
+    for t in per_trial:
+        by_task.setdefault(str(t["task"]), []).append(t)
+    out = []
+    for task, trials in by_task.items():
+        g = group_of(task, training_tasks)
+        n, k = len(trials), sum(1 for t in trials if t["success"])
+        out.append({"task": task, "distribution": g, "in_training_tasks": g == IN, "trials": n, "successes": k,
+                    "success_rate": k / n, "ci95": list(wilson_interval(k, n, Z_95)), "interval": INTERVAL,
+                    "seeds": [t["seed"] for t in trials]})
+    return sorted(out, key=lambda e: (GROUPS.index(e["distribution"]), e["task"]))
+
+
 def split_by_distribution(closed_loop: Mapping[str, Any], *, training_tasks: Sequence[str],
                           release_tasks: Sequence[str], release: str,
                           shortfall: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -123,7 +155,7 @@ def split_by_distribution(closed_loop: Mapping[str, Any], *, training_tasks: Seq
     Returns:
         ``closed_loop`` without ``successes`` / ``success_rate`` / ``mean_steps_success``, each
         ``per_trial`` entry with ``"distribution": IN|OUT``, plus ``IN`` and ``OUT``
-        (:func:`group_summary`) and ``"distribution_basis": {"release", "training_tasks",
+        (:func:`group_summary`), ``"per_task"`` (:func:`per_task_summary`) and ``"distribution_basis": {"release", "training_tasks",
         "release_tasks", "rule"}``.
     """
     shortfall = dict(shortfall or {})
@@ -136,6 +168,7 @@ def split_by_distribution(closed_loop: Mapping[str, Any], *, training_tasks: Seq
         if not members:
             note = f"no trials: not measured ({note})" if note else "no trials: not measured"
         out[g] = group_summary(members, note=note)
+    out["per_task"] = per_task_summary(per_trial, training_tasks)
     out["distribution_basis"] = {
         "release": release, "training_tasks": sorted(training_tasks), "release_tasks": sorted(release_tasks),
         "rule": "in distribution = the trial's task instruction is one of the checkpoint's training tasks "

@@ -1,7 +1,8 @@
 """Offline evaluation: action error of a policy on held-out episodes vs a hold-position baseline.
 
 For every frame ``t`` of every ``heldout`` episode of a Robo-DM cache, the policy is queried with
-the openpi-style observation (raw state, raw images, prompt) and returns a chunk ``â_t..â_{t+H-1}``.
+the openpi-style observation (raw state, raw images, and as ``prompt`` the episode's own task
+instruction, the manifest's ``task``) and returns a chunk ``â_t..â_{t+H-1}``.
 Errors are in the action's units (radians of joint targets; state/action names, dimensions and
 cameras are the checkpoint's and the cache's, whatever the robot profile):
 
@@ -74,6 +75,7 @@ def evaluate_offline(
     cameras: Sequence[str] | None = None,
     split: str = "heldout",
     max_frames_per_episode: int | None = None,
+    prompt_used: bool | None = None,
 ) -> dict[str, Any]:
     """Score ``policy_infer`` on the ``split`` episodes of a Robo-DM cache (formulas: module doc).
 
@@ -88,13 +90,15 @@ def evaluate_offline(
             name).
         split: manifest split to evaluate (``heldout`` normally).
         max_frames_per_episode: evaluate at most this many evenly spaced frames per episode.
+        prompt_used: whether the policy reads the prompt (its metadata's ``prompt_used``), recorded
+            in the result; None: not known.
 
     Returns:
         ``{"split", "episode_ids", "num_frames", "horizon", "action_names", "units": "rad",
         "policy": {"first": E, "chunk": E + {"mae_per_step"}}, "baseline": {...same},
         "comparison": {"first_mae_ratio", "first_mae_improvement", "first_rmse_ratio", ...,
-        "chunk_mae_ratio", "chunk_mae_improvement"}, "per_episode": [...], "infer_ms": {...}}``
-        where ``E = {"mae_per_dim", "rmse_per_dim", "mae", "rmse", "count"}``.
+        "chunk_mae_ratio", "chunk_mae_improvement"}, "per_episode": [{"episode_id", "task", ...}],
+        "prompt": {"source", "used_by_policy", "tasks"}, "infer_ms": {...}}`` where ``E = {"mae_per_dim", "rmse_per_dim", "mae", "rmse", "count"}``.
 
     Raises:
         ValueError: names do not match the data's dims, action joints are not state joints, or
@@ -137,7 +141,7 @@ def evaluate_offline(
         valids.append(valid)
         bases.append(base)
         per_episode.append({
-            "episode_id": ep.episode_id, "num_frames": int(len(frames)),
+            "episode_id": ep.episode_id, "task": ep.task, "num_frames": int(len(frames)),
             "policy_first_mae": float(np.abs(pred[:, 0] - gt[:, 0]).mean()),
             "baseline_first_mae": float(np.abs(base[:, 0] - gt[:, 0]).mean()),
         })
@@ -167,6 +171,8 @@ def evaluate_offline(
         "baseline": baseline,
         "comparison": comparison,
         "per_episode": per_episode,
+        "prompt": {"source": "each episode's own task instruction (the cache manifest's task)",
+                   "used_by_policy": prompt_used, "tasks": sorted({ep.task for ep in episodes})},
         "infer_ms": {"mean": float(ms.mean()), "p50": float(np.percentile(ms, 50)),
                      "p95": float(np.percentile(ms, 95)), "max": float(ms.max())},
     }
@@ -175,7 +181,8 @@ def evaluate_offline(
 def evaluate_policy_offline(policy, cache_dir, *, split: str = "heldout",
                             max_frames_per_episode: int | None = None) -> dict[str, Any]:
     """:func:`evaluate_offline` of a loaded :class:`~hvla_platform.lib.training.policy.Policy`,
-    taking state/action names and cameras from its metadata.
+    taking state/action names, cameras and ``prompt_used`` from its metadata. Each held-out
+    episode's own task is the prompt.
 
     Raises:
         ValueError: the checkpoint was trained without state/action names.
@@ -186,4 +193,5 @@ def evaluate_policy_offline(policy, cache_dir, *, split: str = "heldout",
                          "pass them to evaluate_offline explicitly")
     return evaluate_offline(policy.infer, cache_dir, state_names=md["state_names"],
                             action_names=md["action_names"], cameras=md["cameras"], split=split,
-                            max_frames_per_episode=max_frames_per_episode)
+                            max_frames_per_episode=max_frames_per_episode,
+                            prompt_used=md.get("prompt_used"))

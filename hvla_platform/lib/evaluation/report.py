@@ -3,8 +3,9 @@
 The HTML has: the checkpoint and its data/rights, headline numbers, the loss curve, per-joint action
 error of policy vs the hold-position baseline, error along the chunk, closed-loop success in and
 out of the training distribution (each with its 95 % Wilson interval, never pooled:
-:mod:`.report_closed_loop`), and a plain-language section on what the numbers mean and their
-limits. Other artifacts are named by lake key, never by filesystem path. Plots use matplotlib's Agg
+:mod:`.report_closed_loop`) and per task instruction, whether the policy reads the prompt (the
+offline result's ``prompt.used_by_policy``, i.e. the checkpoint's metadata), and a plain-language
+section on what the numbers mean and their limits. Other artifacts are named by lake key, never by filesystem path. Plots use matplotlib's Agg
 backend (no display needed).
 """
 
@@ -21,7 +22,8 @@ from typing import Any, Mapping, Sequence
 import yaml
 from hvla_platform.lib.core.tracking import TrackedRun
 from hvla_platform.lib.evaluation.report_closed_loop import (
-    closed_loop_explanation, closed_loop_figure, closed_loop_metrics, closed_loop_section, require_groups)
+    closed_loop_explanation, closed_loop_figure, closed_loop_metrics, closed_loop_section, require_groups,
+    with_per_task)
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
@@ -126,6 +128,20 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def prompt_sentence(offline: Mapping[str, Any]) -> str:
+    """What the report says about the prompt (HTML), from ``offline["prompt"]["used_by_policy"]``:
+    True → the policy reads the instruction; False → it does not; absent/None → not recorded."""
+    used = (offline.get("prompt") or {}).get("used_by_policy")
+    if used is True:
+        return ("The policy reads the task instruction (the prompt) through a small word embedding learned from "
+                "the training tasks' words only: held-out episodes are queried with their own task, closed-loop "
+                "trials with theirs, and a word no training task contains (e.g. an unseen colour) is ignored, so "
+                "an out-of-distribution instruction is read as its known words.")
+    if used is False:
+        return "This checkpoint does not read the task prompt: it acts the same whatever the instruction asks."
+    return "Whether this policy reads the task prompt is not recorded."
+
+
 def _explanation(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | None,
                  num_train_frames: int | None) -> str:
     p, b = offline["policy"]["first"], offline["baseline"]["first"]
@@ -152,7 +168,7 @@ def _explanation(offline: Mapping[str, Any], closed_loop: Mapping[str, Any] | No
     parts.append(
         "<p><b>Limits.</b> This is a deliberately tiny setup: a small CNN + MLP (trained from scratch, "
         f"no pretrained vision or language model) on {frames}, trained for a few minutes on a CPU. "
-        "The task prompt is not used. Held-out episodes come from the same robot, scene and task "
+        f"{prompt_sentence(offline)} Held-out episodes come from the same robot, scene and task "
         "distribution as the training episodes, so the action error says nothing about generalisation; "
         "only the out-of-distribution closed-loop trials touch it (other objects and hands of the same "
         "simulated scene), and simulation success does not imply real-robot success. Use the report to "
@@ -183,14 +199,16 @@ def write_eval_report(
         training: extra training facts to record (e.g. ``num_train_frames``, ``seconds``, ``mlflow_run_id``).
 
     ``metrics.json`` = ``{"checkpoint", "checkpoint_manifest", "training": {"steps", "final_minibatch_loss",
-    ...}, "offline", "closed_loop"}`` with NaN/inf written as null.
+    ...}, "offline", "closed_loop"}`` with NaN/inf written as null; ``closed_loop.per_task`` holds the
+    success per task instruction (computed from ``per_trial`` when the result has none,
+    :func:`~hvla_platform.lib.evaluation.report_closed_loop.with_per_task`).
 
     Raises:
         ValueError: ``closed_loop`` is not split by distribution
             (:func:`~hvla_platform.lib.evaluation.report_closed_loop.require_groups`).
     """
     if closed_loop is not None:
-        require_groups(closed_loop)
+        closed_loop = with_per_task(closed_loop)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     training_d = {"steps": len(loss_curve), "first_minibatch_loss": loss_curve[0] if loss_curve else None,

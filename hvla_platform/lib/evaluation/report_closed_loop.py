@@ -2,7 +2,9 @@
 
 Input is :func:`~hvla_platform.lib.evaluation.distribution.split_by_distribution`'s result (the
 ``closed_loop`` of ``metrics.json``). Each group is shown as ``k/n``, its rate and its 95 % Wilson
-interval; a group without trials says "not measured" and why.
+interval; a group without trials says "not measured" and why. Below the groups, success per task
+instruction (``closed_loop["per_task"]``, :func:`~hvla_platform.lib.evaluation.distribution.per_task_summary`),
+each task marked in or out of the training task set.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import html
 from typing import Any, Mapping, Sequence
 
-from hvla_platform.lib.evaluation.distribution import GROUPS, IN, OUT
+from hvla_platform.lib.evaluation.distribution import GROUPS, IN, OUT, per_task_summary
 
 LABEL = {IN: "in distribution", OUT: "out of distribution"}
 SHORT = {IN: "in", OUT: "out"}
@@ -32,6 +34,29 @@ def require_groups(closed_loop: Mapping[str, Any]) -> None:
     if missing:
         raise ValueError(f"closed-loop result has no {missing} summaries; pass it through "
                          "hvla_platform.lib.evaluation.distribution.split_by_distribution first")
+
+
+def with_per_task(closed_loop: Mapping[str, Any]) -> dict[str, Any]:
+    """``closed_loop`` with ``per_task`` (:func:`~hvla_platform.lib.evaluation.distribution.per_task_summary`
+    of its ``per_trial`` records and ``distribution_basis.training_tasks``) when it has none yet;
+    an existing ``per_task`` is kept as it is.
+
+    Raises:
+        ValueError: not split by distribution (:func:`require_groups`).
+    """
+    require_groups(closed_loop)
+    out = dict(closed_loop)
+    if "per_task" not in out:
+        out["per_task"] = per_task_summary(out.get("per_trial") or [], out["distribution_basis"]["training_tasks"])
+    return out
+
+
+def task_phrase(entry: Mapping[str, Any]) -> str:
+    """``"'touch the blue cube with the left hand' (trained on): 2/3 (95% Wilson 0.21–0.94)"`` (HTML)."""
+    lo, hi = entry["ci95"]
+    where = "trained on" if entry["in_training_tasks"] else "not trained on"
+    return (f"&lsquo;{html.escape(str(entry['task']))}&rsquo; ({where}): {entry['successes']}/{entry['trials']} "
+            f"(95% Wilson {_f(lo)}–{_f(hi)})")
 
 
 def group_phrase(group: Mapping[str, Any]) -> str:
@@ -57,6 +82,12 @@ def closed_loop_explanation(closed_loop: Mapping[str, Any] | None) -> str:
              "The two are separate questions — does it do what it was taught, and does it generalise — so "
              "they are never pooled into one success rate. The interval is where the true rate plausibly "
              "lies given so few trials; overlapping intervals mean the difference is not established.</p>"]
+    per_task = with_per_task(closed_loop)["per_task"]
+    if per_task:
+        parts.append("<p><b>Per task instruction</b> (the policy is queried with each trial's instruction as its "
+                     "prompt): " + "; ".join(task_phrase(e) for e in per_task) + ". With one to a few trials per "
+                     "task these intervals are wider still: they show where the successes are, not that two "
+                     "tasks differ.</p>")
     return "\n".join(parts)
 
 
@@ -81,8 +112,16 @@ def closed_loop_section(closed_loop: Mapping[str, Any] | None, table: Any) -> st
           (f"{_f(closed_loop[g]['ci95'][0])}–{_f(closed_loop[g]['ci95'][1])}" if closed_loop[g]["ci95"]
            else html.escape(closed_loop[g].get("note") or "not measured")),
           html.escape(", ".join(closed_loop[g]["tasks"]) or "—")] for g in GROUPS])
+    per_task = with_per_task(closed_loop)["per_task"]
+    tasks = table(
+        ["task instruction (prompt)", "in the training tasks", "trials", "successes", "success rate",
+         "95% Wilson interval", "seeds"],
+        [[html.escape(str(e["task"])), "yes" if e["in_training_tasks"] else "no", str(e["trials"]),
+          str(e["successes"]), _f(e["success_rate"]), f"{_f(e['ci95'][0])}–{_f(e['ci95'][1])}",
+          html.escape(", ".join(str(s) for s in e["seeds"]))] for e in per_task]) if per_task else ""
     cfg, tm = closed_loop["config"], closed_loop.get("timing", {})
     served = closed_loop.get("served_via")
+    ins = closed_loop.get("inspect")
     plan = closed_loop.get("seed_plan")
     text = (
         f"<p>Classified by the training tasks of release <code>{html.escape(str(basis['release']))}</code>: "
@@ -90,12 +129,18 @@ def closed_loop_section(closed_loop: Mapping[str, Any] | None, table: Any) -> st
         f"<p>Training tasks: {_task_list(basis['training_tasks'])}.<br>Release tasks: "
         f"{_task_list(basis['release_tasks'], heldout_only)}.</p>"
         + groups
+        + ("<p>Per task instruction:</p>" + tasks if tasks else "")
         + f"<p>Max {cfg['max_steps']} steps per trial, re-planning every {cfg['replan_every']} actions"
         + (f"; seeds chosen from {plan['first_seed']} on ({plan['probed']} scanned) so that both groups are run"
            if plan else "") + ". "
-        + (f"Run through the deployment path: {html.escape(served['protocol'])} policy server and the robot "
-           f"client of <code>hvla deploy</code> ({served['requests']} requests; server inference log and robot "
-           "safety log under <code>logs/</code>). " if served else "")
+        + ((f"Run with inspect-robots ({html.escape(served.get('harness', 'eval()'))}): the <code>hvla_openpi</code> "
+            f"client queried the policy server over the {html.escape(served['protocol'])} protocol "
+            f"({served['requests']} requests) and the <code>hvla_g1_reach</code> embodiment executed the chunks "
+            "behind <code>hvla deploy</code>'s action guard; server inference log and robot safety log under "
+            "<code>logs/</code>"
+            + (f", inspect-robots EvalLog <a href=\"{html.escape(ins['eval_log'])}\"><code>{html.escape(ins['eval_log'])}"
+               f"</code></a> (<a href=\"{html.escape(ins['html'])}\">HTML view</a>)" if ins else "")
+            + ". ") if served else "")
         + f"Query round trip {_f(tm.get('infer_ms_mean'))} ms mean, {_f(tm.get('infer_ms_p95'))} ms p95.</p>"
     )
     per_trial = table(

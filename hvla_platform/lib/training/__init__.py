@@ -12,6 +12,7 @@ from hvla_platform.lib.training.checkpoint import CheckpointError, build_checkpo
 from hvla_platform.lib.training.data import CacheError, load_split, read_manifest
 from hvla_platform.lib.training.normalize import NormStats, normalize, unnormalize
 from hvla_platform.lib.training.policy import Policy
+from hvla_platform.lib.training.tokenizer import PromptVocab, prompt_words
 from hvla_platform.lib.training.train import TRAINING_USE, TrainConfig, TrainResult, check_training_rights, train_policy
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "CheckpointError",
     "NormStats",
     "Policy",
+    "PromptVocab",
     "TRAINING_USE",
     "TrainConfig",
     "TrainResult",
@@ -27,6 +29,7 @@ __all__ = [
     "checkpoint_key",
     "load_split",
     "normalize",
+    "prompt_words",
     "read_manifest",
     "train_policy",
     "unnormalize",

@@ -27,7 +27,9 @@ and renamed when complete (a crashed build leaves no store that looks complete).
 A sample is what :func:`~hvla_platform.lib.training.data.stack_frames` gives for frame ``t`` of its
 episode: ``state[t]``, each camera's image at ``t``, the action chunk ``a_t .. a_{t+H-1}`` padded
 with the episode's last action and the mask of real targets
-(:func:`~hvla_platform.lib.training.data.action_chunks`). Memory: the episode offsets
+(:func:`~hvla_platform.lib.training.data.action_chunks`), and the position of the frame's episode
+task among the store's sorted distinct tasks (:attr:`FrameStore.tasks`; the task comes from
+``meta.json``, so the prompt needs no new store file and no format change). Memory: the episode offsets
 ((E + 1,) int64) plus the batches in flight (:class:`BatchPrefetcher`: at most ``depth`` read ahead,
 one being read, one being used).
 """
@@ -76,6 +78,8 @@ class Batch:
         images: camera → (B, H, W, 3) uint8 raw images.
         chunks: (B, Hz, A) float32 raw action chunks (padded with the episode's last action).
         valid: (B, Hz) bool, True where the chunk target is real rather than padding.
+        task_index: (B,) int64 position of each frame's episode task in the store's
+            :attr:`FrameStore.tasks` (sorted distinct task instructions).
     """
 
     index: np.ndarray
@@ -83,6 +87,7 @@ class Batch:
     images: dict[str, np.ndarray]
     chunks: np.ndarray
     valid: np.ndarray
+    task_index: np.ndarray
 
 
 def store_fingerprint(cache_dir: str | Path, split: str, cameras: Sequence[str] | None) -> str:
@@ -224,6 +229,8 @@ class FrameStore:
         self.episodes = [StoreEpisode(**e) for e in meta["episodes"]]
         self._starts = np.asarray([e.start for e in self.episodes], np.int64)
         self._ends = np.asarray([e.start + e.length for e in self.episodes], np.int64)
+        tasks = self.tasks
+        self._episode_task = np.asarray([tasks.index(e.task) for e in self.episodes], np.int64)
         self._fds: dict[str, int] = {}
         names = {"state": "state.f32", "action": "action.f32", **{c: f"images-{c}.u8" for c in self.cameras}}
         try:
@@ -274,7 +281,8 @@ class FrameStore:
         chunks = np.empty((b, horizon, a), np.float32)
         valid = np.zeros((b, horizon), bool)
         images = {c: np.empty((b, *self.camera_shapes[c]), np.uint8) for c in self.cameras}
-        ends = self._ends[self.episode_of(idx)]
+        episode = self.episode_of(idx)
+        ends = self._ends[episode]
         for row in np.argsort(idx, kind="stable"):
             t = int(idx[row])
             n = min(horizon, int(ends[row]) - t)
@@ -285,7 +293,8 @@ class FrameStore:
             valid[row, :n] = True
             for c in self.cameras:
                 self._read_into(c, images[c][row], t * self._frame_bytes[c])
-        return Batch(index=idx, state=state, images=images, chunks=chunks, valid=valid)
+        return Batch(index=idx, state=state, images=images, chunks=chunks, valid=valid,
+                     task_index=self._episode_task[episode])
 
     def close(self) -> None:
         """Close the store's files."""

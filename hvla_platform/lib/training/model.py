@@ -7,6 +7,11 @@ Architecture (trained from scratch; no pretrained weights are available offline)
   Flattening (rather than global pooling) keeps *where* things are in the image, which a reaching
   policy needs;
 * the normalized state goes through Dense(feature_dim) → ReLU;
+* the task instruction (``prompt``), when ``vocab_size > 0``: its word ids (``prompt_len`` of them,
+  :mod:`.tokenizer`: a vocabulary of the training tasks' words, id 0 padding, id 1 unknown word)
+  → Embed(vocab_size, prompt_dim) → mean over the *known* words (padding and unknown words are
+  masked out; word order is not used) → Dense(feature_dim) → ReLU, **concatenated** with the image
+  and state features (conditioning by concatenation, not FiLM);
 * the concatenated features go through an MLP (``hidden_dim`` × 2, ReLU) to ``H × A`` outputs,
   reshaped to a (H, A) chunk of **normalized** future actions;
 * with ``residual=True`` the chunk is predicted as a correction to ``base``: the current positions
@@ -16,7 +21,8 @@ Architecture (trained from scratch; no pretrained weights are available offline)
   but keeping the loss and norm stats on absolute actions, which is what the release's openpi
   norm stats describe).
 
-The task prompt is not an input (one task per release in the demo; documented in docs/training.md).
+Checkpoints written before the prompt was an input have no ``vocab_size`` (read as 0): the model
+then has no prompt branch and ignores the prompt (docs/training.md, "What is trained").
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from hvla_platform.lib.training.tokenizer import FIRST_WORD_ID
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,10 @@ class ModelDims:
         feature_dim: per-camera and state feature size.
         hidden_dim: width of the two hidden layers of the head MLP.
         residual: predict the chunk as a correction to ``base`` (see the module docstring).
+        vocab_size: rows of the prompt's word embedding (words + padding + unknown); 0: the model
+            has no prompt input.
+        prompt_len: L, word ids per prompt (0 without a prompt input).
+        prompt_dim: size of one word embedding.
     """
 
     state_dim: int
@@ -54,6 +66,14 @@ class ModelDims:
     feature_dim: int = 64
     hidden_dim: int = 256
     residual: bool = False
+    vocab_size: int = 0
+    prompt_len: int = 0
+    prompt_dim: int = 32
+
+    @property
+    def uses_prompt(self) -> bool:
+        """Whether the model takes the prompt's word ids."""
+        return self.vocab_size > 0
 
     def to_dict(self) -> dict:
         """JSON form."""
@@ -76,6 +96,9 @@ class ModelDims:
             feature_dim=int(d["feature_dim"]),
             hidden_dim=int(d["hidden_dim"]),
             residual=bool(d.get("residual", False)),
+            vocab_size=int(d.get("vocab_size", 0)),
+            prompt_len=int(d.get("prompt_len", 0)),
+            prompt_dim=int(d.get("prompt_dim", 32)),
         )
 
 
@@ -106,21 +129,42 @@ class CameraEncoder(nn.Module):
         return nn.relu(nn.Dense(self.feature_dim)(x))
 
 
+class PromptEncoder(nn.Module):
+    """Word ids (B, L) int32 → (B, feature_dim) float32: embedding, mean over known words
+    (ids ≥ :data:`~hvla_platform.lib.training.tokenizer.FIRST_WORD_ID`), Dense, ReLU. A prompt
+    with no known word pools to zeros."""
+
+    vocab_size: int
+    prompt_dim: int
+    feature_dim: int
+
+    @nn.compact
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        emb = nn.Embed(self.vocab_size, self.prompt_dim, name="embed")(ids)
+        mask = (ids >= FIRST_WORD_ID).astype(jnp.float32)[..., None]
+        pooled = jnp.sum(emb * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+        return nn.relu(nn.Dense(self.feature_dim, name="proj")(pooled))
+
+
 class ChunkPolicy(nn.Module):
-    """Maps (normalized state, preprocessed images) to a normalized action chunk.
+    """Maps (normalized state, preprocessed images, prompt word ids) to a normalized action chunk.
 
     Call: ``apply(params, state (B, D) float32, images tuple of (B, h, w, 3) float32 in camera order,
-    base (B, A) float32 normalized current action-joint positions, required iff dims.residual)``
+    base (B, A) float32 normalized current action-joint positions, required iff dims.residual,
+    prompt (B, L) int32 word ids (:mod:`.tokenizer`), required iff dims.uses_prompt)``
     → (B, H, A) float32 normalized actions.
     """
 
     dims: ModelDims
 
     @nn.compact
-    def __call__(self, state: jax.Array, images: Sequence[jax.Array], base: jax.Array | None = None) -> jax.Array:
+    def __call__(self, state: jax.Array, images: Sequence[jax.Array], base: jax.Array | None = None,
+                 prompt: jax.Array | None = None) -> jax.Array:
         d = self.dims
         if d.residual and base is None:
             raise ValueError("a residual policy needs 'base' (normalized current action-joint positions)")
+        if d.uses_prompt and prompt is None:
+            raise ValueError("a prompt-conditioned policy needs 'prompt' (word ids, (B, L) int32)")
         if len(images) != len(d.cameras):
             raise ValueError(f"expected {len(d.cameras)} camera images, got {len(images)}")
         feats = [
@@ -128,6 +172,8 @@ class ChunkPolicy(nn.Module):
             for cam, img in zip(d.cameras, images)
         ]
         feats.append(nn.relu(nn.Dense(d.feature_dim, name="state_proj")(state)))
+        if d.uses_prompt:
+            feats.append(PromptEncoder(d.vocab_size, d.prompt_dim, d.feature_dim, name="prompt")(prompt))
         x = jnp.concatenate(feats, axis=-1)
         for i in range(2):
             x = nn.relu(nn.Dense(d.hidden_dim, name=f"hidden_{i}")(x))
@@ -145,7 +191,8 @@ def init_params(dims: ModelDims, seed: int) -> dict:
     state = jnp.zeros((1, dims.state_dim), jnp.float32)
     imgs = tuple(jnp.zeros((1, *dims.image_size, 3), jnp.float32) for _ in dims.cameras)
     base = jnp.zeros((1, dims.action_dim), jnp.float32) if dims.residual else None
-    return model.init(jax.random.PRNGKey(seed), state, imgs, base)["params"]
+    prompt = jnp.zeros((1, dims.prompt_len), jnp.int32) if dims.uses_prompt else None
+    return model.init(jax.random.PRNGKey(seed), state, imgs, base, prompt)["params"]
 
 
 def count_params(params) -> int:

@@ -4,12 +4,19 @@
 
     {"observation/state": (D,) float32 raw joint positions (radians),
      "observation/images/<camera>": (H, W, 3) uint8 raw image, one per trained camera,
-     "prompt": str (optional; accepted but not used by this model)}
+     "prompt": str, the task instruction}
 
 and returns ``{"actions": (H_chunk, A) float32 raw joint targets (radians, in ``action_names``
 order)}``, like openpi's ``Policy.infer``. Input is normalized and output unnormalized with the
 checkpoint's own ``norm_stats.json``; preprocessing, the network and unnormalization run in one
 jitted function.
+
+**The prompt.** A checkpoint trained with ``use_prompt`` (``config.json`` has ``prompt_vocab``)
+reads the prompt as word ids (:mod:`.tokenizer`: the training tasks' words; an unknown word is
+ignored). ``prompt`` is required when the checkpoint was trained on more than one task; with
+exactly one training task a missing prompt means that task (``metadata["default_prompt"]``).
+Older checkpoints (no ``prompt_vocab``) load as before and ignore the prompt
+(``metadata["prompt_used"]`` is False).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from hvla_platform.lib.training import checkpoint as ckpt
 from hvla_platform.lib.training.data import IMAGE_PREFIX, STATE_KEY
 from hvla_platform.lib.training.model import ChunkPolicy, ModelDims, init_params, preprocess_images
 from hvla_platform.lib.training.normalize import NormStats, normalize, unnormalize
+from hvla_platform.lib.training.tokenizer import PromptVocab
 
 
 class Policy:
@@ -31,13 +39,15 @@ class Policy:
 
     Attributes:
         metadata: JSON-serialisable description (config/experiment names, step, dims, cameras,
-            image shapes, state/action names, normalization, serving allowance...). A policy
-            server sends this to clients after the handshake.
+            image shapes, state/action names, normalization, serving allowance, ``prompt_used``,
+            ``tasks`` (the training tasks), ``default_prompt`` (the only training task, else None),
+            ``prompt_vocabulary`` (the known words, or None)...). A policy server sends this to
+            clients after the handshake.
         step_dir: the checkpoint directory.
     """
 
     def __init__(self, step_dir: Path, params: Any, dims: ModelDims, stats: NormStats, config: dict,
-                 manifest: dict):
+                 manifest: dict, vocab: PromptVocab | None = None):
         import jax  # noqa: PLC0415
         import jax.numpy as jnp  # noqa: PLC0415
 
@@ -56,12 +66,17 @@ class Policy:
             raise ValueError(f"{step_dir}/config.json: a residual policy needs 'action_state_index' of length "
                              f"{dims.action_dim}, got {idx!r}")
         arm_idx = np.asarray(idx, dtype=np.int32) if dims.residual else None
+        if dims.uses_prompt and vocab is None:
+            raise ValueError(f"{step_dir}/config.json: the model reads a prompt but 'prompt_vocab' is missing")
+        self._vocab = vocab if dims.uses_prompt else None
+        self._tasks = [str(t) for t in config.get("tasks") or []]
+        self._default_prompt = self._tasks[0] if self._vocab is not None and len(self._tasks) == 1 else None
 
-        def _infer(p, state, images):
+        def _infer(p, state, images, prompt):
             s = jnp.clip(normalize(state, stats.state, kind), -clip, clip)
             imgs = tuple(preprocess_images(im, size) for im in images)
             base = normalize(state[:, arm_idx], stats.actions, kind) if arm_idx is not None else None
-            out = model.apply({"params": p}, s, imgs, base)
+            out = model.apply({"params": p}, s, imgs, base, prompt)
             return unnormalize(out, stats.actions, kind)
 
         self._infer_fn = jax.jit(_infer)
@@ -83,8 +98,15 @@ class Policy:
             "action_names": config.get("action_names"),
             "normalization": self._normalization,
             "residual_to_state": dims.residual,
-            "prompt_used": bool(config.get("prompt_used", False)),
-            "tasks": config.get("tasks", []),
+            "prompt_used": self._vocab is not None,
+            "tasks": list(self._tasks),
+            "default_prompt": self._default_prompt,
+            "prompt_vocabulary": list(self._vocab.words) if self._vocab is not None else None,
+            "prompt_note": (
+                "the prompt is read as word ids of the training tasks' vocabulary; unknown words are ignored"
+                + ("" if self._default_prompt is None else "; a missing prompt means the only training task")
+                if self._vocab is not None else
+                "this checkpoint has no prompt vocabulary: the prompt is accepted but not used"),
             "serving_allowed": manifest.get("serving_allowed", []),
             "serving_blocked": manifest.get("serving_blocked", []),
         }
@@ -115,15 +137,45 @@ class Policy:
         if stats.state.dim != dims.state_dim or stats.actions.dim != dims.action_dim:
             raise ValueError(f"{step_dir}: norm stats dims {stats.state.dim}/{stats.actions.dim} do not match "
                              f"the model's {dims.state_dim}/{dims.action_dim}")
+        vocab = None
+        if dims.uses_prompt:
+            try:
+                vocab = PromptVocab.from_dict(config.get("prompt_vocab") or {})
+            except ValueError as exc:
+                raise ValueError(f"{step_dir}/config.json: {exc}") from exc
+            if (vocab.size, vocab.max_len) != (dims.vocab_size, dims.prompt_len):
+                raise ValueError(f"{step_dir}/config.json: prompt_vocab has {vocab.size} ids × {vocab.max_len} words, "
+                                 f"the model {dims.vocab_size} × {dims.prompt_len}")
         abstract = jax.eval_shape(lambda: init_params(dims, 0))
         params = ckpt.restore_params(step_dir, abstract)
-        policy = cls(step_dir, params, dims, stats, config, manifest)
+        policy = cls(step_dir, params, dims, stats, config, manifest, vocab)
         if warmup:
             obs = {STATE_KEY: np.asarray(stats.state.mean, np.float32)}
+            if policy._tasks:
+                obs["prompt"] = policy._tasks[0]
             for cam, shape in policy._camera_shapes.items():
                 obs[IMAGE_PREFIX + cam] = np.zeros(shape, np.uint8)
             policy.infer(obs)
         return policy
+
+    def _prompt_ids(self, obs: Mapping[str, Any]) -> np.ndarray | None:
+        """(L,) int32 word ids of the observation's prompt (None when the model reads no prompt)."""
+        prompt = obs.get("prompt")
+        if prompt is not None and not isinstance(prompt, str):
+            raise ValueError(f"'prompt' must be a str, got {type(prompt).__name__}")
+        if self._vocab is None:
+            return None
+        if prompt is None:
+            if self._default_prompt is None:
+                raise ValueError(
+                    f"observation is missing key 'prompt': this checkpoint was trained on {len(self._tasks)} tasks "
+                    f"and reads the instruction (e.g. {self._tasks[0]!r})" if self._tasks else
+                    "observation is missing key 'prompt' (the task instruction this checkpoint reads)")
+            prompt = self._default_prompt
+        try:
+            return self._vocab.encode(prompt)[0]
+        except ValueError as exc:
+            raise ValueError(f"'prompt': {exc}") from exc
 
     def _check(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         if not isinstance(obs, Mapping):
@@ -131,9 +183,8 @@ class Policy:
         expected = [STATE_KEY] + [IMAGE_PREFIX + c for c in self._dims.cameras]
         missing = [k for k in expected if k not in obs]
         if missing:
-            raise ValueError(f"observation is missing key(s) {missing}; expected {expected} (+ optional 'prompt')")
-        if "prompt" in obs and not isinstance(obs["prompt"], str):
-            raise ValueError(f"'prompt' must be a str, got {type(obs['prompt']).__name__}")
+            need = "'prompt'" if self._vocab is not None and self._default_prompt is None else "optional 'prompt'"
+            raise ValueError(f"observation is missing key(s) {missing}; expected {expected} (+ {need})")
         state = np.asarray(obs[STATE_KEY])
         if state.shape != (self._dims.state_dim,):
             raise ValueError(f"'{STATE_KEY}' must have shape ({self._dims.state_dim},), got {state.shape}")
@@ -161,11 +212,14 @@ class Policy:
             ``{"actions": (H, A) float32 radians, "policy_timing": {"infer_ms": float}}``.
 
         Raises:
-            ValueError: a key is missing, a shape/dtype is wrong, the state is not finite or the
-                prompt is not a string.
+            ValueError: a key is missing (``prompt`` too, when the checkpoint was trained on more
+                than one task), a shape/dtype is wrong, the state is not finite, or the prompt is not
+                a string or has no word.
         """
         state, images = self._check(obs)
+        ids = self._prompt_ids(obs)
         t0 = time.perf_counter()
-        out = self._infer_fn(self._params, state[None], tuple(im[None] for im in images))
+        out = self._infer_fn(self._params, state[None], tuple(im[None] for im in images),
+                             None if ids is None else ids[None])
         actions = np.asarray(out[0], dtype=np.float32)
         return {"actions": actions, "policy_timing": {"infer_ms": (time.perf_counter() - t0) * 1000.0}}

@@ -13,6 +13,9 @@ Recipe (see docs/training.md):
 * with ``residual_to_state`` (default) the model predicts the chunk relative to the current
   positions of the action joints (picked from the state by name; see ``model.py``), so it starts
   as the hold-position baseline;
+* with ``use_prompt`` (default) the model also reads the frame's task instruction: the word ids of
+  its episode's task (:mod:`.tokenizer`, a vocabulary of the train split's task words stored in
+  ``config.json`` ``prompt_vocab``);
 * loss: mean squared error on normalized actions; optimizer: Adam (optax) after global-norm
   gradient clipping at 1.0; minibatches drawn uniformly with replacement from all train frames with
   ``numpy.random.default_rng(seed)``;
@@ -41,6 +44,7 @@ from hvla_platform.lib.training.data import read_manifest
 from hvla_platform.lib.training.frame_store import Batch, BatchPrefetcher, FrameStore, open_frame_store, uniform_batches
 from hvla_platform.lib.training.model import ChunkPolicy, ModelDims, count_params, init_params, preprocess_images
 from hvla_platform.lib.training.normalize import NormStats, check_normalization, normalize
+from hvla_platform.lib.training.tokenizer import PromptVocab
 from hvla_platform.lib.core.tracking import TrackedRun
 from hvla_platform.lib.core.keys import norm_stats_prefix
 
@@ -82,6 +86,10 @@ class TrainConfig:
         log_every: call ``log`` with the loss every this many steps.
         residual_to_state: predict actions as a correction to the current action-joint positions
             (needs ``state_names`` and ``action_names``).
+        use_prompt: condition on the task instruction (each frame's episode task in training, the
+            observation's ``prompt`` at inference) through a word embedding of the train split's
+            task words (:mod:`~hvla_platform.lib.training.tokenizer`); False: the prompt is not an
+            input (the unconditioned policy of earlier checkpoints).
     """
 
     config_name: str = "hvla_g1_reach_small"
@@ -100,6 +108,7 @@ class TrainConfig:
     save_every: int = 0
     log_every: int = 50
     residual_to_state: bool = True
+    use_prompt: bool = True
 
     def validate(self) -> None:
         """Raise ValueError if a field is out of range."""
@@ -174,6 +183,7 @@ class TrainConfigDocument(StrictModel):
     save_every: _Int = _DEFAULTS["save_every"]
     log_every: _Int = _DEFAULTS["log_every"]
     residual_to_state: _Bool = _DEFAULTS["residual_to_state"]
+    use_prompt: _Bool = _DEFAULTS["use_prompt"]
 
 
 @dataclass
@@ -226,10 +236,12 @@ def check_training_rights(rights: Mapping[str, Any] | None, *, today: dt.date | 
 
 
 def _host_batch(batch: Batch, stats: NormStats, config: TrainConfig,
-                action_state_index: list[int] | None) -> dict[str, Any]:
+                action_state_index: list[int] | None, task_ids: np.ndarray | None = None) -> dict[str, Any]:
     """The model inputs of one :class:`Batch`, on the host: normalized (and clipped) state, raw
-    uint8 images (resized on the device, inside the step), normalized target chunks and, with
-    ``residual_to_state``, the normalized current positions of the action joints."""
+    uint8 images (resized on the device, inside the step), normalized target chunks, with
+    ``residual_to_state`` the normalized current positions of the action joints and, with
+    ``task_ids`` ((n_tasks, L) int32 word ids of the store's sorted tasks), each frame's prompt
+    ``(B, L)`` int32."""
     out: dict[str, Any] = {
         "state": np.clip(normalize(batch.state, stats.state, config.normalization),
                          -config.state_clip, config.state_clip).astype(np.float32),
@@ -239,6 +251,8 @@ def _host_batch(batch: Batch, stats: NormStats, config: TrainConfig,
     if config.residual_to_state:
         out["base"] = normalize(batch.state[:, action_state_index], stats.actions,
                                 config.normalization).astype(np.float32)
+    if task_ids is not None:
+        out["prompt"] = task_ids[batch.task_index]
     return out
 
 
@@ -363,15 +377,25 @@ def _train(store: FrameStore, cache_dir: str | Path, stats: NormStats, norm_stat
     episode_ids = store.episode_ids
     t_loaded = time.perf_counter()
     tasks = store.tasks
+    vocab = PromptVocab.from_tasks(tasks) if config.use_prompt else None
+    task_ids = vocab.encode_many(tasks) if vocab is not None else None
+    default_prompt = tasks[0] if vocab is not None and len(tasks) == 1 else None
     say(f"loaded {len(store.episodes)} train episodes, {n} frames (state {d}, action {a}, "
         f"cameras {list(config.cameras)}) in {t_loaded - t_start:.1f}s")
+    if vocab is not None:
+        say(f"prompt: {len(tasks)} training task(s), vocabulary of {len(vocab.words)} words, "
+            f"{vocab.max_len} word ids per prompt")
+    else:
+        say("prompt: not used (use_prompt=False)")
 
     def host(idx: np.ndarray) -> dict[str, Any]:
-        return _host_batch(store.read_batch(idx, config.action_horizon), stats, config, action_state_index)
+        return _host_batch(store.read_batch(idx, config.action_horizon), stats, config, action_state_index, task_ids)
 
     # ---- model + optimizer ----------------------------------------------------------------
     dims = ModelDims(state_dim=d, action_dim=a, action_horizon=config.action_horizon,
-                     cameras=tuple(config.cameras), image_size=size, residual=config.residual_to_state)
+                     cameras=tuple(config.cameras), image_size=size, residual=config.residual_to_state,
+                     vocab_size=vocab.size if vocab is not None else 0,
+                     prompt_len=vocab.max_len if vocab is not None else 0)
     model = ChunkPolicy(dims)
     params = init_params(dims, config.seed)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(config.learning_rate))
@@ -379,7 +403,7 @@ def _train(store: FrameStore, cache_dir: str | Path, stats: NormStats, norm_stat
 
     def loss_fn(p, dat):
         images = tuple(preprocess_images(im, size) for im in dat["images"])
-        pred = model.apply({"params": p}, dat["state"], images, dat.get("base"))
+        pred = model.apply({"params": p}, dat["state"], images, dat.get("base"), dat.get("prompt"))
         return jnp.mean((pred - dat["target"]) ** 2)
 
     @jax.jit
@@ -437,7 +461,7 @@ def _train(store: FrameStore, cache_dir: str | Path, stats: NormStats, norm_stat
             rights=rights,
         )
         for step in range(1, config.steps + 1):
-            batch = _host_batch(next(prefetch), stats, config, action_state_index)
+            batch = _host_batch(next(prefetch), stats, config, action_state_index, task_ids)
             params, opt_state, loss = train_step(params, opt_state, batch)
             losses.append(loss)
             if step % config.log_every == 0 or step == config.steps:
@@ -452,7 +476,9 @@ def _train(store: FrameStore, cache_dir: str | Path, stats: NormStats, norm_stat
                     "action_names": list(action_names) if action_names is not None else None,
                     "action_state_index": action_state_index,
                     "camera_shapes": camera_shapes, "num_train_frames": n,
-                    "train_episode_ids": episode_ids, "tasks": tasks, "prompt_used": False,
+                    "train_episode_ids": episode_ids, "tasks": tasks, "prompt_used": vocab is not None,
+                    "prompt_vocab": vocab.to_dict() if vocab is not None else None,
+                    "default_prompt": default_prompt,
                     "num_params": count_params(params), "dataset": {"release": release, **info},
                 }
                 manifest = ckpt.build_checkpoint_manifest(step=step, **manifest_common)

@@ -72,6 +72,28 @@ def test_offset_policy_error_equals_offset(cache, heldout):
     assert res["policy"]["chunk"]["rmse"] == pytest.approx(0.05, abs=1e-6)
 
 
+def test_each_heldout_episode_is_queried_with_its_own_task(tmp_path):
+    tasks = ["touch the blue cube with the left hand", "touch the green sphere with the right hand", "wave"]
+    cache = tc.write_cache(tmp_path / "cache", [0.1, 0.2, 0.3], ["heldout", "train", "heldout"], frames=4,
+                           tasks=tasks)
+    episodes = [_raw(cache, "episode_000000.vla"), _raw(cache, "episode_000002.vla")]
+    table = _lookup_policy(episodes)
+    seen: list[tuple[bytes, str]] = []
+
+    def policy(obs):
+        seen.append((np.asarray(obs["observation/state"], np.float32).tobytes(), obs["prompt"]))
+        return table(obs)
+
+    res = evaluate_offline(policy, cache, state_names=tc.STATE_NAMES, action_names=tc.ACTION_NAMES,
+                           prompt_used=True)
+    want = [(ep["observation/state"][t].tobytes(), task) for ep, task in zip(episodes, (tasks[0], tasks[2]))
+            for t in range(4)]
+    assert seen == want
+    assert [e["task"] for e in res["per_episode"]] == [tasks[0], tasks[2]]
+    assert res["prompt"] == {"source": "each episode's own task instruction (the cache manifest's task)",
+                             "used_by_policy": True, "tasks": [tasks[0], tasks[2]]}
+
+
 def test_offline_errors(cache, heldout):
     with pytest.raises(ValueError, match="not among"):
         evaluate_offline(_lookup_policy(heldout), cache, state_names=tc.STATE_NAMES,
@@ -121,6 +143,13 @@ def test_report_and_mlflow(cache, heldout, tmp_path):
     assert (cl["in_distribution"]["trials"], cl["in_distribution"]["successes"]) == (2, 2)
     assert (cl["out_of_distribution"]["trials"], cl["out_of_distribution"]["successes"]) == (1, 0)
     assert cl["out_of_distribution"]["ci95"] == list(wilson_interval(0, 1))
+    assert cl["per_task"] == [
+        {"task": TRAINED, "distribution": "in_distribution", "in_training_tasks": True, "trials": 2, "successes": 2,
+         "success_rate": 1.0, "ci95": list(wilson_interval(2, 2)), "interval": cl["in_distribution"]["interval"],
+         "seeds": [5, 7]},
+        {"task": OTHER, "distribution": "out_of_distribution", "in_training_tasks": False, "trials": 1,
+         "successes": 0, "success_rate": 0.0, "ci95": list(wilson_interval(0, 1)),
+         "interval": cl["in_distribution"]["interval"], "seeds": [6]}]
     assert metrics["training"]["steps"] == 100 and metrics["training"]["final_minibatch_loss"] == pytest.approx(0.01)
 
     page = html_path.read_text()
@@ -136,6 +165,17 @@ def test_report_and_mlflow(cache, heldout, tmp_path):
     assert "public_api" in page and "right_elbow_joint" in page
     assert "What the numbers mean" in page and "Limits" in page and "<b>better than</b>" in page
     assert "<script" not in page and "http" not in page.replace("http-equiv", "")  # self-contained
+    # success per task instruction, each marked in / out of the training tasks
+    lo2, hi2 = wilson_interval(2, 2)
+    lo0, hi0 = wilson_interval(0, 1)
+    assert (f"<tr><td>{TRAINED}</td><td>yes</td><td>2</td><td>2</td><td>1.00</td><td>{lo2:.2f}–{hi2:.2f}</td>"
+            "<td>5, 7</td></tr>") in page
+    assert (f"<tr><td>{OTHER}</td><td>no</td><td>1</td><td>0</td><td>0.00</td><td>{lo0:.2f}–{hi0:.2f}</td>"
+            "<td>6</td></tr>") in page
+    assert f"&lsquo;{TRAINED}&rsquo; (trained on): 2/2" in page and f"&lsquo;{OTHER}&rsquo; (not trained on): 0/1" in page
+    # a policy of unknown prompt use: the page says so rather than claiming either
+    assert "Whether this policy reads the task prompt is not recorded." in page
+    assert "The task prompt is not used" not in page
 
     uri = f"sqlite:///{tmp_path.absolute()}/mlflow.db"
     run_id = log_eval_to_mlflow(tmp_path / "report", tracking_uri=uri, offline=offline, closed_loop=closed,
@@ -165,6 +205,13 @@ def test_report_without_closed_loop(cache, heldout, tmp_path):
     assert metrics["closed_loop"] is None
     page = path.read_text()
     assert "Not run" in page and "<b>better than</b>" in page
+    assert "Whether this policy reads the task prompt is not recorded." in page
+    for used, sentence in ((True, "The policy reads the task instruction (the prompt)"),
+                           (False, "This checkpoint does not read the task prompt")):
+        off = {**offline, "prompt": {**offline["prompt"], "used_by_policy": used}}
+        page = write_eval_report(tmp_path / str(used), offline=off, closed_loop=None,
+                                 checkpoint_manifest={"checkpoint": "c"}, loss_curve=[]).read_text()
+        assert sentence in page and "not recorded" not in page
     worse = evaluate_offline(_lookup_policy(heldout, shift=0.5), cache, state_names=tc.STATE_NAMES,
                              action_names=tc.ACTION_NAMES)
     page = write_eval_report(tmp_path / "worse", offline=worse, closed_loop=None,
@@ -182,6 +229,12 @@ def test_report_says_when_a_group_was_not_measured(cache, heldout, tmp_path):
                                               "success_rate": None, "ci95": None, "note": "no trials: not measured"}
     assert "Out of distribution</b> (other objects or the other hand, absent from its training data): no trials: " \
            "not measured." in page
+    # a result split by distribution but without per-task rows (e.g. an older one) gets them from its trials
+    no_rows = {k: v for k, v in closed.items() if k != "per_task"}
+    write_eval_report(tmp_path / "rows", offline=offline, closed_loop=no_rows, checkpoint_manifest={"checkpoint": "c"},
+                      loss_curve=[])
+    assert json.loads((tmp_path / "rows" / "metrics.json").read_text())["closed_loop"]["per_task"] == \
+        metrics["per_task"] and [e["in_training_tasks"] for e in metrics["per_task"]] == [True, True]
     # a raw runner result (pooled success only) is refused rather than shown as if it meant either
     raw = {k: v for k, v in closed.items() if k not in ("in_distribution", "out_of_distribution")}
     with pytest.raises(ValueError, match="split_by_distribution"):

@@ -67,5 +67,5 @@ def test_served_policy_logs_each_unknown_prompt_once(policy, tmp_path):
     warned = [ln for ln in lines if ln["event"] == "prompt_warning"]
     assert [(ln["prompt"], ln["nearest"]) for ln in warned] == [
         ("touch the red cube with the left hand", tc.TASK), ("open the drawer", tc.TASK)]
-    assert "does not read the prompt" in warned[0]["message"]  # this checkpoint's prompt_used is False
+    assert "does not read the prompt" not in warned[0]["message"]  # this checkpoint reads its prompt
     assert sum(ln["event"] == "request" and ln["status"] == "ok" for ln in lines) == 5

@@ -163,3 +163,20 @@ def test_concurrent_reads_are_consistent(store, in_ram):
         t.join()
     for v in out.values():
         np.testing.assert_array_equal(v, in_ram.state[::-1])
+
+
+def test_each_frame_carries_its_episode_task(tmp_path):
+    """The per-episode task of meta.json, as the position in the store's sorted tasks (what training
+    turns into the prompt's word ids); the store's files are the same as without tasks."""
+    tasks = ["touch the green sphere with the right hand", "touch the blue cube with the left hand",
+             "touch the green sphere with the right hand"]
+    cache = tc.write_cache(tmp_path / "c", [0.1, 0.2, 0.3], ["train"] * 3, frames=4, tasks=tasks)
+    with fs.open_frame_store(cache, tmp_path / "stores", split="train") as store:
+        assert store.tasks == sorted(set(tasks))
+        assert [e.task for e in store.episodes] == tasks
+        idx = np.array([11, 0, 5, 4, 3, 8])  # episodes 2, 0, 1, 1, 0, 2
+        b = store.read_batch(idx, HORIZON)
+        assert [store.tasks[i] for i in b.task_index] == [tasks[2], tasks[0], tasks[1], tasks[1], tasks[0], tasks[2]]
+        assert b.task_index.dtype == np.int64 and b.task_index.shape == (6,)
+        assert sorted(p.name for p in store.root.iterdir()) == [
+            "action.f32", "images-head.u8", "images-wrist_right.u8", "meta.json", "state.f32"]

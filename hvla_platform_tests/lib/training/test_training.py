@@ -171,6 +171,10 @@ def test_policy_infer(trained, cache):
     assert out["actions"].shape == (10, 14) and out["actions"].dtype == np.float32
     np.testing.assert_array_equal(out["actions"], policy.infer(obs)["actions"])
     assert out["policy_timing"]["infer_ms"] < 200
+    # one training task: the prompt is read, and a missing prompt means that task
+    assert md["prompt_used"] is True and md["tasks"] == [tc.TASK] and md["default_prompt"] == tc.TASK
+    no_prompt = {k: v for k, v in obs.items() if k != "prompt"}
+    np.testing.assert_array_equal(policy.infer(no_prompt)["actions"], out["actions"])
     # on a training frame, the first predicted action is much closer to the demonstration than holding still
     err = np.abs(out["actions"][0] - ep.actions[5]).mean()
     hold = np.abs(ep.state[5, 3:] - ep.actions[5]).mean()

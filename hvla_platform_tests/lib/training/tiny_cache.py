@@ -5,6 +5,11 @@ head camera, the brightness of the wrist camera). The arm (14 joints of the 17-j
 waist + arms state) moves toward ``goal = c * DIRECTION`` with a first-order law; the commanded
 action is ``arm + GAIN * (goal - arm)``, and the next state equals the action. So the action is a
 function of state *and* image, and a policy that reads both can fit it.
+
+With ``tasks``, ``image_goals`` and ``start_spread=0`` the instruction can carry what the images
+and the state do not: e.g. goals +0.8 / -0.8 for "... left hand" / "... right hand" episodes that
+all show goal 0 in their images and start from the same arm pose, so at the first frame only a
+policy that reads its prompt can tell the two apart.
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ def render(c: float) -> dict[str, np.ndarray]:
     return {"head": head, "wrist_right": wrist}
 
 
-def rollout(c: float, frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(state (T, 17), action (T, 14)) float32 of one episode with goal ``c``."""
-    arm = rng.uniform(-0.3, 0.3, 14).astype(np.float32)
+def rollout(c: float, frames: int, rng: np.random.Generator, start_spread: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """(state (T, 17), action (T, 14)) float32 of one episode with goal ``c``; the arm starts
+    uniformly within ±``start_spread`` rad (0: every episode starts at zero)."""
+    arm = rng.uniform(-start_spread, start_spread, 14).astype(np.float32)
     waist = np.zeros(3, np.float32)
     goal = goal_of(c)
     states, actions = [], []
@@ -54,15 +60,22 @@ def rollout(c: float, frames: int, rng: np.random.Generator) -> tuple[np.ndarray
 
 
 def write_cache(cache_dir: Path, goals: list[float], splits: list[str], *, frames: int = 30, seed: int = 0,
-                fps: int = 20) -> Path:
-    """Write ``episode_<NNNNNN>.vla`` files + ``manifest.parquet`` (rawvideo, exact) to ``cache_dir``."""
+                fps: int = 20, tasks: list[str] | None = None, image_goals: list[float] | None = None,
+                start_spread: float = 0.3) -> Path:
+    """Write ``episode_<NNNNNN>.vla`` files + ``manifest.parquet`` (rawvideo, exact) to ``cache_dir``.
+
+    ``tasks``: each episode's task instruction (default :data:`TASK` for all); ``image_goals``: the
+    goal each episode's images show (default its ``goals`` entry); ``start_spread``: see :func:`rollout`.
+    """
+    tasks = tasks or [TASK] * len(goals)
+    image_goals = goals if image_goals is None else image_goals
     robodm = import_robodm()
     cache_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = []
     for i, (c, split) in enumerate(zip(goals, splits)):
-        state, action = rollout(c, frames, rng)
-        imgs = render(c)
+        state, action = rollout(c, frames, rng, start_spread)
+        imgs = render(image_goals[i])
         path = cache_dir / f"episode_{i:06d}.vla"
         traj = robodm.Trajectory(str(path), mode="w", video_codec="rawvideo", time_unit="ms")
         for t in range(frames):
@@ -76,7 +89,7 @@ def write_cache(cache_dir: Path, goals: list[float], splits: list[str], *, frame
         rows.append({
             "vla_path": f"robodm-cache/tiny-v1/{path.name}", "source_repo_id": "hvla/tiny",
             "source_dataset_version": "v3.0", "source_episode_index": i, "source_episode_length": frames,
-            "task": TASK, "robot_id": "g1-test", "converter_version": "test",
+            "task": tasks[i], "robot_id": "g1-test", "converter_version": "test",
             "created_at": dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc).isoformat(timespec="seconds"),
             "qa_status": "passed", "episode_id": f"ep{i:03d}", "split": split, "video_codec": "rawvideo",
             "bytes": path.stat().st_size,
