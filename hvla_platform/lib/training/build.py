@@ -20,6 +20,7 @@ from hvla_platform.lib.dataset.robodm_build import robodm_prefix
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.suggest import did_you_mean
 from hvla_platform.lib.training.checkpoint import checkpoint_key
+from hvla_platform.lib.training.lerobot_backend import LEROBOT_BACKEND, check_backend, train_lerobot_experiment
 from hvla_platform.lib.training.train import TrainConfig, check_training_rights, train_policy
 
 
@@ -73,9 +74,17 @@ def check_norm_stats_reuse(ns_manifest: NormStatsManifest, data_rights: Rights, 
 
 
 def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, artifact_root: str | None = None,
-                     log: Callable[[str], None] | None = None, norm_stats_release: str | None = None) -> Published:
+                     log: Callable[[str], None] | None = None, norm_stats_release: str | None = None,
+                     backend: str = "jax", lerobot_policy: str = "act") -> Published:
     """Train ``cfg`` on the cache of ``cfg.release`` with the norm stats of ``norm_stats_release``
     (default: the same release) and publish ``checkpoints/<config_name>/<exp_name>/<steps>/``.
+
+    ``backend="jax"`` (default) trains the reference JAX policy; ``backend="lerobot"`` runs
+    LeRobot's own trainer (policy ``lerobot_policy``: ``act`` or ``diffusion``) on the release's
+    LeRobot dataset, train split only, with its train-split stats
+    (:func:`~hvla_platform.lib.training.lerobot_backend.train_lerobot_experiment`). The backend
+    (and for ``lerobot`` the policy type and LeRobot's version) enter the checkpoint's config and
+    so its fingerprint; ``lerobot_policy`` is ignored by the jax backend.
 
     State and action names, and the cameras when ``cfg.cameras`` is None, are the release
     version's (its spec: ``state_joints``, ``action_joints``, ``cameras``), never a robot's
@@ -85,11 +94,18 @@ def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, 
         ArtifactNotFoundError: the release's cache or the norm stats are not materialized.
         RightsError: the data's rights do not allow ``internal_training`` or have expired, or the
             norm stats come from another customer's data (:func:`check_norm_stats_reuse`).
-        ValueError: ``cfg.cameras`` names a camera the release does not have (with the closest).
+        ValueError: ``cfg.cameras`` names a camera the release does not have (with the closest); an
+            unknown ``backend`` or ``lerobot_policy`` (with the closest valid name).
+        LeRobotTrainError: ``lerobot-train`` failed (the message quotes its last output lines).
     """
+    check_backend(backend, lerobot_policy)
     cfg.validate()
     spec = load_release_version(lake, cfg.release)  # the exact version: never the spec registered today
     cfg = resolve_cameras(cfg, spec.cameras, release=cfg.release)
+    if backend == LEROBOT_BACKEND:
+        return train_lerobot_experiment(lake, cfg, spec=spec, lerobot_policy=lerobot_policy,
+                                        tracking_uri=tracking_uri, artifact_root=artifact_root, log=log,
+                                        norm_stats_release=norm_stats_release)
     ns_release = norm_stats_release or cfg.release
     cache_m = require_manifest(lake, robodm_prefix(cfg.release), RoboDMCacheManifest)
     ns_m = require_manifest(lake, norm_stats_prefix(ns_release), NormStatsManifest)
@@ -107,7 +123,7 @@ def train_experiment(lake: Lake, cfg: TrainConfig, *, tracking_uri: str | None, 
         InputRef(key=f"{norm_stats_prefix(ns_release)}/{NORM_STATS_FILE}", sha256=ns_m.sha256(),
                  kind="norm_stats", episode_ids=list(ns_m.episode_ids)),
     ]
-    config = {**cfg.to_dict(), "norm_stats_release": ns_release}
+    config = {**cfg.to_dict(), "norm_stats_release": ns_release, "backend": backend}
     key = checkpoint_key(cfg.config_name, cfg.exp_name, cfg.steps)
 
     def write(staging: Path) -> Content:

@@ -29,6 +29,7 @@ import numpy as np
 
 from hvla_platform.lib.training import checkpoint as ckpt
 from hvla_platform.lib.training.data import IMAGE_PREFIX, STATE_KEY
+from hvla_platform.lib.training.observation import check_observation
 from hvla_platform.lib.training.model import ChunkPolicy, ModelDims, init_params, preprocess_images
 from hvla_platform.lib.training.normalize import NormStats, normalize, unnormalize
 from hvla_platform.lib.training.tokenizer import PromptVocab
@@ -178,32 +179,9 @@ class Policy:
             raise ValueError(f"'prompt': {exc}") from exc
 
     def _check(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        if not isinstance(obs, Mapping):
-            raise ValueError(f"observation must be a dict, got {type(obs).__name__}")
-        expected = [STATE_KEY] + [IMAGE_PREFIX + c for c in self._dims.cameras]
-        missing = [k for k in expected if k not in obs]
-        if missing:
-            need = "'prompt'" if self._vocab is not None and self._default_prompt is None else "optional 'prompt'"
-            raise ValueError(f"observation is missing key(s) {missing}; expected {expected} (+ {need})")
-        state = np.asarray(obs[STATE_KEY])
-        if state.shape != (self._dims.state_dim,):
-            raise ValueError(f"'{STATE_KEY}' must have shape ({self._dims.state_dim},), got {state.shape}")
-        if not (np.issubdtype(state.dtype, np.floating) or np.issubdtype(state.dtype, np.integer)):
-            raise ValueError(f"'{STATE_KEY}' must be numeric, got dtype {state.dtype}")
-        state = state.astype(np.float32)
-        if not np.all(np.isfinite(state)):
-            raise ValueError(f"'{STATE_KEY}' contains non-finite values")
-        images = []
-        for cam in self._dims.cameras:
-            key = IMAGE_PREFIX + cam
-            img = np.asarray(obs[key])
-            want = self._camera_shapes[cam]
-            if img.shape != want:
-                raise ValueError(f"'{key}' must have shape {want} (as in training), got {img.shape}")
-            if img.dtype != np.uint8:
-                raise ValueError(f"'{key}' must be uint8 (0..255), got dtype {img.dtype}")
-            images.append(img)
-        return state, tuple(images)
+        need = "'prompt'" if self._vocab is not None and self._default_prompt is None else "optional 'prompt'"
+        return check_observation(obs, state_dim=self._dims.state_dim, cameras=self._dims.cameras,
+                                 camera_shapes=self._camera_shapes, prompt_hint=need)
 
     def infer(self, obs: Mapping[str, Any]) -> dict[str, Any]:
         """One action chunk for one observation (see the module docstring for the keys).
