@@ -1,6 +1,7 @@
 """End to end: the whole graph materialized through Dagster on tiny real recordings.
 
-raw_mcap → episodes_hdf5 → lerobot_dataset → norm_stats, robodm_cache → checkpoint → eval_report,
+raw_mcap → episodes_hdf5 → lerobot_dataset → norm_stats, robodm_cache, openpi_export → checkpoint
+(trained out of process, through Dagster Pipes) → eval_report,
 on a SQLite Dagster instance and a local lake; the LeRobot output is reloaded with LeRobot itself,
 and every materialization carries owners, kinds and rights metadata.
 """
@@ -87,6 +88,11 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(lifecy
 
     ck_md = inst.fetch_materializations(dg.AssetKey("checkpoint"), limit=1).records[0].asset_materialization.metadata
     assert "ep-a-1" in ck_md["hvla/lineage_upstream"].value and "ep-b-2" not in ck_md["hvla/lineage_upstream"].value
+    # the eval report's closed loop ran through inspect-robots, per task, and links its EvalLog
+    ev_md = inst.fetch_materializations(dg.AssetKey("eval_report"), limit=1).records[0].asset_materialization.metadata
+    assert ev_md["hvla/closed_loop_harness"].value.startswith("inspect-robots ")
+    assert "/logs/inspect/hvla-reach-touch_" in ev_md["hvla/inspect_eval_log"].value
+    assert ev_md["hvla/closed_loop_per_task"].value.startswith("| task | trained on | success | 95% Wilson |")
 
     # the bad episode was quarantined and the check that judged it names it
     checks = {}
@@ -110,6 +116,8 @@ def test_whole_lifecycle_materializes_with_owners_kinds_rights_and_checks(lifecy
     assert md["hvla/qa_mlflow_run_id"].value not in ("", "(not logged)")
     assert checks[("robodm_cache", "codec_written")].passed
     assert checks[("robodm_cache", "roundtrip")].passed
+    assert checks[("openpi_export", "train_split_only_v21")].passed
+    assert checks[("openpi_export", "norm_stats_at_openpi_path")].passed
     assert checks[("checkpoint", "loss_fell")].passed
 
     # the LeRobot output reloads with LeRobot itself and decodes a video frame

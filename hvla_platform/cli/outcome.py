@@ -98,6 +98,12 @@ def run_cause(inst: dg.DagsterInstance, run_id: str) -> RunCause | None:
         cls, msg = _split(err.message)
         if err.cls_name == "Failure":  # dg.Failure: its description is the message
             cls = "dagster.Failure"
+            # a refusal raised in a Pipes process (the training worker) names its class in the
+            # failure's metadata (defs/training/launcher.py)
+            ufd = getattr(ev.event_specific_data, "user_failure_data", None)
+            named = (ufd.metadata or {}).get("hvla/error_class") if ufd is not None else None
+            if named is not None:
+                cls = str(getattr(named, "value", named))
         return RunCause(step=ev.step_key or "?", error_class=cls or err.cls_name or "", message=msg)
     return None
 

@@ -1,8 +1,10 @@
-"""Dagster resources: the lake (local directory or S3) and MLflow tracking."""
+"""Dagster resources: the lake (local directory or S3), MLflow tracking and the training launcher."""
 
+from pathlib import Path
 
 import dagster as dg
 
+from hvla_platform.defs.training.launcher import TrainingLauncherResource, training_launcher_from_env
 from hvla_platform.lib.core import settings
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.lake_config import LakeConfig, lake_config_from_env, open_lake
@@ -39,6 +41,22 @@ class LakeResource(dg.ConfigurableResource):
             endpoint_url=self.endpoint_url, region_name=self.region_name,
             access_key_id=_resolve(self.access_key_id), secret_access_key=_resolve(self.secret_access_key)))
 
+    def process_settings(self) -> tuple[dict[str, str], dict[str, str]]:
+        """How another process (the training worker) opens this lake: ``(config, secret_env)``.
+
+        ``config`` holds the non-secret :class:`LakeConfig` fields (a local root resolved to an
+        absolute path; sent in the Dagster Pipes context); ``secret_env`` the S3 credentials set on
+        this resource as ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (empty when the environment
+        provides them), only ever passed through a process environment."""
+        config = {"backend": self.backend, "root": self.root, "bucket": self.bucket, "prefix": self.prefix,
+                  "endpoint_url": self.endpoint_url, "region_name": self.region_name}
+        if self.backend == "local":
+            config["root"] = str(Path(self.root).resolve() if self.root else settings.lake_root())
+        secret_env = {name: value for name, value in (("AWS_ACCESS_KEY_ID", _resolve(self.access_key_id)),
+                                                      ("AWS_SECRET_ACCESS_KEY", _resolve(self.secret_access_key)))
+                      if value}
+        return config, secret_env
+
 
 class MlflowResource(dg.ConfigurableResource):
     """MLflow tracking server or store (``sqlite:///...`` by default)."""
@@ -70,4 +88,8 @@ def lake_from_env() -> LakeResource:
 @dg.definitions
 def resources() -> dg.Definitions:
     """Resources bound to every asset."""
-    return dg.Definitions(resources={"lake": lake_from_env(), "mlflow": MlflowResource()})
+    return dg.Definitions(resources={"lake": lake_from_env(), "mlflow": MlflowResource(),
+                                     "training_launcher": training_launcher_from_env()})
+
+
+__all__ = ["LakeResource", "MlflowResource", "TrainingLauncherResource", "lake_from_env", "resources"]

@@ -74,7 +74,10 @@ def test_code_location_env_matches_compose():
     # optional alert webhook from a secret the operator adds (commented in values.yaml)
     from_chart = {k for k in COMPOSE_ENV if k.startswith("DAGSTER_PG_")}
     from_secret = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HVLA_ALERT_WEBHOOK_URL"}
-    assert set(env) == set(COMPOSE_ENV) - from_chart - from_secret
+    # the training launcher: pods here (test_training_pod.py), compose keeps the subprocess default
+    k8s_only = {k for k in env if k.startswith("HVLA_TRAINING_")}
+    assert env["HVLA_TRAINING_LAUNCHER"] == "k8s" and "HVLA_TRAINING_LAUNCHER" not in COMPOSE_ENV
+    assert set(env) - k8s_only == set(COMPOSE_ENV) - from_chart - from_secret
     assert deployment()["envSecrets"] == [{"name": "hvla-s3"}]
     assert env["HVLA_LAKE_BACKEND"] == "s3" and all(isinstance(v, str) for v in env.values())
 

@@ -5,8 +5,10 @@ import dagster as dg
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
-from hvla_platform.lib.evaluation.build import EvalConfig, evaluate_experiment, read_eval_metrics
-from hvla_platform.lib.evaluation.distribution import GROUPS
+
+# hvla_platform.lib.evaluation is imported inside the functions below: it imports the policy
+# (lib.training → JAX, flax), which the code server must not load (docs/deployment.md, "Training
+# out of process"); the evaluation itself still runs in the run's process.
 
 
 class EvalReportConfig(dg.Config):
@@ -27,6 +29,9 @@ def closed_loop_metadata(closed: dict) -> dict:
     """``hvla/closed_loop_<group>`` (``"k/n = rate (95% Wilson lower–upper)"``, or why not measured) and
     ``hvla/closed_loop_<group>_success_rate`` (a float, or ``"not measured"``) for both groups of
     ``metrics.json``'s ``closed_loop`` (``"not run"`` without closed loop)."""
+    # deferred: lib.evaluation imports the policy (JAX, flax); the code server must not load it
+    from hvla_platform.lib.evaluation.distribution import GROUPS  # noqa: PLC0415
+
     out: dict = {}
     for g in GROUPS:
         grp = closed.get(g)
@@ -43,13 +48,26 @@ def closed_loop_metadata(closed: dict) -> dict:
     return out
 
 
+def per_task_markdown(per_task: list[dict]) -> dg.MetadataValue | str:
+    """``metrics.json``'s ``closed_loop.per_task`` as a Markdown table (task, in the training task set,
+    k/n, 95 % Wilson interval), or ``"not run"`` without closed-loop trials."""
+    if not per_task:
+        return "not run"
+    rows = ["| task | trained on | success | 95% Wilson |", "|---|---|---|---|"]
+    for e in per_task:
+        lo, hi = e["ci95"]
+        rows.append(f"| {e['task']} | {'yes' if e['in_training_tasks'] else 'no'} | {e['successes']}/{e['trials']} | "
+                    f"{lo:.2f}–{hi:.2f} |")
+    return dg.MetadataValue.md("\n".join(rows))
+
+
 @dg.asset(
     partitions_def=experiment_partitions,
     deps=["checkpoint"],
     group_name="evaluation",
     owners=["team:ml-evaluation"],
     kinds={"html", "mlflow"},
-    description="Eval report of the experiment's checkpoint: held-out action error vs a hold-position baseline; closed-loop success in the G1 simulator through the policy server and robot client (the deployment path), in and out of the training distribution separately, each with a 95% Wilson interval.",
+    description="Eval report of the experiment's checkpoint: held-out action error vs a hold-position baseline; closed-loop success in the G1 simulator run with inspect-robots (hvla_openpi client → policy server on loopback, hvla_g1_reach embodiment with the robot client's action guard; EvalLog and HTML view under logs/inspect/), in and out of the training distribution separately, each with a 95% Wilson interval.",
     check_specs=[dg.AssetCheckSpec("metrics_finite", asset="eval_report", partitions_def=experiment_partitions,
                                    description="The offline error metrics are finite numbers (the evaluation ran on real frames).")],
     metadata={"hvla/layer": "evaluation"},
@@ -57,6 +75,9 @@ def closed_loop_metadata(closed: dict) -> dict:
 def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lake: LakeResource,
                 mlflow: MlflowResource) -> dg.MaterializeResult:
     """Evaluate and publish ``eval-reports/<experiment>/<step>/`` (report.html + metrics.json)."""
+    # deferred: lib.evaluation imports the policy (JAX, flax); the code server must not load it
+    from hvla_platform.lib.evaluation.build import EvalConfig, evaluate_experiment, read_eval_metrics  # noqa: PLC0415
+
     lk = lake.get_lake()
     cfg = EvalConfig(closed_loop_trials=config.closed_loop_trials, seed=config.seed, max_steps=config.max_steps,
                      replan_every=config.replan_every, max_step_rad=config.max_step_rad)
@@ -87,7 +108,13 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
             "hvla/mae_ratio_vs_baseline": comp.get("first_mae_ratio") if comp.get("first_mae_ratio") is not None else "n/a",
             **closed_loop_metadata(closed),
             "hvla/closed_loop_trials": closed.get("trials", 0),
+            "hvla/closed_loop_per_task": per_task_markdown(closed.get("per_task") or []),
             "hvla/closed_loop_path": (closed.get("served_via") or {}).get("protocol", "not run"),
+            "hvla/closed_loop_harness": (closed.get("served_via") or {}).get("harness", "not run"),
+            "hvla/inspect_eval_log": (dg.MetadataValue.url(b.uri.rstrip("/") + "/" + closed["inspect"]["eval_log"])
+                                      if closed.get("inspect") else "not run"),
+            "hvla/inspect_eval_log_html": (dg.MetadataValue.url(b.uri.rstrip("/") + "/" + closed["inspect"]["html"])
+                                           if closed.get("inspect") else "not run"),
             "status": b.status,
             **lineage_metadata(lk, b.prefix),
             **rights_metadata(b.rights),

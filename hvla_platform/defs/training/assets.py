@@ -1,15 +1,22 @@
-"""Training stage: a small JAX policy trained on a release's Robo-DM cache, per experiment."""
+"""Training stage: a small JAX policy trained on a release's Robo-DM cache, per experiment.
+
+The training itself runs out of process, through Dagster Pipes: the asset sends its config to
+``python -m hvla_platform.defs.training.pipes_worker`` (a subprocess on the embedded default, a
+GPU pod in the Helm deployment: :class:`~hvla_platform.defs.training.launcher.TrainingLauncherResource`),
+which streams its log lines back and reports the materialization and the ``loss_fell`` check. The
+code server and the run process never import the training stack (JAX, flax, optax, orbax).
+"""
 
 import dagster as dg
 
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
-from hvla_platform.lib.training.train import TrainConfig
-from hvla_platform.lib.training.build import train_experiment
+from hvla_platform.defs.training.launcher import TrainingLauncherResource
+from hvla_platform.defs.training.pipes_worker import LOSS_RATIO_MAX
+from hvla_platform.lib.core.manifest import CheckpointManifest, require_manifest
 
-#: The loss must end at most this fraction of where it started for the ``loss_fell`` check.
-LOSS_RATIO_MAX = 0.9
+__all__ = ["LOSS_RATIO_MAX", "CheckpointConfig", "checkpoint"]
 
 
 class CheckpointConfig(dg.Config):
@@ -24,6 +31,8 @@ class CheckpointConfig(dg.Config):
     action_horizon: int = 10
     normalization: str = "quantile"
     norm_stats_release: str = ""  # reuse another release's norm stats (refused across customers)
+    backend: str = "jax"  # the trainer: "jax" (the reference policy) or "lerobot" (LeRobot's own trainer)
+    lerobot_policy: str = "act"  # with backend "lerobot": LeRobot's policy type (act | diffusion)
 
 
 @dg.asset(
@@ -34,41 +43,34 @@ class CheckpointConfig(dg.Config):
     owners=["team:ml-training"],
     kinds={"jax", "mlflow"},
     pool="training",
-    description="Policy checkpoint (images + state → action chunk) trained with JAX on the release's Robo-DM cache.",
+    description="Policy checkpoint (images + state → action chunk) trained with JAX on the release's Robo-DM cache, in its own process (Dagster Pipes).",
     check_specs=[dg.AssetCheckSpec("loss_fell", asset="checkpoint", partitions_def=experiment_partitions, blocking=True,
                                    description=f"Final training loss ≤ {LOSS_RATIO_MAX} × initial loss.")],
     metadata={"hvla/layer": "model"},
 )
 def checkpoint(context: dg.AssetExecutionContext, config: CheckpointConfig, lake: LakeResource,
-               mlflow: MlflowResource) -> dg.MaterializeResult:
-    """Train on the release named in the config; the run is logged to MLflow."""
+               mlflow: MlflowResource, training_launcher: TrainingLauncherResource) -> dg.MaterializeResult:
+    """Train on the release named in the config in a separate process (Dagster Pipes); the run is
+    logged to MLflow. The materialization's ``hvla/*`` values and the check come from the training
+    process; lineage and rights are read here from the manifest it published."""
     lk = lake.get_lake()
-    cfg = TrainConfig(config_name=config.config_name, exp_name=context.partition_key, release=config.release,
-                      steps=config.steps, seed=config.seed, batch_size=config.batch_size,
-                      learning_rate=config.learning_rate, action_horizon=config.action_horizon,
-                      normalization=config.normalization)
-    b = train_experiment(lk, cfg, tracking_uri=mlflow.uri(), artifact_root=mlflow.artifacts(), log=context.log.info,
-                         norm_stats_release=config.norm_stats_release or None)
-    m = b.manifest
-    ratio = m.final_loss / m.initial_loss if m.initial_loss > 0 else float("inf")
+    lake_config, secret_env = lake.process_settings()
+    extras = {
+        "train": {"config_name": config.config_name, "exp_name": context.partition_key, "release": config.release,
+                  "steps": config.steps, "seed": config.seed, "batch_size": config.batch_size,
+                  "learning_rate": config.learning_rate, "action_horizon": config.action_horizon,
+                  "normalization": config.normalization, "norm_stats_release": config.norm_stats_release,
+                  "backend": config.backend, "lerobot_policy": config.lerobot_policy},
+        "lake": lake_config,
+        "mlflow": {"tracking_uri": mlflow.uri(), "artifact_root": mlflow.artifacts()},
+    }
+    invocation = training_launcher.run(context, extras=extras, secret_env=secret_env)
+    reported = invocation.get_materialize_result(implicit_materialization=False)
+    prefixes = [m["checkpoint"] for m in invocation.get_custom_messages() if isinstance(m, dict) and "checkpoint" in m]
+    if len(prefixes) != 1:
+        raise dg.Failure(description=f"the training process reported {len(prefixes)} checkpoints, expected 1")
+    manifest = require_manifest(lk, prefixes[0], CheckpointManifest)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/uri": b.uri,
-            "hvla/experiment": context.partition_key,
-            "hvla/release": config.release,
-            "hvla/step": m.step,
-            "hvla/initial_loss": m.initial_loss,
-            "hvla/final_loss": m.final_loss,
-            "hvla/num_train_frames": m.num_train_frames,
-            "hvla/num_params": m.num_params,
-            "hvla/train_seconds": round(m.train_seconds, 1),
-            "hvla/mlflow_run_id": str(m.mlflow_run_id),
-            "hvla/serving_allowed": ", ".join(m.serving_allowed) or "(none)",
-            "hvla/serving_blocked": ", ".join(m.serving_blocked) or "(none)",
-            "status": b.status,
-            **lineage_metadata(lk, b.prefix),
-            **rights_metadata(b.rights),
-        },
-        check_results=[dg.AssetCheckResult(check_name="loss_fell", passed=ratio <= LOSS_RATIO_MAX,
-                                           metadata={"hvla/loss_ratio": round(ratio, 4)})],
+        metadata={**reported.metadata, **lineage_metadata(lk, prefixes[0]), **rights_metadata(manifest.rights_obj)},
+        check_results=reported.check_results,
     )
