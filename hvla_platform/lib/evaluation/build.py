@@ -18,7 +18,7 @@ from hvla_platform.lib.evaluation.report import log_eval_to_mlflow, write_eval_r
 from hvla_platform.lib.serving.robot import RobotConfig
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.training.checkpoint import read_checkpoint_manifest, read_loss_curve
-from hvla_platform.lib.training.policy import Policy
+from hvla_platform.lib.training.policy_loader import load_policy
 from hvla_platform.lib.training.build import find_checkpoint
 
 
@@ -54,13 +54,17 @@ def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_facto
 
     ``env_factory`` builds the closed-loop simulator (``ReachEnv``); ``None`` skips closed loop.
     Closed-loop trials are split into in- and out-of-distribution groups by the checkpoint's training
-    tasks (:func:`~hvla_platform.lib.evaluation.closed_loop.evaluate_closed_loop`) and run through
-    the deployment path: the checkpoint is served by a
-    :class:`~hvla_platform.lib.serving.server.PolicyServer` on loopback and the robot client of
-    ``hvla deploy`` drives the simulator against it; ``arm_limits`` (lower, upper) radians are the
-    robot's arm joint limits its action guard enforces. The server's inference log and the robot
-    safety log are published with the report under ``logs/``. The report names other artifacts by
-    lake key (``checkpoints/…``), never by filesystem path or URI.
+    tasks (:func:`~hvla_platform.lib.evaluation.closed_loop.evaluate_closed_loop`) and run with the
+    inspect-robots harness (``inspect_robots.eval()``): the checkpoint is served by a
+    :class:`~hvla_platform.lib.serving.server.PolicyServer` on loopback, the ``hvla_openpi`` policy
+    client queries it and the ``hvla_g1_reach`` embodiment (the simulator behind ``hvla deploy``'s
+    robot-side action guard) executes its chunks — per trial the numbers of ``hvla deploy``'s robot
+    client; ``arm_limits`` (lower, upper) radians are the robot's arm joint limits the guard
+    enforces. Published with the report under ``logs/``: the server's inference log, the robot
+    safety log and ``logs/inspect/``: inspect-robots' EvalLog (``hvla-reach-touch_<id>.json``, named
+    in ``metrics.json`` as ``closed_loop.inspect.eval_log``), its HTML view (``.html``) and each
+    trial's executed actions. The report names other artifacts by lake key (``checkpoints/…``) and
+    its own files by path relative to the report, never by filesystem path or URI.
 
     Raises:
         FileNotFoundError: the experiment has no checkpoint.
@@ -76,7 +80,8 @@ def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_facto
     release_tasks = require_manifest(lake, lerobot_release_prefix(ck_m.repo_id, release), LeRobotDatasetManifest).tasks
     config = {"closed_loop_trials": cfg.closed_loop_trials if env_factory else 0, "seed": cfg.seed,
               "max_steps": cfg.max_steps, "replan_every": cfg.replan_every, "max_step_rad": cfg.max_step_rad,
-              "closed_loop_path": "policy server + robot client (openpi websocket, loopback)",
+              "closed_loop_path": "inspect-robots eval(): hvla_openpi client → policy server (openpi websocket, "
+                                  "loopback), hvla_g1_reach embodiment with the robot client's action guard",
               "closed_loop_groups": "in/out of distribution by the checkpoint's training tasks, 95% Wilson intervals"}
     inputs = [InputRef(key=ckpt_key, sha256=ck_m.sha256(), kind="checkpoint",
                        episode_ids=list(ck_m.episode_ids)),
@@ -85,7 +90,7 @@ def evaluate_experiment(lake: Lake, exp_name: str, cfg: EvalConfig, *, env_facto
 
     def write(out: Path) -> Content:
         with lake.local_artifact(ckpt_key) as step_dir, lake.local_artifact(robodm_prefix(release)) as cache_dir:
-            policy = Policy.load(step_dir)
+            policy = load_policy(step_dir)
             training_tasks = sorted(policy.metadata.get("tasks") or [])
             if log:
                 log(f"offline evaluation of {ckpt_key} on held-out episodes {cache_m.heldout_episode_ids}")

@@ -103,6 +103,16 @@ def test_trials_are_reported_in_and_out_of_distribution_with_wilson_intervals(la
         assert (cl[group]["trials"], cl[group]["successes"]) == (2, k)
         assert cl[group]["success_rate"] == k / 2 and cl[group]["ci95"] == list(wilson_interval(k, 2))
     assert LEFT not in {t["task"] for t in cl["per_trial"] if t["distribution"] == "out_of_distribution"}
+    # success per task instruction, each marked in / out of the training tasks
+    assert [e["task"] for e in cl["per_task"]] == sorted({t["task"] for t in cl["per_trial"]},
+                                                         key=lambda task: (task not in trained, task))
+    for e in cl["per_task"]:
+        members = [t for t in cl["per_trial"] if t["task"] == e["task"]]
+        k = sum(t["success"] for t in members)
+        assert (e["trials"], e["successes"], e["seeds"]) == (len(members), k, [t["seed"] for t in members])
+        assert e["ci95"] == list(wilson_interval(k, len(members)))
+        assert e["in_training_tasks"] == (e["task"] in trained)
+        assert e["distribution"] == ("in_distribution" if e["task"] in trained else "out_of_distribution")
 
     m = require_manifest(lake, REPORT, EvalReportManifest)
     assert m.checkpoint == CKPT and m.release == "ood-v1"
@@ -123,6 +133,13 @@ def test_the_page_states_each_group_and_its_interval(lake):
                f"{lo:.2f}–{hi:.2f})" in page
     assert "never pooled into one success rate" in page and "Success rate <b>" not in page
     assert f"Training tasks: {LEFT}.<br>Release tasks: {LEFT}; {RIGHT} <i>(held-out episodes only)</i>." in page
+    for e in cl["per_task"]:
+        lo, hi = e["ci95"]
+        assert (f"<tr><td>{e['task']}</td><td>{'yes' if e['in_training_tasks'] else 'no'}</td><td>{e['trials']}</td>"
+                f"<td>{e['successes']}</td><td>{e['success_rate']:.2f}</td><td>{lo:.2f}–{hi:.2f}</td>") in page
+    # the checkpoint reads its prompt, and the page says so
+    assert "The policy reads the task instruction (the prompt)" in page and "prompt is not used" not in page
+    assert read_eval_metrics(lake, REPORT)["offline"]["prompt"]["used_by_policy"] is True
     for t in cl["per_trial"]:
         short = "in" if t["distribution"] == "in_distribution" else "out"
         assert f"<td>{t['seed']}</td><td>{t['task']}</td><td>{short}</td>" in page
@@ -133,6 +150,11 @@ def test_the_report_names_artifacts_by_lake_key_never_by_path(lake):
     files = [k for k in lake.list_keys(REPORT) if not k.endswith("_hvla_manifest.json")]
     assert {f"{REPORT}/report.html", f"{REPORT}/metrics.json", f"{REPORT}/logs/robot_safety.jsonl"} <= set(files)
     assert any(k.startswith(f"{REPORT}/logs/serving/inference-") for k in files)
+    # the inspect-robots EvalLog and its HTML view, named in metrics.json and linked from the report
+    assert any(k.startswith(f"{REPORT}/logs/inspect/hvla-reach-touch_") and k.endswith(".json") for k in files)
+    ins = read_eval_metrics(lake, REPORT)["closed_loop"]["inspect"]
+    assert {f"{REPORT}/{ins['eval_log']}", f"{REPORT}/{ins['html']}"} <= set(files)
+    assert f'href="{ins["eval_log"]}"' in lake.read_bytes(f"{REPORT}/report.html").decode()
     for key in files:
         text = lake.read_bytes(key).decode()
         assert root not in text and "file://" not in text, key
