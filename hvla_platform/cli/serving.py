@@ -72,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hvla_platform.lib.serving.checkpoint import authorize, resolve_checkpoint, server_metadata  # noqa: PLC0415
     from hvla_platform.lib.serving.server import PolicyServer  # noqa: PLC0415
     from hvla_platform.lib.training.checkpoint import CheckpointError  # noqa: PLC0415
-    from hvla_platform.lib.training.policy import Policy  # noqa: PLC0415
+    from hvla_platform.lib.training.policy_loader import load_policy  # noqa: PLC0415
 
     lake = open_env_lake()
     api_key = read_api_key(args.api_key_file)
@@ -86,7 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except (RightsError, CheckpointError) as exc:
                 return _refused(str(exc))
             echo(f"loading {step_dir} (checkpoint {manifest.get('checkpoint')}) for {args.use!r}")
-            policy = Policy.load(step_dir)
+            policy = load_policy(step_dir)
             log_dir = Path(args.log_dir) if args.log_dir else settings.hvla_home() / "logs" / "serving"
             ilog = InferenceLog(log_dir, checkpoint=str(manifest.get("checkpoint")),
                                 sample_every=args.sample_observations_every)
