@@ -147,7 +147,7 @@ def test_a_copied_home_reruns_the_demo_all_cached_with_the_same_lineage_and_leav
     old.mkdir(parents=True)
     first = _demo(old, tmp_path / "demo-1.log")
     built = _statuses(first)
-    assert {a for a, _ in built} == {"raw_mcap", "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache",
+    assert {a for a, _ in built} == {"raw_mcap", "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache", "openpi_export",
                                      "checkpoint", "eval_report"}
     assert all(s == "materialized" for _, s in built), built
     old_lake = LocalLake(old / "lake")

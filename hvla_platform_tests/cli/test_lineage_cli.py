@@ -60,7 +60,7 @@ def test_downstream_json_and_human(capsys):
     assert rc == 0
     d = json.loads(out)
     assert {a["type"] for a in d["artifacts"]} == {"raw_mcap_episode", "episodes_hdf5", "lerobot_dataset",
-                                                   "robodm_cache", "eval_report"}
+                                                   "robodm_cache", "openpi_export", "eval_report"}
     rc, out, _ = _run(["lineage", "downstream", "consent:consent-A", "--json", "--no-raw"], capsys)
     keys = [a["key"] for a in json.loads(out)["artifacts"]]
     assert CKPT in keys and EVAL in keys and not any(k.startswith("raw-mcap/") for k in keys)

@@ -12,7 +12,7 @@ def test_no_schedule_or_sensor_launches_training():
     assert targets == {"landing_sensor": {"ingest_job"}, "nightly_ingest_schedule": {"ingest_job"},
                        "nightly_release_refresh": {"release_job"}}
     automated = repo.get_sensor_def("release_derivatives_automation").asset_selection.resolve(repo.asset_graph)
-    assert {k.to_user_string() for k in automated} == {"norm_stats", "robodm_cache"}
+    assert {k.to_user_string() for k in automated} == {"norm_stats", "robodm_cache", "openpi_export"}
 
 
 def test_training_launchpad_config_is_valid_and_editable():

@@ -81,9 +81,9 @@ def test_drop_on_s3_prefix_to_release_without_a_click(s3_server, s3_client, tmp_
     derivatives = evaluate("release_derivatives_automation")  # its first evaluation, before the build
     o = run_job(defs, inst, "release_job", snapshot, tags=rel.tags)
     assert o.success, o.error
-    # release_job built the norm stats and cache itself: declarative automation has nothing to add
+    # release_job built the norm stats, cache and openpi export itself: declarative automation has nothing to add
     assert evaluate("release_derivatives_automation", derivatives.cursor).run_requests == []
-    assert set(o.materializations) == {"lerobot_dataset", "norm_stats", "robodm_cache"}
+    assert set(o.materializations) == {"lerobot_dataset", "norm_stats", "robodm_cache", "openpi_export"}
     m = lake.read_manifest(f"lerobot/hvla/s3/{snapshot}")
     assert m["num_episodes"] == 2 and m["probe"]["num_episodes"] == 2
     keys = lake.list_keys(f"lerobot/hvla/s3/{snapshot}")

@@ -24,8 +24,9 @@ TYPE_ORDER = {
     "lerobot_dataset": 2,
     "norm_stats": 3,
     "robodm_cache": 4,
-    "checkpoint": 5,
-    "eval_report": 6,
+    "openpi_export": 5,
+    "checkpoint": 6,
+    "eval_report": 7,
 }
 RAW_TYPE = "raw_mcap_episode"
 #: Type-specific manifest fields copied into :attr:`ArtifactRecord.info`.

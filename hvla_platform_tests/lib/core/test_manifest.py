@@ -105,7 +105,7 @@ def test_readers_go_through_the_model(lake):
 
 def test_every_artifact_type_has_a_model_and_unknown_types_are_refused():
     assert sorted(MANIFEST_MODELS) == ["checkpoint", "episodes_hdf5", "eval_report", "lerobot_dataset", "norm_stats",
-                                       "raw_mcap_episode", "robodm_cache"]
+                                       "openpi_export", "raw_mcap_episode", "robodm_cache"]
     with pytest.raises(ManifestError, match="unknown artifact_type 'dataset'"):
         parse_manifest({"schema_version": 1, "artifact_type": "dataset"}, source="x")
 

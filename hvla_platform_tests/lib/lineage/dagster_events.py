@@ -31,6 +31,7 @@ ASSET_OF_TYPE = {
     "lerobot_dataset": "lerobot_dataset",
     "norm_stats": "norm_stats",
     "robodm_cache": "robodm_cache",
+    "openpi_export": "openpi_export",
     "checkpoint": "checkpoint",
     "eval_report": "eval_report",
 }

@@ -157,14 +157,16 @@ def test_downstream_of_episode_consent_customer(lake):
     hits = lin.downstream(lake, "ep-a-1")
     by = {h.type: h for h in hits}
     assert set(by) == {"raw_mcap_episode", "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache",
-                       "checkpoint", "eval_report"}
+                       "openpi_export", "checkpoint", "eval_report"}
     assert by["checkpoint"].key == CKPT and by["eval_report"].key == EVAL
     assert by["episodes_hdf5"].key == "episodes-hdf5/2026-11-10/g1-001"
     assert all(h.episode_ids == ["ep-a-1"] for h in hits)
 
-    # the held-out episode: in the release, the cache and the eval report, not in norm stats or the checkpoint
+    # the held-out episode: in the release, the cache, the openpi export (its held-out dataset) and the
+    # eval report, not in norm stats or the checkpoint
     held = {h.type for h in lin.downstream(lake, "ep-b-2")}
-    assert held == {"raw_mcap_episode", "episodes_hdf5", "lerobot_dataset", "robodm_cache", "eval_report"}
+    assert held == {"raw_mcap_episode", "episodes_hdf5", "lerobot_dataset", "robodm_cache", "openpi_export",
+                    "eval_report"}
     # raw prefix / URI forms name the same episode
     raw_key = _raw_manifests(lake)["ep-b-2"][0]
     assert [h.key for h in lin.downstream(lake, raw_key)] == [h.key for h in lin.downstream(lake, lake.uri(raw_key))] \
@@ -175,7 +177,7 @@ def test_downstream_of_episode_consent_customer(lake):
     ck = next(h for h in consent_b if h.type == "checkpoint")
     assert ck.episode_ids == ["ep-b-1"]
     assert {h.type for h in consent_b if h.type != "raw_mcap_episode"} == {
-        "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache", "checkpoint", "eval_report"}
+        "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache", "openpi_export", "checkpoint", "eval_report"}
     consent_a = lin.downstream(lake, "consent:consent-A", include_raw=False)
     assert next(h for h in consent_a if h.type == "eval_report").episode_ids == ["ep-a-1", "ep-a-2"]
     # an unknown consent is an error naming the closest known one, not an empty answer
@@ -184,7 +186,7 @@ def test_downstream_of_episode_consent_customer(lake):
 
     # one customer (a release may not mix customers without a grant): everything is downstream of it
     internal = lin.downstream(lake, "customer:internal")
-    assert len(internal) == 11
+    assert len(internal) == 12
     assert next(h for h in internal if h.type == "checkpoint").episode_ids == TRAIN
     assert next(h for h in internal if h.type == "eval_report").episode_ids == sorted(TRAIN + HELDOUT)
     with pytest.raises(lin.LineageError, match=r"customer 'internl' in this lake \(did you mean 'internal'\?\)"):
@@ -264,7 +266,7 @@ def test_index_is_sharded_persisted_in_the_lake_and_rebuilt_incrementally(lake, 
     expected = _answers(lake)  # without any index
     first = lin.load_index(lake)
     n = first.stats["manifests"]
-    assert n == 4 + 2 + 1 + 1 + 1 + 1 + 1 and first.stats["read"] == n and first.stats["persisted"]
+    assert n == 4 + 2 + 1 + 1 + 1 + 1 + 1 + 1 and first.stats["read"] == n and first.stats["persisted"]
     # one shard per key group, as objects of the lake itself (listed by the Lake API)
     shards = {lin.shard_of(k) for k in first.records}
     assert first.stats["shards"] == len(shards) == first.stats["shards_written"]
@@ -375,13 +377,13 @@ def test_s3_lake_gets_a_persisted_sharded_index_with_the_same_answers(lake, s3_c
         s3.put_file(p, p.relative_to(lake.root).as_posix())
     expected = _answers(lake)
     first = lin.load_index(s3)
-    assert first.stats["read"] == first.stats["manifests"] == 11 and first.stats["persisted"]
+    assert first.stats["read"] == first.stats["manifests"] == 12 and first.stats["persisted"]
     assert set(s3.list_keys(lin.INDEX_PREFIX)) == {lin.shard_key(lin.shard_of(k)) for k in first.records}
     assert _answers(s3, first) == expected
 
     lin._MEMO.clear()  # another process (or machine) reading the same bucket
     again = lin.load_index(s3)
-    assert again.stats["read"] == 0 and again.stats["reused"] == 11 and read_spy[-1] == []
+    assert again.stats["read"] == 0 and again.stats["reused"] == 12 and read_spy[-1] == []
     # a manifest rewritten on S3 (new ETag): only it is re-read
     m = s3.read_manifest(CKPT)
     m["final_loss"] = 7.0
