@@ -44,7 +44,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not o.success:
             failures.append(o)
 
-    echo(f"\n[3/4] dataset release from {args.release_spec}: lerobot_dataset → norm_stats, robodm_cache")
+    echo(f"\n[3/4] dataset release from {args.release_spec}: lerobot_dataset → norm_stats, robodm_cache, openpi_export")
     release = register_release_file(Path(args.release_spec))
     t0 = time.perf_counter()
     o = run_job(defs, inst, "release_job", release)
