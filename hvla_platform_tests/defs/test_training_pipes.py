@@ -34,9 +34,9 @@ from hvla_platform_tests.fixtures.lakes import land_and_convert
 from hvla_platform_tests.fixtures.recordings import write_recording
 
 SPEC = "name: pipes-v1\nrepo_id: hvla/pipes\npartitions: all\nheldout: {episode_ids: [ep-2]}\n"
-#: What the asset reported when it trained in process (before Pipes), plus lineage and rights.
+#: What the asset reported when it trained in process (before Pipes), plus the trainer, lineage and rights.
 METADATA_KEYS = {
-    "dagster/uri", "hvla/experiment", "hvla/release", "hvla/step", "hvla/initial_loss", "hvla/final_loss",
+    "dagster/uri", "hvla/experiment", "hvla/release", "hvla/backend", "hvla/step", "hvla/initial_loss", "hvla/final_loss",
     "hvla/num_train_frames", "hvla/num_params", "hvla/train_seconds", "hvla/mlflow_run_id", "hvla/serving_allowed",
     "hvla/serving_blocked", "status", "hvla/lineage_upstream", "hvla/lineage_command", "hvla/allowed_uses",
     "hvla/license", "hvla/data_owners", "hvla/customers", "hvla/sites", "hvla/consent_refs",
@@ -117,7 +117,7 @@ def test_materialization_comes_back_through_pipes_with_the_same_metadata_and_che
     md = mat.metadata
     assert set(md) == METADATA_KEYS
     assert md["dagster/uri"].value.endswith("checkpoints/hvla_g1_reach_small/exp-ok/5")
-    assert md["hvla/step"].value == 5 and md["hvla/experiment"].value == "exp-ok"
+    assert md["hvla/step"].value == 5 and md["hvla/experiment"].value == "exp-ok" and md["hvla/backend"].value == "jax"
     assert md["status"].value == "materialized" and md["hvla/release"].value == "pipes-v1"
     assert isinstance(md["hvla/final_loss"].value, float) and md["hvla/final_loss"].value > 0
     assert "ep-0" in md["hvla/lineage_upstream"].value and "ep-2" not in md["hvla/lineage_upstream"].value

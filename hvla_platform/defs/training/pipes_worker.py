@@ -101,6 +101,7 @@ def train_from_extras(extras: dict[str, Any], log) -> dict[str, Any]:
             "dagster/uri": b.uri,
             "hvla/experiment": cfg.exp_name,
             "hvla/release": cfg.release,
+            "hvla/backend": backend if backend != "lerobot" else f"lerobot {lerobot_policy}",
             "hvla/step": m.step,
             "hvla/initial_loss": m.initial_loss,
             "hvla/final_loss": m.final_loss,
