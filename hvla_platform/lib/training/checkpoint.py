@@ -197,6 +197,40 @@ def read_loss_curve(step_dir: str | Path) -> list[float]:
     return [float(v) for v in json.loads(p.read_text())["loss"]] if p.is_file() else []
 
 
+def policy_metadata(step_dir: Path, config: Mapping[str, Any], manifest: Mapping[str, Any], *,
+                    action_horizon: int, action_dim: int, state_dim: int, cameras: Sequence[str],
+                    camera_shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+    """The part of a loaded policy's ``metadata`` (the policy server's handshake) that every backend
+    shares: checkpoint identity (``checkpoint``, ``checkpoint_dir``, ``config_name``, ``exp_name``,
+    ``release``, ``step``), dims and names (``action_horizon``, ``action_dim``, ``state_dim``,
+    ``cameras``, ``image_shapes`` as ``[H, W, 3]`` lists, ``state_names``, ``action_names``) and the
+    serving allowance from the checkpoint manifest. Each backend adds its own keys (``policy``,
+    ``normalization``, the prompt fields…).
+
+    Args:
+        step_dir: the checkpoint directory; ``config`` its ``config.json`` (with ``train_config``
+            and ``step``); ``manifest`` its ``checkpoint_manifest.yaml``.
+    """
+    tc = config["train_config"]
+    return {
+        "checkpoint": manifest.get("checkpoint"),
+        "checkpoint_dir": str(step_dir),
+        "config_name": tc["config_name"],
+        "exp_name": tc["exp_name"],
+        "release": tc["release"],
+        "step": int(config["step"]),
+        "action_horizon": int(action_horizon),
+        "action_dim": int(action_dim),
+        "state_dim": int(state_dim),
+        "cameras": list(cameras),
+        "image_shapes": {c: list(s) for c, s in camera_shapes.items()},
+        "state_names": config.get("state_names"),
+        "action_names": config.get("action_names"),
+        "serving_allowed": manifest.get("serving_allowed", []),
+        "serving_blocked": manifest.get("serving_blocked", []),
+    }
+
+
 def restore_params(step_dir: str | Path, abstract_params: Any) -> Any:
     """Restore the params pytree with the structure/shapes/dtypes of ``abstract_params``
     (e.g. ``jax.eval_shape`` of the model init). Raises orbax errors on mismatch."""

@@ -79,31 +79,19 @@ class LeRobotPolicy:
         self.metadata: dict[str, Any] = {
             "policy": f"lerobot {self._type}",
             "backend": LEROBOT_BACKEND,
-            "checkpoint": manifest.get("checkpoint"),
-            "checkpoint_dir": str(step_dir),
-            "config_name": tc["config_name"],
-            "exp_name": tc["exp_name"],
-            "release": tc["release"],
-            "step": int(config["step"]),
+            **ckpt.policy_metadata(step_dir, config, manifest, action_horizon=self._horizon,
+                                   action_dim=self._action_dim, state_dim=self._state_dim, cameras=self._cameras,
+                                   camera_shapes=self._camera_shapes),
             "base_model": manifest.get("base_model", tc["base_model"]),
-            "action_horizon": self._horizon,
-            "action_dim": self._action_dim,
-            "state_dim": self._state_dim,
-            "cameras": list(self._cameras),
-            "image_shapes": {c: list(s) for c, s in self._camera_shapes.items()},
-            "state_names": config.get("state_names"),
-            "action_names": config.get("action_names"),
             "normalization": "lerobot " + ", ".join(f"{k}: {v}" for k, v in sorted(
                 {str(k.value if hasattr(k, "value") else k): str(v.value if hasattr(v, "value") else v)
                  for k, v in self._lr_cfg.normalization_mapping.items()}.items())),
             "residual_to_state": False,
-            "prompt_used": bool(config.get("prompt_used", False)),
+            "prompt_used": False,  # ACT and diffusion have no language input
             "tasks": config.get("tasks", []),
             "default_prompt": None,
             "prompt_vocabulary": None,
             "prompt_note": f"LeRobot's {self._type} has no language input: the prompt is accepted but not used",
-            "serving_allowed": manifest.get("serving_allowed", []),
-            "serving_blocked": manifest.get("serving_blocked", []),
         }
 
     @classmethod

@@ -83,20 +83,10 @@ class Policy:
         self._infer_fn = jax.jit(_infer)
         self.metadata: dict[str, Any] = {
             "policy": "hvla chunk policy (flax CNN+MLP)",
-            "checkpoint": manifest.get("checkpoint"),
-            "checkpoint_dir": str(step_dir),
-            "config_name": tc["config_name"],
-            "exp_name": tc["exp_name"],
-            "release": tc["release"],
-            "step": int(config["step"]),
+            **ckpt.policy_metadata(step_dir, config, manifest, action_horizon=dims.action_horizon,
+                                   action_dim=dims.action_dim, state_dim=dims.state_dim, cameras=dims.cameras,
+                                   camera_shapes=self._camera_shapes),
             "base_model": tc["base_model"],
-            "action_horizon": dims.action_horizon,
-            "action_dim": dims.action_dim,
-            "state_dim": dims.state_dim,
-            "cameras": list(dims.cameras),
-            "image_shapes": {c: list(s) for c, s in self._camera_shapes.items()},
-            "state_names": config.get("state_names"),
-            "action_names": config.get("action_names"),
             "normalization": self._normalization,
             "residual_to_state": dims.residual,
             "prompt_used": self._vocab is not None,
@@ -108,8 +98,6 @@ class Policy:
                 + ("" if self._default_prompt is None else "; a missing prompt means the only training task")
                 if self._vocab is not None else
                 "this checkpoint has no prompt vocabulary: the prompt is accepted but not used"),
-            "serving_allowed": manifest.get("serving_allowed", []),
-            "serving_blocked": manifest.get("serving_blocked", []),
         }
 
     @classmethod
