@@ -78,8 +78,9 @@ def _pipeline(lake: LocalLake, recordings: Path, approve: bool = False) -> dict[
     return convs
 
 
-#: Consequence of a frozen measured joint whose command moves (issue 14's per-joint tracking check).
-TRACKING = {"action_state_divergence"}
+#: Consequences of a frozen measured joint whose command moves: the per-joint tracking check (issue 14),
+#: and the joint jumping back faster than it can move when it resumes (``joint_velocity``).
+TRACKING = {"action_state_divergence", "joint_velocity"}
 
 
 def _failing(conv) -> set[str]:

@@ -36,9 +36,13 @@ QA_CHECK_DESCRIPTIONS = {
     "nan_inf": "No NaN/Inf in raw joint states, commands or the synchronised streams.",
     "joint_limits": "Measured joint positions stay within the limits of the robot's own model (the description file its robot profile names).",
     "joint_limit_proximity": "Report only: joints within `max_joint_limit_fraction` of their range of a model limit.",
+    "joint_velocity": "No measured joint faster than its velocity limit (the description file's URDF `<limit velocity>`, "
+                      "else `max_joint_speed_rad_s`; positions differentiated over their stamps and the velocity field).",
     "state_spikes": "No measured joint sample further than `spike_k`·σ and `spike_min_rad` from its running median (Hampel).",
     "action_spikes": "No commanded step larger than `spike_k`·σ (robust) and `spike_min_rad`.",
-    "command_chatter": "No `chatter_reversals` consecutive back-and-forth command steps ≥ `chatter_step_rad`.",
+    "command_chatter": "No `chatter_reversals` consecutive back-and-forth command steps ≥ `chatter_step_rad`, and no "
+                       "`toggle_count` swings of ≥ `toggle_swing_fraction` of a joint's range within `toggle_window_s` "
+                       "(an open/close gripper command bouncing).",
     "command_stall": "No arm command held ≥ `frozen_s` while that arm's measured joints move > `stall_motion_rad`.",
     "frozen_joints": "No joint (nor the whole state) reports bit-identical values for `frozen_s` or longer.",
     "smoothness": "RMS jerk of the commanded arm path ≤ `max_rms_jerk` (LDLJ reported).",
@@ -47,7 +51,10 @@ QA_CHECK_DESCRIPTIONS = {
     "camera_saturated": "At most `max_bad_frame_fraction` saturated frames per camera.",
     "camera_frozen": "At most `max_bad_frame_fraction` frozen (identical consecutive) frames per camera.",
     "camera_undecodable": "Every camera frame decodes.",
-    "task_non_empty": "The task instruction is not empty.",
+    "camera_exposure_shift": "Score only: at most `max_bad_frame_fraction` frames per colour camera whose mean level departs from the camera's episode median by > `max_exposure_shift_levels`, or lies past a step > `exposure_step_levels` (black/saturated frames excluded).",
+    "camera_blur": "Score only: at most `max_bad_frame_fraction` frames per colour camera whose sharpness (variance of the Laplacian) is below `min_sharpness_ratio` × the camera's episode median.",
+    "task_non_empty": "The task instruction is a real one: not empty, not a placeholder (TODO, TBD, n/a, test, "
+                      "<task>, ...) and with at least one letter.",
     "recording_complete": "The MCAP covers at least `min_recorded_fraction` of the duration its metadata.yaml states.",
     "duplicate": "No other episode in the lake has the same raw sha256 or signal fingerprint (fails on the later copy).",
 }

@@ -5,7 +5,7 @@
 streams into arrays, and for cameras only stamps and formats — each frame is decoded once
 (:func:`~hvla_platform.lib.formats.recording.streams.camera_frame_pixels`), judged
 (:class:`CameraScan`: decodable or not, mean level, saturated fraction, mean absolute difference
-to the previous frame; for depth the fraction of zero = no-reading pixels) and dropped.
+to the previous frame, sharpness and a perceptual hash; for depth the fraction of zero = no-reading pixels) and dropped.
 :func:`synchronise` then resamples onto frame times with the rules of
 :mod:`hvla_platform.lib.processing.sync` (undecodable frames are skipped when matching), and
 :func:`plan_cameras` says which source frames the episode keeps: each camera's distinct matched
@@ -45,6 +45,7 @@ from hvla_platform.lib.formats.recording.streams import (
     read_recording_streams,
     storage_encoding,
 )
+from hvla_platform.lib.processing.qa.image_stats import frame_image_stats
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
 from hvla_platform.lib.processing.sync import (
     SyncError, frame_times_ns, interpolate_linear, match_nearest, sample_and_hold, source_rate_hz)
@@ -91,6 +92,11 @@ class CameraScan:
         mad_prev: (N,) float64 mean absolute difference (0–255) to the previous decodable frame
             (NaN for the first; colour).
         zero_fraction: (N,) float64 fraction of zero (= no reading) pixels (depth).
+        sharpness: (N,) float64 variance of the Laplacian (levels²) of each decodable colour frame,
+            grey and downscaled to at most 320 px wide (Pech-Pacheco et al. 2000;
+            :func:`~hvla_platform.lib.processing.qa.image_stats.frame_image_stats`).
+        dhash: (N,) uint64 64-bit difference hash of each decodable colour frame (Krawetz 2013;
+            :func:`~hvla_platform.lib.processing.qa.image_stats.dhash`), for frame fingerprints.
         saturated_level: the level ``saturated_fraction`` counts from.
         height, width: frame size, pixels.
     """
@@ -106,6 +112,8 @@ class CameraScan:
     saturated_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))
     mad_prev: np.ndarray = field(default_factory=lambda: np.zeros(0))
     zero_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sharpness: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    dhash: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     saturated_level: int = QAThresholds().saturated_level
     height: int = 0
     width: int = 0
@@ -139,6 +147,8 @@ class CameraScanner:
         self._sat = RowBuffer(None)
         self._mad = RowBuffer(None)
         self._zero = RowBuffer(None)
+        self._sharp = RowBuffer(None)
+        self._dhash = RowBuffer(None, np.uint64)
         self._bad: list[int] = []
         self._errors: list[str] = []
         self._total = 0
@@ -184,6 +194,9 @@ class CameraScanner:
             diff = np.asarray(ImageChops.difference(im, self._prev).histogram(), np.int64).reshape(-1, 256)
             self._mad.append(float((diff * _LEVELS).sum()) / n)
         self._prev = im
+        sharp, hash64 = frame_image_stats(im)
+        self._sharp.append(sharp)
+        self._dhash.append(hash64)
 
     def result(self) -> CameraScan:
         """The camera's :class:`CameraScan`.
@@ -198,7 +211,8 @@ class CameraScanner:
             name=self.name, kind=self.kind, stamps_ns=self._stamps.array(), index=self._index.array(),
             undecodable=list(self._bad), errors=list(self._errors), total=self._total,
             mean_level=self._mean.array(), saturated_fraction=self._sat.array(), mad_prev=self._mad.array(),
-            zero_fraction=self._zero.array(), saturated_level=self.saturated_level,
+            zero_fraction=self._zero.array(), sharpness=self._sharp.array(), dhash=self._dhash.array(),
+            saturated_level=self.saturated_level,
             height=self.cam.height, width=self.cam.width)
 
 

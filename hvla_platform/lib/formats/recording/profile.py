@@ -157,6 +157,20 @@ class JointStream(StrictModel):
         return self
 
 
+class CommandStream(JointStream):
+    """One of ``commands``: a :class:`JointStream` plus what it commands.
+
+    ``role``: ``joints`` (default; arm, leg or waist position targets the joints are meant to
+    follow) or ``gripper`` (an end effector's open/close command: a parallel gripper's driver joint
+    or a dexterous hand's fingers). A gripper command is a setpoint that changes in steps and that
+    the fingers stop short of when they close on an object, so episode QA judges it for chatter
+    and open/close toggling but not for command spikes, held commands or tracking
+    (``docs/qa.md``).
+    """
+
+    role: Literal["joints", "gripper"] = "joints"
+
+
 class TopicStream(StrictModel):
     """``locomotion`` / ``task``: a topic of a fixed message type at a nominal rate."""
 
@@ -225,7 +239,7 @@ class RobotProfile(StrictModel):
     robot: RobotSection
     fps: float = Field(gt=0, description="target frame rate of the episodes, Hz")
     joint_state: JointStream
-    commands: dict[str, JointStream] = Field(min_length=1)
+    commands: dict[str, CommandStream] = Field(min_length=1)
     locomotion: TopicStream | None = None
     task: TopicStream
     cameras: dict[str, Camera] = Field(min_length=1)

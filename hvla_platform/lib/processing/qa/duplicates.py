@@ -6,7 +6,10 @@
     ``raw-mcap/<day>/<robot>/_partition.json``) equals another episode's. **Near**: the signal
     fingerprints (:func:`signal_fingerprint`, kept in every converted episode's QA metrics in the
     ``episodes-hdf5`` manifests) agree (:func:`near_duplicate`), which finds a re-encoded or
-    re-stamped copy whose bytes differ. The check fails on the *later* copy and names the original:
+    re-stamped copy whose bytes differ; or the frame fingerprints (:func:`frame_fingerprint`, in the
+    same manifests) of the shared colour cameras agree (:func:`near_duplicate_frames`), which finds a
+    copy whose joint streams were perturbed (re-quantised, noise added) but whose video is the same.
+    The check fails on the *later* copy and names the original:
     the original is the one published to the raw layer first (its raw manifest's ``created_at``),
     ties broken by capture day, robot and episode id. A near-duplicate is found when the later copy
     is converted after the earlier one (its fingerprint must be in a manifest or earlier in the same
@@ -33,6 +36,7 @@ from hvla_platform.lib.core.yaml_io import safe_load_yaml
 from hvla_platform.lib.formats.recording.streams import JointStream
 from hvla_platform.lib.formats.recording.metadata import parse_recording_metadata
 from hvla_platform.lib.ingest.landing import METADATA
+from hvla_platform.lib.processing.qa.image_stats import hamming
 from hvla_platform.lib.processing.qa.score import quality_score
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
 
@@ -81,10 +85,72 @@ def near_duplicate(a: dict[str, Any], b: dict[str, Any], th: QAThresholds) -> bo
     return bool(np.abs(qa[:, moving] - qb[:, moving]).max() <= th.near_duplicate_rad)
 
 
+def frame_fingerprint(stamps_ns: np.ndarray, hashes: np.ndarray, samples: int = FINGERPRINT_SAMPLES) -> list[str]:
+    """A compact frame fingerprint of one colour camera: the dHashes (16 hex digits each) of the
+    frames nearest to ``samples`` evenly spaced times from the first to the last stamp.
+
+    Args:
+        stamps_ns: (N,) int64 stamps of the camera's decodable frames (any order).
+        hashes: (N,) uint64 their dHashes (:attr:`~hvla_platform.lib.processing.convert.CameraScan.dhash`).
+        samples: number of hashes kept.
+
+    Returns ``[]`` for a camera with fewer than 2 frames.
+    """
+    t = np.asarray(stamps_ns, np.int64)
+    h = np.asarray(hashes, np.uint64)
+    if t.size < 2:
+        return []
+    order = np.argsort(t, kind="stable")
+    t, h = t[order], h[order]
+    grid = np.linspace(float(t[0]), float(t[-1]), samples)
+    right = np.clip(np.searchsorted(t, grid), 1, t.size - 1)
+    nearest = np.where(grid - t[right - 1] <= t[right] - grid, right - 1, right)
+    return [f"{int(x):016x}" for x in h[nearest]]
+
+
+def _distinctness(hashes: np.ndarray) -> float:
+    """Median over the samples of a fingerprint of the Hamming distance to its nearest other sample."""
+    d = hamming(hashes[:, None], hashes[None, :])
+    np.fill_diagonal(d, 64)
+    return float(np.median(d.min(axis=1)))
+
+
+def near_duplicate_frames(a: dict[str, list[str]], b: dict[str, list[str]], duration_a_s: float,
+                          duration_b_s: float, th: QAThresholds) -> list[str]:
+    """The shared colour cameras on which two frame fingerprints (:func:`frame_fingerprint` per
+    camera) show the same video, or ``[]`` when they are not near-duplicates.
+
+    Near-duplicates when the durations (seconds) differ by at most ``near_duplicate_duration_s`` and
+    every shared camera whose fingerprints **both see motion** (the median distance of a sample to
+    the nearest other sample of its own fingerprint exceeds 2 × ``near_duplicate_hash_bits``; there
+    must be at least one) agrees sample by sample: the hashes at the same sample differ by at most
+    ``near_duplicate_hash_bits`` bits on all samples but at most one. By the triangle inequality a
+    sample of one fingerprint then lies within the bound of one sample of the other only, so two
+    different recordings of the same static or slow scene (the simulator's views, whose hashes stay
+    a few bits apart all episode) do not match, while a copy of the video does.
+    """
+    if abs(float(duration_a_s) - float(duration_b_s)) > th.near_duplicate_duration_s:
+        return []
+    bits = int(th.near_duplicate_hash_bits)
+    matched = []
+    for cam in sorted(set(a) & set(b)):
+        fa = np.array([int(x, 16) for x in a[cam]], np.uint64)
+        fb = np.array([int(x, 16) for x in b[cam]], np.uint64)
+        if fa.size < 2 or fa.shape != fb.shape:
+            continue
+        if min(_distinctness(fa), _distinctness(fb)) <= 2 * bits:
+            continue  # a static or slow view: agreement would not tell recordings apart
+        if int((hamming(fa, fb) > bits).sum()) > 1:
+            return []
+        matched.append(cam)
+    return matched
+
+
 @dataclass
 class KnownEpisode:
     """One episode the lake knows: partition, raw sha256, raw publication time (ISO 8601, ``""``
-    when unknown) and signal fingerprint (``None`` until it is converted)."""
+    when unknown), signal fingerprint and frame fingerprints (``{camera: [hex dHash]}``; both
+    ``None`` until it is converted)."""
 
     episode_id: str
     capture_day: str
@@ -92,6 +158,7 @@ class KnownEpisode:
     sha256: str
     published_at: str = ""
     fingerprint: dict[str, Any] | None = None
+    frame_fingerprint: dict[str, list[str]] | None = None
 
     @property
     def order(self) -> tuple[str, str, str, str]:
@@ -134,9 +201,12 @@ class LakeEpisodeIndex:
             manifest = lake.read_manifest(prefix) or {}
             for conv in manifest.get("conversions", []):
                 fp = (conv.get("qa_metrics") or {}).get("fingerprint")
+                frames = (conv.get("qa_metrics") or {}).get("frame_fingerprint")
                 known = idx.episodes.get(conv.get("episode_id", ""))
                 if known is not None and fp:
                     known.fingerprint = fp
+                if known is not None and frames:
+                    known.frame_fingerprint = frames
         return idx
 
     def add(self, episode: KnownEpisode) -> None:
@@ -159,7 +229,7 @@ class LakeEpisodeIndex:
                 continue
             if other.sha256 and other.sha256 == me.sha256:
                 found.append(("exact", other))
-            elif me.fingerprint and other.fingerprint and near_duplicate(me.fingerprint, other.fingerprint, th):
+            elif near_evidence(me, other, th):
                 found.append(("near", other))
         for _, other in found:
             self._published_at(other)
@@ -167,15 +237,32 @@ class LakeEpisodeIndex:
         return min(earlier, key=lambda ko: ko[1].order) if earlier else None
 
 
+def near_evidence(me: KnownEpisode, other: KnownEpisode, th: QAThresholds) -> str:
+    """Why ``me`` and ``other`` are near-duplicates (one line), ``""`` when they are not: their signal
+    fingerprints agree (:func:`near_duplicate`), or their frame fingerprints do
+    (:func:`near_duplicate_frames`, durations from the signal fingerprints)."""
+    if not (me.fingerprint and other.fingerprint):
+        return ""
+    if near_duplicate(me.fingerprint, other.fingerprint, th):
+        return f"same motion (signal fingerprint within {th.near_duplicate_rad} rad)"
+    if me.frame_fingerprint and other.frame_fingerprint:
+        cams = near_duplicate_frames(me.frame_fingerprint, other.frame_fingerprint, me.fingerprint["duration_s"],
+                                     other.fingerprint["duration_s"], th)
+        if cams:
+            return (f"same video (frame fingerprints of {', '.join(cams)} within "
+                    f"{int(th.near_duplicate_hash_bits)} bits)")
+    return ""
+
+
 def duplicate_check(me: KnownEpisode, index: LakeEpisodeIndex, th: QAThresholds) -> dict[str, Any]:
     """The ``duplicate`` check of one episode against the lake (module docstring)."""
     hit = index.original_of(me, th)
     if hit is None:
-        return {"passed": True, "detail": f"no other episode of the {len(index.episodes)} known has its sha256 "
-                                          "or signal fingerprint (or this is the first copy)", "frames": []}
+        return {"passed": True, "detail": f"no other episode of the {len(index.episodes)} known has its sha256, "
+                                          "signal or frame fingerprint (or this is the first copy)", "frames": []}
     kind, orig = hit
     what = ("byte-identical raw MCAP (sha256 " + me.sha256[:12] + "…)" if kind == "exact" else
-            f"same motion (signal fingerprint within {th.near_duplicate_rad} rad)")
+            near_evidence(me, orig, th))
     return {"passed": False, "detail": f"{kind} duplicate of {orig.where}: {what}", "frames": [],
             "original": orig.episode_id, "kind": kind}
 
@@ -226,7 +313,8 @@ def apply_lake_checks(conv: _Conversion, *, lake: Lake, day: str, robot: str, sh
     Raises:
         RecordingMetadataError: the raw episode's ``metadata.yaml`` breaks its contract.
     """
-    me = KnownEpisode(conv.episode_id, day, robot, sha256, fingerprint=conv.qa_metrics.get("fingerprint"))
+    me = KnownEpisode(conv.episode_id, day, robot, sha256, fingerprint=conv.qa_metrics.get("fingerprint"),
+                      frame_fingerprint=conv.qa_metrics.get("frame_fingerprint"))
     if conv.qa_checks:
         if stated_s is _UNREAD:
             stated_s = stated_duration_s(lake, day, robot, conv.episode_id)

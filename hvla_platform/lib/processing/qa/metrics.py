@@ -5,8 +5,9 @@ original stamps and rates, before any resampling, read the way the recording's r
 the per-frame camera statistics of pass 1 (:class:`~hvla_platform.lib.processing.convert.CameraScan`:
 no pixels are kept), and the synchronised, low-dimensional
 :class:`~hvla_platform.lib.formats.episode_h5.EpisodeData`. Joint limits come from the profile's
-robot description file, nominal rates from the profile. Black/saturated/frozen frames are judged on
-colour cameras only; a depth camera reports the fraction of its pixels with no reading (zero) as
+robot description file, nominal rates from the profile. Black/saturated/frozen frames, exposure shifts
+and blur (:mod:`~hvla_platform.lib.processing.qa.image_stats`: against the camera's own episode median)
+are judged on colour cameras only; a depth camera reports the fraction of its pixels with no reading (zero) as
 ``camera_depth_zero_fraction`` and is judged for frame count, coverage, offset and decodability. Every check returns
 ``{"passed": bool, "detail": str, "frames": [frame indices]}`` (frames of the synchronised episode
 where the problem is, when that makes sense, for thumbnails in the QA report).
@@ -37,10 +38,14 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from hvla_platform.lib.formats.episode_h5 import EpisodeData
+from hvla_platform.lib.formats.recording.profile import RobotProfile
 from hvla_platform.lib.formats.recording.streams import JointStream, RecordingStreams
 from hvla_platform.lib.processing.convert import CameraScan
-from hvla_platform.lib.processing.qa.duplicates import LAKE_QA_CHECKS, signal_fingerprint
-from hvla_platform.lib.processing.qa.robot_limits import limits_array
+from hvla_platform.lib.processing.qa.duplicates import LAKE_QA_CHECKS, frame_fingerprint, signal_fingerprint
+from hvla_platform.lib.processing.qa.image_stats import blurred_frames, exposure_shift
+from hvla_platform.lib.processing.qa.kinematics import measured_speed, overspeed_mask, toggle_mask
+from hvla_platform.lib.processing.qa.robot_limits import limits_array, velocity_limits
+from hvla_platform.lib.processing.qa.task_text import placeholder_reason
 from hvla_platform.lib.processing.qa.thresholds import QAThresholds
 
 #: The name the streams had before robot profiles.
@@ -49,9 +54,11 @@ EpisodeStreams = RecordingStreams
 #: Check names, in the order the QA report and the Dagster checks list them.
 QA_CHECKS = (
     "dropped_messages", "clock_jumps", "duration", "camera_frame_count", "camera_offset",
-    "nan_inf", "joint_limits", "joint_limit_proximity", "state_spikes", "action_spikes", "command_chatter",
+    "nan_inf", "joint_limits", "joint_limit_proximity", "joint_velocity", "state_spikes", "action_spikes",
+    "command_chatter",
     "command_stall", "frozen_joints", "smoothness", "action_state_divergence",
-    "camera_black", "camera_saturated", "camera_frozen", "camera_undecodable", "task_non_empty",
+    "camera_black", "camera_saturated", "camera_frozen", "camera_undecodable",
+    "camera_exposure_shift", "camera_blur", "task_non_empty",
 )
 
 #: Every episode QA check: :data:`QA_CHECKS` (from the episode alone) and the lake-wide ones.
@@ -197,8 +204,26 @@ def chatter_mask(cmd: np.ndarray, step_rad: float, reversals: int) -> np.ndarray
     return out
 
 
+def grasp_changes(streams: RecordingStreams) -> dict[str, np.ndarray]:
+    """Stamps (ns) at which a gripper command (profile ``role: gripper``) changes, per side: key
+    ``left`` / ``right`` for the columns of ``left_*`` / ``right_*`` joints, ``""`` for a gripper
+    without a side (it applies to every arm)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for name, spec in streams.profile.commands.items():
+        cs = streams.commands.get(name)
+        if spec.role != "gripper" or cs is None or len(cs.position) < 2:
+            continue
+        sides = {side: [i for i, n in enumerate(cs.names) if n.startswith(side + "_")] for side in ("left", "right")}
+        sides = {k: v for k, v in sides.items() if v} or {"": list(range(len(cs.names)))}
+        for side, cols in sides.items():
+            moved = np.any(np.diff(cs.position[:, cols], axis=0) != 0, axis=1)
+            out.setdefault(side, []).append(cs.stamps_ns[1:][moved])
+    return {k: np.sort(np.concatenate(v)) for k, v in out.items()}
+
+
 def command_stalls(cmd: JointStream, js: JointStream, min_s: float, motion_rad: float, *,
-                   name: str = "arm") -> tuple[list[dict[str, Any]], float]:
+                   name: str = "arm", grasps: dict[str, np.ndarray] | None = None,
+                   grasp_motion_rad: float | None = None) -> tuple[list[dict[str, Any]], float]:
     """Held commands per arm, and how long the command stream is idle.
 
     An arm (``left_*`` / ``right_*`` joints of the command; a command without such joints, e.g. a
@@ -208,6 +233,10 @@ def command_stalls(cmd: JointStream, js: JointStream, min_s: float, motion_rad: 
     the robot kept moving. Returns ``(stalls, idle_fraction)``: each stall ``{"arm", "start_ns",
     "end_ns", "seconds", "joint", "motion_rad"}``; ``idle_fraction`` the fraction of the command
     stream's span during which **every** command joint is held (reported, like kalanos' "idle %").
+    A hold during which, or in the 0.5 s before which, a gripper of the same side (any gripper for
+    an arm without a side, a gripper without a side for any arm) changes its command (``grasps``, from :func:`grasp_changes`) is a *grasp hold*:
+    it is a stall only when the arm moves more than ``grasp_motion_rad`` (contact pushes a held arm
+    while the gripper closes); such stalls carry ``"grasp": True``.
     """
     stalls: list[dict[str, Any]] = []
     t = cmd.stamps_ns
@@ -233,9 +262,12 @@ def command_stalls(cmd: JointStream, js: JointStream, min_s: float, motion_rad: 
             q = js.position[w][:, ji]
             travel = np.nanmax(q, axis=0) - np.nanmin(q, axis=0)
             j = int(np.argmax(travel))
-            if travel[j] > motion_rad:
+            changes = [c for side, c in (grasps or {}).items() if side in ("", arm) or arm not in ("left", "right")]
+            grasp = grasp_motion_rad is not None and any(
+                bool(((c >= t0 - 500_000_000) & (c <= t1)).any()) for c in changes)
+            if travel[j] > (grasp_motion_rad if grasp else motion_rad):
                 stalls.append({"arm": arm, "start_ns": t0, "end_ns": t1, "seconds": (t1 - t0) / 1e9,
-                               "joint": js.names[ji[j]], "motion_rad": float(travel[j])})
+                               "joint": js.names[ji[j]], "motion_rad": float(travel[j]), "grasp": grasp})
     return stalls, float(min(1.0, idle / span))
 
 
@@ -307,12 +339,15 @@ def assess_streams(streams: RecordingStreams, cameras: dict[str, CameraScan], ep
         + f" (max ±{th.max_camera_offset_s * 1e3:.0f} ms)") if offsets else
         "not measurable: the streams carry no log times")
     metrics["fingerprint"] = signal_fingerprint(streams.joint_state)
-    # cameras: black / saturated / frozen on colour cameras, no-reading pixels on depth cameras
+    # cameras: black / saturated / frozen / exposure / blur on colour cameras, no-reading pixels on depth cameras
     black, sat, frozen, undec, per_cam, zero = {}, {}, {}, {}, {}, {}
+    shifted, blurred, exposure, sharpness, steps, frame_fp = {}, {}, {}, {}, {}, {}
     fb: list[int] = []
     fs: list[int] = []
     ff: list[int] = []
     fu: list[int] = []
+    fe: list[int] = []
+    fbl: list[int] = []
     for cam, sc in cameras.items():
         total = max(sc.total, 1)
         undec[cam] = len(sc.undecodable)
@@ -336,27 +371,49 @@ def assess_streams(streams: RecordingStreams, cameras: dict[str, CameraScan], ep
             if b - a + 1 >= min_len:
                 is_frozen[a - 1:b] = True
         black[cam], sat[cam], frozen[cam] = int(is_black.sum()), int(is_sat.sum()), int(is_frozen.sum())
-        per_cam[cam] = (black[cam] + sat[cam] + frozen[cam] + undec[cam]) / total
+        # exposure and sharpness against the camera's own episode median (image_stats), plain frames only
+        shift = exposure_shift(sc.mean_level, plain, profile.cameras[cam].rate_hz, th)
+        is_blur, sharp_med = blurred_frames(sc.sharpness, plain, th)
+        shifted[cam], blurred[cam], steps[cam] = int(shift.bad.sum()), int(is_blur.sum()), len(shift.steps)
+        if plain.any():
+            exposure[cam], sharpness[cam] = round(shift.median_level, 3), round(sharp_med, 3)
+        frame_fp[cam] = frame_fingerprint(sc.stamps_ns, sc.dhash)
+        bad = is_black | is_sat | is_frozen | shift.bad | is_blur
+        per_cam[cam] = (int(bad.sum()) + undec[cam]) / total
         if ep is not None:
             fb += list(_frame_of(sc.stamps_ns[is_black], ep))
             fs += list(_frame_of(sc.stamps_ns[is_sat], ep))
             ff += list(_frame_of(sc.stamps_ns[is_frozen], ep))
+            fe += list(_frame_of(sc.stamps_ns[shift.bad], ep))
+            fbl += list(_frame_of(sc.stamps_ns[is_blur], ep))
     metrics["camera_bad_fraction"] = per_cam
     metrics["camera_black_frames"], metrics["camera_saturated_frames"] = black, sat
     metrics["camera_frozen_frames"], metrics["camera_undecodable_frames"] = frozen, undec
     metrics["camera_depth_zero_fraction"] = zero
+    metrics["camera_exposure"], metrics["camera_sharpness"] = exposure, sharpness
+    metrics["camera_exposure_shift_frames"], metrics["camera_exposure_steps"] = shifted, steps
+    metrics["camera_blur_frames"] = blurred
+    metrics["frame_fingerprint"] = frame_fp
 
-    def cam_check(counts: dict[str, int], what: str, frames: list[int]) -> dict[str, Any]:
+    def cam_check(counts: dict[str, int], what: str, frames: list[int], norms: str = "") -> dict[str, Any]:
         bad = {c: n for c, n in counts.items() if n / max(cameras[c].total, 1) > th.max_bad_frame_fraction}
         detail = ", ".join(f"{c}: {n} {what} frame(s) of {cameras[c].total}" for c, n in counts.items())
-        return _ok(not bad, detail or "no colour camera", frames)
+        return _ok(not bad, (detail + norms) if detail else "no colour camera", frames)
 
     checks["camera_black"] = cam_check(black, "black", fb)
     checks["camera_saturated"] = cam_check(sat, "saturated", fs)
     checks["camera_frozen"] = cam_check(frozen, "frozen", ff)
     checks["camera_undecodable"] = _ok(not any(undec.values()),
                                        ", ".join(f"{c}: {n} undecodable" for c, n in undec.items()), fu)
-    checks["task_non_empty"] = _ok(bool(streams.task.strip()), repr(streams.task[:80]))
+    checks["camera_exposure_shift"] = cam_check(shifted, "exposure-shifted", fe, (
+        "; median level " + ", ".join(f"{c} {v:.1f}" + (f" ({steps[c]} step(s))" if steps[c] else "")
+                                      for c, v in exposure.items())
+        + f" (shifted: > {th.max_exposure_shift_levels:g} levels from it, or past a > {th.exposure_step_levels:g}-level step)"))
+    checks["camera_blur"] = cam_check(blurred, "blurred", fbl, (
+        "; median variance of the Laplacian " + ", ".join(f"{c} {v:.1f}" for c, v in sharpness.items())
+        + f" (blurred: < {th.min_sharpness_ratio:g} × it)"))
+    why = placeholder_reason(streams.task)
+    checks["task_non_empty"] = _ok(not why, f"{streams.task[:80]!r}" + (f": {why}" if why else ""))
     return checks, metrics
 
 
@@ -364,12 +421,46 @@ def _joined(parts: list[str]) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def _joint_velocity(js: JointStream, profile: RobotProfile,
+                    th: QAThresholds) -> tuple[np.ndarray, dict[str, float], str]:
+    """``(fast, peaks, detail)`` of the ``joint_velocity`` check: (N, J) bool samples of the measured
+    joints faster than their velocity limit (:mod:`~hvla_platform.lib.processing.qa.kinematics`;
+    the limit the profile's description file states, else ``th.max_joint_speed_rad_s``), the
+    largest measured speed per joint (rad/s), and the detail naming joints, speeds and bounds."""
+    stated = velocity_limits(profile, js.names)
+    lim = np.array([stated[n][0] if n in stated else th.max_joint_speed_rad_s for n in js.names], dtype=np.float64)
+    speed = measured_speed(js.stamps_ns, js.position)
+    vel = js.velocity if js.velocity.shape == js.position.shape else None
+    fast = overspeed_mask(speed, vel, lim)
+    both = np.abs(np.stack([speed, vel if vel is not None else np.zeros_like(speed)]))
+    both = np.where(np.isfinite(both), both, 0.0).max(axis=0)  # non-finite values: nan_inf's business
+    peaks = both.max(axis=0) if len(both) else np.zeros(len(js.names))
+    default = (f"{th.max_joint_speed_rad_s:g} rad/s (default max_joint_speed_rad_s: the {profile.robot.model} "
+               "model states none)")
+
+    def bound(n: str) -> str:
+        return f"{stated[n][0]:g} rad/s from {stated[n][1]}" if n in stated else default
+
+    bad = [j for j in range(len(js.names)) if fast[:, j].any()]
+    if bad:
+        detail = "; ".join(f"{js.names[j]}: {int(fast[:, j].sum())} sample(s) up to {peaks[j]:.1f} rad/s "
+                           f"(limit {bound(js.names[j])})" for j in bad)
+    else:
+        j = int(np.argmax(peaks)) if len(peaks) else -1
+        detail = (f"every joint within its velocity limit; fastest {js.names[j]} {peaks[j]:.2f} rad/s "
+                  f"(limit {bound(js.names[j])})") if j >= 0 else "no joint"
+    return fast, {n: round(float(v), 4) for n, v in zip(js.names, peaks)}, detail
+
+
 def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
                    action_joints: list[str] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Signal checks: NaN/Inf, joint limits (from the profile's robot description file) and their
-    proximity, measured-state spikes, action spikes, command chatter, stalled (held) commands,
+    proximity, measured joint speed against the velocity limits,
+    measured-state spikes, action spikes, command chatter, stalled (held) commands,
     frozen joints/state, smoothness, per-joint action/state divergence. Command checks run on each
-    ``features.action`` command stream (details name the stream when there are several). Returns
+    ``features.action`` command stream (details name the stream when there are several; a stream
+    whose profile ``role`` is ``gripper`` is judged for chatter only, and its joints are left out of
+    the divergence check: a grasp command is a step the fingers stop short of). Returns
     ``(checks, metrics)``; ``checks[name]["frames"]`` are frames of the synchronised ``ep``.
 
     Raises:
@@ -404,7 +495,9 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
                                  list(_frame_of(js.stamps_ns[viol.any(axis=1)], ep)))
     # proximity to the limits (score-only): within max_joint_limit_fraction of the range (limited joints)
     width = lim[:, 1] - lim[:, 0]
-    limited = np.isfinite(width)
+    # a gripper's joints rest at their open/closed limits by design: not reported as near a limit
+    tool = {j for c in profile.commands.values() if c.role == "gripper" for j in c.joints}
+    limited = np.isfinite(width) & np.array([n not in tool for n in js.names], bool)
     near = (((pos < lim[:, 0] + th.max_joint_limit_fraction * width)
              | (pos > lim[:, 1] - th.max_joint_limit_fraction * width)) & ~viol & limited)
     near_frac = near.mean(axis=0) if len(pos) else np.zeros(pos.shape[1])
@@ -415,6 +508,12 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
                          + f" within {th.max_joint_limit_fraction:.0%} of the range of a limit") if near_names
         else f"no joint within {th.max_joint_limit_fraction:.0%} of its range of a limit",
         list(_frame_of(js.stamps_ns[near.any(axis=1)], ep)) if near.any() else [])
+    # measured joint speed against the joint's velocity limit (the model's, else the default bound)
+    fast, metrics["joint_speed_max_rad_s"], speed_txt = _joint_velocity(js, profile, th)
+    fast_rows = np.where(fast.any(axis=1))[0]
+    metrics["joint_velocity_violations"] = int(fast.sum())
+    checks["joint_velocity"] = _ok(not fast_rows.size, speed_txt,
+                                   list(_frame_of(js.stamps_ns[fast_rows], ep)) if fast_rows.size else [])
     # spikes in the measured joint states (Hampel identifier)
     st_spike = hampel_outliers(pos, th.state_spike_window, th.spike_k, th.spike_min_rad)
     st_rows = np.where(st_spike.any(axis=1))[0]
@@ -434,12 +533,18 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
     idles: list[float] = []
     jerks: list[tuple[float, float]] = []
     any_spiky = any_chat = False
+    # a gripper command (role: gripper) changes in steps and the fingers stop short of it on contact:
+    # judged for chatter only, not for spikes, holds, smoothness or tracking
+    grippers = {n for n, c in profile.commands.items() if c.role == "gripper"}
+    grasps = grasp_changes(streams)
+    metrics["gripper_streams"] = sorted(n for n, _ in actions if n in grippers)
     for cname, cs in actions:
+        gripper = cname in grippers
         tag = f"{cname}: " if several else ""
         cmd = cs.position
         d = np.diff(cmd, axis=0) if len(cmd) > 1 else np.zeros((0, cmd.shape[1]))
         sigma = 1.4826 * np.median(np.abs(d - np.median(d, axis=0)), axis=0) if len(d) else np.zeros(cmd.shape[1])
-        spike = (np.abs(d) > th.spike_k * sigma) & (np.abs(d) > th.spike_min_rad)
+        spike = (np.abs(d) > th.spike_k * sigma) & (np.abs(d) > th.spike_min_rad) & (not gripper)
         rows = np.where(spike.any(axis=1))[0] + 1
         spiky = [n for n, s_ in zip(cs.names, spike.any(axis=0)) if s_]
         n_spikes += int(spike.sum())
@@ -448,6 +553,9 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
             spike_txt.append(f"{tag}{int(spike.sum())} spike(s) on {spiky}")
         spike_frames += list(_frame_of(cs.stamps_ns[rows], ep)) if rows.size else []
         chat = chatter_mask(cmd, th.chatter_step_rad, int(th.chatter_reversals))
+        c_lim = limits_array(cs.names, profile)
+        chat |= toggle_mask(cs.stamps_ns, cmd, c_lim[:, 1] - c_lim[:, 0], th.toggle_swing_fraction,
+                            int(th.toggle_count), th.toggle_window_s)
         chat_rows = np.where(chat.any(axis=1))[0]
         chat_names = [n for n, v in zip(cs.names, chat.any(axis=0)) if v]
         n_chat += int(chat.any(axis=1).sum())
@@ -455,7 +563,10 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
         if chat_names:
             chat_txt.append(f"{tag}{len(chat_rows)} command message(s) chattering on {chat_names}")
         chat_frames += list(_frame_of(cs.stamps_ns[chat_rows], ep)) if chat_rows.size else []
-        stalls, idle = command_stalls(cs, js, th.frozen_s, th.stall_motion_rad, name=cname)
+        if gripper:
+            continue
+        stalls, idle = command_stalls(cs, js, th.frozen_s, th.stall_motion_rad, name=cname, grasps=grasps,
+                                      grasp_motion_rad=th.stall_grasp_motion_rad)
         idles.append(idle)
         all_stalls += stalls
         stall_txt += [f"{st['arm']} arm command held {st['seconds']:.2f} s while {st['joint']} moved "
@@ -478,7 +589,9 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
     metrics["command_chatter_samples"] = n_chat
     checks["command_chatter"] = _ok(not any_chat, _joined(chat_txt) if any_chat else
                                     f"no {int(th.chatter_reversals)} consecutive reversals of "
-                                    f"steps ≥ {th.chatter_step_rad} rad", chat_frames)
+                                    f"steps ≥ {th.chatter_step_rad} rad, no {int(th.toggle_count)} swings of "
+                                    f"≥ {th.toggle_swing_fraction:.0%} of a joint's range within "
+                                    f"{th.toggle_window_s} s", chat_frames)
     # held command while the arm moves (frozen teleop stream)
     idle = min(idles) if idles else 0.0
     metrics["command_idle_fraction"] = idle
@@ -512,7 +625,8 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
                                f"RMS jerk {rms_jerk:.1f} rad/s³ (max {th.max_rms_jerk}), LDLJ {metrics['ldlj']:.2f}"
                                + (f" (worst stream; per stream: {', '.join(smooth_txt)})" if several else ""))
     # action/state divergence on the synchronised episode
-    joints = action_joints or ep.action_names
+    gripper_joints = {j for n in grippers for j in profile.commands[n].joints}
+    joints = [n for n in (action_joints or ep.action_names) if n not in gripper_joints]
     si = [ep.state_names.index(n) for n in joints if n in ep.state_names]
     ai = [ep.action_names.index(n) for n in joints if n in ep.state_names]
     err = np.abs(ep.action[:, ai] - ep.state[:, si]) if si else np.zeros((ep.num_frames, 0))
@@ -528,6 +642,7 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
     affected |= {int(f) for f in spike_frames}
     affected |= set(_frame_of(js.stamps_ns[st_rows], ep).tolist()) if st_rows.size else set()
     affected |= {int(f) for f in chat_frames}
+    affected |= set(_frame_of(js.stamps_ns[fast_rows], ep).tolist()) if fast_rows.size else set()
     affected |= set(int(f) for f in frozen_frames) | set(stall_frames)
     metrics["signal_bad_fraction"] = len(affected) / max(ep.num_frames, 1)
     worst = int(np.argmax(per_joint)) if per_joint.size else -1

@@ -133,6 +133,18 @@ def _plots(rows: Sequence[dict[str, Any]], min_quality: float) -> list[str]:
     return plots
 
 
+def _camera_stats(m: dict[str, Any]) -> str:
+    """One HTML paragraph of per-camera image statistics (median level, median sharpness, exposure-shifted
+    and blurred frames) from an episode's QA metrics; ``""`` when it has none."""
+    lv, sh = m.get("camera_exposure", {}), m.get("camera_sharpness", {})
+    if not lv:
+        return ""
+    shifted, blurred = m.get("camera_exposure_shift_frames", {}), m.get("camera_blur_frames", {})
+    parts = [f"{html.escape(c)}: level {lv[c]:.1f}, sharpness {sh.get(c, float('nan')):.1f} "
+             f"({shifted.get(c, 0)} shifted, {blurred.get(c, 0)} blurred frame(s))" for c in lv]
+    return "<p>Camera images (median mean level 0–255, median variance of the Laplacian): " + "; ".join(parts) + "</p>"
+
+
 def write_qa_report(out_dir: Path, *, partition: str, conversions: Sequence[dict[str, Any]],
                     skipped: Sequence[dict[str, Any]], thresholds: dict[str, Any],
                     thumbnails: dict[str, list[dict[str, Any]]], decisions: dict[str, dict[str, Any]] | None = None) -> Path:
@@ -179,6 +191,7 @@ def write_qa_report(out_dir: Path, *, partition: str, conversions: Sequence[dict
         m = r.get("qa_metrics", {})
         extra = (f"<p>RMS jerk {m.get('rms_jerk', float('nan')):.1f} rad/s³, LDLJ {m.get('ldlj', float('nan')):.2f}, "
                  f"tracking error median {m.get('tracking_error_median_rad', float('nan')):.4f} rad</p>") if m else ""
+        extra += _camera_stats(m)
         score_txt = "" if r.get("quality_score") is None else f" — score {r['quality_score']:.3f}"
         details.append(f"<h3>{e(r['episode_id'])} — {e(r['status'])}{score_txt}</h3>"
                        f"{('<p>' + e(r['reason']) + '</p>') if r.get('reason') else ''}{extra}<ul>{items}</ul>"

@@ -5,6 +5,12 @@ An MJCF (``.xml``) is compiled with MuJoCo and each joint's ``range`` read (a jo
 limit has no limits: ``(-inf, inf)``); a URDF (``.urdf``) is parsed for each ``<joint>``'s
 ``<limit lower upper>`` (``continuous`` joints, and joints whose ``<limit>`` gives no bounds, are
 unlimited).
+
+Velocity limits (rad/s, m/s for prismatic joints) come from the same files where they state one: a
+URDF's ``<limit velocity>`` (required by the URDF specification on revolute and prismatic joints,
+http://wiki.ros.org/urdf/XML/joint). An MJCF joint has no velocity limit attribute (MuJoCo XML
+reference, ``joint``: ``range`` limits the position only), so an MJCF states none; the QA then uses
+``QAThresholds.max_joint_speed_rad_s`` and says so.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ def _mjcf_limits(path: str, mtime_ns: int) -> dict[str, tuple[float, float]]:
 
 
 @lru_cache(maxsize=32)
-def _urdf_limits(path: str, mtime_ns: int) -> dict[str, tuple[float, float]]:
+def _urdf_joints(path: str, mtime_ns: int) -> dict[str, tuple[str, dict[str, str]]]:
+    """``{name: (type, <limit> attributes)}`` of a URDF's movable joints."""
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
@@ -52,10 +59,32 @@ def _urdf_limits(path: str, mtime_ns: int) -> dict[str, tuple[float, float]]:
         if not name or kind in ("fixed", "floating", "planar"):
             continue
         limit = joint.find("limit")
-        if kind == "continuous" or limit is None or limit.get("lower") is None or limit.get("upper") is None:
+        out[name] = (kind, dict(limit.attrib) if limit is not None else {})
+    return out
+
+
+def _urdf_limits(path: str, mtime_ns: int) -> dict[str, tuple[float, float]]:
+    out = {}
+    for name, (kind, limit) in _urdf_joints(path, mtime_ns).items():
+        if kind == "continuous" or limit.get("lower") is None or limit.get("upper") is None:
             out[name] = (-math.inf, math.inf)
         else:
-            out[name] = (float(limit.get("lower")), float(limit.get("upper")))
+            out[name] = (float(limit["lower"]), float(limit["upper"]))
+    return out
+
+
+def _urdf_velocity_limits(path: str, mtime_ns: int) -> dict[str, float]:
+    out = {}
+    for name, (_kind, limit) in _urdf_joints(path, mtime_ns).items():
+        if limit.get("velocity") is None:
+            continue
+        try:
+            v = float(limit["velocity"])
+        except ValueError as exc:
+            raise ProfileError(f"robot description {path}: joint {name} has velocity={limit['velocity']!r}, "
+                               f"not a number") from exc
+        if v > 0:  # 0 or less states nothing usable (some exporters write 0 for "unknown")
+            out[name] = v
     return out
 
 
@@ -73,8 +102,51 @@ def read_joint_limits(path: str | Path) -> dict[str, tuple[float, float]]:
     return dict(loader(str(path), path.stat().st_mtime_ns))
 
 
+def read_velocity_limits(path: str | Path) -> dict[str, float]:
+    """``{joint name: velocity limit}`` of the joints a robot description file states one for:
+    a ``.urdf``'s ``<limit velocity>`` (> 0; rad/s, m/s for prismatic joints). An MJCF states none
+    (empty dict; the MJCF joint has no velocity limit attribute).
+
+    Raises:
+        ProfileError: the URDF is not valid XML, or a ``velocity`` is not a number.
+        FileNotFoundError: no such file.
+    """
+    path = Path(path)
+    mtime = path.stat().st_mtime_ns
+    return dict(_urdf_velocity_limits(str(path), mtime)) if path.suffix.lower() == ".urdf" else {}
+
+
+def velocity_limits(profile: RobotProfile | str | None, names: list[str]) -> dict[str, tuple[float, str]]:
+    """``{joint name: (velocity limit, file that states it)}`` for those of ``names`` whose limit the
+    profile's description file or its attachments' state (the robot's own file first); joints left
+    out state none (rad/s, m/s for prismatic joints).
+
+    Raises:
+        ProfileError: the profile is unknown, a description file is missing or does not load.
+    """
+    _, paths = _description_paths(profile)
+    stated: dict[str, tuple[float, str]] = {}
+    for path in paths:
+        for name, v in read_velocity_limits(path).items():
+            stated.setdefault(name, (v, Path(path).name))
+    return {n: stated[n] for n in names if n in stated}
+
+
 def _resolve(profile: RobotProfile | str | None) -> RobotProfile:
     return profile if isinstance(profile, RobotProfile) else load_profile(profile)
+
+
+def _description_paths(profile: RobotProfile | str | None) -> tuple[RobotProfile, list[Path]]:
+    """The profile and its description files (the robot's own first, then its attachments').
+
+    Raises:
+        ProfileError: the profile is unknown or a description file is missing.
+    """
+    prof = _resolve(profile)
+    try:
+        return prof, prof.robot.description_paths()
+    except FileNotFoundError as exc:
+        raise ProfileError(f"robot profile {prof.key}: {exc}") from exc
 
 
 def joint_limits(profile: RobotProfile | str | None = None,
@@ -91,11 +163,7 @@ def joint_limits(profile: RobotProfile | str | None = None,
         ProfileError: the profile is unknown, its description file is missing, does not load, or
             lacks one of the joints (naming the profile, the file and the joints).
     """
-    prof = _resolve(profile)
-    try:
-        paths = prof.robot.description_paths()
-    except FileNotFoundError as exc:
-        raise ProfileError(f"robot profile {prof.key}: {exc}") from exc
+    prof, paths = _description_paths(profile)
     limits: dict[str, tuple[float, float]] = {}
     for path in paths:  # the robot's own file first, then attached tools' (a gripper)
         for name, lim in read_joint_limits(path).items():

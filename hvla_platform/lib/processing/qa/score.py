@@ -4,10 +4,11 @@
 
 * ``completeness = min over streams (1 − dropped fraction) × min(1, min over cameras of received /
   expected frames)`` — how much of what should have been recorded was;
-* ``camera_quality = 1 − max over cameras of the fraction of black, saturated, frozen or
-  undecodable frames``;
+* ``camera_quality = 1 − max over cameras of the fraction of black, saturated, frozen,
+  undecodable, exposure-shifted or blurred frames``;
 * ``signal_quality = 1 − fraction of frames touched by a non-finite value, a joint-limit
-  violation, an action spike or a frozen joint``;
+  violation, a joint faster than its velocity limit, a state or action spike, chatter, a stalled
+  command or a frozen joint``;
 * ``tracking_quality = clip(1 − median |target − position| / (2 × max_tracking_error_rad), 0, 1)``
   — 1 for perfect tracking, 0.5 at the divergence check's threshold;
 
@@ -24,7 +25,7 @@ stream, commands the robot did not follow), or an episode that should not be the
 duplicate, a cut or too-short recording, no task, values outside the robot's model). A gated
 episode scores 0 and a release leaves it out unless a supervisor approves it
 (``select_episodes``). A check is **score-only** when it grades a usable episode (frame counts
-within the gates, smoothness) and **report-only** when it is information for the supervisor
+within the gates; exposure shifts and blur, whose frames still show what the robot saw, worse) and **report-only** when it is information for the supervisor
 (joint-limit proximity). Smoothness (RMS jerk, LDLJ) is reported, not scored.
 """
 
@@ -36,14 +37,14 @@ from hvla_platform.lib.processing.qa.thresholds import QAThresholds
 
 #: Checks whose failure sets the score to 0 and keeps the episode out of releases unless a
 #: supervisor approves it.
-GATES = ("nan_inf", "joint_limits", "clock_jumps", "duration", "task_non_empty",
+GATES = ("nan_inf", "joint_limits", "joint_velocity", "clock_jumps", "duration", "task_non_empty",
          "dropped_messages", "camera_offset", "state_spikes", "action_spikes", "command_chatter",
          "command_stall", "frozen_joints", "action_state_divergence",
          "camera_black", "camera_saturated", "camera_frozen", "camera_undecodable",
          "recording_complete", "duplicate")
 
 #: Checks whose failure only lowers the score (through its components).
-SCORE_ONLY = ("camera_frame_count",)
+SCORE_ONLY = ("camera_frame_count", "camera_exposure_shift", "camera_blur")
 
 #: Checks that are reported for the supervisor and neither gate nor score.
 REPORT_ONLY = ("smoothness", "joint_limit_proximity")

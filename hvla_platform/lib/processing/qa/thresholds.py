@@ -43,6 +43,11 @@ class QAThresholds:
         stall_motion_rad: an arm whose command is bit-identical for ``frozen_s`` or longer while one
             of its measured joints travels more than this during the hold has a stalled (frozen)
             command stream, radians (the demo expert's legitimate holds settle by ≤ 0.014 rad).
+        stall_grasp_motion_rad: the same bound for a hold during which (or in the 0.5 s before which) a
+            gripper command (profile ``role: gripper``) of the same side changes: the operator holds
+            the arm still while the gripper closes, and contact pushes the arm; radians (simulated
+            UR5e and G1-with-hands grasps deflect the held arm by ≤ 0.133 rad; planted frozen
+            teleop streams move it by ≥ 0.17 rad on a robot without gripper).
         frozen_s: a joint (or the whole state) reporting bit-identical values for at least this
             long is frozen/dead, seconds (real encoders always show noise).
         max_tracking_error_rad: 95th percentile over the episode of |commanded target − measured
@@ -63,6 +68,23 @@ class QAThresholds:
         near_duplicate_duration_s: see ``near_duplicate_rad``, seconds.
         max_rms_jerk: RMS joint jerk of the action joints above which the trajectory is flagged
             as not smooth, rad/s³.
+        max_joint_speed_rad_s: velocity limit of a joint whose description file states none (every
+            MJCF; a URDF's ``<limit velocity>`` is used where given), rad/s: a measured joint faster
+            than its limit fails ``joint_velocity``. 20 rad/s: above the fastest human
+            single-joint arm movements a teleoperator makes (fast voluntary elbow/wrist movements
+            peak near 10–17 rad/s, i.e. 600–1000 °/s; reaching peaks at a few rad/s), 6× the UR5e's
+            rated 180 °/s (π rad/s, Universal Robots UR5e technical specification), at the top of
+            the Unitree H1 URDF's arm limits (9–20 rad/s), 5× the fastest joint of the simulated G1
+            demo episodes (3.8 rad/s); a one-sample 0.3 rad jump at 100 Hz (30 rad/s) exceeds it.
+            The Unitree G1 URDF states 20–37 rad/s (unloaded motor speeds); a real G1 arm driven by
+            a human does not come near them.
+        toggle_swing_fraction, toggle_count, toggle_window_s: a command joint that swings
+            ``toggle_count`` (4) times within ``toggle_window_s`` (1 s), each swing travelling at
+            least ``toggle_swing_fraction`` (0.5) of the joint's model range, is toggling (an
+            open/close gripper command bouncing between its states; ``command_chatter``). A grasp is
+            one swing, grasp and release two; 4 half-range swings in 1 s reverse the command every
+            ≤ 0.33 s, while a Robotiq 2F-85 at its top speed (150 mm/s, 85 mm stroke, Robotiq 2F-85
+            manual) needs ≥ 0.28 s for half its stroke: the gripper cannot follow such a command.
     Cameras
         black_level: mean intensity (0–255) below which a frame is black.
         saturated_level, saturated_fraction: a frame with more than ``saturated_fraction`` of its
@@ -70,7 +92,26 @@ class QAThresholds:
         frozen_frame_mad: mean absolute difference (0–255) between consecutive source frames below
             which they count as identical; ``frozen_s`` of identical frames is a frozen camera.
         max_bad_frame_fraction: largest tolerated fraction of black/saturated/frozen/undecodable
-            frames per camera.
+            frames per camera (and of exposure-shifted or blurred frames, below).
+    Camera image statistics (:mod:`~hvla_platform.lib.processing.qa.image_stats`; colour cameras,
+    each judged against its own median over the episode's frames that are neither black nor saturated)
+        max_exposure_shift_levels: a frame whose mean level departs from the camera's episode median
+            by more than this is exposure-shifted (``camera_exposure_shift``), levels 0–255 (sRGB
+            levels are close to perceptually uniform; 40 levels ≈ one exposure stop at mid grey).
+        exposure_step_levels, exposure_step_s: a step (lights switched, an auto-exposure jump) is
+            where the median levels of the ``exposure_step_s`` windows before and after a frame
+            differ by more than ``exposure_step_levels``; frames of a stretch between steps whose
+            median differs from the longest stretch's by more than ``exposure_step_levels`` are
+            exposure-shifted too (levels, seconds).
+        min_sharpness_ratio: a frame whose sharpness (variance of the Laplacian, Pech-Pacheco et al.
+            2000) is below this fraction of the camera's episode median is blurred (``camera_blur``;
+            a Gaussian blur of σ = 2 px on a 480p frame keeps ≈ 0.33 of it, σ = 3 px ≈ 0.19; the demo
+            episodes' least sharp frame keeps ≥ 0.46 of their median, the 480p test scene's ≥ 0.8).
+        near_duplicate_hash_bits: two frame fingerprints (dHash samples,
+            :func:`~hvla_platform.lib.processing.qa.duplicates.frame_fingerprint`) agree at a sample
+            when their hashes differ in at most this many of 64 bits; a fingerprint takes part only
+            when its samples differ from each other by more than twice this (the camera sees
+            motion), so a sample can match one sample of the other episode only.
     The release threshold on the quality score is the release spec's ``min_quality``.
     """
 
@@ -88,6 +129,7 @@ class QAThresholds:
     chatter_step_rad: float = 0.01
     chatter_reversals: int = 4
     stall_motion_rad: float = 0.05
+    stall_grasp_motion_rad: float = 0.25
     max_tracking_error_rad: float = 0.15
     max_joint_limit_fraction: float = 0.02
     max_camera_offset_s: float = 0.05
@@ -95,11 +137,20 @@ class QAThresholds:
     near_duplicate_rad: float = 0.005
     near_duplicate_duration_s: float = 0.1
     max_rms_jerk: float = 2000.0
+    max_joint_speed_rad_s: float = 20.0
+    toggle_swing_fraction: float = 0.5
+    toggle_count: int = 4
+    toggle_window_s: float = 1.0
     black_level: float = 8.0
     saturated_level: int = 250
     saturated_fraction: float = 0.5
     frozen_frame_mad: float = 0.25
     max_bad_frame_fraction: float = 0.02
+    max_exposure_shift_levels: float = 40.0
+    exposure_step_levels: float = 25.0
+    exposure_step_s: float = 0.5
+    min_sharpness_ratio: float = 0.35
+    near_duplicate_hash_bits: int = 4
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (recorded in manifests)."""

@@ -4,6 +4,8 @@ supervisor approves it); the clean episodes and the original of each duplicate p
 default release. About a minute on 2 cores (30 short recordings written, landed, ingested and
 converted once for the module)."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from hvla_platform.lib.dataset.releases import select_episodes
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.formats.mcap.streams import read_episode_streams
 from hvla_platform.lib.processing.qa.decisions import record_decision
-from hvla_platform.lib.processing.qa.duplicates import near_duplicate, signal_fingerprint
+from hvla_platform.lib.processing.qa.duplicates import near_duplicate, near_duplicate_frames, signal_fingerprint
 from hvla_platform.lib.processing.qa.metrics import (
     ALL_QA_CHECKS,
     camera_offsets_s,
@@ -118,3 +120,20 @@ def test_camera_offset_and_fingerprint_on_recordings(suite):
           for k in ("ep-clean-3", "ep-dup-b", "ep-clean-4")}
     assert near_duplicate(fp["ep-clean-3"], fp["ep-dup-b"], TH)
     assert not near_duplicate(fp["ep-clean-3"], fp["ep-clean-4"], TH)
+
+
+def test_frame_fingerprints_find_the_copies_and_no_two_different_recordings(suite):
+    # the suite's recordings show the same scene (a square moving the same way in every recording; the
+    # frames differ by sensor noise), many with the same duration: only a copy shares its video
+    _, convs, _ = suite
+    m = {k: c.qa_metrics for k, c in convs.items() if "frame_fingerprint" in c.qa_metrics}
+
+    def same_video(a, b):
+        return near_duplicate_frames(m[a]["frame_fingerprint"], m[b]["frame_fingerprint"],
+                                     m[a]["fingerprint"]["duration_s"], m[b]["fingerprint"]["duration_s"], TH)
+
+    originals = [p.episode_id for p in SUITE if p.copy_of is None and p.episode_id in m]
+    assert len(originals) >= 20
+    assert [(a, b) for a, b in itertools.combinations(originals, 2) if same_video(a, b)] == []
+    for p in (p for p in SUITE if p.copy_of):
+        assert same_video(p.episode_id, p.copy_of) == ["head", "wrist_right"], p.episode_id
