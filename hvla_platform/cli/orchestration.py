@@ -153,6 +153,9 @@ class JobOutcome:
     run_id: str
     materializations: dict[str, dict[str, Any]] = field(default_factory=dict)
     checks: list[tuple[str, str, bool, str]] = field(default_factory=list)  # asset, check, passed, severity
+    #: (asset, check) → the check's own ``hvla/status`` metadata where it states one (e.g. a release
+    #: check that was ``not_judged``: passed, but nothing was judged)
+    check_status: dict[tuple[str, str], str] = field(default_factory=dict)
     error: str = ""
 
 
@@ -185,6 +188,9 @@ def run_job(defs: dg.Definitions, inst: dg.DagsterInstance, job_name: str, parti
         elif ev.event_type_value == "ASSET_CHECK_EVALUATION":
             e = ev.event_specific_data
             out.checks.append((e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value))
+            status = getattr(e.metadata.get("hvla/status"), "value", None)
+            if status:
+                out.check_status[(e.asset_key.to_user_string(), e.check_name)] = str(status)
         elif ev.event_type_value == "STEP_FAILURE":
             err = ev.event_specific_data.error
             out.error += f"{ev.step_key}: {err.message.strip() if err else 'failed'}\n"
@@ -197,6 +203,8 @@ def print_outcome(o: JobOutcome, echo: Callable[[str], None] = print) -> None:
     for asset, md in o.materializations.items():
         echo(f"    ✓ {asset}: {md.get('status', 'materialized')} → {md.get('dagster/uri', '')}")
     for asset, check, passed, sev in o.checks:
-        echo(f"      check {asset}.{check}: {'passed' if passed else f'FAILED ({sev})'}")
+        status = o.check_status.get((asset, check), "")
+        word = "not judged" if passed and status.replace("_", " ") == "not judged" else "passed" if passed else f"FAILED ({sev})"
+        echo(f"      check {asset}.{check}: {word}")
     if o.error:
         echo("    error: " + o.error.strip().replace("\n", "\n           "))

@@ -9,6 +9,7 @@ from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.dataset.lerobot_release import schema_diff
 from hvla_platform.lib.dataset.norm_stats_build import MIN_STD, build_norm_stats, load_norm_stats
 from hvla_platform.lib.dataset.build import build_release
+from hvla_platform.lib.dataset.release_qa import RELEASE_CHECKS, ReleaseQA, ReleaseQAThresholds
 from hvla_platform.lib.processing.qa.decisions import record_decision
 from hvla_platform.lib.dataset.norm_stats_build import norm_stats_prefix
 from hvla_platform.lib.dataset.releases import lerobot_prefix, load_release, previous_release_manifest
@@ -18,6 +19,51 @@ from hvla_platform.lib.dataset.robodm_build import build_cache
 from hvla_platform.lib.dataset.robodm_cache import DEFAULT_IMAGE_ATOL, DEFAULT_VIDEO_CODEC, IMAGE_PREFIX
 
 ALL_UPSTREAM = dg.AllPartitionMapping()
+
+_QA = ReleaseQAThresholds()  # the defaults; a release spec's `qa` block overrides them per release
+#: What each release check of lib/dataset/release_qa.py judges (its AssetCheckSpec description).
+RELEASE_CHECK_DESCRIPTIONS = {
+    "episode_length_outliers": f"No episode's length is a modified-z outlier (|M| > {_QA.max_modified_z:g}, "
+                               "Iglewicz & Hoaglin) among the release's episodes.",
+    "constant_features": f"No observation.state / action dimension is constant (std < {_QA.min_std:g}) over the "
+                         "train split.",
+    "distribution_drift": f"No state/action dimension's mean moved by more than {_QA.max_drift_smd:g} pooled std "
+                          "(standardized mean difference) since the previous version of the release line.",
+    "task_coverage": f"Every task has at least {_QA.min_episodes_per_task} train episodes and the largest / smallest "
+                     f"task count is at most {_QA.max_task_imbalance:g}.",
+    "action_chunk_fit": f"No train episode is shorter than the action horizon ({_QA.action_horizon} frames: a "
+                        "policy's action chunk).",
+    "camera_image_outliers": "No episode's exposure or sharpness is a modified-z outlier against the same camera "
+                             "in the release; episodes without camera statistics are reported as not measured.",
+}
+assert tuple(RELEASE_CHECK_DESCRIPTIONS) == RELEASE_CHECKS
+
+
+def release_check_results(qa: ReleaseQA | None) -> list[dg.AssetCheckResult]:
+    """One WARN-severity ``AssetCheckResult`` per release check from the findings recorded in the
+    release manifest (``None``: a version built before release checks existed — every check then
+    fails as a warning saying so, never passes unjudged). Metadata: ``hvla/status`` (passed,
+    failed, not judged, not recorded), ``hvla/detail``, ``hvla/episodes``, ``hvla/features``,
+    ``hvla/values``."""
+    out = []
+    for name in RELEASE_CHECKS:
+        if qa is None:
+            detail = ("not recorded: this version was built before release checks existed; the next version built "
+                      "records them")
+            out.append(dg.AssetCheckResult(check_name=name, passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                           description=detail,
+                                           metadata={"hvla/status": "not recorded", "hvla/detail": detail}))
+            continue
+        c = qa.check(name)
+        out.append(dg.AssetCheckResult(
+            check_name=name, passed=c.passed, severity=dg.AssetCheckSeverity.WARN,
+            description=f"{c.status.replace('_', ' ')}: {c.detail}",
+            metadata={"hvla/status": c.status.replace("_", " "), "hvla/detail": c.detail,
+                      "hvla/episodes": ", ".join(c.episodes) or "(none)",
+                      "hvla/features": ", ".join(c.features) or "(none)",
+                      "hvla/values": dg.MetadataValue.json(dict(c.values)),
+                      "hvla/thresholds": dg.MetadataValue.json(qa.to_dict()["thresholds"])}))
+    return out
 
 
 class ReleaseConfig(dg.Config):
@@ -47,6 +93,9 @@ class ReleaseConfig(dg.Config):
         dg.AssetCheckSpec("timestamps_regular", asset="lerobot_dataset", partitions_def=release_partitions, blocking=True,
                           description="In the written Parquet, every episode's timestamps start at 0 and step by 1/fps, "
                                       "frame_index is 0..n-1 and the global index is contiguous."),
+        *[dg.AssetCheckSpec(name, asset="lerobot_dataset", partitions_def=release_partitions,
+                            description=f"Release check (warning, never blocks or excludes an episode): {text}")
+          for name, text in RELEASE_CHECK_DESCRIPTIONS.items()],
     ],
     metadata={"hvla/layer": "dataset", "hvla/canonical": "canonical for sharing"},
 )
@@ -107,6 +156,7 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
                                 metadata={"hvla/tasks": "\n".join(tasks) or "(none)"}),
             dg.AssetCheckResult(check_name="timestamps_regular", passed=not m.timestamp_problems,
                                 metadata={"hvla/problems": dg.MetadataValue.json(m.timestamp_problems)}),
+            *release_check_results(build.release_qa),
         ],
     )
 

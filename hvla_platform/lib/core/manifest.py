@@ -362,6 +362,9 @@ class LeRobotDatasetManifest(ArtifactManifest):
     partition_inputs: list[dict[str, Any]]
     profile: str = ""  # <name>@<version> of the robot profile ("" in manifests older than robot profiles)
     robot_type: str = ""  # LeRobot robot_type (the profile's robot model; "" in older manifests)
+    #: the release checks' findings (lib/dataset/release_qa.py ``ReleaseQA.to_dict()``: thresholds,
+    #: previous_release, checks); {} in manifests older than release checks
+    release_checks: dict[str, Any] = {}
 
 
 class NormStatsManifest(ArtifactManifest):

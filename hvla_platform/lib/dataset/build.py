@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,10 @@ from hvla_platform.lib.core.keys import LEROBOT, episodes_prefix
 from hvla_platform.lib.dataset.lerobot_extend import extend_lerobot_dataset
 from hvla_platform.lib.dataset.codec_log import codec_log_path, codec_output_to
 from hvla_platform.lib.dataset.lerobot_release import (
-    EpisodeQA, build_lerobot_dataset, feature_schema, load_and_probe, read_info)
+    STATS_FILE, EpisodeQA, build_lerobot_dataset, dataset_card, feature_schema, load_and_probe, read_hvla_episodes,
+    read_info)
+from hvla_platform.lib.dataset.release_qa import (
+    JOINT_FEATURES, PreviousVersion, ReleaseQA, ReleaseQAThresholds, run_release_checks)
 from hvla_platform.lib.core.manifest import (
     Content, InputRef, LeRobotDatasetManifest, Published, fingerprint, known_links, load_manifest,
     publish_if_changed)
@@ -35,6 +39,13 @@ class ReleaseBuild(Published):
     how: str = ""  # "incremental" (the base version's episodes reused), "full", or "" (cached)
     base: str = ""  # the version an incremental build reused, or the one a full build could not reuse
     reason: str = ""  # why the build was full (no previous version, or why it could not be reused)
+
+    @property
+    def release_qa(self) -> ReleaseQA | None:
+        """The release checks' findings recorded in the manifest (``None`` for a version built
+        before release checks existed)."""
+        found = getattr(self.manifest, "release_checks", None)
+        return ReleaseQA.from_dict(found) if found else None
 
 
 _SNAPSHOT = re.compile(r"-\d{8}$")
@@ -64,6 +75,50 @@ def _inputs(lake: Lake, sel: Selection) -> list[InputRef]:
                      extra={"raw_mcap_key": e.raw_mcap_key, "raw_sha256": e.raw_sha256, "capture_day": e.capture_day,
                             "robot_id": e.robot_id, "operator": e.operator, "site": e.site, "profile": e.profile})
             for e in sel.episodes]
+
+
+def episode_qa_metrics(lake: Lake, sel: Selection) -> dict[str, dict]:
+    """Each selected episode's ``qa_metrics`` as its conversion recorded them (the
+    ``episodes-hdf5`` manifests' ``conversions``); an episode whose row has none maps to ``{}``
+    (the release checks then report its camera statistics as not measured)."""
+    wanted = {e.episode_id for e in sel.episodes}
+    out: dict[str, dict] = {}
+    for day, robot in sel.partitions:
+        manifest = lake.read_manifest(episodes_prefix(day, robot)) or {}
+        for conv in manifest.get("conversions", []):
+            if conv.get("episode_id") in wanted and conv.get("status") == "converted":
+                out[conv["episode_id"]] = dict(conv.get("qa_metrics") or {})
+    return out
+
+
+def _joint_names(feats: dict) -> dict[str, list[str]]:
+    """Dimension names of the joint features (:data:`~hvla_platform.lib.dataset.release_qa.JOINT_FEATURES`)
+    of a ``features`` block (``meta/info.json`` or a manifest's feature schema)."""
+    return {k: list(feats[k].get("names") or []) for k in JOINT_FEATURES if k in feats}
+
+
+def previous_version_stats(lake: Lake, previous: LeRobotDatasetManifest | None) -> PreviousVersion | None:
+    """What the drift check needs of the previous version of the release line: its
+    ``meta/stats.json`` (``None`` when it has none) and dimension names (its manifest's feature
+    schema); ``None`` without a previous version."""
+    if previous is None:
+        return None
+    key = f"{previous.artifact_key}/{STATS_FILE}"
+    stats = json.loads(lake.read_bytes(key)) if lake.exists(key) else None
+    return PreviousVersion(release=previous.release, stats=stats,
+                           feature_names=_joint_names(previous.feature_schema.get("features", {})))
+
+
+def release_checks_of(root: Path, spec: ReleaseSpec, previous: PreviousVersion | None,
+                      qa_metrics: dict[str, dict]) -> ReleaseQA:
+    """The release checks (:func:`~hvla_platform.lib.dataset.release_qa.run_release_checks`) of
+    the LeRobot dataset written at ``root`` with ``spec``, with the thresholds of ``spec.qa``."""
+    stats_path = root / STATS_FILE
+    return run_release_checks(
+        read_hvla_episodes(root), stats=json.loads(stats_path.read_text()) if stats_path.exists() else None,
+        feature_names=_joint_names(read_info(root)["features"]),
+        previous=previous, qa_metrics=qa_metrics, cameras=list(spec.cameras),
+        thresholds=ReleaseQAThresholds.with_overrides(spec.qa))
 
 
 def episode_qa(sel: Selection) -> dict[str, EpisodeQA]:
@@ -97,6 +152,13 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
     why; the result's ``how``/``base``/``reason`` say it too. Either way the version holds the
     same episodes, frames and statistics (the order of episodes within a split can differ:
     lerobot_extend.py).
+
+    **Release checks** (:mod:`~hvla_platform.lib.dataset.release_qa`, warnings that never block
+    nor exclude an episode) are computed on the written dataset, against the previous version of
+    the line (:func:`previous_version_stats`) and with the episodes' QA metrics
+    (:func:`episode_qa_metrics`); the findings are recorded in the manifest's ``release_checks``
+    and on the dataset card (rewritten here: "Coverage and balance", "Release checks"), and
+    ``progress`` gets one line per check that did not pass.
 
     ``spec`` is the registered spec (version 0's name); the returned manifest's ``release`` is the
     version id built or found.
@@ -163,6 +225,15 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
             probe = load_and_probe(dataset, spec.repo_id)
         ts = check_lerobot_timestamps(dataset)
         info = read_info(dataset)
+        # release checks: the card (rewritten here) and the manifest carry the same findings
+        result.release_checks = release_checks_of(dataset, spec, previous_version_stats(lake, previous),
+                                                  episode_qa_metrics(lake, sel))
+        card = dataset / "README.md"
+        card.unlink()  # a new file, never written through a link to the previous version's
+        card.write_text(dataset_card(spec, result, read_hvla_episodes(dataset), rights.to_dict()))
+        for c in result.release_checks.checks:
+            if c.status != "passed":
+                say(f"release check {c.check}: {c.status.replace('_', ' ')} — {c.detail}")
         for child in dataset.iterdir():
             child.rename(root / child.name)
         dataset.rmdir()
@@ -185,6 +256,7 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
             "timestamp_problems": {str(i): r["detail"] for i, r in ts.items() if not r["passed"]},
             "partition_inputs": sel.inputs,
             "profile": result.profile, "robot_type": result.robot_type,
+            "release_checks": result.release_checks.to_dict(),
         })
 
     published = publish_if_changed(lake, lerobot_prefix(spec), artifact_type="lerobot_dataset",

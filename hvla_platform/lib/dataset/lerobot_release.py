@@ -85,6 +85,7 @@ from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE, LOCOMOT
 from hvla_platform.lib.dataset.releases import OTHER_PROFILE, profile_name
 from hvla_platform.lib.dataset.episode_video import IMAGE_STATS_FRAMES
 from hvla_platform.lib.dataset.lerobot_writer import EpisodeFrames, write_episodes
+from hvla_platform.lib.dataset.release_qa import ReleaseQA
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 from hvla_platform.lib.core import features
 from hvla_platform.lib.core.lake import sha256_file
@@ -95,6 +96,8 @@ STATE_KEY, ACTION_KEY, LOCO_KEY, IMAGE_KEY_PREFIX = features.STATE, features.ACT
 #: ``meta/info.json``, ``meta/stats.json``, ``meta/tasks.parquet`` and ``meta/episodes/**``, so an
 #: extra file directly under ``meta/`` is left alone (checked by reloading in the tests).
 HVLA_EPISODES_PATH = "meta/hvla_episodes.parquet"
+#: LeRobot's train statistics file, relative to the dataset root (``lerobot.datasets.utils.STATS_PATH``).
+STATS_FILE = "meta/stats.json"
 #: Default video decoding backend: LeRobot's "pyav" backend calls ``torchvision.io.VideoReader``,
 #: which torchvision 0.28 removed; torchcodec 0.13 works with Debian's FFmpeg 5.1.
 DEFAULT_VIDEO_BACKEND = "torchcodec"
@@ -176,6 +179,9 @@ class LeRobotBuildResult:
         cameras: per camera, its source rate and repeated frames (:class:`CameraSource`).
         profile: ``<name>@<version>`` of the release's robot profile when it was built.
         robot_type: LeRobot ``robot_type`` written.
+        release_checks: the release checks' findings (lib/dataset/release_qa.py), set by the
+            release build (lib/dataset/build.py), which needs the lake (previous version, QA
+            metrics) and then rewrites the card; ``None`` when the dataset was written on its own.
     """
 
     root: Path
@@ -193,6 +199,7 @@ class LeRobotBuildResult:
     cameras: list[CameraSource] = field(default_factory=list)
     profile: str = ""
     robot_type: str = ""
+    release_checks: ReleaseQA | None = None
 
 
 @dataclass(frozen=True)
@@ -728,12 +735,58 @@ def _episodes_arg(indices: list[int]) -> str:
     return f"[{indices[0]},{indices[1]},…,{indices[-1]}]"
 
 
+_STATUS_WORD = {"passed": "passed", "failed": "**warning**", "not_judged": "not judged"}
+
+
+def _coverage_lines(qa: ReleaseQA) -> list[str]:
+    """The card's "Coverage and balance" section, from the ``task_coverage`` and
+    ``action_chunk_fit`` findings (so the card and the asset checks say the same)."""
+    cov, fit, th = qa.check("task_coverage"), qa.check("action_chunk_fit"), qa.thresholds
+    tasks = cov.values.get("tasks", {})
+    lines = ["## Coverage and balance",
+             "Per task, the train split (what a policy learns from) and the held-out split:", "",
+             "| task | train episodes | train frames | share of train frames | held-out episodes | held-out frames |",
+             "|---|---|---|---|---|---|"]
+    for task, t in tasks.items():
+        share = "–" if t["train_frame_share"] is None else f"{t['train_frame_share']:.1%}"
+        lines.append(f"| {task} | {t['train_episodes']} | {t['train_frames']} | {share} | {t['heldout_episodes']} | "
+                     f"{t['heldout_frames']} |")
+    lines.append("")
+    if "imbalance" in cov.values:
+        lines.append(f"- Task imbalance (largest / smallest train episode count): {cov.values['imbalance']:.1f} "
+                     f"(warning above {th.max_task_imbalance:g}); tasks with fewer than {th.min_episodes_per_task} "
+                     f"train episodes: {_fmt_list(cov.values['too_few'])}.")
+    else:
+        lines.append(f"- Task balance: {cov.detail}.")
+    if "short" in fit.values:
+        short = fit.values["short"]
+        lines.append(f"- Train episodes shorter than the action horizon ({th.action_horizon} frames, a policy's "
+                     "action chunk; openpi's default `action_horizon` unless the release spec's `qa` sets it): "
+                     + (", ".join(f"{e} ({n} frames)" for e, n in short.items()) if short else
+                        f"none (shortest {fit.values['shortest_train_frames']} frames)") + ".")
+    else:
+        lines.append(f"- Action chunks: {fit.detail}.")
+    return lines
+
+
+def _release_check_lines(qa: ReleaseQA) -> list[str]:
+    """The card's "Release checks" section: one line per check."""
+    return ["## Release checks",
+            "Warnings, never blocking and never excluding an episode (thresholds: the release spec's `qa`; "
+            "the same findings are the `lerobot_dataset` asset checks and the release manifest's `release_checks`):",
+            *[f"- `{c.check}`: {_STATUS_WORD[c.status]} — {c.detail}" for c in qa.checks]]
+
+
 def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[str, Any]],
                  rights: dict | None) -> str:
     """Markdown dataset card (``README.md``): source, robot and its robot profile
     (``<name>@<version>``), the features with their shapes, cameras with their source rates and
     repeated frames, action space, fps, counts, the splits as LeRobot's metadata states them, QA
-    status / quality score / outcome per episode, and the data rights.
+    status / quality score / outcome per episode, and the data rights. With
+    ``result.release_checks`` (a release build sets it), also "Coverage and balance" (per task:
+    train / held-out episodes and frames, share of train frames; task imbalance; train episodes
+    shorter than the action horizon) and "Release checks" (one line per check), both rendered from
+    those findings.
 
     ``rows`` are the :data:`HVLA_EPISODES_PATH` rows. The card is a function of its inputs only (no
     build time), so rebuilding the same release gives the same bytes.
@@ -822,6 +875,7 @@ def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[
          f"`--dataset.episodes='{_episodes_arg(result.train_episode_indices)}'`." if k else
          "- Nothing here is for training (`lerobot-train` would train on held-out data)."),
         "",
+        *([*_coverage_lines(result.release_checks), ""] if result.release_checks is not None else []),
         "## QA and outcome",
         f"- QA status: {statuses['passed']} passed (quality score ≥ `min_quality` {spec.min_quality} and no QA "
         f"gate failed), {statuses['approved']} approved by a supervisor despite failing, "
@@ -844,6 +898,8 @@ def dataset_card(spec: ReleaseSpec, result: LeRobotBuildResult, rows: list[dict[
     if notes:
         lines += ["", "Supervisor approvals:"]
         lines += [f"- {r['episode_id']}: {r['qa_note']}" for r in notes]
+    if result.release_checks is not None:
+        lines += ["", *_release_check_lines(result.release_checks)]
     lines += [
         "",
         "## Data rights",

@@ -17,6 +17,7 @@ Example::
     robot_type: unitree_g1       # default: the profile's robot model
     heldout: {fraction: 0.25, seed: 0}     # or {episode_ids: [...]}
     video_codec: h264
+    qa: {min_episodes_per_task: 3}         # release-check thresholds (default: ReleaseQAThresholds)
 
 **Robot profile.** ``profile`` names a robot profile
 (:mod:`hvla_platform.lib.formats.recording.profile`, docs/robot_profiles.md); the release holds
@@ -29,6 +30,13 @@ narrows that for the G1 to waist + arms, as releases always had it), every actio
 colour camera, and the robot model as ``robot_type``. ``profile`` enters the canonical form
 (:meth:`ReleaseSpec.to_dict`) only when it is not :data:`DEFAULT_PROFILE`, so a spec written
 before profiles existed keeps its digest, and the releases built from it their fingerprints.
+
+**Release checks.** ``qa`` overrides thresholds of the release checks
+(:class:`~hvla_platform.lib.dataset.release_qa.ReleaseQAThresholds`: ``max_modified_z``,
+``min_episodes_for_outliers``, ``mad_floor_fraction``, ``min_std``, ``max_drift_smd``,
+``min_episodes_per_task``, ``max_task_imbalance``, ``action_horizon``); a key left out keeps its
+default, and the block enters the canonical form only when it is given (specs without it keep
+their digest).
 
 The file is validated strictly by :class:`ReleaseSpecDocument` (a
 :class:`~hvla_platform.lib.core.contracts.StrictModel`): an unknown or misspelled key, a missing
@@ -192,6 +200,21 @@ class CrossCustomerGrant(StrictModel):
         description="every customer the release mixes (two or more)")
 
 
+class ReleaseQASettings(StrictModel):
+    """The ``qa`` block: per-release thresholds of the release checks, each a field of
+    :class:`~hvla_platform.lib.dataset.release_qa.ReleaseQAThresholds` (meaning, default and
+    source there). A key left out keeps the default; an explicit null is refused."""
+
+    max_modified_z: Annotated[float, Field(strict=True, gt=0.0)] = Field(default=None)
+    min_episodes_for_outliers: Annotated[int, Field(strict=True, ge=3)] = Field(default=None)
+    mad_floor_fraction: Annotated[float, Field(strict=True, ge=0.0, lt=1.0)] = Field(default=None)
+    min_std: Annotated[float, Field(strict=True, ge=0.0)] = Field(default=None)
+    max_drift_smd: Annotated[float, Field(strict=True, gt=0.0)] = Field(default=None)
+    min_episodes_per_task: Annotated[int, Field(strict=True, ge=1)] = Field(default=None)
+    max_task_imbalance: Annotated[float, Field(strict=True, ge=1.0)] = Field(default=None)
+    action_horizon: Annotated[int, Field(strict=True, ge=1)] = Field(default=None)
+
+
 class ReleaseSpecDocument(StrictModel):
     """The contract of a release spec file (``releases/<name>.yaml``), as a person writes it.
 
@@ -216,6 +239,7 @@ class ReleaseSpecDocument(StrictModel):
     robot_type: str = Field(default=None, description="LeRobot robot_type (default: the profile's robot model)")
     min_quality: Annotated[float, Field(strict=True, ge=0.0, le=1.0)] = DEFAULT_MIN_QUALITY
     cross_customer_grant: CrossCustomerGrant | None = None
+    qa: ReleaseQASettings | None = None
 
     @field_validator("name")
     @classmethod
@@ -292,6 +316,8 @@ class ReleaseSpec:
             episodes of this profile only. The defaults of the fields above are the default
             profile's; :meth:`from_mapping` takes them from the spec's profile and checks every name
             against it (a dataclass built directly is not checked).
+        qa: thresholds of the release checks this spec overrides (the ``qa`` block as written,
+            only the keys given; ``None`` when none), see :class:`ReleaseQASettings`.
         version: the release version this spec describes (0 for the registered spec; see
             :meth:`with_version`, lib/dataset/versions.py). Not part of the YAML form.
     """
@@ -312,6 +338,7 @@ class ReleaseSpec:
     min_quality: float = DEFAULT_MIN_QUALITY
     cross_customer_grant: Mapping[str, Any] | None = None
     profile: str = DEFAULT_PROFILE
+    qa: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
     version: int = 0
 
@@ -385,6 +412,7 @@ class ReleaseSpec:
             cross_customer_grant=None if grant is None else {
                 "reference": grant.reference, "granted_by": grant.granted_by, "customers": sorted(grant.customers)},
             profile=doc.profile,
+            qa=(doc.qa.model_dump(exclude_unset=True) or None) if doc.qa is not None else None,
         )
 
     @classmethod
@@ -410,7 +438,8 @@ class ReleaseSpec:
 
         ``profile`` is written (after ``repo_id``) only when it is not :data:`DEFAULT_PROFILE`: the
         form, and so :meth:`digest` and the release fingerprints, of every spec of the default
-        profile is what it was before specs named profiles."""
+        profile is what it was before specs named profiles. ``qa`` is written (last) only when the
+        spec overrides a release-check threshold, for the same reason."""
         d = asdict(self)
         d.pop("extra")
         d.pop("version")
@@ -427,6 +456,9 @@ class ReleaseSpec:
                         "episode_ids": list(d.pop("heldout_episode_ids"))}
         for k in ("cameras", "state_joints", "action_joints"):
             d[k] = list(d[k])
+        qa = d.pop("qa")
+        if qa:
+            d["qa"] = dict(qa)
         return d
 
     def split(self, episode_ids: list[str]) -> tuple[list[str], list[str]]:
