@@ -1,7 +1,10 @@
 """``hvla serve`` (the policy server) and ``hvla deploy`` (the simulated G1 as the robot client).
 
 Exit codes: 0 done; 2 refused (rights, bad checkpoint, unsafe binding); 3 the robot stopped on an
-emergency stop; 4 the robot stopped on a fault (server error, lost connection, invalid command).
+emergency stop (also one already set at start); 4 the robot stopped on a fault (server error, lost
+connection, a query past ``--query-timeout``, invalid command, ``--max-clipped-steps`` consecutive
+clipped commands). ``hvla deploy`` says why on stderr in one line (``hvla deploy: fault: <cause>``,
+``hvla deploy: emergency stop: <reason> …``), never with a traceback.
 
 A prompt that is not one of the checkpoint's training tasks is served, not refused, with one
 warning line on stderr the first time it is seen (``hvla serve: warning: prompt '…' is not among
@@ -23,9 +26,10 @@ from hvla_platform.lib.core import settings
 from hvla_platform.lib.core.rights import SERVING_USES, RightsError
 from hvla_platform.lib.serving.inference_log import InferenceLog
 from hvla_platform.lib.serving.prompts import PromptCheckedPolicy, PromptWatch, checked_infer
-from hvla_platform.lib.serving.safety import EmergencyStop, SafetyLog
+from hvla_platform.lib.serving.safety import EmergencyStop, SafetyLog, record_estop
 
 API_KEY_ENV = "HVLA_API_KEY"
+QUERY_FLOOR_NOTE = "0.5 s"  # robot.QUERY_DEADLINE_FLOOR_S, spelled out so --help needs no jax import
 
 
 def read_api_key(key_file: str | None) -> str | None:
@@ -121,25 +125,63 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_deploy(args: argparse.Namespace) -> int:
-    """`hvla deploy --host H --port P`: the simulated G1 as the robot, driven by a policy server."""
-    # deferred: the robot side imports mujoco and loads the G1 model (seconds)
-    from hvla_platform.lib.serving.client import PolicyClient, ServerError  # noqa: PLC0415
-    from hvla_platform.lib.serving.robot import RobotConfig, run_robot  # noqa: PLC0415
-    from hvla_platform.lib.sim.env import ReachEnv, arm_joint_limits  # noqa: PLC0415
+def _deploy_stopped(why: str) -> None:
+    """``hvla deploy: <why>`` on stderr (one line): why the robot stopped."""
+    print(f"hvla deploy: {' '.join(why.split())}", file=sys.stderr, flush=True)
 
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """`hvla deploy --host H --port P`: the simulated G1 as the robot, driven by a policy server.
+
+    The emergency stop is armed first (signals, stop-file watcher), before the seconds of imports
+    and the connection, and every wait after it (connecting, each query) is abandoned within
+    :func:`~hvla_platform.lib.serving.control_loop.bounded_query`'s poll slice once it is set.
+    """
+    if args.query_timeout is not None and not args.query_timeout > 0:
+        _deploy_stopped(f"refused: --query-timeout must be > 0 s, got {args.query_timeout}")
+        return EXIT_REFUSED
+    if args.max_clipped_steps < 0:
+        _deploy_stopped(f"refused: --max-clipped-steps must be >= 0 (0 = never), "
+                        f"got {args.max_clipped_steps}")
+        return EXIT_REFUSED
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     log_path = Path(args.safety_log) if args.safety_log else settings.hvla_home() / "logs" / "robot" / f"safety-{stamp}.jsonl"
     slog = SafetyLog(log_path)
     estop = EmergencyStop(args.estop_file)
     estop.install_signal_handlers()
+    estop.start_watching()
     url = f"ws://{args.host}:{args.port}"
     echo(f"robot: simulated Unitree G1 (reach task) → policy server {url}; safety log {log_path}"
           + (f"; emergency stop: Ctrl-C or `touch {args.estop_file}`" if args.estop_file else "; emergency stop: Ctrl-C"))
+
+    def stopped_before_running(during: str) -> int:
+        record_estop(slog, estop, during, safe_stop="no command sent")
+        slog.mode("estop", reason=estop.reason)
+        slog.close()
+        _deploy_stopped(f"emergency stop {'at start' if during == 'before_start' else 'while connecting'} "
+                        f"({estop.reason}); no command sent")
+        return EXIT_ESTOP
+
+    if estop.is_set():  # pressed before the robot did anything: do not even connect
+        return stopped_before_running("before_start")
+    # deferred: the robot side imports jax (the loop's chunk checks) and mujoco (the G1 model): seconds
+    from hvla_platform.lib.serving.client import PolicyClient, ServerError  # noqa: PLC0415
+    from hvla_platform.lib.serving.control_loop import StoppedWhileWaiting, bounded_query  # noqa: PLC0415
+    from hvla_platform.lib.serving.robot import (  # noqa: PLC0415
+        QUERY_DEADLINE_FLOOR_S, RobotConfig, query_deadline_s, run_robot)
+    # deferred: mujoco (the simulated robot), seconds to import
+    from hvla_platform.lib.sim.env import ReachEnv, arm_joint_limits  # noqa: PLC0415
+
     slog.mode("connecting", server=url)
+    api_key = read_api_key(args.api_key_file)
+    # the handshake and the metadata frame wait at most --connect-timeout each, the stop at most a poll slice
     try:
-        client = PolicyClient(args.host, args.port, api_key=read_api_key(args.api_key_file),
-                              connect_timeout_s=args.connect_timeout)
+        client = bounded_query(lambda _: PolicyClient(args.host, args.port, api_key=api_key,
+                                                      connect_timeout_s=args.connect_timeout,
+                                                      recv_timeout_s=args.connect_timeout), None,
+                               timeout_s=None, estop=estop)
+    except StoppedWhileWaiting:
+        return stopped_before_running("connecting")
     except (ServerError, OSError, TimeoutError) as exc:
         slog.mode("fault", error=f"cannot connect to {url}: {exc}")
         slog.close()
@@ -148,8 +190,25 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     meta = client.metadata
     echo(f"connected: checkpoint {meta.get('checkpoint')} (serving use {meta.get('serving_use')}), "
           f"action chunks of {meta.get('action_horizon')} × {meta.get('action_dim')}, cameras {meta.get('cameras')}")
+    try:
+        query_timeout = args.query_timeout or query_deadline_s(int(meta["action_horizon"]), args.control_hz)
+    except (KeyError, TypeError, ValueError) as exc:
+        client.close(timeout_s=0.5)
+        slog.mode("fault", error=f"cannot set the query deadline: {exc}")
+        slog.close()
+        _deploy_stopped(f"fault: cannot set the query deadline from the server's metadata ({exc}); "
+                        "give --query-timeout")
+        return EXIT_FAULT
+    client.recv_timeout_s = query_timeout
+    formula = (f" (max({QUERY_DEADLINE_FLOOR_S:g} s, {meta['action_horizon']} actions / "
+               f"{args.control_hz:g} Hz))")
+    escalation = (f"{args.max_clipped_steps} consecutive clipped commands" if args.max_clipped_steps
+                  else "no number of clipped commands")
+    echo(f"query deadline {query_timeout:g} s{'' if args.query_timeout else formula}; "
+         f"guard stops after {escalation}")
     cfg = RobotConfig(episodes=args.episodes, seed=args.seed, max_steps=args.max_steps,
-                      replan_every=args.replan_every, max_step_rad=args.max_step_rad)
+                      replan_every=args.replan_every, max_step_rad=args.max_step_rad,
+                      query_timeout_s=query_timeout, max_clipped_steps=args.max_clipped_steps or None)
     watch = PromptWatch(meta.get("tasks"), prompt_used=bool(meta.get("prompt_used", True)))
     echo(_tasks_note(watch, "the server"))
 
@@ -162,16 +221,23 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                            estop=estop, safety_log=slog, stop_on_fault=True, log=echo)
     except ValueError as exc:
         slog.mode("fault", error=str(exc))
-        echo(f"hvla deploy: {exc}")
+        _deploy_stopped(f"fault: {exc}")
         return EXIT_FAULT
     finally:
-        client.close()
+        client.close(timeout_s=0.5)  # a hung server cannot hold the exit (its closing handshake)
         slog.close()
     echo(f"{result['successes']}/{result['trials_run']} trial(s) succeeded "
           f"(stop reasons: {[t['stop_reason'] for t in result['per_trial']]}); "
           f"round trip mean {result['timing']['infer_ms_mean'] or float('nan'):.1f} ms; safety log {log_path}")
     if args.result_json:
         Path(args.result_json).write_text(json.dumps(result, indent=2, default=str))
+    if result["stopped_by"] == "fault":
+        _deploy_stopped(f"fault: {result['stop_cause']}")
+    elif result["stopped_by"] == "estop":
+        latency = result["estop_latency_s"]
+        _deploy_stopped(f"emergency stop: {result['stop_cause']}"
+                        + ("" if latency is None
+                           else f"; safe stop commanded {latency * 1000:.0f} ms after it"))
     return {"estop": EXIT_ESTOP, "fault": EXIT_FAULT}.get(result["stopped_by"], 0)
 
 
@@ -207,5 +273,11 @@ def add_serving_parsers(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--estop-file", default=None, help="emergency stop as soon as this file exists")
     d.add_argument("--safety-log", default=None, help="robot safety log path (default $HVLA_HOME/logs/robot/)")
     d.add_argument("--connect-timeout", type=float, default=30.0, help="seconds to wait for the server")
+    d.add_argument("--query-timeout", type=float, default=None,
+                   help="seconds to wait for one action chunk, holding the last command, before stopping "
+                        f"as a fault (default max({QUERY_FLOOR_NOTE}, action horizon / --control-hz))")
+    d.add_argument("--max-clipped-steps", type=int, default=10,
+                   help="stop as a fault after this many consecutive commands clipped by the action guard "
+                        "(default 10 = 0.5 s at 20 Hz; 0 = never)")
     d.add_argument("--result-json", default=None, help="write the trial results here")
     d.set_defaults(func=cmd_deploy)

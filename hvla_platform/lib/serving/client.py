@@ -18,6 +18,10 @@ class ServerError(RuntimeError):
     """The server answered with an error frame (its text is the message) or closed the connection."""
 
 
+class QueryTimeout(TimeoutError):
+    """The policy server did not answer within the query deadline (a fault: the robot stops)."""
+
+
 class PolicyClient:
     """A connection to a policy server.
 
@@ -26,10 +30,13 @@ class PolicyClient:
         port: TCP port (ignored when ``host`` is a URI that has one).
         api_key: sent as ``Authorization: Api-Key <api_key>``.
         connect_timeout_s: keep retrying a refused connection (server still starting) this long.
-        recv_timeout_s: longest wait for one reply, seconds.
+        recv_timeout_s: longest wait for one reply, seconds (``hvla deploy`` sets it to its query
+            deadline, so an abandoned query's wait ends with it).
+        close_timeout_s: longest wait for the server's side of the closing handshake in :meth:`close`.
 
     Attributes:
         metadata: the dict the server sent after the handshake (checkpoint, action horizon, cameras...).
+        recv_timeout_s: longest wait for one reply, seconds; may be changed between queries.
 
     Raises:
         ServerError: the handshake was refused (e.g. HTTP 401 for a wrong API key).
@@ -37,15 +44,17 @@ class PolicyClient:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = 8000, *, api_key: str | None = None,
-                 connect_timeout_s: float = 30.0, recv_timeout_s: float = 60.0):
+                 connect_timeout_s: float = 30.0, recv_timeout_s: float = 60.0,
+                 close_timeout_s: float = 10.0):
         self.uri = host if host.startswith(("ws://", "wss://")) else f"ws://{host}:{port}"
-        self._recv_timeout_s = recv_timeout_s
+        self.recv_timeout_s = recv_timeout_s
         headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
         deadline = time.monotonic() + connect_timeout_s
         while True:
             try:
                 self._ws: ClientConnection = connect(self.uri, compression=None, max_size=None,
-                                                     additional_headers=headers, open_timeout=10)
+                                                     additional_headers=headers, open_timeout=10,
+                                                     close_timeout=close_timeout_s)
                 break
             except websockets.InvalidStatus as exc:
                 body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
@@ -56,12 +65,21 @@ class PolicyClient:
                 time.sleep(0.2)
         self.metadata: dict[str, Any] = self._receive()
 
+    @staticmethod
+    def _closed(exc: websockets.ConnectionClosed) -> ServerError:
+        """``connection closed by the server (code 1011: reason)`` or ``connection lost (no close frame)``."""
+        if exc.rcvd is None:
+            return ServerError("connection to the policy server lost (no close frame)")
+        reason = exc.rcvd.reason or "no reason"
+        return ServerError(f"connection closed by the server (code {exc.rcvd.code}: {reason})")
+
     def _receive(self) -> Any:
         try:
-            msg = self._ws.recv(timeout=self._recv_timeout_s)
+            msg = self._ws.recv(timeout=self.recv_timeout_s)
         except websockets.ConnectionClosed as exc:
-            raise ServerError(f"{self.uri} closed the connection (code {exc.rcvd.code if exc.rcvd else None}: "
-                              f"{exc.rcvd.reason if exc.rcvd else ''})") from exc
+            raise self._closed(exc) from exc
+        except TimeoutError as exc:
+            raise QueryTimeout(f"policy server did not answer within {self.recv_timeout_s:g} s") from exc
         if isinstance(msg, str):
             raise ServerError(msg)
         return wire.unpack(msg)
@@ -71,19 +89,23 @@ class PolicyClient:
 
         Raises:
             ServerError: the server rejected the observation (error frame) or the connection closed.
-            TimeoutError: no reply within ``recv_timeout_s``.
+            QueryTimeout: no reply within ``recv_timeout_s`` (a :class:`TimeoutError`).
         """
         try:
             self._ws.send(wire.pack(dict(obs)))
         except websockets.ConnectionClosed as exc:
-            raise ServerError(f"{self.uri} closed the connection: {exc}") from exc
+            raise self._closed(exc) from exc
         reply = self._receive()
         if not isinstance(reply, dict) or "actions" not in reply:
             raise ServerError(f"server reply has no 'actions': {str(reply)[:200]}")
         return reply
 
-    def close(self) -> None:
-        """Close the connection (normal closure, 1000)."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Close the connection (normal closure, 1000), waiting at most ``timeout_s`` seconds (default:
+        ``close_timeout_s``) for the server's side of the handshake — a hung server cannot hold the
+        robot's exit. A query still waiting in another thread then raises :class:`ServerError`."""
+        if timeout_s is not None:
+            self._ws.close_timeout = timeout_s
         self._ws.close()
 
     def __enter__(self) -> "PolicyClient":
