@@ -24,4 +24,15 @@ def s3_client(s3_server, monkeypatch):
                         aws_secret_access_key="testing", config=Config(s3={"addressing_style": "path"}))
 
 
+@pytest.fixture(scope="session")
+def openpi_lake(tmp_path_factory) -> dict:
+    """The lake of :func:`hvla_platform_tests.lib.dataset.test_openpi_export.build_openpi_lake`
+    (release ``t-openpi``, its norm stats and openpi export), built once for the session and shared
+    by the export's library, asset and LeRobot 0.3.3 tests. Tests may add artifacts to it; one that
+    damages a file restores it."""
+    from hvla_platform_tests.lib.dataset.test_openpi_export import build_openpi_lake
+
+    return build_openpi_lake(tmp_path_factory.mktemp("openpi"))
+
+
 from hvla_platform_tests.fixtures.checkpoints import policy, step_dir  # noqa: E402,F401  (shared fixtures)

@@ -17,15 +17,30 @@ VENV="${HVLA_VENV:-.venv}"
 PY="${HVLA_PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
+# Every missing Debian package in one `apt-get update` (each costs seconds on a fresh machine): the
+# runtime's, and the test tools' Chromium and docker-compose (scripts/install_ui.sh and the block
+# below keep their own checks, so each of them still works alone, but find these installed).
 need_apt=()
+need_apt_norec=()
 for pkg in ffmpeg libosmesa6; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
-if [ "${#need_apt[@]}" -gt 0 ]; then
+if [ "${HVLA_SKIP_TEST_TOOLS:-0}" != 1 ]; then
+  [ -x "${HVLA_CHROMIUM:-/usr/bin/chromium}" ] || need_apt+=(chromium)
+  dpkg -s docker-compose >/dev/null 2>&1 || need_apt_norec+=(docker-compose)
+fi
+if [ "${#need_apt[@]}" -gt 0 ] || [ "${#need_apt_norec[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "[install] apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "[install] apt-get install ${need_apt[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${need_apt[@]}" >/dev/null
+  fi
+  if [ "${#need_apt_norec[@]}" -gt 0 ]; then
+    echo "[install] apt-get install --no-install-recommends ${need_apt_norec[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends \
+      "${need_apt_norec[@]}" >/dev/null
+  fi
 fi
 
 # Test tools, each with its own stamp (so they are checked even when .venv is up to date): the

@@ -12,12 +12,13 @@ import pytest
 
 from hvla_platform.defs.dataset.openpi_export import openpi_export
 from hvla_platform.defs.resources import LakeResource
-from hvla_platform_tests.lib.dataset.test_openpi_export import CONFIG, build_openpi_lake
+from hvla_platform_tests.lib.dataset.test_openpi_export import CONFIG
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return build_openpi_lake(tmp_path_factory.mktemp("openpi-asset"))
+def built(openpi_lake):
+    """The lake of ``build_openpi_lake`` (lib/dataset/test_openpi_export.py), once per session (conftest)."""
+    return openpi_lake
 
 
 def _materialize(built: dict, inst: dg.DagsterInstance) -> dg.ExecuteInProcessResult:

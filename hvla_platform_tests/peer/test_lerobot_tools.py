@@ -74,19 +74,48 @@ def tool_env(lerobot_home: Path) -> dict[str, str]:
     return env
 
 
-def test_stock_lerobot_imports_in_a_fresh_interpreter(tmp_path: Path) -> None:
-    """``from lerobot.datasets.lerobot_dataset import LeRobotDataset`` works in a bare interpreter,
-    and torchvision's compiled ops are really there (with the op-schema shim ``nms`` would raise)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+@pytest.fixture(scope="module")
+def stock_session(lerobot_home: Path, tool_env: dict[str, str], tmp_path_factory) -> dict:
+    """``lerobot-edit-dataset`` deletes episode 0 of our release into ``<repo_id>-cut``; then ONE fresh
+    interpreter of the venv (starting one costs seconds: torch, datasets, LeRobot) imports stock
+    LeRobot first thing, runs torchvision's compiled ``nms``, loads our release (saving the decoded
+    frame ``NUM_FRAMES + 5`` as ``frame.npy`` in the returned ``dir``) and loads the cut dataset.
+    Returns its JSON (``import``, ``release``, ``cut`` sections) and ``dir``."""
+    cwd = tmp_path_factory.mktemp("stock_session")
+    _run([str(VENV_BIN / "lerobot-edit-dataset"), "--repo_id", REPO_ID, "--new_repo_id", f"{REPO_ID}-cut",
+          "--operation.type", "delete_episodes", "--operation.episode_indices", "[0]"], tool_env, cwd)
     got = _fresh_python(
         "import json, sys\n"
         "from lerobot.datasets.lerobot_dataset import LeRobotDataset\n"
+        "import numpy as np\n"
         "import torch, torchvision, torchcodec, cv2\n"
         "keep = torchvision.ops.nms(torch.tensor([[0., 0., 1., 1.], [0., 0., 1., 1.], [2., 2., 3., 3.]]),\n"
         "                           torch.tensor([0.9, 0.8, 0.7]), 0.5)\n"
-        "print(json.dumps({'ours_loaded': sorted(m for m in sys.modules if m.startswith('hvla_platform')),\n"
-        "                  'torch': torch.__version__, 'torchvision': torchvision.__version__,\n"
-        "                  'nms': keep.tolist()}))\n", env, tmp_path)
+        "imported = {'ours_loaded': sorted(m for m in sys.modules if m.startswith('hvla_platform')),\n"
+        "            'torch': torch.__version__, 'torchvision': torchvision.__version__, 'nms': keep.tolist()}\n"
+        f"ds = LeRobotDataset({REPO_ID!r})\n"
+        f"item = ds[{NUM_FRAMES} + 5]\n"
+        "np.save('frame.npy', item['observation.images.head'].permute(1, 2, 0).numpy())\n"
+        "release = {'backend': ds.video_backend, 'episodes': ds.num_episodes, 'frames': ds.num_frames,\n"
+        "           'episode_index': int(item['episode_index']), 'frame_index': int(item['frame_index']),\n"
+        "           'task': item['task'], 'state': list(item['observation.state'].shape),\n"
+        "           'action': list(item['action'].shape)}\n"
+        f"cut = LeRobotDataset({REPO_ID + '-cut'!r})\n"
+        "item = cut[3]\n"
+        "print(json.dumps({'import': imported, 'release': release,\n"
+        "                  'cut': {'episodes': cut.num_episodes, 'frames': cut.num_frames,\n"
+        "                          'image': list(item['observation.images.head'].shape),\n"
+        "                          'frame_index': int(item['frame_index'])},\n"
+        "                  'ours_loaded': [m for m in sys.modules if m.startswith('hvla_platform')]}))\n",
+        tool_env, cwd)
+    return {**got, "dir": cwd}
+
+
+def test_stock_lerobot_imports_in_a_fresh_interpreter(stock_session: dict) -> None:
+    """``from lerobot.datasets.lerobot_dataset import LeRobotDataset`` works in a bare interpreter
+    (the first statement of :func:`stock_session`'s process), and torchvision's compiled ops are
+    really there (with the op-schema shim ``nms`` would raise)."""
+    got = stock_session["import"]
     assert got["ours_loaded"] == []
     assert got["nms"] == [0, 2]
     assert got["torch"].split("+")[0] == "2.14.1" and got["torchvision"].split("+")[0] == "0.29.1", got
@@ -125,30 +154,18 @@ def test_lerobot_console_script_starts(script: str, tmp_path: Path) -> None:
     assert "usage" in out.lower(), out[-2000:]
 
 
-def test_stock_lerobot_reads_our_release(lerobot_home: Path, tool_env: dict[str, str], tmp_path: Path) -> None:
+def test_stock_lerobot_reads_our_release(lerobot_home: Path, stock_session: dict) -> None:
     """Stock ``LeRobotDataset(repo_id)`` with LeRobot's defaults (its video backend choice included)
     loads the release and decodes the frame our source episode holds."""
-    got = _fresh_python(
-        "import json, sys\n"
-        "import numpy as np\n"
-        "from lerobot.datasets.lerobot_dataset import LeRobotDataset\n"
-        f"ds = LeRobotDataset({REPO_ID!r})\n"
-        f"item = ds[{NUM_FRAMES} + 5]\n"
-        "np.save('frame.npy', item['observation.images.head'].permute(1, 2, 0).numpy())\n"
-        "print(json.dumps({'backend': ds.video_backend, 'episodes': ds.num_episodes, 'frames': ds.num_frames,\n"
-        "                  'episode_index': int(item['episode_index']), 'frame_index': int(item['frame_index']),\n"
-        "                  'task': item['task'], 'state': list(item['observation.state'].shape),\n"
-        "                  'action': list(item['action'].shape),\n"
-        "                  'ours_loaded': [m for m in sys.modules if m.startswith('hvla_platform')]}))\n",
-        tool_env, tmp_path)
-    assert got["ours_loaded"] == []
+    got = stock_session["release"]
+    assert stock_session["ours_loaded"] == []
     assert got["backend"] == "torchcodec"
     assert (got["episodes"], got["frames"]) == (NUM_EPISODES, NUM_EPISODES * NUM_FRAMES)
     assert (got["episode_index"], got["frame_index"]) == (1, 5)
     assert got["state"] == [17] and got["action"] == [14]
     src = read_episode_h5(sorted((lerobot_home.parent / "h5").glob("ep-001*.h5"))[0])
     assert got["task"] == src.task
-    decoded = np.load(tmp_path / "frame.npy") * 255.0
+    decoded = np.load(stock_session["dir"] / "frame.npy") * 255.0
     # lossy H.264: a loose bound, but a wrong frame or garbage decode is far off
     assert np.abs(decoded - src.images["head"][5].astype(np.float32)).mean() < 12.0
 
@@ -164,18 +181,8 @@ def test_lerobot_dataset_viz_on_our_release(tool_env: dict[str, str], tmp_path: 
     assert rrd.read_bytes()[:3] == b"RRF" and rrd.stat().st_size > 10_000
 
 
-def test_lerobot_edit_dataset_on_our_release(tool_env: dict[str, str], lerobot_home: Path, tmp_path: Path) -> None:
-    """``lerobot-edit-dataset`` deletes an episode of our release into a new dataset, which stock
-    LeRobot then loads and decodes."""
-    _run([str(VENV_BIN / "lerobot-edit-dataset"), "--repo_id", REPO_ID, "--new_repo_id", f"{REPO_ID}-cut",
-          "--operation.type", "delete_episodes", "--operation.episode_indices", "[0]"], tool_env, tmp_path)
+def test_lerobot_edit_dataset_on_our_release(stock_session: dict, lerobot_home: Path) -> None:
+    """``lerobot-edit-dataset`` deletes an episode of our release into a new dataset
+    (:func:`stock_session`), which stock LeRobot then loads and decodes."""
     assert (lerobot_home / f"{REPO_ID}-cut" / "meta" / "info.json").is_file()
-    got = _fresh_python(
-        "import json\n"
-        "from lerobot.datasets.lerobot_dataset import LeRobotDataset\n"
-        f"ds = LeRobotDataset({REPO_ID + '-cut'!r})\n"
-        "item = ds[3]\n"
-        "print(json.dumps({'episodes': ds.num_episodes, 'frames': ds.num_frames,\n"
-        "                  'image': list(item['observation.images.head'].shape),\n"
-        "                  'frame_index': int(item['frame_index'])}))\n", tool_env, tmp_path)
-    assert got == {"episodes": 1, "frames": NUM_FRAMES, "image": [3, 48, 64], "frame_index": 3}
+    assert stock_session["cut"] == {"episodes": 1, "frames": NUM_FRAMES, "image": [3, 48, 64], "frame_index": 3}

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from hvla_platform_tests.lib.dataset.test_openpi_export import BLUE, CONFIG, HORIZON, RED, build_openpi_lake
+from hvla_platform_tests.lib.dataset.test_openpi_export import BLUE, CONFIG, HORIZON, RED
 from hvla_platform_tests.peer.doctor import run_lerobot_doctor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,8 +57,9 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return build_openpi_lake(tmp_path_factory.mktemp("openpi-peer"))
+def built(openpi_lake):
+    """The lake of ``build_openpi_lake`` (lib/dataset/test_openpi_export.py), once per session (conftest)."""
+    return openpi_lake
 
 
 def _load_v21(home: Path, probes: dict[str, list[int]], tmp: Path) -> dict:

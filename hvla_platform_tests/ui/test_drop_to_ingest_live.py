@@ -16,11 +16,20 @@ RECORDING = REPO / "data" / "recordings" / "2026-11-10" / "g1-001" / "ep-2026111
 MATERIALIZATIONS = """{ assetOrError(assetKey: {path: ["%s"]}) { __typename ... on Asset {
   assetMaterializations(limit: 10) { partition runId } } } }"""
 RUNS = """{ runsOrError { ... on Runs { results { runId status jobName tags { key value } } } } }"""
+TICKS = """query($after: Float) { repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name
+  sensorState { ticks(limit: 5, afterTimestamp: $after) { status timestamp skipReason } } } } } } }"""
 
 
 def materializations(base_url: str, asset: str) -> list[dict]:
     a = graphql(base_url, MATERIALIZATIONS % asset)["assetOrError"]
     return a.get("assetMaterializations", []) if a["__typename"] == "Asset" else []
+
+
+def finished_landing_ticks(base_url: str, after: float) -> list[dict]:
+    """The landing sensor's ticks that started after ``after`` (epoch seconds) and have finished."""
+    nodes = graphql(base_url, TICKS, variables={"after": after})["repositoriesOrError"]["nodes"]
+    return [t for n in nodes for s in n["sensors"] if s["name"] == "landing_sensor"
+            for t in s["sensorState"]["ticks"] if t["status"] != "STARTED" and t["timestamp"] > after]
 
 
 @pytest.mark.browser
@@ -36,7 +45,14 @@ def test_a_dropped_recording_is_ingested_by_the_daemon(tmp_path, monkeypatch):
         target = drop / "upload-1"
         target.mkdir()
         shutil.copy2(next(RECORDING.glob("*.mcap")), target)
-        time.sleep(35)  # at least one landing-sensor tick (30 s) sees the partial upload
+        copied = time.time()
+        # until a landing-sensor tick (one every 30 s) that started after the copy has finished: it
+        # saw the partial upload, and skipped it as waiting for metadata.yaml
+        deadline = time.monotonic() + 120
+        while not (ticks := finished_landing_ticks(ui.base_url, copied)):
+            assert time.monotonic() < deadline, f"no landing-sensor tick within 120 s; see {tmp_path / 'logs'}"
+            time.sleep(1)
+        assert "partial upload(s) waiting for metadata.yaml" in (ticks[-1]["skipReason"] or ""), ticks
         assert materializations(ui.base_url, "raw_mcap") == []
         assert not (home / "lake" / "landing").exists() or not any((home / "lake" / "landing").rglob("*.mcap"))
         # ... then metadata.yaml (and the notes): the upload is complete

@@ -71,8 +71,9 @@ def build_openpi_lake(root: Path, *, horizon: int = HORIZON, config_name: str = 
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return build_openpi_lake(tmp_path_factory.mktemp("openpi"))
+def built(openpi_lake):
+    """:func:`build_openpi_lake`'s lake, built once per session (``openpi_lake`` in the conftest)."""
+    return openpi_lake
 
 
 def _jsonl(p: Path) -> list[dict]:

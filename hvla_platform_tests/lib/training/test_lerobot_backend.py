@@ -191,7 +191,16 @@ def test_a_failing_lerobot_train_raises_with_its_output_and_publishes_nothing(ac
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
-def test_diffusion_trains_two_steps_with_a_horizon_of_16(act):
+#: Diffusion's U-Net channels for the test run: LeRobot's default (512, 1024, 2048) is a ~260M-parameter
+#: model whose checkpoint (weights + optimizer state) is ~3 GB to write and copy; the same three levels
+#: (so the same multiple-of-8 horizon) at 1/8 of the width train the same code path in a fraction of it.
+SMALL_DOWN_DIMS = [64, 128, 256]
+
+
+def test_diffusion_trains_two_steps_with_a_horizon_of_16(act, monkeypatch):
+    real = lb.lerobot_train_argv
+    monkeypatch.setattr(lb, "lerobot_train_argv",
+                        lambda **kw: [*real(**kw), f"--policy.down_dims=[{','.join(map(str, SMALL_DOWN_DIMS))}]"])
     cfg = TrainConfig(config_name="c", exp_name="lr-diffusion", release=lc.RELEASE, steps=2, batch_size=2)
     pub = train_experiment(act.lake, cfg, tracking_uri=None, backend="lerobot", lerobot_policy="diffusion")
     d = act.lake.path(pub.prefix)
@@ -199,6 +208,7 @@ def test_diffusion_trains_two_steps_with_a_horizon_of_16(act):
     assert cfg_doc["policy"] == "diffusion" and cfg_doc["lerobot_chunk"]["horizon"] == 16
     lr_cfg = json.loads((d / "params" / "config.json").read_text())
     assert lr_cfg["type"] == "diffusion" and lr_cfg["horizon"] == 16 and lr_cfg["n_action_steps"] == 10
+    assert lr_cfg["down_dims"] == SMALL_DOWN_DIMS  # the test's width reached LeRobot's config
     assert lr_cfg["scheduler_warmup_steps"] == 1
     assert len(json.loads((d / "loss_curve.json").read_text())["loss"]) == 2
     assert pub.manifest.config["lerobot_policy"] == "diffusion"
