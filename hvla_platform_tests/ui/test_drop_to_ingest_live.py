@@ -40,13 +40,14 @@ def test_a_dropped_recording_is_ingested_by_the_daemon(tmp_path, monkeypatch):
     (home / "dagster").mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster" / "dagster.yaml")  # what `hvla` sets up
     monkeypatch.setenv("HVLA_DROP_SETTLE_SECONDS", "0")  # the copy below is complete at once
+    monkeypatch.setenv("HVLA_LANDING_INTERVAL_SECONDS", "5")  # a tick every 5 s instead of 30
     with DagsterUI(home, tmp_path / "logs") as ui:
         # an upload in progress: the MCAP first ...
         target = drop / "upload-1"
         target.mkdir()
         shutil.copy2(next(RECORDING.glob("*.mcap")), target)
         copied = time.time()
-        # until a landing-sensor tick (one every 30 s) that started after the copy has finished: it
+        # until a landing-sensor tick (one every 5 s here) that started after the copy has finished: it
         # saw the partial upload, and skipped it as waiting for metadata.yaml
         deadline = time.monotonic() + 120
         while not (ticks := finished_landing_ticks(ui.base_url, copied)):
@@ -55,8 +56,8 @@ def test_a_dropped_recording_is_ingested_by_the_daemon(tmp_path, monkeypatch):
         assert "partial upload(s) waiting for metadata.yaml" in (ticks[-1]["skipReason"] or ""), ticks
         assert materializations(ui.base_url, "raw_mcap") == []
         assert not (home / "lake" / "landing").exists() or not any((home / "lake" / "landing").rglob("*.mcap"))
-        # ... then metadata.yaml (and the notes): the upload is complete
-        for f in sorted(RECORDING.iterdir()):
+        # ... then the notes and, last, metadata.yaml: the upload is complete
+        for f in sorted(RECORDING.iterdir(), key=lambda f: f.name == "metadata.yaml"):
             if not f.name.endswith(".mcap"):
                 shutil.copy2(f, target)
         deadline = time.monotonic() + 240

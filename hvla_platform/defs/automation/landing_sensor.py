@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from hvla_platform.defs.automation import settings
 from hvla_platform.defs.automation.resources import DropAreaResource
 from hvla_platform.defs.automation.runs import ingest_runs_in_progress
 from hvla_platform.defs.jobs import ingest_job
@@ -69,7 +70,7 @@ def _summary(p: DropPass, requested: int, waiting_for_runs: list[str]) -> str:
 @dg.sensor(
     name="landing_sensor",
     job=ingest_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=settings.landing_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Lands complete recordings (MCAP + metadata.yaml, written last) from the drop area (HVLA_DROP_URI: "
                 "folder or S3 prefix) write-once, registers their capture-day × robot partitions and requests "

@@ -51,3 +51,20 @@ def drop_uri() -> str:
 def drop_settle_seconds() -> float:
     """Seconds a drop folder must stay unchanged before it lands (``HVLA_DROP_SETTLE_SECONDS``, default 10)."""
     return float(os.environ.get("HVLA_DROP_SETTLE_SECONDS", "10"))
+
+
+def landing_interval_seconds() -> int:
+    """Seconds between landing-sensor ticks (``HVLA_LANDING_INTERVAL_SECONDS``, default 30; at least 1):
+    how soon a complete upload in the drop area lands. Read when the definitions load.
+
+    Raises:
+        ValueError: not a whole number of seconds ≥ 1.
+    """
+    raw = os.environ.get("HVLA_LANDING_INTERVAL_SECONDS", "30")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"HVLA_LANDING_INTERVAL_SECONDS={raw!r} is not a whole number of seconds >= 1")
+    return value
