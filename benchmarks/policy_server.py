@@ -34,6 +34,14 @@ In one invocation, on loopback:
   the CPU ratio is the steadier of the two).
 * **load**: 8 client processes at 50 Hz each for ``--duration`` seconds (60 by default), 1 camera,
   against each server: requests, errors, p50/p99 round trip. Target for ours: no errors, p99 < 20 ms.
+* **abuse** (issue 15, ours only, default limits, started as ``hvla serve`` starts it): the robot —
+  one openpi client, 1 camera, 50 Hz — alone for ``--abuse-duration`` seconds, then as long again
+  while a second client sends the worst-case messages at the 16 MiB cap in turn (the decode bomb of
+  16.7 M empty maps, 1,000 lists of 16,384 empty maps, a valid observation padded to the cap) and a
+  third sends cap-sized observations and never reads a reply (``policy_server_parts/abuse_client.py``).
+  Prints the robot's p50/p99 round trip in both phases against the 20 ms target, how fast the
+  worst-case messages were answered, and the server's RSS growth (the largest ``VmRSS`` sampled
+  every 20 ms during the abuse − the one before it) against 2 × the message cap.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import subprocess
 import sys
 import shutil
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -187,21 +196,94 @@ def latency(cams: int, servers: dict, requests: int, rounds: int, log: Callable[
     return res
 
 
+def rss(pid: int) -> int:
+    """A process's resident set size, bytes (``/proc/<pid>/status`` VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def abuser(port: int, kind: str, duration: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(PARTS / "abuse_client.py"), str(port), kind, str(duration)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def abuse(duration: float, log_dir: Path, log: Callable[[str], None], cap_mib: int = 16) -> dict:
+    """The robot's latency alone and under abuse, and the server's RSS growth (module docstring).
+
+    Returns:
+        ``{"alone": collect()'s dict, "abused": collect()'s dict, "worst": abuse_client's JSON,
+        "noread": abuse_client's JSON, "rss_growth_mib": float, "cap_mib": int, "meets": bool}``.
+    """
+    proc, port = start("ours", log_dir)
+    try:
+        robot = lambda: client(port, 1, "--rate", "50", "--duration", str(duration), "--warmup", "5")  # noqa: E731
+        alone = collect([robot()])
+        base = rss(proc.pid)
+        peak, sampling = [base], [True]
+
+        def sample() -> None:
+            while sampling[0]:
+                peak[0] = max(peak[0], rss(proc.pid))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        bad = [abuser(port, "worst", duration + 2), abuser(port, "noread", duration + 2)]
+        abused = collect([robot()])
+        outs = []
+        for p in bad:
+            try:
+                out, err = p.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+            if p.returncode != 0:
+                raise RuntimeError(f"abusive client failed: {err[-2000:]}")
+            outs.append(json.loads(out.strip().splitlines()[-1]))
+        sampling[0] = False
+        sampler.join(5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    growth = (peak[0] - base) / 2 ** 20
+    worst, noread = outs
+    meets_latency = abused["rtt_p99"] < 20.0 and abused["errors"] == 0
+    meets_rss = growth < 2 * cap_mib
+    log(f"robot alone          requests {alone['n']:>5}, errors {alone['errors']}, rtt p50 {alone['rtt_p50']:.2f}, "
+        f"p99 {alone['rtt_p99']:.2f}")
+    log(f"robot under abuse    requests {abused['n']:>5}, errors {abused['errors']}, rtt p50 {abused['rtt_p50']:.2f}, "
+        f"p99 {abused['rtt_p99']:.2f}  ({'meets' if meets_latency else 'MISSES'} target: p99 < 20 ms, 0 errors)")
+    log(f"worst-case client    {worst['sent']} messages at the cap; answered in p50/max ms: "
+        + ", ".join(f"{k} {worst['answer_ms_p50'][k] or float('nan'):.1f}/{worst['answer_ms_max'][k] or float('nan'):.1f}"
+                    for k in worst["answer_ms_p50"])
+        + "; answers: " + "; ".join(f"{k}: {v}" for k, v in worst["answer"].items()))
+    log(f"never-reading client {noread['sent']} cap-sized messages taken by the server"
+        + (f", then {noread['closed']}" if noread["closed"] else ""))
+    log(f"server RSS           +{growth:.1f} MiB during the abuse ({'meets' if meets_rss else 'MISSES'} target: "
+        f"< 2 × the {cap_mib} MiB message cap = {2 * cap_mib} MiB)")
+    return {"alone": alone, "abused": abused, "worst": worst, "noread": noread, "rss_growth_mib": growth,
+            "cap_mib": cap_mib, "meets": meets_latency and meets_rss}
+
+
 def run(*, requests: int = 500, rounds: int = 16, duration: float = 60.0, clients: int = 8, rate: float = 50.0,
-        payloads: tuple[int, ...] = (1, 3), load: bool = True, log: Callable[[str], None] = print) -> dict:
+        payloads: tuple[int, ...] = (1, 3), load: bool = True, latency_part: bool = True,
+        abuse_duration: float = 20.0, log: Callable[[str], None] = print) -> dict:
     """Run the benchmark (see the module docstring), logging the table through ``log``.
 
     Args:
         requests, rounds: back-to-back requests per latency round; rounds per server and payload.
         duration, clients, rate: the load part (seconds, client processes, requests/s each).
         payloads: cameras per observation, one latency run each.
-        load: run the load part.
+        load: run the load part. latency_part: run the latency part.
+        abuse_duration: seconds of each abuse phase (0: skip the abuse part).
 
     Returns:
         ``{"latency": {cameras: latency()'s dict}, "load": {"reference"|"ours": {n, errors,
-        rtt_p50, rtt_p99, ..., expected}}, "meets": bool}``; ``meets``: on every payload the
-        ours/reference overhead p50 and CPU-per-request ratios are ≤ 1, and (with ``load``) the
-        load target holds.
+        rtt_p50, rtt_p99, ..., expected}}, "abuse": abuse()'s dict, "meets": bool}``; ``meets``: on
+        every payload the ours/reference overhead p50 and CPU-per-request ratios are ≤ 1, and (when
+        run) the load and abuse targets hold.
 
     Raises:
         FileNotFoundError: the openpi venv is missing (``./scripts/install_openpi_client.sh``).
@@ -214,6 +296,13 @@ def run(*, requests: int = 500, rounds: int = 16, duration: float = 60.0, client
     ok = True
     with tempfile.TemporaryDirectory(prefix="hvla-bench-serve-") as tmp:
         log_dir = Path(tmp) / "inference-log"
+        if abuse_duration > 0:
+            log(f"\nabuse: the robot (openpi client, 1 camera, 50 Hz) alone for {abuse_duration:g} s, then as long "
+                "with a worst-case-message client and a never-reading client (ms)")
+            out["abuse"] = abuse(abuse_duration, log_dir, log)
+            ok &= out["abuse"]["meets"]
+        if not latency_part:
+            payloads = ()
         log(f"\nlatency, 1 client, {rounds} rotating rounds × {requests} back-to-back requests per server "
             "(ms: medians over the rounds; CPU µs and minor page faults of the server process per request)")
         log(f"{'payload':<12}{'server':<14}{'bytes':>9}{'rtt p50':>9}{'rtt p99':>9}{'ovh p50':>9}{'ovh p99':>9}"
@@ -221,7 +310,7 @@ def run(*, requests: int = 500, rounds: int = 16, duration: float = 60.0, client
         pkgs = openpi_packages(Path(tmp))
         servers = {}
         try:
-            for kind in KINDS:
+            for kind in (KINDS if payloads else ()):
                 servers[kind] = start(kind, log_dir, pkgs)
             for cams in payloads:
                 res = latency(cams, servers, requests, rounds, log)
@@ -261,10 +350,14 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=50.0, help="requests per second per client")
     ap.add_argument("--payloads", type=int, nargs="+", default=[1, 3], help="cameras per observation, one run each")
     ap.add_argument("--no-load", action="store_true", help="skip the load part")
+    ap.add_argument("--no-latency", action="store_true", help="skip the latency part")
+    ap.add_argument("--abuse-duration", type=float, default=20.0,
+                    help="seconds of each abuse phase (robot alone, robot under abuse); 0 skips it")
     args = ap.parse_args()
     try:
         res = run(requests=args.requests, rounds=args.rounds, duration=args.duration, clients=args.clients,
-                  rate=args.rate, payloads=tuple(args.payloads), load=not args.no_load)
+                  rate=args.rate, payloads=tuple(args.payloads), load=not args.no_load,
+                  latency_part=not args.no_latency, abuse_duration=args.abuse_duration)
     except FileNotFoundError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -18,15 +18,19 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from hvla_platform.cli.common import EXIT_ESTOP, EXIT_FAULT, EXIT_REFUSED, echo, open_env_lake
 from hvla_platform.cli.known import checkpoint_suggestion
 from hvla_platform.lib.core import settings
+from hvla_platform.lib.core.lake import Lake, LocalLake
+from hvla_platform.lib.core.lake_config import LakeConfig, open_lake
 from hvla_platform.lib.core.rights import SERVING_USES, RightsError
 from hvla_platform.lib.serving.inference_log import InferenceLog
 from hvla_platform.lib.serving.prompts import PromptCheckedPolicy, PromptWatch, checked_infer
 from hvla_platform.lib.serving.safety import EmergencyStop, SafetyLog, record_estop
+from hvla_platform.lib.serving.standing import DEFAULT_INTERVAL_S, Standing, standing_lake
 
 API_KEY_ENV = "HVLA_API_KEY"
 QUERY_FLOOR_NOTE = "0.5 s"  # robot.QUERY_DEADLINE_FLOOR_S, spelled out so --help needs no jax import
@@ -70,30 +74,143 @@ def _tasks_note(watch: PromptWatch, whose: str) -> str:
             "served with a warning (once per prompt)")
 
 
+def _open_named_lake(where: str) -> Lake:
+    """The lake ``hvla serve --lake`` names: ``s3://bucket[/prefix]`` (endpoint and credentials as for
+    the configured lake: ``HVLA_S3_ENDPOINT_URL``, ``AWS_*``) or an existing local lake directory.
+
+    Raises:
+        ValueError: a local path that is not a directory.
+    """
+    if where.startswith("s3://"):
+        bucket, _, prefix = where[len("s3://"):].partition("/")
+        return open_lake(LakeConfig(backend="s3", bucket=bucket, prefix=prefix,
+                                    endpoint_url=os.environ.get("HVLA_S3_ENDPOINT_URL", ""),
+                                    region_name=os.environ.get("AWS_REGION", "us-east-1")))
+    root = Path(where.removeprefix("file://")).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"--lake {where}: no lake directory there")
+    return LocalLake(root)
+
+
+def _standing(key: str, configured: Lake, args: argparse.Namespace) -> Standing:
+    """The checkpoint's :class:`~hvla_platform.lib.serving.standing.Standing`, read once now.
+
+    Raises:
+        ServingRefused: no lake knows the checkpoint, or it is flagged. ValueError: bad ``--lake``.
+    """
+    lake = standing_lake(key, configured, _open_named_lake(args.lake) if args.lake else None)
+    standing = Standing(lake, key, interval_s=args.standing_interval)
+    reason = standing.refresh()
+    if reason:
+        raise RightsError(reason)
+    return standing
+
+
+def _watch_standing(standing: Standing, ilog: InferenceLog) -> None:
+    """Say on the console and in the inference log when the checkpoint is revoked while serving,
+    and when its standing could not be re-read."""
+    def revoked(reason: str) -> None:
+        print(f"hvla serve: revoked: {reason}; refusing new connections and requests", file=sys.stderr, flush=True)
+        ilog.write("revoked", checkpoint_key=standing.checkpoint_key, reason=reason)
+
+    def failed(exc: BaseException) -> None:
+        _warn("serve", {"message": f"could not re-check the standing of {standing.checkpoint_key} in "
+                                   f"{standing.lake.root_uri()} ({type(exc).__name__}: {exc}); keeping the last one"})
+        ilog.write("standing_error", checkpoint_key=standing.checkpoint_key, error=f"{type(exc).__name__}: {exc}")
+
+    standing.on_revoked, standing.on_error = revoked, failed
+
+
+def _plausibility_bounds(step_dir: Path, args: argparse.Namespace):
+    """The checkpoint's :class:`~hvla_platform.lib.serving.plausibility.PlausibilityBounds` (None
+    with ``--no-plausibility-check``), made before the model is loaded.
+
+    Raises:
+        ValueError: a negative margin, norm stats without a range, or a robot model lacking the
+            checkpoint's joints (ProfileError).
+    """
+    if args.no_plausibility_check:
+        return None
+    # deferred: the module reads checkpoints through lib.training, which imports jax (seconds)
+    from hvla_platform.lib.serving.plausibility import DEFAULT_MARGIN, bounds_from_checkpoint  # noqa: PLC0415
+
+    margin = DEFAULT_MARGIN if args.plausibility_margin is None else args.plausibility_margin
+    return bounds_from_checkpoint(step_dir, margin=margin, robot_profile=args.robot_profile)
+
+
+def _plausible(policy, bounds, ilog: InferenceLog):
+    """``policy`` behind :class:`~hvla_platform.lib.serving.plausibility.PlausiblePolicy`, its
+    bounds said on the console and in a ``plausibility`` inference-log line; with ``bounds`` None
+    (``--no-plausibility-check``) ``policy`` itself, with a warning and a ``plausibility`` line
+    saying the check is off."""
+    if bounds is None:
+        off = ("--no-plausibility-check: states and actions are not checked against the checkpoint's bounds; "
+               "a state of 100 rad is answered")
+        _warn("serve", {"message": off})
+        ilog.write("plausibility", enabled=False, reason=off)
+        return policy
+    # deferred: the module imports lib.training, hence jax (seconds); see _plausibility_bounds
+    from hvla_platform.lib.serving.plausibility import PlausiblePolicy  # noqa: PLC0415
+
+    echo(f"plausibility bounds of the state ({bounds.state.dim} dims) and actions ({bounds.actions.dim}): "
+         f"{bounds.rule()}; outside them a request gets an error frame")
+    ilog.write("plausibility", enabled=True, **bounds.describe())
+    return PlausiblePolicy(policy, bounds)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`hvla serve --checkpoint DIR|KEY`: authorize, load and serve a checkpoint over openpi's protocol."""
     # deferred: the checkpoint, policy and server modules import jax/flax/orbax (seconds)
     from hvla_platform.lib.serving.checkpoint import authorize, resolve_checkpoint, server_metadata  # noqa: PLC0415
-    from hvla_platform.lib.serving.server import PolicyServer  # noqa: PLC0415
+    from hvla_platform.lib.serving.server import PolicyServer, tls_context  # noqa: PLC0415
     from hvla_platform.lib.training.checkpoint import CheckpointError  # noqa: PLC0415
     from hvla_platform.lib.training.policy_loader import load_policy  # noqa: PLC0415
 
     lake = open_env_lake()
     api_key = read_api_key(args.api_key_file)
+    if args.offline and args.lake:
+        return _refused("--offline and --lake contradict each other: give one")
+    if args.no_plausibility_check and args.plausibility_margin is not None:
+        return _refused("--no-plausibility-check and --plausibility-margin contradict each other: give one")
+    if not args.standing_interval > 0:
+        return _refused(f"--standing-interval must be > 0 s, got {args.standing_interval}")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return _refused("--tls-cert and --tls-key go together: give both (PEM certificate and its private key)")
+    try:
+        tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        return _refused(f"cannot load the TLS certificate {args.tls_cert} / key {args.tls_key}: {exc}")
     if not Path(args.checkpoint).expanduser().is_dir() and {".", ".."} & set(str(args.checkpoint).split("/")):
         return _refused(f"checkpoint {args.checkpoint!r} has '.' or '..' segments; give a lake key "
                         "checkpoints/<config>/<exp>/<step> or a checkpoint directory")
     try:
         with resolve_checkpoint(args.checkpoint, lake) as (step_dir, key):
             try:
-                manifest = authorize(step_dir, args.use, lake=lake, checkpoint_key=key)
-            except (RightsError, CheckpointError) as exc:
+                t0 = time.perf_counter()
+                manifest = authorize(step_dir, args.use, lake=None, checkpoint_key=key)  # verified, then rights
+                verify_s = time.perf_counter() - t0
+                key = manifest.artifact_key  # the identity, from the committed manifest: copies too
+                standing = None if args.offline else _standing(key, lake, args)
+            except (RightsError, CheckpointError, ValueError) as exc:
                 return _refused(str(exc))
-            echo(f"loading {step_dir} (checkpoint {manifest.get('checkpoint')}) for {args.use!r}")
+            echo(f"verified {len(manifest.files or [])} files of {step_dir} against its committed manifest "
+                 f"in {verify_s:.2f} s")
+            echo(f"loading {step_dir} (checkpoint {key}) for {args.use!r}")
+            try:
+                bounds = _plausibility_bounds(step_dir, args)
+            except ValueError as exc:
+                return _refused(f"no plausibility bounds: {exc} (--robot-profile names the robot model; "
+                                "--no-plausibility-check serves without bounds, logged)")
             policy = load_policy(step_dir)
             log_dir = Path(args.log_dir) if args.log_dir else settings.hvla_home() / "logs" / "serving"
-            ilog = InferenceLog(log_dir, checkpoint=str(manifest.get("checkpoint")),
-                                sample_every=args.sample_observations_every)
+            ilog = InferenceLog(log_dir, checkpoint=key, sample_every=args.sample_observations_every)
+            if standing is None:
+                unchecked = (f"--offline: the standing of checkpoint {key} (consent revocations) is not checked; "
+                             "a revoked checkpoint would be served")
+                _warn("serve", {"message": unchecked})
+                ilog.write("standing_unchecked", checkpoint_key=key, reason=unchecked)
+            else:
+                _watch_standing(standing, ilog)
 
             def unknown_prompt(warning: dict) -> None:
                 _warn("serve", warning)
@@ -101,23 +218,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             checked = PromptCheckedPolicy(policy, unknown_prompt)
             echo(_tasks_note(checked.watch, "the checkpoint"))
+            checked = _plausible(checked, bounds, ilog)
             try:
                 server = PolicyServer(checked, host=args.host, port=args.port, api_key=api_key,
                                       metadata=server_metadata(policy.metadata, use=args.use, checkpoint_key=key),
                                       max_message_bytes=args.max_message_mb * 1024 * 1024,
-                                      inference_log=ilog, allow_remote_without_key=args.allow_remote_without_key)
+                                      inference_log=ilog, allow_remote_without_key=args.allow_remote_without_key,
+                                      standing=standing, idle_timeout_s=args.idle_timeout or None,
+                                      max_connections_per_peer=args.max_connections_per_peer,
+                                      allowed_origins=args.allow_origin, ssl_context=tls)
             except ValueError as exc:
                 return _refused(str(exc))
 
             def started(s: PolicyServer) -> None:
-                echo(f"serving {manifest.get('checkpoint')} for {args.use!r} on ws://{s.host}:{s.port} "
-                      f"(health: http://{s.host}:{s.port}/healthz; API key {'required' if api_key else 'off'}; "
+                web = "https" if s.ssl_context is not None else "http"
+                echo(f"serving {key} for {args.use!r} on {s.scheme}://{s.host}:{s.port} "
+                      f"(health: {web}://{s.host}:{s.port}/healthz; API key {'required' if api_key else 'off'}; "
                       f"inference log {ilog.path}"
                       + (f"; sampling every {ilog.sample_every}th observation" if ilog.sample_every else "") + ")")
+                if standing is not None:
+                    echo(f"standing of {key} re-checked in {standing.lake.root_uri()} every {standing.interval_s:g} s "
+                         "and refused once revoked")
+                    standing.start()
 
             try:
                 server.serve_forever(on_start=started)
             finally:
+                if standing is not None:
+                    standing.stop()
                 ilog.close()
     except FileNotFoundError as exc:
         return _refused(f"{exc}{checkpoint_suggestion(lake, args.checkpoint)}")
@@ -150,7 +278,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     estop = EmergencyStop(args.estop_file)
     estop.install_signal_handlers()
     estop.start_watching()
-    url = f"ws://{args.host}:{args.port}"
+    url = f"{'wss' if args.tls_ca else 'ws'}://{args.host}:{args.port}"
     echo(f"robot: simulated Unitree G1 (reach task) → policy server {url}; safety log {log_path}"
           + (f"; emergency stop: Ctrl-C or `touch {args.estop_file}`" if args.estop_file else "; emergency stop: Ctrl-C"))
 
@@ -176,7 +304,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     api_key = read_api_key(args.api_key_file)
     # the handshake and the metadata frame wait at most --connect-timeout each, the stop at most a poll slice
     try:
-        client = bounded_query(lambda _: PolicyClient(args.host, args.port, api_key=api_key,
+        client = bounded_query(lambda _: PolicyClient(args.host, args.port, api_key=api_key, tls_ca=args.tls_ca,
                                                       connect_timeout_s=args.connect_timeout,
                                                       recv_timeout_s=args.connect_timeout), None,
                                timeout_s=None, estop=estop)
@@ -255,15 +383,44 @@ def add_serving_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--allow-remote-without-key", action="store_true",
                    help="permit a non-loopback --host without an API key")
     s.add_argument("--max-message-mb", type=int, default=16, help="largest accepted observation message, MiB")
+    s.add_argument("--idle-timeout", type=float, default=300.0, metavar="S",  # server.DEFAULT_IDLE_TIMEOUT_S
+                   help="close a connection after S seconds without a request (default 300; 0 = never)")
+    s.add_argument("--max-connections-per-peer", type=int, default=16, metavar="N",
+                   help="concurrent connections from one IP address (default 16; 64 in all); more get HTTP 429")
+    s.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="accept WebSocket handshakes from this browser origin (e.g. https://lab.example); "
+                        "repeatable. Any other Origin header is refused with HTTP 403")
+    s.add_argument("--tls-cert", default=None, metavar="PEM",
+                   help="serve wss:// with this certificate (with --tls-key); clients verify it")
+    s.add_argument("--tls-key", default=None, metavar="PEM", help="the TLS certificate's private key")
     s.add_argument("--log-dir", default=None, help="inference log directory (default $HVLA_HOME/logs/serving)")
     s.add_argument("--sample-observations-every", type=int, default=0,
                    help="store every N-th observation (camera frames, state) next to the log; 0 = never (default)")
+    s.add_argument("--lake", default=None, metavar="PATH_OR_URI",
+                   help="the lake whose revocation records decide the checkpoint's standing (a directory or "
+                        "s3://bucket/prefix; default: the configured HVLA lake, which must hold the checkpoint)")
+    s.add_argument("--offline", action="store_true",
+                   help="serve without checking the checkpoint's standing (logged); for hosts that reach no lake")
+    s.add_argument("--standing-interval", type=float, default=DEFAULT_INTERVAL_S, metavar="S",
+                   help="seconds between re-checks of the checkpoint's standing while serving "
+                        f"(default {DEFAULT_INTERVAL_S:g})")
+    s.add_argument("--plausibility-margin", type=float, default=None, metavar="K",  # plausibility.DEFAULT_MARGIN
+                   help="refuse states and actions outside the checkpoint's norm-stats range widened by K times "
+                        "its width on each side, joined with the robot model's joint limits, plus 0.2 "
+                        "(default 1; docs/serving.md, Plausibility bounds)")
+    s.add_argument("--no-plausibility-check", action="store_true",
+                   help="serve without the plausibility bounds (said on the console and logged)")
+    s.add_argument("--robot-profile", default=None, metavar="NAME",
+                   help="robot profile whose joint limits join the plausibility bounds (default: the "
+                        "checkpoint's config.json robot_profile, else unitree_g1_29dof)")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("deploy", help="run the simulated G1 as a robot driven by a policy server")
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=int, default=8000)
     d.add_argument("--api-key-file", default=None, help=f"file holding the server's API key (or ${API_KEY_ENV})")
+    d.add_argument("--tls-ca", default=None,
+                   help="connect over wss:// trusting this PEM certificate (the server's --tls-cert, or its CA)")
     d.add_argument("--episodes", type=int, default=1)
     d.add_argument("--seed", type=int, default=2000)
     d.add_argument("--max-steps", type=int, default=140, help="control steps per episode before timeout")

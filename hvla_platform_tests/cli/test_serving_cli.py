@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hvla_platform.cli.main import main
+from hvla_platform_tests.fixtures.checkpoints import lake_root_of
 
 HVLA = [sys.executable, "-m", "hvla_platform.cli"]
 
@@ -30,17 +31,20 @@ def listening(port: int) -> bool:
 
 
 @pytest.fixture()
-def env(tmp_path):
-    e = {**os.environ, "HVLA_HOME": str(tmp_path / "home"), "HVLA_API_KEY": "robot-key-1"}
-    e.pop("HVLA_LAKE_ROOT", None)
-    return e
+def env(tmp_path, step_dir):
+    """A fresh HVLA home whose configured lake is the one the served checkpoint is committed in."""
+    return {**os.environ, "HVLA_HOME": str(tmp_path / "home"), "HVLA_API_KEY": "robot-key-1",
+            "HVLA_LAKE_ROOT": str(lake_root_of(step_dir))}
 
 
-def start_server(step_dir: Path, env: dict, log_dir: Path) -> tuple[int, subprocess.Popen]:
-    """`hvla serve` of ``step_dir`` on a free port, once its /healthz answers: (port, process)."""
+def start_server(step_dir: Path, env: dict, log_dir: Path, *extra: str) -> tuple[int, subprocess.Popen]:
+    """`hvla serve` of ``step_dir`` (and ``extra`` arguments) on a free port, once its /healthz answers:
+    (port, process). The configured lake is ``env``'s ``HVLA_LAKE_ROOT``, else the one ``step_dir`` is
+    committed in."""
     port = free_port()
+    env = {"HVLA_LAKE_ROOT": str(lake_root_of(step_dir)), **env}
     proc = subprocess.Popen(HVLA + ["serve", "--checkpoint", str(step_dir), "--port", str(port),
-                                    "--log-dir", str(log_dir)],
+                                    "--log-dir", str(log_dir), *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while True:
@@ -149,6 +153,7 @@ def test_serve_refuses_blocked_use_before_binding(step_dir, tmp_path, monkeypatc
 
 def test_serve_refuses_open_remote_binding(step_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HVLA_HOME", str(tmp_path))
+    monkeypatch.setenv("HVLA_LAKE_ROOT", str(lake_root_of(step_dir)))
     monkeypatch.delenv("HVLA_API_KEY", raising=False)
     assert main(["serve", "--checkpoint", str(step_dir), "--host", "0.0.0.0", "--port", str(free_port())]) == 2
     assert "without an API key" in capsys.readouterr().err

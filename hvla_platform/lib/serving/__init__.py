@@ -9,6 +9,8 @@
 * :mod:`.client` — the robot-side client;
 * :mod:`.safety` — emergency stop, action limits, robot safety log;
 * :mod:`.prompts` — warnings for prompts outside the checkpoint's training tasks (served, not refused);
+* :mod:`.plausibility` — bounds on states and action chunks from the checkpoint's norm stats and the
+  robot model's joint limits;
 * :mod:`.robot` — the robot-side control loop (shared by ``hvla deploy`` and ``eval_report``);
 * :mod:`.loopback` — server + client + robot in one process (closed-loop evaluation).
 

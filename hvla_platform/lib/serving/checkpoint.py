@@ -16,7 +16,8 @@ import contextlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from hvla_platform.lib.serving.authorization import authorize_serving
+from hvla_platform.lib.core.manifest import CheckpointManifest
+from hvla_platform.lib.serving.authorization import authorize_serving, verify_checkpoint
 from hvla_platform.lib.core.lake import Lake, LocalLake
 from hvla_platform.lib.training import checkpoint as ckpt
 
@@ -53,16 +54,19 @@ def resolve_checkpoint(ref: str | Path, lake: Lake | None) -> Iterator[tuple[Pat
                             "checkpoints/<config>/<exp>/<step> as written by the `checkpoint` asset")
 
 
-def authorize(step_dir: Path, use: str, *, lake: Lake | None, checkpoint_key: str | None) -> dict[str, Any]:
-    """The checkpoint manifest, after checking the checkpoint may be served for ``use``.
+def authorize(step_dir: Path, use: str, *, lake: Lake | None, checkpoint_key: str | None) -> CheckpointManifest:
+    """The committed checkpoint manifest, after verifying the folder against it
+    (:func:`~hvla_platform.lib.serving.authorization.verify_checkpoint`) and checking the
+    checkpoint may be served for ``use`` (not for :data:`EVALUATION_USE`, which is verified only).
 
     Raises:
         CheckpointError: ``step_dir`` is not a complete checkpoint.
-        ServingRefused: the deployment use is blocked, retention passed, or the checkpoint is flagged.
+        CheckpointTampered: uncommitted or modified folder. ServingRefused: the deployment use is
+            blocked, retention passed, or the checkpoint is flagged in ``lake``.
     """
     step_dir = ckpt.check_checkpoint_dir(step_dir)
     if use == EVALUATION_USE:
-        return ckpt.read_checkpoint_manifest(step_dir)
+        return verify_checkpoint(step_dir)
     return authorize_serving(step_dir, use, lake=lake, checkpoint_key=checkpoint_key)
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ssl as ssl_module
 import time
 from typing import Any, Mapping
 
@@ -33,6 +34,10 @@ class PolicyClient:
         recv_timeout_s: longest wait for one reply, seconds (``hvla deploy`` sets it to its query
             deadline, so an abandoned query's wait ends with it).
         close_timeout_s: longest wait for the server's side of the closing handshake in :meth:`close`.
+        tls_ca: PEM file of the certificate authority (or the self-signed certificate) that signed the
+            server's certificate: connect over ``wss://`` and verify the server against it.
+        ssl: a ready :class:`ssl.SSLContext` for ``wss://`` instead of ``tls_ca`` (None and no
+            ``tls_ca``: ``ws://``, or the system's CAs for a ``wss://`` URI).
 
     Attributes:
         metadata: the dict the server sent after the handshake (checkpoint, action horizon, cameras...).
@@ -45,8 +50,13 @@ class PolicyClient:
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = 8000, *, api_key: str | None = None,
                  connect_timeout_s: float = 30.0, recv_timeout_s: float = 60.0,
-                 close_timeout_s: float = 10.0):
-        self.uri = host if host.startswith(("ws://", "wss://")) else f"ws://{host}:{port}"
+                 close_timeout_s: float = 10.0, tls_ca: str | None = None,
+                 ssl: ssl_module.SSLContext | None = None):
+        if tls_ca is not None and ssl is None:
+            ssl = ssl_module.create_default_context(cafile=tls_ca)
+        scheme = "wss" if ssl is not None else "ws"
+        self.uri = host if host.startswith(("ws://", "wss://")) else f"{scheme}://{host}:{port}"
+        tls = {"ssl": ssl} if ssl is not None else {}
         self.recv_timeout_s = recv_timeout_s
         headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
         deadline = time.monotonic() + connect_timeout_s
@@ -54,7 +64,7 @@ class PolicyClient:
             try:
                 self._ws: ClientConnection = connect(self.uri, compression=None, max_size=None,
                                                      additional_headers=headers, open_timeout=10,
-                                                     close_timeout=close_timeout_s)
+                                                     close_timeout=close_timeout_s, **tls)
                 break
             except websockets.InvalidStatus as exc:
                 body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""

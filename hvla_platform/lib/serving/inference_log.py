@@ -4,13 +4,19 @@ time, latency, action shape; ML/infra team; short, sampled").
 One JSON object per line in ``<log_dir>/inference-<UTC date>.jsonl`` (a new file each UTC day, so
 retention is deleting old files). Request lines hold no camera frames, states or prompts. Storing
 observations is a separate, explicit switch: with ``sample_every=N`` every N-th request's
-observation is written to ``<log_dir>/samples/<time>-<conn>-<seq>.npz`` and the request line names
-the file.
+observation is written to ``<log_dir>/samples/<time>-<instance>-<conn>-<seq>.npz`` and the request
+line names the file.
+
+Every line carries ``instance``: the id of the :class:`InferenceLog` that wrote it (8 random hex
+digits and the process id, e.g. ``3f9c2a1b-41327``), new for each server. Several servers may share
+a directory and so a daily file, and each numbers its connections from 1: a connection is
+``(instance, conn)``, a request ``(instance, conn, seq)`` (:func:`connection_of`).
 
 Line kinds (``event``): ``start`` (checkpoint, host, port, auth on/off, sampling), ``open`` /
 ``close`` (connection id, peer, close code), ``request`` (``t`` request time ISO-8601 UTC,
 ``checkpoint``, ``conn``, ``seq``, ``latency_ms`` receive→reply, ``infer_ms``, ``request_bytes``,
-``action_shape``, ``status`` ok/error, ``error``), ``refused`` (handshake refused: bad API key,
+``action_shape``, ``status`` ok/error, ``error``; ``delivered: false`` when the reply could not be
+sent), ``refused`` (handshake refused: bad API key,
 unknown path), ``dropped`` (request lines lost to overload: ``requests`` since the last such line,
 ``total``), ``recovered`` (a partial last line left by a crash was cut off when the file was
 reopened: ``truncated_bytes``), ``stop``.
@@ -32,6 +38,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 import weakref
 from pathlib import Path
 from typing import Any, Mapping
@@ -83,6 +90,8 @@ class InferenceLog:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint = checkpoint
+        #: this log's (its server's) instance id on every line: 8 random hex digits and the pid.
+        self.instance = f"{uuid.uuid4().hex[:8]}-{os.getpid()}"
         self._checkpoint_json = json.dumps(checkpoint)
         self.sample_every = int(sample_every)
         self.max_pending = int(max_pending)
@@ -137,13 +146,15 @@ class InferenceLog:
 
     def request(self, *, t: float, conn: int, seq: int, latency_ms: float, infer_ms: float | None,
                 request_bytes: int, action_shape: list[int] | tuple[int, ...] | None, status: str, error: str = "",
-                observation: Mapping[str, Any] | None = None) -> None:
+                observation: Mapping[str, Any] | None = None, delivered: bool = True) -> None:
         """Log one request, successful or not (see :meth:`record_ok` for the fields).
 
         Error lines (``status != "ok"``, with ``error`` cut to 500 characters) are written at once,
-        as event lines, so they are in the file when the connection's error frame leaves.
+        as event lines, so they are in the file when the connection's error frame leaves. So is a
+        request whose reply could not be delivered (``delivered=False``: the client left or stopped
+        reading): its line has ``"delivered": false`` and ``error`` says why.
         """
-        if status == "ok" and infer_ms is not None and action_shape is not None:
+        if status == "ok" and delivered and infer_ms is not None and action_shape is not None:
             self.record_ok(t, int(conn), int(seq), float(latency_ms), float(infer_ms), int(request_bytes),
                            tuple(int(d) for d in action_shape), observation)
             return
@@ -155,6 +166,8 @@ class InferenceLog:
                                   "status": status}
         if error:
             fields["error"] = error[:500]
+        if not delivered:
+            fields["delivered"] = False
         if self.sample_every > 0:
             self._count += 1
             if self._count % self.sample_every == 0 and observation is not None:
@@ -175,9 +188,10 @@ class InferenceLog:
 
     # ---- event lines and writing ---------------------------------------------------------------
     def write(self, event: str, **fields: Any) -> None:
-        """Append ``{"event": event, "t": <now>, **fields}`` after any pending request lines, now."""
+        """Append ``{"event": event, "t": <now>, "instance": …, **fields}`` after any pending request lines, now."""
         ts = time.time()
-        line = json.dumps({"event": event, "t": fields.pop("t", None) or self._iso(ts), **fields}, default=str)
+        line = json.dumps({"event": event, "t": fields.pop("t", None) or self._iso(ts), "instance": self.instance,
+                           **fields}, default=str)
         self.flush(then=(line, ts))
 
     def flush(self, then: tuple[str, float] | None = None) -> None:
@@ -210,7 +224,8 @@ class InferenceLog:
         lines: list[str] = []
         append = lines.append
         head = '{"event": "request", "t": "'
-        mid = '+00:00", "checkpoint": ' + self._checkpoint_json + ', "conn": '
+        mid = ('+00:00", "instance": "' + self.instance + '", "checkpoint": ' + self._checkpoint_json
+               + ', "conn": ')
         shapes = self._shape_json
         (sec_now, prefix), day_end = self._iso_cache, self._next_day
         for rec in records:
@@ -248,7 +263,8 @@ class InferenceLog:
         if n > 0:
             self._dropped_reported += n
             ts = time.time()
-            self._append([json.dumps({"event": "dropped", "t": self._iso(ts), "requests": n, "total": self.dropped,
+            self._append([json.dumps({"event": "dropped", "t": self._iso(ts), "instance": self.instance,
+                                      "requests": n, "total": self.dropped,
                                       "max_pending": self.max_pending})], ts)
 
     def _append(self, lines: list[str], ts: float | None) -> None:
@@ -283,7 +299,8 @@ class InferenceLog:
             self._next_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp()
             if cut:
                 now = time.time()
-                line = json.dumps({"event": "recovered", "t": self._iso(now), "truncated_bytes": cut,
+                line = json.dumps({"event": "recovered", "t": self._iso(now), "instance": self.instance,
+                                   "truncated_bytes": cut,
                                    "reason": "partial last line of an interrupted write (crash) removed"})
                 os.write(self._fd, (line + "\n").encode())
 
@@ -291,7 +308,8 @@ class InferenceLog:
         """Store a sampled observation (writer side, lock held); the request line naming it."""
         t, _, conn, seq, latency_ms, infer_ms, nbytes, shape, observation = rec
         sample = self._store_sample(t, conn, seq, observation)
-        line = json.dumps({"event": "request", "t": self._iso(t), "checkpoint": self.checkpoint, "conn": conn,
+        line = json.dumps({"event": "request", "t": self._iso(t), "instance": self.instance,
+                           "checkpoint": self.checkpoint, "conn": conn,
                            "seq": seq, "latency_ms": round(latency_ms, 3), "infer_ms": round(infer_ms, 3),
                            "request_bytes": nbytes, "action_shape": list(shape), "status": "ok", "sample": sample})
         return (t, line)
@@ -299,7 +317,7 @@ class InferenceLog:
     def _store_sample(self, t: float, conn: int, seq: int, observation: Mapping[str, Any]) -> str:
         d = self.log_dir / "samples"
         d.mkdir(exist_ok=True)
-        name = f"{dt.datetime.fromtimestamp(t, dt.timezone.utc):%Y%m%dT%H%M%S%f}-{conn}-{seq}.npz"
+        name = f"{dt.datetime.fromtimestamp(t, dt.timezone.utc):%Y%m%dT%H%M%S%f}-{self.instance}-{conn}-{seq}.npz"
         arrays = {k.replace("/", "__"): np.asarray(v) for k, v in observation.items()
                   if isinstance(v, np.ndarray) or k == "prompt"}
         tmp = d / f".{name}.tmp"
@@ -417,3 +435,14 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     text = Path(path).read_text(encoding="utf-8")
     complete = text[:text.rfind("\n") + 1]
     return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def connection_of(line: Mapping[str, Any]) -> tuple[str, int]:
+    """The connection a log line belongs to, ``(instance, conn)``: connection ids restart at 1 in
+    each server, so several servers writing one file are told apart by ``instance``.
+
+    Raises:
+        KeyError: the line has no ``instance`` or ``conn`` (a ``start``/``stop`` line, or a file
+            written before instance ids).
+    """
+    return str(line["instance"]), int(line["conn"])

@@ -9,8 +9,16 @@ str, bytes are msgpack bin (``use_bin_type=True``).
 openpi's own decoder builds arrays straight from whatever the peer sent. A server facing robots
 cannot: :func:`unpack` refuses object, void, complex and structured dtypes, a data length that does
 not match the shape, negative or absurd shapes and non-string map keys, each with a
-:class:`WireError` that says what was wrong and where; nesting is bounded (msgpack's own unpack
-stack; the fast path below hands anything nested deeper than 16 levels to it).
+:class:`WireError` that says what was wrong and where.
+
+Bounded decoding (issue 15): a message may nest maps and lists at most :data:`MAX_DEPTH` (16)
+levels deep (an openpi array counts as one value) and hold at most :data:`MAX_ELEMENTS` (16,384)
+elements (map entries plus list items, over the whole message). Both are enforced **while**
+decoding — msgpack's own per-container limits (``max_array_len``/``max_map_len``) refuse a header
+announcing more before anything is built, and hooks on every map and list count elements and
+measure nesting as the decoder closes each container, aborting at the first one over the limit —
+so a 16 MiB message of 16.7 M empty maps is refused after at most ~2 × 16,384 small objects
+(milliseconds) instead of building them all (1.17 GB and 9 s before this change).
 
 Zero copy: decoded arrays are **read-only views of the message bytes** (``np.ndarray`` over the
 received ``bytes`` object at the data's offset; openpi's decoder views a copy msgpack makes of each
@@ -40,6 +48,13 @@ import numpy as np
 
 #: dtype kinds that may cross the wire: bool, signed/unsigned int, float.
 ALLOWED_KINDS = frozenset("biuf")
+#: deepest nesting of maps and lists accepted (an openpi array map counts as one value, like a number):
+#: openpi observations are 1–2 levels deep; 16 leaves room for structured extras.
+MAX_DEPTH = 16
+#: most elements (map entries + list items, summed over the message) accepted: an openpi observation
+#: has ~10 keys plus 4–12 per array (~50 for 3 cameras); 16,384 is 300× that, and the worst message
+#: it admits (16,384 empty maps, ~64 B each) costs ~1–2 MB and a few ms to decode.
+MAX_ELEMENTS = 16_384
 _MAX_NDIM = 8
 _DTYPES: dict[Any, np.dtype] = {}  # validated dtype strings (bounded: at most 64 entries)
 
@@ -133,6 +148,75 @@ class _SlowPath(Exception):
     """Raised inside the fast decode when a map needs the walk (bytes keys) or the error needs a path."""
 
 
+class MessageLimitError(WireError):
+    """The message nests deeper than :data:`MAX_DEPTH` or holds more than :data:`MAX_ELEMENTS`
+    elements (refused as soon as the decoder sees it, without a second pass)."""
+
+
+def _too_many() -> MessageLimitError:
+    return MessageLimitError(f"message refused: more than {MAX_ELEMENTS} elements (map entries and list items); "
+                       "send images and states as numpy arrays")
+
+
+def _too_deep() -> MessageLimitError:
+    return MessageLimitError(f"message refused: maps and lists nested deeper than {MAX_DEPTH} levels")
+
+
+class _Limits:
+    """``object_hook`` / ``list_hook`` for msgpack's C decoder that enforce :data:`MAX_ELEMENTS` and
+    :data:`MAX_DEPTH` as it goes. The decoder closes containers innermost first, so a container's
+    height is 1 + its tallest child's (children's heights are kept by ``id``: every recorded
+    container stays alive inside its parent until the decode ends, so ids cannot be reused). A map
+    that ``convert`` turns into something else (an openpi array) counts as a value of height 0."""
+
+    __slots__ = ("left", "heights", "convert")
+
+    def __init__(self, convert: Any = None):
+        self.left = MAX_ELEMENTS
+        self.heights: dict[int, int] = {}
+        self.convert = convert
+
+    def _height(self, values: Any) -> int:
+        get = self.heights.get
+        h = 1 + max((get(id(v), 0) for v in values), default=0)
+        if h > MAX_DEPTH:
+            raise _too_deep()
+        return h
+
+    def map(self, m: dict) -> Any:
+        self.left -= len(m)
+        if self.left < 0:
+            raise _too_many()
+        h = self._height(m.values())
+        out = m if self.convert is None else self.convert(m)
+        if out is m:
+            self.heights[id(m)] = h
+        return out
+
+    def list(self, items: list) -> list:
+        self.left -= len(items)
+        if self.left < 0:
+            raise _too_many()
+        self.heights[id(items)] = self._height(items)
+        return items
+
+
+def _unpackb(data: Any, convert: Any = None) -> Any:
+    """msgpack's C decoder with the limits enforced while decoding (raises :class:`MessageLimitError`,
+    ``_SlowPath`` from ``convert``, or msgpack's own errors)."""
+    limits = _Limits(convert)
+    try:
+        # strict_map_key=False: openpi's array maps use bytes keys (b"__ndarray__").
+        return msgpack.unpackb(data, object_hook=limits.map, list_hook=limits.list, raw=False,
+                               strict_map_key=False, max_array_len=MAX_ELEMENTS, max_map_len=MAX_ELEMENTS)
+    except msgpack.StackError:  # deeper than msgpack's own stack (1,024 levels)
+        raise _too_deep() from None
+    except ValueError as exc:
+        if "exceeds max_" in str(exc):  # a header announcing more elements than allowed
+            raise _too_many() from None
+        raise
+
+
 def _hook(m: dict) -> Any:
     if b"__ndarray__" in m:
         return _array(m, "message")
@@ -155,7 +239,10 @@ _I64 = struct.Struct(">q").unpack_from
 _U64 = struct.Struct(">Q").unpack_from
 _F32 = struct.Struct(">f").unpack_from
 _F64 = struct.Struct(">d").unpack_from
-_FAST_DEPTH = 16
+_FAST_DEPTH = MAX_DEPTH
+#: elements the fast path decodes before handing the message to msgpack's C decoder (which enforces
+#: :data:`MAX_ELEMENTS`): openpi observations have tens, and Python is slow per element.
+_FAST_ELEMENTS = 1024
 #: validated array headers: data length -> (the bytes from the dtype key to the end of the shape,
 #: shape tuple, dtype). Bounded: at most 64 entries (a new one is not cached once full).
 _HEADERS: dict[int, tuple[bytes, tuple[int, ...], np.dtype]] = {}
@@ -228,9 +315,10 @@ def _fast_array(buf: bytes, pos: int) -> tuple[np.ndarray, int]:
     return np.ndarray(shape_t, dt, buf, pos), p
 
 
-def _fast_value(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
-    """Decode the msgpack value at ``pos``; (value, next position). Raises _SlowPath for anything
-    it does not handle (the C decoder then decides)."""
+def _fast_value(buf: bytes, pos: int, depth: int, budget: list[int]) -> tuple[Any, int]:
+    """Decode the msgpack value at ``pos``; (value, next position). ``budget[0]``: elements still
+    allowed (decremented). Raises _SlowPath for anything it does not handle (the C decoder then
+    decides)."""
     c = buf[pos]
     if c <= 0x7f:
         return c, pos + 1
@@ -249,6 +337,9 @@ def _fast_value(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
             count, pos = _U16(buf, pos + 1)[0], pos + 3
         else:
             count, pos = c & 0x0f, pos + 1
+        budget[0] -= count
+        if budget[0] < 0:
+            raise _SlowPath
         out = {}
         for _ in range(count):
             k = buf[pos]
@@ -259,7 +350,7 @@ def _fast_value(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
                 end = start + n
             if end > len(buf):
                 raise _SlowPath
-            out[buf[start:end].decode()], pos = _fast_value(buf, end, depth + 1)
+            out[buf[start:end].decode()], pos = _fast_value(buf, end, depth + 1, budget)
         return out, pos
     if 0x90 <= c <= 0x9f or c == 0xdc:
         if depth >= _FAST_DEPTH:
@@ -268,9 +359,12 @@ def _fast_value(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
             count, pos = _U16(buf, pos + 1)[0], pos + 3
         else:
             count, pos = c & 0x0f, pos + 1
+        budget[0] -= count
+        if budget[0] < 0:
+            raise _SlowPath
         items = []
         for _ in range(count):
-            v, pos = _fast_value(buf, pos, depth + 1)
+            v, pos = _fast_value(buf, pos, depth + 1, budget)
             items.append(v)
         return items, pos
     if c == 0xcb:
@@ -299,7 +393,7 @@ def _fast_value(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
 def _fast_decode(buf: bytes) -> Any:
     """The zero-copy decode of a whole message; raises _SlowPath when it cannot decide."""
     try:
-        value, pos = _fast_value(buf, 0, 0)
+        value, pos = _fast_value(buf, 0, 0, [_FAST_ELEMENTS])
     except (IndexError, struct.error, UnicodeDecodeError, WireError):
         raise _SlowPath from None
     if pos != len(buf):
@@ -334,8 +428,9 @@ def unpack(data: bytes) -> Any:
         ``bytes`` object in openpi's layout, else of msgpack's copy) and map keys as ``str``.
 
     Raises:
-        WireError: not msgpack, trailing bytes, nesting beyond msgpack's stack, a disallowed dtype,
-            data/shape mismatch or non-string map keys (the message names the key).
+        WireError: not msgpack, trailing bytes, nesting deeper than :data:`MAX_DEPTH`, more than
+            :data:`MAX_ELEMENTS` elements, a disallowed dtype, data/shape mismatch or non-string map
+            keys (the message names the key).
     """
     if type(data) is bytes:
         try:
@@ -345,14 +440,17 @@ def unpack(data: bytes) -> Any:
     elif not isinstance(data, (bytearray, memoryview)):
         raise WireError(f"expected a binary frame, got {type(data).__name__}")
     try:
-        # strict_map_key=False: openpi's array maps use bytes keys (b"__ndarray__").
-        return msgpack.unpackb(data, object_hook=_hook, raw=False, strict_map_key=False)
+        return _unpackb(data, _hook)
+    except MessageLimitError:
+        raise
     except (WireError, _SlowPath):
         pass  # decode again below, with the walk that says where
     except Exception as exc:  # noqa: BLE001 - any failure to parse untrusted bytes is the peer's error
         raise WireError(f"not a msgpack message: {type(exc).__name__}: {exc}") from exc
     try:  # the hook stopped early: what follows the offending map may not even be msgpack
-        raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        raw = _unpackb(data)
+    except MessageLimitError:
+        raise
     except Exception as exc:  # noqa: BLE001 - as above
         raise WireError(f"not a msgpack message: {type(exc).__name__}: {exc}") from exc
     return _walk(raw, "message")

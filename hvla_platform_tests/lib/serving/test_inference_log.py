@@ -30,9 +30,9 @@ def test_every_request_is_recorded_in_order_and_written_by_the_writer_thread(tmp
     lines = read_log(log.path)
     reqs = requests(lines)
     assert [r["seq"] for r in reqs] == list(range(1, 2001))
-    assert reqs[0] == {"event": "request", "t": reqs[0]["t"], "checkpoint": "ck/1", "conn": 1, "seq": 1,
-                       "latency_ms": 0.25, "infer_ms": 0.125, "request_bytes": 150820, "action_shape": [10, 14],
-                       "status": "ok"}
+    assert reqs[0] == {"event": "request", "t": reqs[0]["t"], "instance": log.instance, "checkpoint": "ck/1",
+                       "conn": 1, "seq": 1, "latency_ms": 0.25, "infer_ms": 0.125, "request_bytes": 150820,
+                       "action_shape": [10, 14], "status": "ok"}
     assert [r["t"] for r in reqs] == sorted(r["t"] for r in reqs)
     log.write("close", conn=1)
     log.close()

@@ -83,8 +83,8 @@ def test_metadata_then_actions_equal_to_the_policy(served, policy):
     for r in reqs:
         assert r["checkpoint"] == "checkpoints/hvla_serve_test/serve/5" and r["action_shape"] == [10, 14]
         assert r["latency_ms"] > 0 and r["infer_ms"] > 0 and r["request_bytes"] > 2 * 96 * 128 * 3
-        assert set(r) == {"event", "t", "checkpoint", "conn", "seq", "latency_ms", "infer_ms", "request_bytes",
-                          "action_shape", "status"}  # no frames, states or prompts
+        assert set(r) == {"event", "t", "instance", "checkpoint", "conn", "seq", "latency_ms", "infer_ms",
+                          "request_bytes", "action_shape", "status"}  # no frames, states or prompts
     assert log.path.stat().st_size < 4000 and not (log.log_dir / "samples").exists()
     assert [ln["event"] for ln in lines if ln["event"] in ("start", "open", "close")] == ["start", "open", "close"]
 
