@@ -58,10 +58,11 @@ def test_image_runs_the_same_install_script():
     assert '"${HVLA_VENV:-.venv}"' in script and '"${HVLA_PYTHON:-python3.11}"' in script
     # ... and the test-only tools are installed only inside the HVLA_SKIP_TEST_TOOLS guard
     lines = commands(REPO_ROOT / "scripts" / "install.sh")
-    guard = lines.index('if [ "${HVLA_SKIP_TEST_TOOLS:-0}" != 1 ]; then')
-    end = next(i for i in range(guard, len(lines)) if lines[i] == "fi" and i > guard + 2)
-    for tool in ("./scripts/install_ui.sh", "./scripts/install_openpi_client.sh"):
-        assert guard < lines.index(tool) < end, tool
+    guards = [i for i, ln in enumerate(lines) if ln == 'if [ "${HVLA_SKIP_TEST_TOOLS:-0}" != 1 ]; then']
+    blocks = [(g, next(i for i in range(g, len(lines)) if lines[i] == "fi" and i > g + 1)) for g in guards]
+    for tool in ("./scripts/install_ui.sh", "./scripts/install_openpi_client.sh", "need_apt+=(chromium)"):
+        at = next(i for i, ln in enumerate(lines) if tool in ln)
+        assert any(g < at < end for g, end in blocks), tool
     env = dict(kv.split("=", 1) for kv in shlex.split(next(a for k, a in DOCKERFILE if k == "ENV")))
     assert env["PATH"].startswith("/opt/hvla/.venv/bin:")
 
