@@ -193,6 +193,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 standing = None if args.offline else _standing(key, lake, args)
             except (RightsError, CheckpointError, ValueError) as exc:
                 return _refused(str(exc))
+            except Exception as exc:  # noqa: BLE001 - the lake could not be read (S3 down, credentials): one line
+                return _refused(f"cannot read the standing of checkpoint {key} in the lake: {type(exc).__name__}: "
+                                f"{exc} (--offline serves it without checking, logged)")
             echo(f"verified {len(manifest.files or [])} files of {step_dir} against its committed manifest "
                  f"in {verify_s:.2f} s")
             echo(f"loading {step_dir} (checkpoint {key}) for {args.use!r}")

@@ -199,3 +199,13 @@ def test_standing_keeps_the_last_answer_when_a_reread_fails_and_latches_a_flag(t
     assert "flagged retrain_required: withdrawn" in revoked[0] and "rights-revocations/k/x.json" in revoked[0]
     with pytest.raises(ValueError, match="must be > 0"):
         Standing(lake, key, interval_s=0)
+
+
+def test_an_unreachable_lake_is_a_one_line_refusal(rights_lake, tmp_path):
+    copy = Path(shutil.copytree(rights_lake.path("checkpoints/hvla_serve_test/live/5"), tmp_path / "policy"))
+    env = {**env_for(tmp_path, rights_lake.root), "HVLA_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+           "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_MAX_ATTEMPTS": "1",
+           "AWS_RETRY_MODE": "standard"}
+    line = serve_refused(env, "--checkpoint", str(copy), "--lake", "s3://no-such-server/lake")
+    assert "cannot read the standing of checkpoint checkpoints/hvla_serve_test/live/5 in the lake" in line
+    assert "--offline" in line
