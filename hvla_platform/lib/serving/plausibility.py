@@ -24,7 +24,9 @@ limit is never refused either. A joint the model leaves unlimited, and every dim
 that names no joints, is bounded by its norm stats alone.
 
 The robot model is the profile given to :func:`bounds_from_checkpoint` (``--robot-profile``), else
-the checkpoint's ``config.json`` ``robot_profile``, else
+the checkpoint's ``config.json`` ``robot_profile``, else the profile whose joints include every
+state and action joint the checkpoint names (:func:`covering_profile`: an H1 or UR5e checkpoint is
+judged against its own model), else (a checkpoint naming no joints)
 :data:`~hvla_platform.lib.formats.recording.profile.DEFAULT_PROFILE`; which one was used is in
 :meth:`PlausibilityBounds.describe` (the server's console and its inference log).
 
@@ -45,7 +47,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE, load_profile
+from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE, ProfileError, available_profiles, load_profile
 from hvla_platform.lib.processing.qa.robot_limits import joint_limits
 from hvla_platform.lib.serving.server import RequestError
 from hvla_platform.lib.training import checkpoint as ckpt
@@ -236,6 +238,27 @@ def key_bounds(key: str, lo: np.ndarray, hi: np.ndarray, limits: np.ndarray | No
     return KeyBounds(key=key, names=shown, lower=lower - floor, upper=upper + floor, limited=limited)
 
 
+def covering_profile(joints: list[str]) -> str:
+    """The robot profile (``name``) whose ``joint_state`` joints include every one of ``joints``, the
+    checkpoint's state and action joint names; of several, the one with the fewest joints (the G1
+    rather than the G1 with hands for a body-only checkpoint), then by name. Checkpoints do not record
+    their robot profile, so this identifies the robot model from what they do record.
+
+    Raises:
+        ProfileError: no known profile has all of them (give ``--robot-profile``).
+    """
+    want = set(joints)
+    fits = []
+    for name in sorted(available_profiles()):
+        prof = load_profile(name)
+        if want <= set(prof.joint_state.joints):
+            fits.append((len(prof.joint_state.joints), name))
+    if not fits:
+        raise ProfileError(f"no robot profile has all of the checkpoint's {len(want)} joints (e.g. "
+                           f"{sorted(want)[:3]}); give --robot-profile NAME")
+    return min(fits)[1]
+
+
 def bounds_from_checkpoint(step_dir: str | Path, *, margin: float = DEFAULT_MARGIN, floor: float = ABSOLUTE_FLOOR,
                            robot_profile: str | None = None) -> PlausibilityBounds:
     """The plausibility bounds of a checkpoint (JAX or LeRobot backend: both store
@@ -246,7 +269,8 @@ def bounds_from_checkpoint(step_dir: str | Path, *, margin: float = DEFAULT_MARG
         margin: k, >= 0 (module docstring).
         floor: f, >= 0, rad (m for prismatic joints).
         robot_profile: the robot model's profile name (``name`` or ``name@version``); None: the
-            checkpoint's ``config.json`` ``robot_profile``, else the default profile.
+            checkpoint's ``config.json`` ``robot_profile``, else the profile whose joints cover the
+            checkpoint's (:func:`covering_profile`), else (no names) the default profile.
 
     Raises:
         ValueError: margin/floor negative or not finite; norm stats without a range; names and
@@ -266,6 +290,8 @@ def bounds_from_checkpoint(step_dir: str | Path, *, margin: float = DEFAULT_MARG
         source = "--robot-profile"
     elif config.get("robot_profile"):
         robot_profile, source = str(config["robot_profile"]), "config.json"
+    elif all(names.values()):
+        robot_profile, source = covering_profile([*names["state"], *names["actions"]]), "joint names"
     else:
         robot_profile, source = DEFAULT_PROFILE, "default"
     profile = load_profile(robot_profile) if all(names.values()) else None
@@ -315,4 +341,4 @@ class PlausiblePolicy:
 
 
 __all__ = ["ABSOLUTE_FLOOR", "DEFAULT_MARGIN", "ImplausibleAction", "KeyBounds", "PlausibilityBounds",
-           "PlausiblePolicy", "bounds_from_checkpoint", "key_bounds"]
+           "PlausiblePolicy", "bounds_from_checkpoint", "covering_profile", "key_bounds"]

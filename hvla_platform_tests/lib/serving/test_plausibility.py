@@ -141,7 +141,7 @@ def test_bounds_join_the_norm_stats_range_and_the_joint_limits(step_dir, tmp_pat
                       "action": {"min": [-0.5] * 14, "max": [0.5] * 14}}
     (ck / "norm_stats.json").write_text(json.dumps(doc))
     b = bounds_from_checkpoint(ck, margin=0.5)
-    assert b.stats == {"state": "min/max", "actions": "min/max"} and b.profile_source == "default"
+    assert b.stats == {"state": "min/max", "actions": "min/max"} and b.profile_source == "joint names"
     f = ABSOLUTE_FLOOR
     # waist_yaw_joint: [-0.1, 0.1] ± 0.5 × 0.2 = [-0.2, 0.2], joined with ±2.618 → ±2.618, ± f
     assert b.state.lower[0] == pytest.approx(-2.618 - f) and b.state.upper[0] == pytest.approx(2.618 + f)
@@ -186,3 +186,16 @@ def test_hvla_serve_flags_wrap_the_policy_and_log_the_bounds(policy, step_dir, t
                  "--plausibility-margin", "1"]) == 2
     assert capsys.readouterr().err.strip() == ("hvla serve: refused: --no-plausibility-check and "
                                                "--plausibility-margin contradict each other: give one")
+
+
+def test_the_robot_model_is_the_profile_whose_joints_cover_the_checkpoints():
+    from hvla_platform.lib.formats.recording.profile import load_profile
+    from hvla_platform.lib.serving.plausibility import covering_profile
+
+    g1 = load_profile("unitree_g1_29dof").joint_state.joints
+    assert covering_profile(g1[:17]) == "unitree_g1_29dof"  # not the G1 with hands, which has them too
+    assert covering_profile(load_profile("unitree_h1_3cam").joint_state.joints[:5]) == "unitree_h1_3cam"
+    assert covering_profile(["shoulder_pan_joint", "right_driver_joint"]) == "ur5e_robotiq_2f85"
+    with pytest.raises(ProfileError, match="give --robot-profile"):
+        covering_profile(["shoulder_pan_joint", "left_hip_pitch_joint"])
+
