@@ -77,18 +77,11 @@ def _inputs(lake: Lake, sel: Selection) -> list[InputRef]:
             for e in sel.episodes]
 
 
-def episode_qa_metrics(lake: Lake, sel: Selection) -> dict[str, dict]:
-    """Each selected episode's ``qa_metrics`` as its conversion recorded them (the
-    ``episodes-hdf5`` manifests' ``conversions``); an episode whose row has none maps to ``{}``
-    (the release checks then report its camera statistics as not measured)."""
-    wanted = {e.episode_id for e in sel.episodes}
-    out: dict[str, dict] = {}
-    for day, robot in sel.partitions:
-        manifest = lake.read_manifest(episodes_prefix(day, robot)) or {}
-        for conv in manifest.get("conversions", []):
-            if conv.get("episode_id") in wanted and conv.get("status") == "converted":
-                out[conv["episode_id"]] = dict(conv.get("qa_metrics") or {})
-    return out
+def episode_qa_metrics(sel: Selection) -> dict[str, dict]:
+    """Each selected episode's ``qa_metrics`` as its conversion recorded them (read once, by
+    :func:`~hvla_platform.lib.dataset.releases.select_episodes`); an episode whose row has none maps
+    to ``{}`` (the release checks then report its camera statistics as not measured)."""
+    return {e.episode_id: e.qa_metrics for e in sel.episodes}
 
 
 def _joint_names(feats: dict) -> dict[str, list[str]]:
@@ -227,7 +220,7 @@ def build_release(lake: Lake, spec: ReleaseSpec, *, progress: Callable[[str], No
         info = read_info(dataset)
         # release checks: the card (rewritten here) and the manifest carry the same findings
         result.release_checks = release_checks_of(dataset, spec, previous_version_stats(lake, previous),
-                                                  episode_qa_metrics(lake, sel))
+                                                  episode_qa_metrics(sel))
         card = dataset / "README.md"
         card.unlink()  # a new file, never written through a link to the previous version's
         card.write_text(dataset_card(spec, result, read_hvla_episodes(dataset), rights.to_dict()))

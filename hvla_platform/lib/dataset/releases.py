@@ -104,6 +104,8 @@ class SelectedEpisode:
     raw_sha256: str = ""
     quality_score: float | None = None
     profile: str = DEFAULT_PROFILE  # the HDF5's robot profile key (episode_profile)
+    #: the conversion's ``qa_metrics`` (the release checks read the camera statistics from it)
+    qa_metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -212,6 +214,7 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
                 hdf5_sha256=files.get(conv["file"], conv["sha256"]), rights=rights, task=conv.get("task", ""),
                 operator=r["metadata"].get("operator"), site=r["metadata"].get("site"),
                 raw_mcap_key=r.get("mcap_key", ""), raw_sha256=r.get("sha256", ""), profile=ep_profile,
+                qa_metrics=dict(conv.get("qa_metrics") or {}),
             ))
     if not sel.episodes:
         raise ValueError(f"release {spec.name} selects no usable episode (excluded: {sel.excluded or 'none'})")

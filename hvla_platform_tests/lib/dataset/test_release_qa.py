@@ -266,7 +266,7 @@ def test_the_release_records_its_findings_and_the_card_shows_them(release):
     assert qa.check("action_chunk_fit").values["short"] == {"ep-e": short}
     assert qa.check("task_coverage").values["imbalance"] == 3.0  # 3 train episodes vs 1
     # episodes whose conversion recorded no camera statistics are reported as not measured
-    metrics = episode_qa_metrics(release["lake"], build.selection)
+    metrics = episode_qa_metrics(build.selection)
     assert qa.check("camera_image_outliers").values["not_measured"] == sorted(
         e for e in rows if "camera_exposure" not in metrics[e])
     # the card: coverage per task and one line per check, rendered from those findings
