@@ -24,8 +24,8 @@ from pathlib import Path
 from hvla_platform.cli.common import EXIT_ESTOP, EXIT_FAULT, EXIT_REFUSED, echo, open_env_lake
 from hvla_platform.cli.known import checkpoint_suggestion
 from hvla_platform.lib.core import settings
-from hvla_platform.lib.core.lake import Lake, LocalLake
-from hvla_platform.lib.core.lake_config import LakeConfig, open_lake
+from hvla_platform.lib.core.lake import Lake
+from hvla_platform.lib.core.lake_config import lake_config_from_uri, open_lake
 from hvla_platform.lib.core.rights import SERVING_USES, RightsError
 from hvla_platform.lib.serving.inference_log import InferenceLog
 from hvla_platform.lib.serving.prompts import PromptCheckedPolicy, PromptWatch, checked_infer
@@ -74,31 +74,13 @@ def _tasks_note(watch: PromptWatch, whose: str) -> str:
             "served with a warning (once per prompt)")
 
 
-def _open_named_lake(where: str) -> Lake:
-    """The lake ``hvla serve --lake`` names: ``s3://bucket[/prefix]`` (endpoint and credentials as for
-    the configured lake: ``HVLA_S3_ENDPOINT_URL``, ``AWS_*``) or an existing local lake directory.
-
-    Raises:
-        ValueError: a local path that is not a directory.
-    """
-    if where.startswith("s3://"):
-        bucket, _, prefix = where[len("s3://"):].partition("/")
-        return open_lake(LakeConfig(backend="s3", bucket=bucket, prefix=prefix,
-                                    endpoint_url=os.environ.get("HVLA_S3_ENDPOINT_URL", ""),
-                                    region_name=os.environ.get("AWS_REGION", "us-east-1")))
-    root = Path(where.removeprefix("file://")).expanduser()
-    if not root.is_dir():
-        raise ValueError(f"--lake {where}: no lake directory there")
-    return LocalLake(root)
-
-
 def _standing(key: str, configured: Lake, args: argparse.Namespace) -> Standing:
     """The checkpoint's :class:`~hvla_platform.lib.serving.standing.Standing`, read once now.
 
     Raises:
         ServingRefused: no lake knows the checkpoint, or it is flagged. ValueError: bad ``--lake``.
     """
-    lake = standing_lake(key, configured, _open_named_lake(args.lake) if args.lake else None)
+    lake = standing_lake(key, configured, open_lake(lake_config_from_uri(args.lake)) if args.lake else None)
     standing = Standing(lake, key, interval_s=args.standing_interval)
     reason = standing.refresh()
     if reason:

@@ -43,11 +43,28 @@ def lake_config_from_env() -> LakeConfig:
     """The :class:`LakeConfig` the environment asks for (see the module docstring)."""
     backend = os.environ.get("HVLA_LAKE_BACKEND", "local")
     if backend == "s3":
-        return LakeConfig(backend="s3", bucket=os.environ.get("HVLA_S3_BUCKET", "hvla-lake"),
-                          prefix=os.environ.get("HVLA_S3_PREFIX", ""),
+        bucket, prefix = os.environ.get("HVLA_S3_BUCKET", "hvla-lake"), os.environ.get("HVLA_S3_PREFIX", "")
+        return lake_config_from_uri(f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}")
+    return LakeConfig(backend=backend, root=str(settings.lake_root()))
+
+
+def lake_config_from_uri(uri: str) -> LakeConfig:
+    """The :class:`LakeConfig` of a lake named by ``uri``: ``s3://bucket[/prefix]`` (endpoint and
+    region from the environment as for the configured lake, credentials from boto3's lookup) or a
+    local directory (``file://`` optional). E.g. ``hvla serve --lake``.
+
+    Raises:
+        ValueError: a local path that is not a directory.
+    """
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        return LakeConfig(backend="s3", bucket=bucket, prefix=prefix,
                           endpoint_url=os.environ.get("HVLA_S3_ENDPOINT_URL", ""),
                           region_name=os.environ.get("AWS_REGION", "us-east-1"))
-    return LakeConfig(backend=backend, root=str(settings.lake_root()))
+    root = os.path.expanduser(uri.removeprefix("file://"))
+    if not os.path.isdir(root):
+        raise ValueError(f"{uri}: no lake directory there")
+    return LakeConfig(backend="local", root=root)
 
 
 def open_lake(config: LakeConfig | None = None) -> Lake:
