@@ -333,16 +333,18 @@ class PolicyServer:
                     task.add_done_callback(self._closing.discard)
 
     # ---- one connection -------------------------------------------------------------------
-    async def _refuse_revoked(self, ws: ServerConnection, conn: int, seq: int, arrived: float, size: int,
-                              revoked: str) -> None:
-        """Answer a request on a checkpoint flagged while serving: a ``revoked`` request log line, an
-        error frame naming the revocation, close 1011."""
-        text = f"hvla policy server: request {seq}: refused: {revoked}"
+    async def _fail_request(self, ws: ServerConnection, text: str, why: str, *, status: str, conn: int, seq: int,
+                            arrived: float, size: int, latency_ms: float, infer_ms: float | None = None,
+                            observation: Any = None) -> None:
+        """End a connection on a request that gets no actions: a request log line with ``status``
+        (``error``: the request was refused or inference failed; ``revoked``: the checkpoint was
+        flagged while serving), the error frame ``text``, then close 1011 with ``why``."""
         if self.log:
-            self.log.request(t=arrived, conn=conn, seq=seq, latency_ms=0.0, infer_ms=None, request_bytes=size,
-                             action_shape=None, status="revoked", error=text)
+            self.log.request(t=arrived, conn=conn, seq=seq, latency_ms=latency_ms, infer_ms=infer_ms,
+                             request_bytes=size, action_shape=None, status=status, error=text,
+                             observation=observation)
         await self._send(ws, text)
-        await ws.close(code=1011, reason="checkpoint revoked; the reason is in the previous frame")
+        await ws.close(code=1011, reason=f"{why}; the reason is in the previous frame")
 
     def _answer(self, message: Any, prev_total_ms: float | None, packer: Any) -> tuple[bytes, dict, float, tuple]:
         """Decode, infer, check, encode. Returns (reply bytes, observation, infer_ms, action shape).
@@ -404,21 +406,20 @@ class PolicyServer:
                 obs, infer_ms = None, None
                 revoked = self._standing() if self._standing is not None else None
                 if revoked:  # the checkpoint was flagged while serving: answer no more requests
-                    await self._refuse_revoked(ws, conn, seq, arrived, len(message), revoked)
+                    await self._fail_request(ws, f"hvla policy server: request {seq}: refused: {revoked}",
+                                             "checkpoint revoked", status="revoked", conn=conn, seq=seq,
+                                             arrived=arrived, size=len(message), latency_ms=0.0)
                     return
                 try:  # decoding, inference and encoding on a worker thread: the event loop keeps serving
                     reply, obs, infer_ms, shape = await loop.run_in_executor(executor, answer, message,
                                                                              prev_total_ms, packer)
                 except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame, never a crash
-                    text = _error_text(exc, seq)
                     if not isinstance(exc, (ValueError, KeyError)):
                         logger.exception("request %d on connection %d failed", seq, conn)
-                    if log:
-                        log.request(t=arrived, conn=conn, seq=seq, latency_ms=(perf_counter() - t0) * 1e3,
-                                    infer_ms=infer_ms, request_bytes=len(message), action_shape=None,
-                                    status="error", error=text, observation=obs)
-                    await self._send(ws, text)
-                    await ws.close(code=1011, reason="request rejected; the reason is in the previous frame")
+                    await self._fail_request(ws, _error_text(exc, seq), "request rejected", status="error",
+                                             conn=conn, seq=seq, arrived=arrived, size=len(message),
+                                             latency_ms=(perf_counter() - t0) * 1e3, infer_ms=infer_ms,
+                                             observation=obs)
                     return
                 dropped = await self._send(ws, reply)
                 prev_total_ms = (perf_counter() - t0) * 1000.0
