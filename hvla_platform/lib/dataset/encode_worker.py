@@ -9,11 +9,17 @@ as ``-m`` of this module imports only numpy, h5py, PIL and PyAV (~0.2 s).
 
 Protocol (one JSON object per line): the parent writes a job ``{"h5", "camera", "out", "fps",
 "vcodec", "options", "sample", "sample_out"}`` on the worker's stdin; the worker runs
-:func:`~hvla_platform.lib.dataset.episode_video.encode_frames`, saves the sampled frames with
-``numpy.save`` to ``sample_out`` and answers ``{"ok": true, "frames": T, "duration_s": d}`` (the
-MP4's duration, :func:`~hvla_platform.lib.dataset.episode_video.video_duration_s`) or ``{"ok": false,
+:func:`~hvla_platform.lib.dataset.episode_video.encode_frames`, writes the sampled frames' raw
+bytes (C order) to ``sample_out`` and answers ``{"ok": true, "frames": T, "duration_s": d,
+"sample_shape": [S, C, H, W], "sample_dtype": "|u1"}`` (``d``: the MP4's duration,
+:func:`~hvla_platform.lib.dataset.episode_video.video_duration_s`) or ``{"ok": false,
 "error": "<type>: <message>"}`` on stdout. EOF on stdin ends the worker. The codec's own messages
 go to the worker's stderr, inherited from the parent (the release build's codec log).
+
+Raw bytes and not ``numpy.save``: the parent reads the samples on several feeding threads at once,
+and ``numpy.load`` parses the ``.npy`` header with ``ast.literal_eval``, which on CPython 3.11.7 is
+not thread-safe ("SystemError: AST constructor recursion depth mismatch", CPython gh-106905; seen
+in CI). ``numpy.fromfile`` with the shape and dtype from the answer parses nothing.
 """
 
 from __future__ import annotations
@@ -44,8 +50,10 @@ def _serve() -> None:
         try:
             n, sampled = encode_frames(job["h5"], job["camera"], job["out"], fps=int(job["fps"]), vcodec=job["vcodec"],
                                        options=job["options"], sample=[int(i) for i in job["sample"]])
-            np.save(job["sample_out"], sampled)
-            answer: dict[str, Any] = {"ok": True, "frames": int(n), "duration_s": video_duration_s(job["out"])}
+            sampled = np.ascontiguousarray(sampled)
+            sampled.tofile(job["sample_out"])
+            answer: dict[str, Any] = {"ok": True, "frames": int(n), "duration_s": video_duration_s(job["out"]),
+                                      "sample_shape": list(sampled.shape), "sample_dtype": sampled.dtype.str}
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(answer) + "\n")
@@ -88,7 +96,7 @@ class EncoderPool:
         answer = json.loads(line)
         if not answer["ok"]:
             raise EncoderError(f"{job['h5']} camera {job['camera']}: {answer['error']}")
-        sampled = np.load(job["sample_out"])
+        sampled = np.fromfile(job["sample_out"], dtype=np.dtype(answer["sample_dtype"])).reshape(answer["sample_shape"])
         os.unlink(job["sample_out"])
         return int(answer["frames"]), float(answer["duration_s"]), post(sampled) if post else sampled
 
@@ -99,7 +107,7 @@ class EncoderPool:
         thread: e.g. image statistics, numpy work that releases the GIL)."""
         job = {"h5": str(h5), "camera": camera, "out": str(out), "fps": int(fps), "vcodec": vcodec,
                "options": dict(options), "sample": [int(i) for i in sample],
-               "sample_out": str(Path(out).with_suffix(".sample.npy"))}
+               "sample_out": str(Path(out).with_suffix(".sample.raw"))}
         return self._threads.submit(self._run, job, post)
 
     #: The largest peak resident set (``VmHWM``, MB) of any worker of the last pool closed in this
