@@ -56,7 +56,7 @@ def lifecycle(env):
     parts = land_folder(recs)
     assert parts == [("2026-11-10", "g1-001"), ("2026-11-10", "g1-002")]
     for day, robot in parts:
-        o = run_job(defs, inst, "ingest_job", dg.MultiPartitionKey({"capture_day": day, "robot": robot}))
+        o = run_job(defs, inst, "ingest_job", f"{day}|{robot}")
         assert o.success, o.error
     release = register_release_file(home / "spec.yaml")
     o = run_job(defs, inst, "release_job", release)

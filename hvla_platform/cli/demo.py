@@ -20,10 +20,9 @@ DEFAULT_RELEASE_SPEC = REPO_ROOT / "releases" / "g1-reach-v1.yaml"
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job end to end on the embedded default."""
     # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
-    import dagster as dg  # noqa: PLC0415
-
     from hvla_platform.cli.orchestration import (  # noqa: PLC0415
         add_partitions, ensure_dagster_home, instance, load_defs, print_outcome, run_job)
+    from hvla_platform.defs.partitions import raw_partition_key  # noqa: PLC0415
 
     t_start = time.perf_counter()
     home = ensure_dagster_home()
@@ -38,7 +37,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     echo(f"\n[2/4] ingest: raw_mcap → episodes_hdf5 for {len(parts)} capture-day × robot partition(s)")
     for day, robot in parts:
         t0 = time.perf_counter()
-        o = run_job(defs, inst, "ingest_job", dg.MultiPartitionKey({"capture_day": day, "robot": robot}))
+        o = run_job(defs, inst, "ingest_job", raw_partition_key(day, robot))
         print_outcome(o, echo)
         echo(f"    ({time.perf_counter() - t0:.1f} s)")
         if not o.success:

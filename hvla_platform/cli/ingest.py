@@ -68,16 +68,15 @@ def land_folder(folder: Path) -> list[tuple[str, str]]:
     """Land every recording under ``folder``; register their partitions; return those now in the
     landing area (a conflict's partition included: its first version landed)."""
     # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
-    from hvla_platform.cli.orchestration import add_partitions, instance  # noqa: PLC0415
+    from hvla_platform.cli.orchestration import instance  # noqa: PLC0415
+    from hvla_platform.defs.partitions import register_raw_partitions  # noqa: PLC0415
 
     try:
         items = land_recordings(open_env_lake(), folder)
     except FileNotFoundError as exc:
         raise SystemExit(f"{exc.strerror} {folder}") from None
     parts = _partitions(items, *IN_LANDING, "conflict")
-    inst = instance()
-    add_partitions(inst, "capture_day", sorted({d for d, _ in parts}))
-    add_partitions(inst, "robot", sorted({r for _, r in parts}))
+    register_raw_partitions(instance(), parts)
     return parts
 
 
@@ -88,12 +87,11 @@ def record_refusals(inst: Any, lake: Lake, items: list[Landed]) -> int:
     # deferred: dagster (seconds) is only needed when there is something to record
     import dagster as dg  # noqa: PLC0415
 
-    from hvla_platform.cli.orchestration import add_partitions  # noqa: PLC0415
+    from hvla_platform.defs.partitions import register_raw_partitions  # noqa: PLC0415
 
     refused = [i for i in items if i.result.status not in IN_LANDING]
     named = _partitions(refused, "rejected", "conflict", "withdrawn")
-    add_partitions(inst, "capture_day", sorted({d for d, _ in named}))
-    add_partitions(inst, "robot", sorted({r for _, r in named}))
+    register_raw_partitions(inst, named)
     for i in refused:
         r = i.result
         part = f"{r.capture_day}|{r.robot_id}" if r.capture_day and r.robot_id else None
@@ -144,7 +142,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
     import dagster as dg  # noqa: PLC0415
 
-    from hvla_platform.cli.orchestration import add_partitions, instance, load_defs  # noqa: PLC0415
+    from hvla_platform.cli.orchestration import instance, load_defs  # noqa: PLC0415
+    from hvla_platform.defs.partitions import raw_partition_key, register_raw_partitions  # noqa: PLC0415
     from hvla_platform.cli.outcome import run_and_report  # noqa: PLC0415
 
     lake = open_env_lake()
@@ -155,8 +154,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     items = land_recordings(lake, folder)
     inst = instance()
     parts = _partitions(items, *IN_LANDING, "conflict")
-    add_partitions(inst, "capture_day", sorted({d for d, _ in parts}))
-    add_partitions(inst, "robot", sorted({r for _, r in parts}))
+    register_raw_partitions(inst, parts)
     if record_refusals(inst, lake, items):
         echo("refused recordings are recorded on raw_mcap in Dagster (asset observations) with their evidence")
     run_codes = []
@@ -165,7 +163,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         for day, robot in _partitions(items, *IN_LANDING):
             echo(f"materializing raw_mcap + episodes_hdf5 for {day}|{robot}")
             o, code = run_and_report("ingest", defs, inst, "ingest_job",
-                                     dg.MultiPartitionKey({"capture_day": day, "robot": robot}))
+                                     raw_partition_key(day, robot))
             run_codes.append(code)
     rows = summary_rows(lake, items)
     print_summary(rows)

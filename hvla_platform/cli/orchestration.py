@@ -73,10 +73,14 @@ IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.Dag
 
 def instance() -> dg.DagsterInstance:
     """The persistent Dagster instance under ``DAGSTER_HOME``, after marking failed the runs a dead
-    ``hvla`` process left in progress (:func:`fail_dead_runs`)."""
+    ``hvla`` process left in progress (:func:`fail_dead_runs`) and moving an instance made before
+    the ``capture_day_robot`` partitions to them (:func:`~hvla_platform.defs.partitions.migrate_raw_partitions`)."""
+    from hvla_platform.defs.partitions import migrate_raw_partitions  # noqa: PLC0415
+
     ensure_dagster_home()
     inst = dg.DagsterInstance.get()
     fail_dead_runs(inst)
+    migrate_raw_partitions(inst, print)
     return inst
 
 
@@ -159,7 +163,7 @@ class JobOutcome:
     error: str = ""
 
 
-def run_job(defs: dg.Definitions, inst: dg.DagsterInstance, job_name: str, partition_key: str | dg.MultiPartitionKey,
+def run_job(defs: dg.Definitions, inst: dg.DagsterInstance, job_name: str, partition_key: str,
             run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
             log_level: str = "INFO") -> JobOutcome:
     """Execute ``job_name`` for one partition in-process on ``inst`` and summarise the result.

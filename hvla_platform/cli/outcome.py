@@ -124,7 +124,7 @@ def report(command: str, o: JobOutcome, inst: dg.DagsterInstance,
 
 
 def run_and_report(command: str, defs: dg.Definitions, inst: dg.DagsterInstance, job_name: str,
-                   partition_key: str | dg.MultiPartitionKey, say: Callable[[str], None] = echo,
+                   partition_key: str, say: Callable[[str], None] = echo,
                    **kwargs: Any) -> tuple[JobOutcome, int]:
     """``run_job`` without stack traces on the terminal, then :func:`report`; returns the outcome
     and the exit code."""

@@ -16,7 +16,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import yaml
 
@@ -73,7 +72,7 @@ def home(tmp_path_factory):
         ensure_dagster_home()
         defs, inst = load_defs(), instance()
         for day, robot in land_folder(RECORDINGS):
-            o = run_job(defs, inst, "ingest_job", dg.MultiPartitionKey({"capture_day": day, "robot": robot}))
+            o = run_job(defs, inst, "ingest_job", f"{day}|{robot}")
             assert o.success, o.error
         release = register_release_file(RELEASE_SPEC)
         assert release == RELEASE

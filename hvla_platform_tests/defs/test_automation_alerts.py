@@ -51,8 +51,7 @@ def test_failed_ingest_run_is_alerted_once(tmp_path, monkeypatch, webhook):
     HOOK_CALLS.clear()
     repo = load_defs().get_repository_def()
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("capture_day", ["2026-11-10"])
-        instance.add_dynamic_partitions("robot", ["g1-009"])
+        instance.add_dynamic_partitions("capture_day_robot", ["2026-11-10|g1-009"])
         # a partition registered but with nothing landed: raw_mcap fails, the run fails
         res = repo.get_job("ingest_job").execute_in_process(instance=instance, partition_key="2026-11-10|g1-009",
                                                             raise_on_error=False)

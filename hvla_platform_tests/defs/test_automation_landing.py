@@ -103,7 +103,7 @@ def test_complete_uploads_register_partitions_and_request_ingest(world):
     assert sorted(q.partition_key for q in r.run_requests) == [A, B]
     assert all(q.run_key.startswith(f"landing:{q.partition_key}:") for q in r.run_requests)
     assert {(q.partitions_def_name, tuple(q.partition_keys)) for q in r.dynamic_partitions_requests} == {
-        ("capture_day", (DAY,)), ("robot", ("g1-001", "g1-002"))}
+        ("capture_day_robot", (A, B))}
     assert sorted(world.lake.list_keys(f"landing/{DAY}")) == sorted(
         f"landing/{DAY}/{robot}/{ep}/{f}" for robot, ep in [("g1-001", "ep-a1"), ("g1-001", "ep-a2"), ("g1-002", "ep-b1")]
         for f in (f"{ep}_0.mcap", "metadata.yaml", "operator_notes.md"))

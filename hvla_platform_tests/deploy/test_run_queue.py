@@ -24,7 +24,7 @@ from hvla_platform_tests.deploy.conftest import (DEPLOY, VENV_BIN, CodeServer, P
                                                  stop_code_server)
 from hvla_platform_tests.fixtures.recordings import write_recording
 
-INGEST_PARTITION = dg.MultiPartitionKey({"capture_day": "2026-11-10", "robot": "g1-002"})
+INGEST_PARTITION = "2026-11-10|g1-002"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -94,8 +94,7 @@ def test_queue_starts_one_training_run_at_a_time(prod_env: ProdEnv, initialized_
     # an ingest partition with a real recording; three experiments whose release does not exist
     assert land_recording(lake_from_env().get_lake(), write_recording(
         tmp_path / "recs", episode_id="ep-q-1", robot_id="g1-002", seed=3)).status == "landed"
-    add_partitions(inst, "capture_day", ["2026-11-10"])
-    add_partitions(inst, "robot", ["g1-002"])
+    add_partitions(inst, "capture_day_robot", [INGEST_PARTITION])
     add_partitions(inst, "experiment", ["exp-q-1", "exp-q-2", "exp-q-3"])
     defs = load_defs()
     ingest_tags = dict(defs.resolve_job_def("ingest_job").get_tags_for_partition_key(

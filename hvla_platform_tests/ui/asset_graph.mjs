@@ -1,5 +1,5 @@
 // Drives the Dagster 1.13 UI the way a person does, in headless Chromium (playwright-core):
-// asset graph → raw_mcap → "Materialize selected…" → one capture_day × robot partition →
+// asset graph → raw_mcap → "Materialize selected…" → one capture_day_robot partition (day|robot) →
 // "Launch 1 run" → the run page until the run ends → its check evaluations → the asset page
 // (owners, the partition's metadata, the Checks tab).
 //
@@ -33,7 +33,6 @@ if (!opt['base-url'] || !opt.artifacts) {
 const BASE = opt['base-url'].replace(/\/$/, '');
 const ASSET = opt.asset;
 const PARTITION = opt.partition;
-const [DAY, ROBOT] = PARTITION.split('|');
 const RUN_TIMEOUT_MS = Number(opt['run-timeout-s']) * 1000;
 const OUT = path.resolve(opt.artifacts);
 fs.mkdirSync(OUT, { recursive: true });
@@ -162,18 +161,15 @@ try {
   await page.getByRole('button', { name: /Materialize selected/ }).click();
   const dialog = page.getByRole('dialog').filter({ hasText: `Launch runs to materialize ${ASSET}` });
   await dialog.waitFor();
-  for (const [dimension, key] of [['capture_day', DAY], ['robot', ROBOT]]) {
-    log(`launch dialog: ${dimension} = ${key}`);
-    const section = innermost(page, page.getByText(dimension, { exact: true }),
-                              page.getByText('Select a partition or create one'));
-    await section.getByText('Select a partition or create one').click();
-    const filter = page.getByPlaceholder('Filter partitions');
-    await filter.fill(key);
-    await page.getByRole('menuitem').filter({ has: page.locator(`[title="${key}"]`) }).click();
-    // close the dropdown by clicking the dialog's title (Escape would close the whole dialog)
-    await dialog.getByText(`Launch runs to materialize ${ASSET}`).click();
-    await filter.waitFor({ state: 'hidden' });
-  }
+  // one dynamic dimension (capture_day_robot, keys day|robot): only combinations with data exist
+  log(`launch dialog: partition = ${PARTITION}`);
+  await dialog.getByText('Select a partition or create one').click();
+  const filter = page.getByPlaceholder('Filter partitions');
+  await filter.fill(PARTITION);
+  await page.getByRole('menuitem').filter({ has: page.locator(`[title="${PARTITION}"]`) }).click();
+  // close the dropdown by clicking the dialog's title (Escape would close the whole dialog)
+  await dialog.getByText(`Launch runs to materialize ${ASSET}`).click();
+  await filter.waitFor({ state: 'hidden' });
   result.launch_dialog = {
     partition_count: (await dialog.getByText(/^\d+ partitions?$/).innerText()).trim(),
     launch_button: (await dialog.getByRole('button', { name: /^Launch/ }).innerText()).trim(),
@@ -241,14 +237,11 @@ try {
   await screenshot(page, 'asset-overview');
 
   // ---- 5. the partition: status, run and materialization metadata (Partitions tab) -----------
-  log(`Partitions tab → ${DAY} → ${ROBOT}`);
+  log(`Partitions tab → ${PARTITION}`);
   await page.getByRole('tab', { name: 'Partitions' }).click();
-  for (const [dimension, key] of [['capture_day', DAY], ['robot', ROBOT]]) {
-    const column = innermost(page, page.getByPlaceholder(`Filter by ${dimension}…`), page.locator(`[title="${key}"]`));
-    await column.locator(`[title="${key}"]`).click();
-  }
+  // the partition list's row (the filter chip above the list carries the same title, first)
+  await page.locator(`[title="${PARTITION}"]`).last().click();
   const panelTitle = page.locator(`[title="${PARTITION}"]`);
-  await panelTitle.waitFor();
   const mdTable = page.getByRole('table').filter({ hasText: 'dagster/uri' });
   await mdTable.waitFor();
   const panel = innermost(page, panelTitle, mdTable);

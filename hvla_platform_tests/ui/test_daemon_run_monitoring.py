@@ -42,9 +42,7 @@ def launch_ingest(base_url: str) -> str:
     day, robot = PARTITION
     params = {"selector": {"repositoryLocationName": "hvla_platform", "repositoryName": "__repository__",
                            "pipelineName": "ingest_job"},
-              "executionMetadata": {"tags": [{"key": "dagster/partition", "value": f"{day}|{robot}"},
-                                             {"key": "dagster/partition/capture_day", "value": day},
-                                             {"key": "dagster/partition/robot", "value": robot}]}}
+              "executionMetadata": {"tags": [{"key": "dagster/partition", "value": f"{day}|{robot}"}]}}
     res = graphql(base_url, LAUNCH, variables={"p": params}, timeout=60)["launchPipelineExecution"]
     assert res["__typename"] == "LaunchRunSuccess", res
     return res["run"]["runId"]

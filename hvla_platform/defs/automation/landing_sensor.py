@@ -8,6 +8,7 @@ from hvla_platform.defs.automation import settings
 from hvla_platform.defs.automation.resources import DropAreaResource
 from hvla_platform.defs.automation.runs import ingest_runs_in_progress
 from hvla_platform.defs.jobs import ingest_job
+from hvla_platform.defs.partitions import RAW_PARTITIONS_NAME, migrate_raw_partitions, raw_partition_key
 from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.ingest.backlog import ingest_backlog
 from hvla_platform.lib.ingest.drop_watch import DropPass, watch_drop_area
@@ -89,8 +90,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource,
     events = _report(context, p)
     # a conflict lands nothing, but its observation needs the partition to exist
     known = p.partitions("landed", "already_landed", "conflict")
-    days = sorted({d for d, _ in known} - set(context.instance.get_dynamic_partitions("capture_day")))
-    robots = sorted({r for _, r in known} - set(context.instance.get_dynamic_partitions("robot")))
+    migrate_raw_partitions(context.instance, context.log.info)  # a no-op once the instance has moved
+    new_keys = sorted({raw_partition_key(d, r) for d, r in known} - set(context.instance.get_dynamic_partitions(RAW_PARTITIONS_NAME)))
     # one ingest run per partition at a time: new content of a partition whose run is queued or
     # running waits in the cursor until that run is over, then is requested if still behind
     candidates = sorted({f"{d}|{r}" for d, r in p.partitions()} | set(pending))
@@ -104,9 +105,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource,
     context.log.info(_summary(p, len(requests), busy))
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[r for r in (
-            dg.AddDynamicPartitionsRequest("capture_day", days) if days else None,
-            dg.AddDynamicPartitionsRequest("robot", robots) if robots else None) if r],
+        dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(RAW_PARTITIONS_NAME, new_keys)] if new_keys else [],
         asset_events=events,
         cursor=json.dumps({"v": CURSOR_VERSION, "seen": p.seen, "pending": busy}, sort_keys=True),
         skip_reason=None if requests else _summary(p, 0, busy),

@@ -9,17 +9,16 @@ import dagster as dg
 from hvla_platform.defs.automation import settings
 from hvla_platform.defs.automation.runs import ingest_runs_in_progress
 from hvla_platform.defs.jobs import ingest_job, release_job
+from hvla_platform.defs.partitions import migrate_raw_partitions, register_raw_partitions, split_raw_partition_key
 from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.ingest.backlog import ingest_backlog
 from hvla_platform.lib.dataset.release_refresh import plan_refresh, refresh_due, register_snapshot
 
 def _register_partitions(instance: dg.DagsterInstance, keys: list[str], log) -> None:
-    """Add the capture_day / robot keys of ``keys`` (``day|robot``) the instance does not know yet."""
-    for i, dim in enumerate(("capture_day", "robot")):
-        new = sorted({k.split("|")[i] for k in keys} - set(instance.get_dynamic_partitions(dim)))
-        if new:
-            log.info(f"registering {dim} partition(s) {new}")
-            instance.add_dynamic_partitions(dim, new)
+    """Add the ``day|robot`` partitions of ``keys`` the instance does not know yet."""
+    new = register_raw_partitions(instance, (split_raw_partition_key(k) for k in keys))
+    if new:
+        log.info(f"registering partition(s) {new}")
 
 
 @dg.schedule(
@@ -35,6 +34,7 @@ def _register_partitions(instance: dg.DagsterInstance, keys: list[str], log) -> 
 )
 def nightly_ingest_schedule(context: dg.ScheduleEvaluationContext, lake: LakeResource):
     """One RunRequest per partition that is behind; the run key holds the night and the landed content."""
+    migrate_raw_partitions(context.instance, context.log.info)  # a no-op once the instance has moved
     lk = lake.get_lake()
     night = context.scheduled_execution_time.date().isoformat()
     backlog = ingest_backlog(lk)

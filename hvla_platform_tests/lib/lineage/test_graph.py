@@ -47,7 +47,6 @@ def build_pipeline_lake() -> tuple[Path, Path]:
     Environment variables are restored afterwards, so other tests are unaffected; the lake is at
     ``<HVLA_HOME>/lake``.
     """
-    import dagster as dg
 
     from hvla_platform.cli.ingest import land_folder
     from hvla_platform.cli.release import register_release_file
@@ -74,7 +73,7 @@ def build_pipeline_lake() -> tuple[Path, Path]:
         ensure_dagster_home()
         defs, inst = load_defs(), instance()
         for day, robot in land_folder(recs):
-            o = run_job(defs, inst, "ingest_job", dg.MultiPartitionKey({"capture_day": day, "robot": robot}))
+            o = run_job(defs, inst, "ingest_job", f"{day}|{robot}")
             assert o.success, o.error
         release = register_release_file(home / "spec.yaml")
         assert run_job(defs, inst, "release_job", release).success
