@@ -10,7 +10,10 @@ and blur (:mod:`~hvla_platform.lib.processing.qa.image_stats`: against the camer
 are judged on colour cameras only; a depth camera reports the fraction of its pixels with no reading (zero) as
 ``camera_depth_zero_fraction`` and is judged for frame count, coverage, offset and decodability. Every check returns
 ``{"passed": bool, "detail": str, "frames": [frame indices]}`` (frames of the synchronised episode
-where the problem is, when that makes sense, for thumbnails in the QA report).
+where the problem is, when that makes sense, for thumbnails in the QA report); the checks that have a
+place in time (:data:`~hvla_platform.lib.processing.qa.findings.TIMED_CHECKS`) also carry
+``"spans": [[start_s, end_s, subject], ...]`` (seconds from frame 0; format and mapping in
+:mod:`~hvla_platform.lib.processing.qa.findings`).
 
 Smoothness follows Balasubramanian, Melendez-Calderon, Roby-Brami & Burdet, "On the analysis of
 movement smoothness", J. NeuroEng. Rehabil. 12:112 (2015): RMS jerk of the commanded arm-joint
@@ -42,6 +45,7 @@ from hvla_platform.lib.formats.recording.profile import RobotProfile
 from hvla_platform.lib.formats.recording.streams import JointStream, RecordingStreams
 from hvla_platform.lib.processing.convert import CameraScan
 from hvla_platform.lib.processing.qa.duplicates import LAKE_QA_CHECKS, frame_fingerprint, signal_fingerprint
+from hvla_platform.lib.processing.qa.findings import RawSpan, mask_spans, timeline_spans
 from hvla_platform.lib.processing.qa.image_stats import blurred_frames, exposure_shift
 from hvla_platform.lib.processing.qa.kinematics import measured_speed, overspeed_mask, toggle_mask
 from hvla_platform.lib.processing.qa.robot_limits import limits_array, velocity_limits
@@ -65,8 +69,18 @@ QA_CHECKS = (
 ALL_QA_CHECKS = QA_CHECKS + LAKE_QA_CHECKS
 
 
-def _ok(passed: bool, detail: str, frames: list[int] | None = None) -> dict[str, Any]:
-    return {"passed": bool(passed), "detail": detail, "frames": sorted(set(int(f) for f in (frames or [])))[:50]}
+def _ok(passed: bool, detail: str, frames: list[int] | None = None,
+        spans: list[list[Any]] | None = None) -> dict[str, Any]:
+    out = {"passed": bool(passed), "detail": detail, "frames": sorted(set(int(f) for f in (frames or [])))[:50]}
+    if spans is not None:  # a timed check (findings.TIMED_CHECKS): where its findings are; none when it passed
+        out["spans"] = [] if passed else spans
+    return out
+
+
+def _spans(raw: list[RawSpan], ep: EpisodeData | None) -> list[list[Any]]:
+    """A timed check's ``"spans"`` (:mod:`~hvla_platform.lib.processing.qa.findings`) on ``ep``'s
+    timeline; empty without a synchronised episode (no timeline)."""
+    return timeline_spans(raw, ep.start_time_ns, ep.fps, ep.num_frames) if ep is not None else []
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -305,7 +319,13 @@ def assess_streams(streams: RecordingStreams, cameras: dict[str, CameraScan], ep
     metrics["timing"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("gaps", "jumps")} for k, v in timing.items()}
     frames_gap: list[int] = []
     frames_jump: list[int] = []
+    span_gap: list[RawSpan] = []
+    span_jump: list[RawSpan] = []
     for topic, tm in timing.items():
+        t = streams_t[topic]
+        if tm["dropped_fraction"] > th.max_dropped_fraction:  # the streams that fail the check
+            span_gap += [(int(t[i]), int(t[i + 1]), topic, abs(d)) for i, d in tm["gaps"]]
+        span_jump += [(int(t[i]), int(t[i + 1]), topic, abs(d)) for i, d in tm["jumps"]]
         if ep is not None:
             frames_gap += [int(_frame_of(streams_t[topic][i + 1], ep)) for i, _ in tm["gaps"]]
             frames_jump += [int(_frame_of(streams_t[topic][i + 1], ep)) for i, _ in tm["jumps"]]
@@ -314,11 +334,11 @@ def assess_streams(streams: RecordingStreams, cameras: dict[str, CameraScan], ep
         worst[1]["dropped_fraction"] <= th.max_dropped_fraction,
         "; ".join(f"{t}: {v['dropped']} dropped of {v['expected']} ({v['dropped_fraction']:.1%})"
                   for t, v in timing.items() if v["dropped"]) or "no gaps beyond "
-        f"{th.gap_factor}× the nominal period on any stream", frames_gap)
+        f"{th.gap_factor}× the nominal period on any stream", frames_gap, _spans(span_gap, ep))
     jumps = {t: v["jumps"] for t, v in timing.items() if v["jumps"]}
     checks["clock_jumps"] = _ok(not jumps, "; ".join(
         f"{t}: {len(j)} jump(s), largest {max(abs(d) for _, d in j):.3f} s" for t, j in jumps.items())
-        or f"no interval < 0 or > {th.clock_jump_s} s", frames_jump)
+        or f"no interval < 0 or > {th.clock_jump_s} s", frames_jump, _spans(span_jump, ep))
     js = streams.joint_state.stamps_ns
     duration = float((js[-1] - js[0]) / 1e9) if js.size else 0.0
     metrics["duration_s"] = duration
@@ -348,9 +368,15 @@ def assess_streams(streams: RecordingStreams, cameras: dict[str, CameraScan], ep
     fu: list[int] = []
     fe: list[int] = []
     fbl: list[int] = []
+    cam_spans: dict[str, list[RawSpan]] = {k: [] for k in ("black", "sat", "frozen", "undec", "shift", "blur")}
     for cam, sc in cameras.items():
         total = max(sc.total, 1)
         undec[cam] = len(sc.undecodable)
+        every = streams.cameras[cam].stamps_ns if cam in streams.cameras else np.zeros(0, np.int64)
+        if sc.undecodable and len(every) == sc.total:  # stream positions → their header stamps
+            bad_pos = np.zeros(len(every), bool)
+            bad_pos[np.asarray(sc.undecodable, np.int64)] = True
+            cam_spans["undec"] += mask_spans(every, bad_pos, cam)
         if sc.kind == "depth":
             zero[cam] = float(sc.zero_fraction.mean()) if sc.zero_fraction.size else 0.0
             per_cam[cam] = undec[cam] / total
@@ -378,6 +404,10 @@ def assess_streams(streams: RecordingStreams, cameras: dict[str, CameraScan], ep
         if plain.any():
             exposure[cam], sharpness[cam] = round(shift.median_level, 3), round(sharp_med, 3)
         frame_fp[cam] = frame_fingerprint(sc.stamps_ns, sc.dhash)
+        for key, mask, size in (("black", is_black, None), ("sat", is_sat, None), ("frozen", is_frozen, None),
+                                ("shift", shift.bad, np.abs(sc.mean_level - shift.median_level)),
+                                ("blur", is_blur, None)):
+            cam_spans[key] += mask_spans(sc.stamps_ns, mask, cam, size)
         bad = is_black | is_sat | is_frozen | shift.bad | is_blur
         per_cam[cam] = (int(bad.sum()) + undec[cam]) / total
         if ep is not None:
@@ -395,26 +425,37 @@ def assess_streams(streams: RecordingStreams, cameras: dict[str, CameraScan], ep
     metrics["camera_blur_frames"] = blurred
     metrics["frame_fingerprint"] = frame_fp
 
-    def cam_check(counts: dict[str, int], what: str, frames: list[int], norms: str = "") -> dict[str, Any]:
+    def cam_check(counts: dict[str, int], what: str, frames: list[int], key: str, norms: str = "") -> dict[str, Any]:
         bad = {c: n for c, n in counts.items() if n / max(cameras[c].total, 1) > th.max_bad_frame_fraction}
         detail = ", ".join(f"{c}: {n} {what} frame(s) of {cameras[c].total}" for c, n in counts.items())
-        return _ok(not bad, (detail + norms) if detail else "no colour camera", frames)
+        # spans of the failing cameras only (a camera within the bound passed)
+        return _ok(not bad, (detail + norms) if detail else "no colour camera", frames,
+                   _spans([s for s in cam_spans[key] if s[2] in bad], ep))
 
-    checks["camera_black"] = cam_check(black, "black", fb)
-    checks["camera_saturated"] = cam_check(sat, "saturated", fs)
-    checks["camera_frozen"] = cam_check(frozen, "frozen", ff)
+    checks["camera_black"] = cam_check(black, "black", fb, "black")
+    checks["camera_saturated"] = cam_check(sat, "saturated", fs, "sat")
+    checks["camera_frozen"] = cam_check(frozen, "frozen", ff, "frozen")
     checks["camera_undecodable"] = _ok(not any(undec.values()),
-                                       ", ".join(f"{c}: {n} undecodable" for c, n in undec.items()), fu)
-    checks["camera_exposure_shift"] = cam_check(shifted, "exposure-shifted", fe, (
+                                       ", ".join(f"{c}: {n} undecodable" for c, n in undec.items()), fu,
+                                       _spans(cam_spans["undec"], ep))
+    checks["camera_exposure_shift"] = cam_check(shifted, "exposure-shifted", fe, "shift", (
         "; median level " + ", ".join(f"{c} {v:.1f}" + (f" ({steps[c]} step(s))" if steps[c] else "")
                                       for c, v in exposure.items())
         + f" (shifted: > {th.max_exposure_shift_levels:g} levels from it, or past a > {th.exposure_step_levels:g}-level step)"))
-    checks["camera_blur"] = cam_check(blurred, "blurred", fbl, (
+    checks["camera_blur"] = cam_check(blurred, "blurred", fbl, "blur", (
         "; median variance of the Laplacian " + ", ".join(f"{c} {v:.1f}" for c, v in sharpness.items())
         + f" (blurred: < {th.min_sharpness_ratio:g} × it)"))
     why = placeholder_reason(streams.task)
     checks["task_non_empty"] = _ok(not why, f"{streams.task[:80]!r}" + (f": {why}" if why else ""))
     return checks, metrics
+
+
+def _joint_spans(stamps_ns: np.ndarray, mask: np.ndarray, names: list[str],
+                 magnitude: np.ndarray | None = None) -> list[RawSpan]:
+    """Raw spans (:func:`~hvla_platform.lib.processing.qa.findings.mask_spans`) of an (N, J) mask
+    over a joint stream's (N,) stamps, one subject per joint column (``names``)."""
+    return [s for j in np.flatnonzero(mask.any(axis=0))
+            for s in mask_spans(stamps_ns, mask[:, j], names[j], None if magnitude is None else magnitude[:, j])]
 
 
 def _joined(parts: list[str]) -> str:
@@ -490,9 +531,11 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
     viol = below | above
     names = [n for n, v in zip(js.names, viol.any(axis=0)) if v]
     metrics["joint_limit_violations"] = int(viol.sum())
+    past = np.maximum(lim[:, 0] - pos, pos - lim[:, 1])  # rad beyond the nearer limit
     checks["joint_limits"] = _ok(not names, (f"outside the {model} model's limits: {names}" if names else
                                              f"all joints within the {model} model's limits"),
-                                 list(_frame_of(js.stamps_ns[viol.any(axis=1)], ep)))
+                                 list(_frame_of(js.stamps_ns[viol.any(axis=1)], ep)),
+                                 _spans(_joint_spans(js.stamps_ns, viol, js.names, past), ep))
     # proximity to the limits (score-only): within max_joint_limit_fraction of the range (limited joints)
     width = lim[:, 1] - lim[:, 0]
     # a gripper's joints rest at their open/closed limits by design: not reported as near a limit
@@ -513,22 +556,29 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
     fast_rows = np.where(fast.any(axis=1))[0]
     metrics["joint_velocity_violations"] = int(fast.sum())
     checks["joint_velocity"] = _ok(not fast_rows.size, speed_txt,
-                                   list(_frame_of(js.stamps_ns[fast_rows], ep)) if fast_rows.size else [])
+                                   list(_frame_of(js.stamps_ns[fast_rows], ep)) if fast_rows.size else [],
+                                   _spans(_joint_spans(js.stamps_ns, fast, js.names), ep))
     # spikes in the measured joint states (Hampel identifier)
     st_spike = hampel_outliers(pos, th.state_spike_window, th.spike_k, th.spike_min_rad)
+    st_size = (np.abs(pos - median_filter(np.where(np.isfinite(pos), pos, 0.0),
+                                          size=(max(3, int(th.state_spike_window)), 1), mode="nearest"))
+               if st_spike.any() else None)  # the outlier's distance from its running median, rad
     st_rows = np.where(st_spike.any(axis=1))[0]
     st_names = [n for n, v in zip(js.names, st_spike.any(axis=0)) if v]
     metrics["state_spikes"] = int(st_spike.sum())
     checks["state_spikes"] = _ok(not st_names, f"{int(st_spike.sum())} outlier sample(s) on {st_names}" if st_names
                                  else f"no measured sample > {th.spike_k}·σ and > {th.spike_min_rad} rad from its "
                                       f"{int(th.state_spike_window)}-sample running median",
-                                 list(_frame_of(js.stamps_ns[st_rows], ep)) if st_rows.size else [])
+                                 list(_frame_of(js.stamps_ns[st_rows], ep)) if st_rows.size else [],
+                                 _spans(_joint_spans(js.stamps_ns, st_spike, js.names, st_size), ep))
     # the command streams of the action: spikes, chatter, stalls, smoothness
     n_spikes = n_chat = 0
     spike_txt, chat_txt, stall_txt, smooth_txt = [], [], [], []
     spike_frames: list[int] = []
     chat_frames: list[int] = []
     stall_frames: list[int] = []
+    spike_spans: list[RawSpan] = []
+    chat_spans: list[RawSpan] = []
     all_stalls: list[dict[str, Any]] = []
     idles: list[float] = []
     jerks: list[tuple[float, float]] = []
@@ -552,6 +602,7 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
         if spiky:
             spike_txt.append(f"{tag}{int(spike.sum())} spike(s) on {spiky}")
         spike_frames += list(_frame_of(cs.stamps_ns[rows], ep)) if rows.size else []
+        spike_spans += _joint_spans(cs.stamps_ns[1:], spike, cs.names, d) if rows.size else []
         chat = chatter_mask(cmd, th.chatter_step_rad, int(th.chatter_reversals))
         c_lim = limits_array(cs.names, profile)
         chat |= toggle_mask(cs.stamps_ns, cmd, c_lim[:, 1] - c_lim[:, 0], th.toggle_swing_fraction,
@@ -563,6 +614,7 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
         if chat_names:
             chat_txt.append(f"{tag}{len(chat_rows)} command message(s) chattering on {chat_names}")
         chat_frames += list(_frame_of(cs.stamps_ns[chat_rows], ep)) if chat_rows.size else []
+        chat_spans += _joint_spans(cs.stamps_ns, chat, cs.names)
         if gripper:
             continue
         stalls, idle = command_stalls(cs, js, th.frozen_s, th.stall_motion_rad, name=cname, grasps=grasps,
@@ -585,13 +637,14 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
             smooth_txt.append(f"{cname} {jerks[-1][0]:.1f}")
     metrics["action_spikes"] = n_spikes
     checks["action_spikes"] = _ok(not any_spiky, _joined(spike_txt) if any_spiky else
-                                  f"no command step > {th.spike_k}·σ and > {th.spike_min_rad} rad", spike_frames)
+                                  f"no command step > {th.spike_k}·σ and > {th.spike_min_rad} rad", spike_frames,
+                                  _spans(spike_spans, ep))
     metrics["command_chatter_samples"] = n_chat
     checks["command_chatter"] = _ok(not any_chat, _joined(chat_txt) if any_chat else
                                     f"no {int(th.chatter_reversals)} consecutive reversals of "
                                     f"steps ≥ {th.chatter_step_rad} rad, no {int(th.toggle_count)} swings of "
                                     f"≥ {th.toggle_swing_fraction:.0%} of a joint's range within "
-                                    f"{th.toggle_window_s} s", chat_frames)
+                                    f"{th.toggle_window_s} s", chat_frames, _spans(chat_spans, ep))
     # held command while the arm moves (frozen teleop stream)
     idle = min(idles) if idles else 0.0
     metrics["command_idle_fraction"] = idle
@@ -599,24 +652,28 @@ def assess_signals(streams: RecordingStreams, ep: EpisodeData, th: QAThresholds,
     checks["command_stall"] = _ok(not all_stalls, (_joined(stall_txt) if all_stalls else
                                                    f"no command held ≥ {th.frozen_s} s while its arm moved > "
                                                    f"{th.stall_motion_rad} rad") + f"; command idle {idle:.0%} of the episode",
-                                  stall_frames)
+                                  stall_frames, _spans([(st["start_ns"], st["end_ns"], st["joint"], st["motion_rad"])
+                                                        for st in all_stalls], ep))
     # frozen joints / frozen state on the raw joint stream (bit-identical values)
     rate = profile.joint_state.rate_hz
     min_len = max(2, int(np.ceil(th.frozen_s * rate)))
     same = np.vstack([np.zeros((1, pos.shape[1]), bool), np.diff(pos, axis=0) == 0]) if len(pos) else np.zeros((0, pos.shape[1]), bool)
     frozen_joints, frozen_frames = [], []
+    frozen_spans: list[RawSpan] = []
     for j, name in enumerate(js.names):
-        for a, b in _runs(same[:, j]):
-            if b - a + 1 >= min_len:
-                frozen_joints.append(name)
-                frozen_frames += list(_frame_of(js.stamps_ns[a - 1:b], ep))
-                break
+        runs = [(a, b) for a, b in _runs(same[:, j]) if b - a + 1 >= min_len]
+        if runs:
+            frozen_joints.append(name)
+            frozen_frames += list(_frame_of(js.stamps_ns[runs[0][0] - 1:runs[0][1]], ep))
+        # samples a-1 .. b-1 hold one value (sample a-1 is the first of them)
+        frozen_spans += [(int(js.stamps_ns[a - 1]), int(js.stamps_ns[b - 1]), name, 0.0) for a, b in runs]
     state_frozen = any(b - a + 1 >= min_len for a, b in _runs(same.all(axis=1))) if len(pos) else False
     metrics["frozen_joints"] = frozen_joints
     checks["frozen_joints"] = _ok(not frozen_joints and not state_frozen,
                                   ("whole state frozen; " if state_frozen else "") +
                                   (f"frozen for ≥ {th.frozen_s} s: {frozen_joints}" if frozen_joints else
-                                   f"no joint bit-identical for ≥ {th.frozen_s} s"), frozen_frames)
+                                   f"no joint bit-identical for ≥ {th.frozen_s} s"), frozen_frames,
+                                  _spans(frozen_spans, ep))
     # smoothness of the commanded path (the roughest action stream)
     worst_j = int(np.argmax([j for j, _ in jerks])) if jerks else 0
     rms_jerk, metrics["ldlj"] = jerks[worst_j] if jerks else (0.0, float("nan"))
