@@ -20,9 +20,9 @@ DEFAULT_RELEASE_SPEC = REPO_ROOT / "releases" / "g1-reach-v1.yaml"
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job end to end on the embedded default."""
     # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
+    from hvla_platform.defs.partitions import raw_partition_key  # noqa: PLC0415
     from hvla_platform.cli.orchestration import (  # noqa: PLC0415
         add_partitions, ensure_dagster_home, instance, load_defs, print_outcome, run_job)
-    from hvla_platform.defs.partitions import raw_partition_key  # noqa: PLC0415
 
     t_start = time.perf_counter()
     home = ensure_dagster_home()

@@ -140,8 +140,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """`hvla ingest DIR [--materialize]`: land recordings, register partitions, record refusals in
     Dagster, optionally run ingest_job, print the summary; exit 0 / 5 (some refused) / 1 (a run failed)."""
     # deferred: cli.orchestration imports dagster (seconds); `hvla --help` and lake-only verbs skip it
-    import dagster as dg  # noqa: PLC0415
-
     from hvla_platform.cli.orchestration import instance, load_defs  # noqa: PLC0415
     from hvla_platform.defs.partitions import raw_partition_key, register_raw_partitions  # noqa: PLC0415
     from hvla_platform.cli.outcome import run_and_report  # noqa: PLC0415

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import dagster as dg
 
+from hvla_platform.defs.partitions import migrate_raw_partitions
 from hvla_platform.lib.core import settings, tracking
 from hvla_platform.lib.core.locking import file_lock, owner_alive, owner_token
 from hvla_platform.lib.core.settings import REPO_ROOT
@@ -75,8 +76,6 @@ def instance() -> dg.DagsterInstance:
     """The persistent Dagster instance under ``DAGSTER_HOME``, after marking failed the runs a dead
     ``hvla`` process left in progress (:func:`fail_dead_runs`) and moving an instance made before
     the ``capture_day_robot`` partitions to them (:func:`~hvla_platform.defs.partitions.migrate_raw_partitions`)."""
-    from hvla_platform.defs.partitions import migrate_raw_partitions  # noqa: PLC0415
-
     ensure_dagster_home()
     inst = dg.DagsterInstance.get()
     fail_dead_runs(inst)
