@@ -13,6 +13,7 @@ from typing import Any
 
 from hvla_platform.cli.common import open_env_lake
 from hvla_platform.lib.lineage import graph as lin
+from hvla_platform.lib.lineage.standing import annotate_hits, annotate_tree
 
 USAGE_TARGETS = ("upstream: an artifact prefix or URI (checkpoints/<config>/<exp>/<step>, eval-reports/<exp>/<step>, "
                  "robodm-cache/<release>, norm-stats/<release>, lerobot/<org>/<name>/<release>, ...); "
@@ -42,25 +43,32 @@ def cmd_lineage(args: argparse.Namespace, lake: Any = None) -> int:
     """Run one lineage query and print the answer on stdout.
 
     JSON shapes: upstream ``{"query", "direction": "upstream", "tree": <LineageNode dict>,
-    "raw_episodes": [<raw leaf dicts without children>]}``; downstream ``{"query", "direction":
-    "downstream", "artifacts": [<DownstreamHit dict>]}``.
+    "raw_episodes": [<raw leaf dicts without children>], "summary": <UpstreamSummary dict>}``;
+    downstream ``{"query", "direction": "downstream", "artifacts": [<DownstreamHit dict>]}``. Every
+    node and hit carries its consent-withdrawal ``flag`` (or ``null``); the summary counts every
+    episode the artifact was built from, the withdrawn ones included and listed
+    (:mod:`hvla_platform.lib.lineage.standing`).
     """
     lake = lake if lake is not None else open_env_lake()
     try:
         index = lin.load_index(lake)
         if args.direction == "upstream":
             tree = lin.upstream(lake, args.target, index=index)
+            summary = annotate_tree(lake, tree)
             if args.json:
                 raws = []
                 for n in tree.raw_episodes():
                     d = n.to_dict()
                     d.pop("children")
                     raws.append(d)
-                print(lin.to_json({"query": args.target, "direction": "upstream", "tree": tree, "raw_episodes": raws}))
+                print(lin.to_json({"query": args.target, "direction": "upstream", "tree": tree, "raw_episodes": raws,
+                                   "summary": summary}))
             else:
-                print(lin.render_tree(tree, max_children=args.max_children, show_config=not args.no_config))
+                print(lin.render_tree(tree, max_children=args.max_children, show_config=not args.no_config,
+                                      summary=summary))
         else:
             hits = lin.downstream(lake, args.target, index=index, include_raw=not args.no_raw)
+            annotate_hits(lake, hits)
             if args.json:
                 print(lin.to_json({"query": args.target, "direction": "downstream", "artifacts": hits}))
             else:

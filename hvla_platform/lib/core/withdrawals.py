@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from hvla_platform.lib.core.keys import AUDIT, REVOCATIONS, flag_key
+from hvla_platform.lib.core.keys import AUDIT, FLAGS, PARTITION_INDEX, RAW, REVOCATIONS, flag_key
 from hvla_platform.lib.core.lake import Lake
 
 
@@ -35,20 +35,78 @@ def audit_log(lake: Lake) -> list[dict[str, Any]]:
     return [lake.read_json(k) for k in lake.list_keys(AUDIT)]
 
 
-def revoked_episodes(lake: Lake) -> dict[str, str]:
-    """``{episode_id: reason}`` of every episode under a withdrawn consent."""
-    out: dict[str, str] = {}
+def withdrawn_episode_records(lake: Lake) -> dict[str, dict[str, Any]]:
+    """Every withdrawn episode with the revocation that withdrew it (the first one, by record key).
+
+    Returns:
+        ``{episode_id: {"consent", "reason", "at", "by", "revocation" (the record's lake key),
+        "capture_day", "robot_id"}}``; ``capture_day``/``robot_id`` are ``None`` for records written
+        before revocations stored them (``episode_info``; :func:`hvla_platform.lib.ops.revocation.revoke_consent`).
+    """
+    out: dict[str, dict[str, Any]] = {}
     for key in lake.list_keys(REVOCATIONS):
         rec = lake.read_json(key)
+        info = rec.get("episode_info") or {}
         for ep in rec["episodes"]:
-            out.setdefault(ep, f"consent {rec['consent']} withdrawn {rec['at']}: {rec['reason']}")
+            where = info.get(ep) or {}
+            out.setdefault(ep, {"consent": rec["consent"], "reason": rec["reason"], "at": rec["at"],
+                                "by": rec.get("by"), "revocation": key,
+                                "capture_day": where.get("capture_day"), "robot_id": where.get("robot_id")})
     return out
 
 
+def partition_withdrawals(lake: Lake, day: str, robot: str) -> str | None:
+    """Why a raw partition has no landed episodes left, when withdrawals explain it, else ``None``.
+
+    An episode belongs to the partition when its revocation record says so (``episode_info``) or
+    the partition's last index (``raw-mcap/<day>/<robot>/_partition.json``) lists it.
+
+    Returns:
+        ``withdrawn: <n> episodes of this partition were withdrawn (consent <id>, <reason>[; …])``
+        (one ``consent, reason`` pair per revocation, record key included), or ``None``.
+    """
+    recs = withdrawn_episode_records(lake)
+    if not recs:
+        return None
+    index_key = f"{RAW}/{day}/{robot}/{PARTITION_INDEX}"
+    listed = {str(r.get("episode_id")) for r in lake.read_json(index_key).get("episodes", [])
+              if isinstance(r, dict)} if lake.exists(index_key) else set()
+    hit = {e: r for e, r in recs.items()
+           if (r.get("capture_day"), r.get("robot_id")) == (day, robot) or e in listed}
+    if not hit:
+        return None
+    why = sorted({(r["consent"], r["reason"], r["revocation"]) for r in hit.values()})
+    return (f"withdrawn: {len(hit)} episodes of this partition were withdrawn ("
+            + "; ".join(f"consent {c}, {reason}; record {key}" for c, reason, key in why) + ")")
+
+
+def revoked_episodes(lake: Lake) -> dict[str, str]:
+    """``{episode_id: reason}`` of every episode under a withdrawn consent."""
+    return {ep: f"consent {r['consent']} withdrawn {r['at']}: {r['reason']}"
+            for ep, r in withdrawn_episode_records(lake).items()}
+
+
 def artifact_flags(lake: Lake, key: str) -> dict[str, Any] | None:
-    """The do-not-use flag of an artifact (lake prefix), or ``None``."""
+    """The do-not-use flag of an artifact (lake prefix), or ``None``.
+
+    The flag (``flags/<prefix>.json``, written by ``revoke_consent``) is ``{"status":
+    "do_not_use"|"retrain_required", "consent", "reason", "by", "at", "episode_ids",
+    "revocation": <record key>}``.
+    """
     k = flag_key(key)
     return lake.read_json(k) if lake.exists(k) else None
+
+
+def all_flags(lake: Lake) -> dict[str, dict[str, Any]]:
+    """Every flagged artifact: ``{artifact prefix: flag}`` (see :func:`artifact_flags` for the flag)."""
+    n = len(FLAGS) + 1
+    return {k[n:-len(".json")]: lake.read_json(k) for k in lake.list_keys(FLAGS) if k.endswith(".json")}
+
+
+def flag_summary(flag: dict[str, Any]) -> str:
+    """One line for a flag: ``retrain_required (consent C withdrawn <at>: <reason>; record <key>)``."""
+    return (f"{flag.get('status', 'flagged')} (consent {flag.get('consent', '?')} withdrawn {flag.get('at', '?')}: "
+            f"{flag.get('reason', '?')}; record {flag.get('revocation', '?')})")
 
 
 @dataclass(frozen=True)

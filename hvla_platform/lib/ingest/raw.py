@@ -68,6 +68,7 @@ from hvla_platform.lib.core.rights import Rights, RightsError
 from hvla_platform.lib.core.lake import Lake, ObjectExistsError, sha256_file
 from hvla_platform.lib.core.scratch import scratch_dir
 from hvla_platform.lib.core.tables import check_partition_index
+from hvla_platform.lib.core.withdrawals import partition_withdrawals
 
 RAW_CHECKS = ("readable", "required_topics", "monotonic", "rights")
 
@@ -348,12 +349,16 @@ def ingest_partition(lake: Lake, day: str, robot: str) -> PartitionIngestResult:
 
     Raises:
         UnsafeIdError: ``day`` or ``robot`` is not a safe id (before anything is read).
-        ValueError: the partition has no landed episodes.
+        ValueError: the partition has no landed episodes (``withdrawn: <n> episodes of this partition
+            were withdrawn (consent <id>, <reason>; record <key>)`` when consent withdrawals removed them).
         TableError: the index built does not match its schema (checked before it is written).
     """
     check_day(day), check_id(robot, "robot id")
     episodes = list_landed_episodes(lake, day, robot)
     if not episodes:
+        withdrawn = partition_withdrawals(lake, day, robot)
+        if withdrawn is not None:
+            raise ValueError(f"partition {day}|{robot} {withdrawn}; nothing left to ingest")
         raise ValueError(f"no complete episodes landed for partition {day}|{robot} "
                          f"(expected {lake.uri(landing_prefix(day, robot))}/<episode>/metadata.yaml)")
     result = PartitionIngestResult(day, robot, [ingest_episode(lake, day, robot, ep) for ep in episodes])

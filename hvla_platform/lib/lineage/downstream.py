@@ -12,6 +12,7 @@ from typing import Any
 
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.suggest import did_you_mean
+from hvla_platform.lib.core.withdrawals import withdrawn_episode_records
 from hvla_platform.lib.lineage.index import LineageIndex, gc_paused, load_index
 from hvla_platform.lib.lineage.records import RAW_TYPE, TYPE_ORDER, LineageError
 from hvla_platform.lib.lineage.upstream import uri_function
@@ -25,6 +26,8 @@ class DownstreamHit:
         type, key, uri: the artifact (``uri`` in the queried lake).
         episode_ids: which of the queried raw episodes it contains or derives from (sorted).
         sha256: sha256 of its canonical manifest; code_version, info: as in :class:`LineageNode`.
+        flag: its consent-withdrawal flag or ``None`` (set by
+            :func:`hvla_platform.lib.lineage.standing.annotate_hits`).
     """
 
     type: str
@@ -34,16 +37,19 @@ class DownstreamHit:
     sha256: str
     code_version: str
     info: dict[str, Any]
+    flag: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
         return {"type": self.type, "key": self.key, "uri": self.uri, "episode_ids": self.episode_ids,
-                "sha256": self.sha256, "code_version": self.code_version, "info": self.info}
+                "sha256": self.sha256, "code_version": self.code_version, "info": self.info, "flag": self.flag}
 
 
 def query_episodes(index: LineageIndex, query: str, lake: Lake | None = None) -> set[str]:
     """The raw episode ids a downstream query names.
 
-    ``consent:<id>``: raw episodes whose rights list the consent; ``customer:<name>``: whose
+    ``consent:<id>``: raw episodes whose rights list the consent, and (given ``lake``) the episodes
+    a revocation of that consent withdrew (``rights-revocations/``); ``customer:<name>``: whose
     ``customer`` or rights ``customers`` name it; otherwise a raw episode id, raw prefix, key or URI.
 
     Raises:
@@ -55,6 +61,8 @@ def query_episodes(index: LineageIndex, query: str, lake: Lake | None = None) ->
     if q.startswith("consent:"):
         cid = q[len("consent:"):]
         found = {e for r in raws if cid in (r.rights.get("consent_refs") or []) for e in r.episode_ids}
+        if lake is not None:  # episodes withdrawn under it: their raw manifests may be gone, their artifacts not
+            found |= {e for e, r in withdrawn_episode_records(lake).items() if r["consent"] == cid}
         if not found:
             known = {c for r in raws for c in (r.rights.get("consent_refs") or [])}
             raise LineageError(f"no episode carries consent {cid!r} in this lake{did_you_mean(cid, known)}")

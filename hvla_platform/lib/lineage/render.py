@@ -7,6 +7,7 @@ from typing import Any
 
 from hvla_platform.lib.lineage.downstream import DownstreamHit
 from hvla_platform.lib.lineage.records import RAW_TYPE
+from hvla_platform.lib.lineage.standing import UpstreamSummary, flag_note
 from hvla_platform.lib.lineage.upstream import LineageNode
 
 
@@ -14,7 +15,7 @@ def to_json(result: LineageNode | list[DownstreamHit] | dict[str, Any], *, inden
     """JSON text of an upstream tree, a downstream hit list, or a dict holding them."""
 
     def conv(o: Any) -> Any:
-        if isinstance(o, (LineageNode, DownstreamHit)):
+        if isinstance(o, (LineageNode, DownstreamHit, UpstreamSummary)):
             return o.to_dict()
         if isinstance(o, dict):
             return {k: conv(v) for k, v in o.items()}
@@ -30,6 +31,12 @@ def _short(v: Any, width: int = 60) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
+def _withdrawal_text(withdrawn: dict[str, Any]) -> str:
+    recs = list(withdrawn["episodes"].values())
+    consents = ", ".join(sorted({str(r["consent"]) for r in recs}))
+    return f"consent {consents} withdrawn {recs[0]['at']}: {recs[0]['reason']}; record {recs[0]['revocation']}"
+
+
 def _node_line(n: LineageNode) -> str:
     label = n.key or n.uri
     if n.type == RAW_TYPE:
@@ -39,22 +46,32 @@ def _node_line(n: LineageNode) -> str:
                  f"consents {','.join(r.get('consent_refs') or []) or '-'}",
                  f"licenses {','.join(r.get('licenses') or []) or '-'}"]
         line = " | ".join(parts)
+        if n.withdrawn:  # kept in the lake (raw policy keep), but withdrawn
+            line += f"  [WITHDRAWN: {_withdrawal_text(n.withdrawn)}]"
+    elif n.withdrawn:
+        line = f"WITHDRAWN input {n.key or n.uri}: episode(s) {', '.join(n.episode_ids)} ({_withdrawal_text(n.withdrawn)})"
     elif n.type in ("missing", "external"):
         line = f"{n.type.upper()} input {n.key or n.uri} (recorded sha256 {', '.join(n.recorded_sha256)[:16]}…)"
     else:
         line = f"{n.type} {label}  sha256 {n.sha256[:16]}…  {len(n.episode_ids)} episode(s)  code {n.code_version}"
     if n.sha256_matches is False and n.type not in ("missing", "external"):
         line += "  [CHANGED since consumed: recorded sha256 differs]"
+    line += flag_note(n.flag)
     if n.repeated:
         line += "  (see above)"
     return line
 
 
-def render_tree(node: LineageNode, *, max_children: int | None = None, show_config: bool = True) -> str:
+def render_tree(node: LineageNode, *, max_children: int | None = None, show_config: bool = True,
+                summary: UpstreamSummary | None = None) -> str:
     """Human-readable tree of an upstream answer (one artifact per line, box-drawing branches).
 
     Non-raw nodes get a ``config:`` line (top-level keys, long values cut to 60 characters).
-    ``max_children`` cuts each node's children list (``… N more``).
+    ``max_children`` cuts each node's children list (``… N more``). Flagged nodes end in
+    ``[DO_NOT_USE: …]`` / ``[RETRAIN_REQUIRED: …]`` and withdrawn inputs read ``WITHDRAWN input``
+    once the tree went through :func:`~hvla_platform.lib.lineage.standing.annotate_tree`, whose
+    ``summary`` gives the last line (what the artifact was built from, with withdrawn episodes
+    counted and named); without it the last line counts the raw leaves in the tree.
     """
     lines: list[str] = []
 
@@ -71,6 +88,9 @@ def render_tree(node: LineageNode, *, max_children: int | None = None, show_conf
             lines.append(child_prefix + f"└── … {len(n.children) - len(kids)} more")
 
     rec(node, "", "")
+    if summary is not None:
+        lines.append(summary.line())
+        return "\n".join(lines)
     raws = node.raw_episodes()
     lines.append(f"= {len(raws)} raw episode(s) from {len({r.info.get('robot_id') for r in raws})} robot(s), "
                  f"{len({r.info.get('capture_day') for r in raws})} capture day(s)")
@@ -88,5 +108,5 @@ def render_hits(query: str, hits: list[DownstreamHit]) -> str:
             cur = h.type
             lines.append(f"{cur}:")
         eps = h.episode_ids if len(h.episode_ids) <= 3 else h.episode_ids[:3] + [f"… {len(h.episode_ids) - 3} more"]
-        lines.append(f"  {h.key}  ({len(h.episode_ids)} of the episodes: {', '.join(eps)})")
+        lines.append(f"  {h.key}  ({len(h.episode_ids)} of the episodes: {', '.join(eps)}){flag_note(h.flag)}")
     return "\n".join(lines)

@@ -44,6 +44,11 @@ class LineageNode:
             step...).
         children: inputs (empty for raw episodes and for ``repeated`` nodes).
         repeated: this artifact, with the same episodes, was already expanded earlier in the tree.
+        flag: the artifact's consent-withdrawal flag (``do_not_use`` / ``retrain_required`` with
+            consent, reason and revocation record), or ``None``; set by
+            :func:`hvla_platform.lib.lineage.standing.annotate_tree`, not by :func:`upstream`.
+        withdrawn: for a raw or ``missing`` node whose episodes were all withdrawn,
+            ``{"episodes": {id: withdrawal record}}``; set by ``annotate_tree`` too.
     """
 
     type: str
@@ -60,12 +65,14 @@ class LineageNode:
     info: dict[str, Any] = field(default_factory=dict)
     children: list["LineageNode"] = field(default_factory=list)
     repeated: bool = False
+    flag: dict[str, Any] | None = None
+    withdrawn: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (children recursively)."""
         d = {k: getattr(self, k) for k in ("type", "key", "uri", "sha256", "manifest_sha256",
                                            "recorded_sha256", "sha256_matches", "episode_ids", "config",
-                                           "code_version", "rights", "info", "repeated")}
+                                           "code_version", "rights", "info", "repeated", "flag", "withdrawn")}
         d["children"] = [c.to_dict() for c in self.children]
         return d
 

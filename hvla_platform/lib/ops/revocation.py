@@ -8,12 +8,19 @@
 2. marks the impacted releases, norm stats, caches, checkpoints and eval reports *not to be used*
    (``flags/<artifact key>.json``; :func:`artifact_flags` reads them — serving refuses a flagged
    checkpoint, training refuses a flagged release), checkpoints as ``retrain_required``;
-3. from then on every release leaves the episodes out (:func:`revoked_episodes`, used by release
-   selection) — and, when ``rebuild``, rebuilds each impacted release as a new version
-   ``<release>-r<N>`` with its norm stats and Robo-DM cache;
-4. handles the raw files per ``raw_policy``: ``restrict`` moves the episode's raw, landing and
+3. handles the raw files per ``raw_policy``: ``restrict`` moves the episode's raw, landing and
    quarantine objects to ``restricted/…`` (access-controlled prefix), ``delete`` deletes them, ``keep``
-   leaves them (e.g. a legal hold). Nothing else is deleted.
+   leaves them (e.g. a legal hold) — before any rebuild, so a re-ingest of a partition no longer
+   sees them and a failing rebuild leaves the withdrawal itself done. Nothing else is deleted;
+4. from then on every release leaves the episodes out (:func:`revoked_episodes`, used by release
+   selection) — and, when ``rebuild``, rebuilds (or removes, when all its episodes are withdrawn)
+   each affected HDF5 partition, and rebuilds each impacted release as a new version
+   ``<release>-r<N>`` with its norm stats and Robo-DM cache.
+
+:func:`plan_revocation` computes all of this without changing anything (``hvla rights revoke
+--dry-run``); :func:`revoke_consent` carries out exactly that plan. The revocation record keeps
+each episode's capture day and robot (``episode_info``) so lineage still counts an episode whose
+raw objects are gone (:mod:`hvla_platform.lib.lineage.standing`).
 """
 
 from __future__ import annotations
@@ -30,14 +37,14 @@ import yaml
 from hvla_platform.lib.core.keys import LANDING, QUARANTINE, RAW, RESTRICTED, REVOCATIONS, flag_key, spec_key
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.manifest import EpisodesManifest, LeRobotDatasetManifest, require_manifest
-from hvla_platform.lib.core.withdrawals import audit, now_utc
+from hvla_platform.lib.core.withdrawals import audit, now_utc, withdrawn_episode_records
 from hvla_platform.lib.dataset.build import build_release
 from hvla_platform.lib.dataset.norm_stats_build import build_norm_stats
 from hvla_platform.lib.dataset.openpi_export import build_openpi_export
 from hvla_platform.lib.dataset.releases import register_release
 from hvla_platform.lib.dataset.robodm_build import build_cache
 from hvla_platform.lib.dataset.versions import load_release_version
-from hvla_platform.lib.lineage.graph import LineageError, downstream
+from hvla_platform.lib.lineage.graph import RAW_TYPE, DownstreamHit, LineageError, downstream, load_index
 from hvla_platform.lib.processing.build import convert_partition
 
 RAW_POLICIES = ("restrict", "delete", "keep")
@@ -64,12 +71,106 @@ class RevocationResult:
     record_key: str = ""
 
 
-def _next_release_name(lake: Lake, name: str) -> str:
+def _next_release_name(lake: Lake, name: str, taken: set[str] = frozenset()) -> str:
     base = re.sub(r"-r\d+$", "", name)
     n = 1
-    while lake.exists(spec_key(f"{base}-r{n}")):
+    while lake.exists(spec_key(f"{base}-r{n}")) or f"{base}-r{n}" in taken:
         n += 1
     return f"{base}-r{n}"
+
+
+@dataclass
+class RevocationPlan:
+    """What a withdrawal of ``consent`` will change, computed without changing anything
+    (:func:`plan_revocation`; ``hvla rights revoke --dry-run`` prints it).
+
+    Attributes:
+        consent, reason, by, raw_policy: the request.
+        episodes: the withdrawn raw episode ids (sorted).
+        episode_info: ``{episode_id: {"capture_day", "robot_id"}}`` (from the raw manifests; kept in
+            the revocation record so lineage can still count them once their raw objects are gone).
+        flags: ``{artifact key: (artifact type, "do_not_use" | "retrain_required")}``, in layer order.
+        raw_partitions: ``{"<day>|<robot>": [withdrawn episode ids]}``.
+        raw_objects: ``{episode_id: [lake keys]}``: the raw, landing and quarantine objects
+            ``raw_policy`` moves to ``restricted/`` (``restrict``), deletes (``delete``) or keeps (``keep``).
+        partitions: ``{episodes-hdf5 key: "rebuild" | "remove"}`` (empty without rebuild).
+        releases: ``{release version: the new version name}`` to rebuild (empty without rebuild).
+    """
+
+    consent: str
+    reason: str
+    by: str
+    raw_policy: str
+    episodes: list[str]
+    episode_info: dict[str, dict[str, str | None]]
+    flags: dict[str, tuple[str, str]]
+    raw_partitions: dict[str, list[str]]
+    raw_objects: dict[str, list[str]]
+    partitions: dict[str, str]
+    releases: dict[str, str]
+    hits: list[DownstreamHit] = field(default_factory=list, repr=False)
+
+
+def _check_request(consent: str, reason: str, raw_policy: str) -> None:
+    if not _CONSENT_RE.match(consent or ""):
+        raise RevocationError(f"consent id {consent!r} is not a valid id")
+    if not reason or not reason.strip():
+        raise RevocationError("a revocation needs a reason")
+    if raw_policy not in RAW_POLICIES:
+        raise RevocationError(f"raw_policy must be one of {RAW_POLICIES}, got {raw_policy!r}")
+
+
+def plan_revocation(lake: Lake, consent: str, *, reason: str, by: str | None = None, raw_policy: str = "restrict",
+                    rebuild: bool = True, persist_index: bool = True) -> RevocationPlan:
+    """What :func:`revoke_consent` with these arguments would change.
+
+    With ``persist_index=False`` (``--dry-run``) it only reads the lake: the lineage index it builds
+    is not written back (``_index/lineage/``).
+
+    Raises:
+        RevocationError: malformed consent id, empty reason, unknown ``raw_policy``, or no episode
+            carries the consent (the message names the closest known consent).
+    """
+    _check_request(consent, reason, raw_policy)
+    try:
+        hits = downstream(lake, f"consent:{consent}", index=load_index(lake, persist=persist_index))
+    except LineageError as exc:  # names the closest known consent ("did you mean")
+        raise RevocationError(str(exc)) from exc
+    episodes = sorted({e for h in hits for e in h.episode_ids})
+    if not episodes:
+        raise RevocationError(f"no episode carries consent {consent!r}")
+    if not any(h.type == RAW_TYPE and h.key.startswith(f"{RAW}/") for h in hits):
+        # only the revocation records (and copies under restricted/) name them now
+        prior = sorted({r["revocation"] for e, r in withdrawn_episode_records(lake).items() if e in episodes})
+        raise RevocationError(f"consent {consent!r} was already withdrawn ({', '.join(prior)}): no raw episode "
+                              "carries it any more")
+    info = {e: {"capture_day": h.info.get("capture_day"), "robot_id": h.info.get("robot_id")}
+            for h in hits if h.type == RAW_TYPE for e in h.episode_ids}
+    impacted = sorted((h for h in hits if h.type in _LAYER_ORDER), key=lambda h: (_LAYER_ORDER.index(h.type), h.key))
+    raw_partitions: dict[str, list[str]] = {}
+    for e in episodes:
+        if e in info:
+            raw_partitions.setdefault(f"{info[e]['capture_day']}|{info[e]['robot_id']}", []).append(e)
+    listed = [k for prefix in (RAW, LANDING, QUARANTINE) for k in lake.list_keys(prefix)]
+    partitions: dict[str, str] = {}
+    releases: dict[str, str] = {}
+    if rebuild:
+        for h in hits:
+            if h.type == "episodes_hdf5":
+                every = set(h.episode_ids) >= set(require_manifest(lake, h.key, EpisodesManifest).episode_ids)
+                partitions[h.key] = "remove" if every else "rebuild"
+        taken: set[str] = set()
+        for h in impacted:
+            if h.type == "lerobot_dataset":
+                old = require_manifest(lake, h.key, LeRobotDatasetManifest).release
+                releases[old] = _next_release_name(lake, load_release_version(lake, old).spec_name, taken)
+                taken.add(releases[old])
+    return RevocationPlan(
+        consent=consent, reason=reason.strip(), by=by or getpass.getuser(), raw_policy=raw_policy, episodes=episodes,
+        episode_info=info,
+        flags={h.key: (h.type, "retrain_required" if h.type == "checkpoint" else "do_not_use") for h in impacted},
+        raw_partitions=raw_partitions, raw_objects={e: [k for k in listed if f"/{e}/" in k] for e in episodes},
+        partitions=partitions, releases=releases, hits=hits)
 
 
 def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = None, raw_policy: str = "restrict",
@@ -87,25 +188,13 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
         RevocationError: malformed consent id, empty reason, unknown ``raw_policy``, or no episode
             carries the consent.
     """
-    if not _CONSENT_RE.match(consent or ""):
-        raise RevocationError(f"consent id {consent!r} is not a valid id")
-    if not reason or not reason.strip():
-        raise RevocationError("a revocation needs a reason")
-    if raw_policy not in RAW_POLICIES:
-        raise RevocationError(f"raw_policy must be one of {RAW_POLICIES}, got {raw_policy!r}")
+    plan = plan_revocation(lake, consent, reason=reason, by=by, raw_policy=raw_policy, rebuild=rebuild)
     say = progress or (lambda _m: None)
-    by = by or getpass.getuser()
-    try:
-        hits = downstream(lake, f"consent:{consent}")
-    except LineageError as exc:  # names the closest known consent ("did you mean")
-        raise RevocationError(str(exc)) from exc
-    episodes = sorted({e for h in hits for e in h.episode_ids})
-    if not episodes:
-        raise RevocationError(f"no episode carries consent {consent!r}")
-    impacted = [h for h in hits if h.type in _LAYER_ORDER]
+    by, episodes, hits = plan.by, plan.episodes, plan.hits
+    impacted = [h for h in hits if h.key in plan.flags]
     at = now_utc()
-    record = {"consent": consent, "reason": reason.strip(), "by": by, "at": at.isoformat(timespec="seconds"),
-              "episodes": episodes, "raw_policy": raw_policy,
+    record = {"consent": consent, "reason": plan.reason, "by": by, "at": at.isoformat(timespec="seconds"),
+              "episodes": episodes, "raw_policy": raw_policy, "episode_info": plan.episode_info,
               "impacted": [{"type": h.type, "key": h.key, "episode_ids": h.episode_ids} for h in impacted]}
     res = RevocationResult(consent=consent, episodes=episodes)
     res.record_key = f"{REVOCATIONS}/{consent}/{at.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}.json"
@@ -114,52 +203,18 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
           impacted=[h.key for h in impacted])
     say(f"consent {consent}: {len(episodes)} episode(s), {len(impacted)} impacted artifact(s)")
     for h in sorted(impacted, key=lambda h: (_LAYER_ORDER.index(h.type), h.key)):
-        status = "retrain_required" if h.type == "checkpoint" else "do_not_use"
+        status = plan.flags[h.key][1]
         flag = {"status": status, "consent": consent, "reason": record["reason"], "by": by,
                 "at": record["at"], "episode_ids": h.episode_ids, "revocation": res.record_key}
         lake.write_json(flag_key(h.key), flag)
         res.flagged[h.key] = status
         audit(lake, "artifact_flagged", artifact=h.key, status=status, consent=consent)
-    if rebuild:
-        for h in hits:
-            if h.type == "episodes_hdf5":  # derived HDF5 rebuilt without the episodes
-                _, day, robot = h.key.split("/")
-                if set(h.episode_ids) >= set(require_manifest(lake, h.key, EpisodesManifest).episode_ids):
-                    # every episode of the partition is withdrawn: remove the derived artifact
-                    # (manifest first, so it is never visible half-deleted)
-                    keys = lake.list_keys(h.key)
-                    lake.delete(lake.manifest_key(h.key))
-                    for k in keys:
-                        lake.delete(k)
-                    audit(lake, "episodes_removed", partition=f"{day}|{robot}", consent=consent)
-                else:
-                    (rebuild_partition or (lambda d, r: convert_partition(lake, d, r)))(day, robot)
-                    audit(lake, "episodes_rebuilt", partition=f"{day}|{robot}", consent=consent)
-    if rebuild:
-        for h in impacted:
-            if h.type != "lerobot_dataset":
-                continue
-            old = require_manifest(lake, h.key, LeRobotDatasetManifest).release  # a version id
-            spec = load_release_version(lake, old)  # the spec that version was built from
-            new_name = _next_release_name(lake, spec.spec_name)
-            doc = {**spec.to_dict(), "name": new_name,
-                   "description": f"{spec.description} Rebuilt from {old} without consent {consent} ({record['reason']}).".strip()}
-            new_spec = register_release(lake, yaml.safe_dump(doc, sort_keys=False))
-            say(f"rebuilding {old} as {new_name} without {len(episodes)} episode(s)")
-            if rebuild_release is not None:
-                rebuild_release(new_spec.name)
-            else:
-                built = build_release(lake, new_spec).spec  # the version it published
-                build_norm_stats(lake, built)
-                build_cache(lake, built)
-                build_openpi_export(lake, built)
-            res.rebuilt_releases[old] = new_name
-            audit(lake, "release_rebuilt", old_release=old, new_release=new_name, consent=consent)
+    # raw objects first: a rebuild that re-ingests a partition (the CLI's ingest_job) then no longer
+    # sees the withdrawn episodes, and a failing rebuild leaves the withdrawal itself carried out
     for ep in episodes:
-        keys = [k for prefix in (RAW, LANDING, QUARANTINE) for k in lake.list_keys(prefix) if f"/{ep}/" in k]
         handled = []
         held: dict[str, str] = {}
-        for k in keys:
+        for k in plan.raw_objects[ep]:
             if raw_policy == "keep":
                 continue
             until = lake.retention_until(k)
@@ -176,4 +231,33 @@ def revoke_consent(lake: Lake, consent: str, *, reason: str, by: str | None = No
             audit(lake, "raw_held_by_store", episode=ep, consent=consent, retained_until=held,
                   detail="the store's object lock (COMPLIANCE) keeps these versions until the dates given; "
                          "they are hidden now and can only be erased after")
+    for pkey, action in plan.partitions.items():  # derived HDF5 rebuilt without the episodes
+        _, day, robot = pkey.split("/")
+        if action == "remove":
+            # every episode of the partition is withdrawn: remove the derived artifact
+            # (manifest first, so it is never visible half-deleted)
+            keys = lake.list_keys(pkey)
+            lake.delete(lake.manifest_key(pkey))
+            for k in keys:
+                lake.delete(k)
+            audit(lake, "episodes_removed", partition=f"{day}|{robot}", consent=consent)
+        else:
+            (rebuild_partition or (lambda d, r: convert_partition(lake, d, r)))(day, robot)
+            audit(lake, "episodes_rebuilt", partition=f"{day}|{robot}", consent=consent)
+    for old in plan.releases:
+        spec = load_release_version(lake, old)  # the spec that version was built from
+        new_name = _next_release_name(lake, spec.spec_name)
+        doc = {**spec.to_dict(), "name": new_name,
+               "description": f"{spec.description} Rebuilt from {old} without consent {consent} ({record['reason']}).".strip()}
+        new_spec = register_release(lake, yaml.safe_dump(doc, sort_keys=False))
+        say(f"rebuilding {old} as {new_name} without {len(episodes)} episode(s)")
+        if rebuild_release is not None:
+            rebuild_release(new_spec.name)
+        else:
+            built = build_release(lake, new_spec).spec  # the version it published
+            build_norm_stats(lake, built)
+            build_cache(lake, built)
+            build_openpi_export(lake, built)
+        res.rebuilt_releases[old] = new_name
+        audit(lake, "release_rebuilt", old_release=old, new_release=new_name, consent=consent)
     return res
