@@ -32,8 +32,9 @@ def python(code: str, *args: str, env: dict[str, str] | None = None, log: Path |
     return spawn([sys.executable, "-c", code, *args], env=env, log=log)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Pids of the live processes (zombies excluded: they have exited) in process group ``pgid``."""
+def group_members(pgid: int, *, session: bool = False) -> list[int]:
+    """Pids of the live processes (zombies excluded: they have exited) in process group ``pgid``
+    (with ``session``: in the session ``pgid``, whatever process groups its members made)."""
     out = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -42,7 +43,7 @@ def group_members(pgid: int) -> list[int]:
             fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+        if int(fields[3 if session else 2]) == pgid and fields[0] not in ("Z", "X"):
             out.append(int(d.name))
     return out
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hvla_platform.cli import demo, ingest, lineage, profile, qa, release, rights, serving, sim, train, ui
+from hvla_platform.cli import demo, ingest, lineage, profile, qa, release, rights, serving, sim, train, ui, web
 from hvla_platform.cli.common import is_refusal, refuse
 
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_lineage_parser(sub)
     serving.add_serving_parsers(sub)
     ui.add_parser(sub)
+    web.add_parser(sub)
     return p
 
 

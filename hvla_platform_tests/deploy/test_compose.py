@@ -42,7 +42,7 @@ def env_refs(node) -> set[str]:
 
 
 def test_services():
-    assert set(SERVICES) == {"postgres", "rustfs"} | HVLA_SERVICES
+    assert set(SERVICES) == {"postgres", "rustfs", "lake-web"} | HVLA_SERVICES  # lake-web: test_lake_web_deploy.py
 
 
 def test_hvla_services_share_one_image_and_environment():

@@ -11,10 +11,9 @@
 //        [--asset raw_mcap] [--partition 2026-11-10|g1-001] [--run-timeout-s 150] [--chromium /usr/bin/chromium]
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
+import { launchChromium, stepRecorder } from './chromium.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -35,16 +34,7 @@ const ASSET = opt.asset;
 const PARTITION = opt.partition;
 const RUN_TIMEOUT_MS = Number(opt['run-timeout-s']) * 1000;
 const OUT = path.resolve(opt.artifacts);
-fs.mkdirSync(OUT, { recursive: true });
-
-const log = (msg) => console.error(`[ui ${new Date().toISOString().slice(11, 19)}] ${msg}`);
-let shot = 0;
-async function screenshot(page, name) {
-  shot += 1;
-  const file = path.join(OUT, `${String(shot).padStart(2, '0')}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: false });
-  log(`screenshot ${path.basename(file)}`);
-}
+const { log, screenshot } = stepRecorder(OUT, 'ui');
 
 /** The innermost element that contains every one of `locators` (document order puts it last). */
 function innermost(page, ...locators) {
@@ -88,21 +78,9 @@ async function readMetadataTable(table) {
   return out;
 }
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hvla-ui-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: opt.chromium,
-  headless: true,
-  viewport: { width: 1600, height: 1100 },
-  // What this closed network needs: without the background-networking flags Chromium keeps
-  // opening connections to Google hosts that are refused (python-svc machine notes).
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
+const { context, page, consoleErrors, userDataDir } = await launchChromium(opt.chromium, {
+  viewport: { width: 1600, height: 1100 }, timeoutMs: 30_000, profilePrefix: 'hvla-ui-chromium-',
 });
-context.setDefaultTimeout(30_000);
-const page = context.pages()[0] ?? await context.newPage();
-const consoleErrors = [];
-page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text().slice(0, 300)); });
-page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${String(e).slice(0, 300)}`));
 
 // Dagster OSS shows a "Join the Dagster community" dialog once per browser profile, at a moment
 // of its choosing; a person clicks "Skip" whenever it appears.

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hvla_platform_tests.ui.browser_script import run_browser_script
 from hvla_platform_tests.ui.dagster_ui import REPO_ROOT, UI_DIR, DagsterUI, land_recordings
 
 pytestmark = pytest.mark.browser
@@ -108,18 +109,11 @@ def _declared_rights(folder: Path) -> dict[str, str]:
 
 
 def test_materialize_one_raw_partition_from_the_ui_and_read_checks_owners_and_rights(dagster_ui, artifacts):
-    proc = subprocess.run(
-        ["node", str(UI_DIR / "asset_graph.mjs"), "--base-url", dagster_ui.base_url,
-         "--artifacts", str(artifacts), "--asset", "raw_mcap", "--partition", PARTITION,
-         "--run-timeout-s", "150", "--chromium", CHROMIUM],
-        cwd=UI_DIR, capture_output=True, text=True, timeout=300)
-    (artifacts / "browser.log").write_text(proc.stderr)
-    lines = proc.stdout.strip().splitlines()
-    seen = json.loads(lines[-1]) if lines else {}
+    seen = run_browser_script("asset_graph.mjs", ["--base-url", dagster_ui.base_url, "--artifacts", str(artifacts),
+                                                  "--asset", "raw_mcap", "--partition", PARTITION,
+                                                  "--run-timeout-s", "150", "--chromium", CHROMIUM],
+                              artifacts, timeout=300)
     where = f"screenshots and logs in {artifacts}"
-    assert proc.returncode == 0 and "error" not in seen, (
-        f"the browser script failed at {seen.get('failed_at_url')}: "
-        f"{seen.get('error') or proc.stderr[-3000:]}\n{where}")
 
     # the asset graph, every group expanded, shows the whole lifecycle
     assert LIFECYCLE_ASSETS <= set(seen["graph_assets"]), (seen["graph_assets"], where)

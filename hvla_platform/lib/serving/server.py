@@ -41,7 +41,6 @@ import concurrent.futures
 import gc
 import hmac
 import http
-import ipaddress
 import itertools
 import logging
 import ssl
@@ -53,6 +52,7 @@ import numpy as np
 import websockets
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 
+from hvla_platform.lib.core.net import is_loopback
 from hvla_platform.lib.serving import allocator, wire
 from hvla_platform.lib.serving.inference_log import InferenceLog
 
@@ -141,16 +141,6 @@ class _Connection(ServerConnection):
             release, self.release = self.release, None
             if release is not None:
                 release()
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class PolicyServer:
