@@ -13,7 +13,7 @@ from hvla_platform_tests.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "hvla_platform"
 LIB_PACKAGES = ["core", "formats", "sim", "ingest", "processing", "dataset", "training", "serving", "evaluation",
-                "lineage", "ops"]
+                "lineage", "ops", "web"]
 
 
 def test_import_layer_contracts_are_kept() -> None:
