@@ -40,7 +40,7 @@ METADATA_KEYS = {
     "hvla/num_train_frames", "hvla/num_params", "hvla/train_seconds", "hvla/mlflow_run_id", "hvla/serving_allowed",
     "hvla/serving_blocked", "status", "hvla/lineage_upstream", "hvla/lineage_command", "hvla/allowed_uses",
     "hvla/license", "hvla/data_owners", "hvla/customers", "hvla/sites", "hvla/consent_refs",
-    "hvla/retention_until", "hvla/contains_human_video", "hvla/contains_customer_environment",
+    "hvla/retention_until", "hvla/contains_human_video", "hvla/contains_customer_environment", "hvla/mlflow_run",
 }
 #: The training stack, which must stay out of the run's process.
 HEAVY = ("jax", "flax", "optax", "orbax", "torch", "lerobot", "mujoco")
@@ -119,10 +119,13 @@ def test_materialization_comes_back_through_pipes_with_the_same_metadata_and_che
     assert md["dagster/uri"].value.endswith("checkpoints/hvla_g1_reach_small/exp-ok/5")
     assert md["hvla/step"].value == 5 and md["hvla/experiment"].value == "exp-ok" and md["hvla/backend"].value == "jax"
     assert md["status"].value == "materialized" and md["hvla/release"].value == "pipes-v1"
+    assert md["hvla/mlflow_run"].value.endswith(f"/#/runs/{md['hvla/mlflow_run_id'].value}")  # a link to the MLflow UI
     assert isinstance(md["hvla/final_loss"].value, float) and md["hvla/final_loss"].value > 0
     assert "ep-0" in md["hvla/lineage_upstream"].value and "ep-2" not in md["hvla/lineage_upstream"].value
     assert md["hvla/allowed_uses"].value == "internal_training, lab_robot, staging_demo"
-    (check,) = res.get_asset_check_evaluations()
+    evals = {c.check_name: c for c in res.get_asset_check_evaluations()}
+    assert set(evals) == {"loss_fell", "rights_standing"} and evals["rights_standing"].passed  # nothing withdrawn
+    check = evals["loss_fell"]
     assert check.check_name == "loss_fell" and check.asset_key == dg.AssetKey("checkpoint")
     ratio = md["hvla/final_loss"].value / md["hvla/initial_loss"].value
     assert check.metadata["hvla/loss_ratio"].value == round(ratio, 4)

@@ -3,7 +3,8 @@
 
 import dagster as dg
 
-from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
+from hvla_platform.defs.metadata import fmt_value, lineage_metadata, md_mapping, md_nested, md_table, rights_metadata
+from hvla_platform.defs.automation.rights_flags import rights_check_result, rights_check_specs
 from hvla_platform.defs.partitions import release_partitions
 from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.dataset.lerobot_release import schema_diff
@@ -39,6 +40,34 @@ RELEASE_CHECK_DESCRIPTIONS = {
 assert tuple(RELEASE_CHECK_DESCRIPTIONS) == RELEASE_CHECKS
 
 
+def features_table(schema: dict) -> dg.MetadataValue:
+    """A release's feature schema (``{"fps", "features": {name: {"dtype", "shape", "names"}}}``,
+    lib/dataset/lerobot_release.py ``feature_schema``) as a markdown table: feature, dtype, shape
+    (``30`` or ``3×224×224``), names (the first 8, then how many in all), under the fps."""
+    def names(n: object) -> str:
+        if isinstance(n, list):
+            return ", ".join(map(str, n[:8])) + (f", … ({len(n)} in all)" if len(n) > 8 else "")
+        return fmt_value(n)
+
+    rows = [[name, f["dtype"], "×".join(map(str, f["shape"])), names(f.get("names"))]
+            for name, f in schema.get("features", {}).items()]
+    return dg.MetadataValue.md(f"fps {fmt_value(schema.get('fps'))}\n\n"
+                               + md_table(["feature", "dtype", "shape", "names"], rows))
+
+
+def norm_stats_table(doc: dict, names: dict) -> dg.MetadataValue:
+    """An openpi ``norm_stats.json`` document (``{"norm_stats": {key: {"mean", "std", "q01", "q99":
+    [float]}}}``) as a markdown table, one row per key × dimension, named by joint where
+    ``names[key]`` says (feature units, radians for joints; 4 significant digits — the file in the
+    lake keeps full precision)."""
+    rows = []
+    for key, st in doc.get("norm_stats", {}).items():
+        dims = names.get(key) or []
+        for i, mean in enumerate(st.get("mean", [])):
+            rows.append([key, i, dims[i] if i < len(dims) else "–", mean, st["std"][i], st["q01"][i], st["q99"][i]])
+    return dg.MetadataValue.md(md_table(["key", "dim", "name", "mean", "std", "q01", "q99"], rows))
+
+
 def release_check_results(qa: ReleaseQA | None) -> list[dg.AssetCheckResult]:
     """One WARN-severity ``AssetCheckResult`` per release check from the findings recorded in the
     release manifest (``None``: a version built before release checks existed — every check then
@@ -61,8 +90,8 @@ def release_check_results(qa: ReleaseQA | None) -> list[dg.AssetCheckResult]:
             metadata={"hvla/status": c.status.replace("_", " "), "hvla/detail": c.detail,
                       "hvla/episodes": ", ".join(c.episodes) or "(none)",
                       "hvla/features": ", ".join(c.features) or "(none)",
-                      "hvla/values": dg.MetadataValue.json(dict(c.values)),
-                      "hvla/thresholds": dg.MetadataValue.json(qa.to_dict()["thresholds"])}))
+                      "hvla/values": md_nested(dict(c.values)),
+                      "hvla/thresholds": md_nested(qa.to_dict()["thresholds"])}))
     return out
 
 
@@ -96,6 +125,7 @@ class ReleaseConfig(dg.Config):
         *[dg.AssetCheckSpec(name, asset="lerobot_dataset", partitions_def=release_partitions,
                             description=f"Release check (warning, never blocks or excludes an episode): {text}")
           for name, text in RELEASE_CHECK_DESCRIPTIONS.items()],
+        *rights_check_specs("lerobot_dataset", release_partitions),
     ],
     metadata={"hvla/layer": "dataset", "hvla/canonical": "canonical for sharing"},
 )
@@ -132,16 +162,16 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
             "hvla/fps": m.fps,
             "hvla/train_episodes": ", ".join(m.train_episode_ids),
             "hvla/heldout_episodes": ", ".join(m.heldout_episode_ids) or "(none)",
-            "hvla/excluded_episodes": dg.MetadataValue.json(m.excluded),
-            "hvla/approved_by_supervisor": dg.MetadataValue.json(m.approved),
+            "hvla/excluded_episodes": md_mapping(m.excluded, "episode", "why excluded"),
+            "hvla/approved_by_supervisor": md_mapping(m.approved, "episode", "approval"),
             "hvla/min_quality": spec.min_quality,
             "hvla/partitions": ", ".join(m.partitions),
             "hvla/codebase_version": str(m.codebase_version),
-            "hvla/reload_probe": dg.MetadataValue.json(m.probe),
-            "hvla/features": dg.MetadataValue.json(m.feature_schema),
+            "hvla/reload_probe": md_nested(m.probe),
+            "hvla/features": features_table(m.feature_schema),
             "status": build.status,
-            "hvla/build": dg.MetadataValue.json({"how": build.how or build.status, "base": build.base,
-                                                 "reason": build.reason}),
+            "hvla/build": md_nested({"how": build.how or build.status, "base": build.base,
+                                     "reason": build.reason}),
             **lineage_metadata(lk, lerobot_prefix(spec)),
             **rights_metadata(build.rights),
         },
@@ -155,8 +185,9 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
             dg.AssetCheckResult(check_name="tasks_non_empty", passed=bool(tasks) and all(t.strip() for t in tasks),
                                 metadata={"hvla/tasks": "\n".join(tasks) or "(none)"}),
             dg.AssetCheckResult(check_name="timestamps_regular", passed=not m.timestamp_problems,
-                                metadata={"hvla/problems": dg.MetadataValue.json(m.timestamp_problems)}),
+                                metadata={"hvla/problems": md_mapping(m.timestamp_problems, "episode", "problem")}),
             *release_check_results(build.release_qa),
+            rights_check_result(lk, "lerobot_dataset", lerobot_prefix(spec)),
         ],
     )
 
@@ -172,6 +203,7 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
         dg.AssetCheckSpec("finite", asset="norm_stats", partitions_def=release_partitions, blocking=True, description="Every statistic is finite."),
         dg.AssetCheckSpec("min_std", asset="norm_stats", partitions_def=release_partitions,
                           description=f"No dimension has std below {MIN_STD} (feature units, radians for joints)."),
+        *rights_check_specs("norm_stats", release_partitions),
     ],
     metadata={"hvla/layer": "derived", "hvla/computed_from": "train_split_only", "hvla/reusable_across_customers": False},
 )
@@ -189,7 +221,7 @@ def norm_stats(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
             "hvla/release": spec.name,
             "hvla/num_frames": b.manifest.num_frames,
             "hvla/excluded_heldout_episodes": ", ".join(b.manifest.excluded_heldout_episode_ids) or "(none)",
-            "hvla/norm_stats": dg.MetadataValue.json(load_norm_stats(lk, spec.name)),
+            "hvla/norm_stats": norm_stats_table(load_norm_stats(lk, spec.name), b.manifest.names),
             "status": b.status,
             **lineage_metadata(lk, norm_stats_prefix(spec.name)),
             **rights_metadata(b.rights),
@@ -199,6 +231,7 @@ def norm_stats(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
                                 metadata={"hvla/problems": "\n".join(nonfinite) or "(none)"}),
             dg.AssetCheckResult(check_name="min_std", passed=not low_std, severity=dg.AssetCheckSeverity.WARN,
                                 metadata={"hvla/problems": "\n".join(low_std) or "(none)", "hvla/min_std": MIN_STD}),
+            rights_check_result(lk, "norm_stats", norm_stats_prefix(spec.name)),
         ],
     )
 
@@ -225,6 +258,7 @@ class RoboDMConfig(dg.Config):
                           description="Every image stream was written with the configured codec (robodm 0.1.0 silently falls back to rawvideo with PyAV ≥ 14)."),
         dg.AssetCheckSpec("roundtrip", asset="robodm_cache", partitions_def=release_partitions, blocking=True,
                           description="A sampled episode read back with robodm equals the release as LeRobot reads it (state/action exact, images within tolerance) and its HDF5 source frames (within tolerance, in order)."),
+        *rights_check_specs("robodm_cache", release_partitions),
     ],
     metadata={"hvla/layer": "cache", "hvla/canonical": "derived, disposable"},
 )
@@ -248,7 +282,7 @@ def robodm_cache(context: dg.AssetExecutionContext, config: RoboDMConfig, lake: 
             "hvla/bytes_ratio": (dg.MetadataValue.float(m.bytes_ratio) if m.bytes_ratio is not None
                                  else dg.MetadataValue.null()),
             "hvla/video_codec": m.config["video_codec"],
-            "hvla/codecs_written": dg.MetadataValue.json(m.codecs),
+            "hvla/codecs_written": md_nested(m.codecs),
             "status": b.status,
             **lineage_metadata(lk, robodm_prefix(spec.name)),
             **rights_metadata(b.rights),
@@ -260,6 +294,7 @@ def robodm_cache(context: dg.AssetExecutionContext, config: RoboDMConfig, lake: 
                                 metadata={"hvla/problems": "\n".join(codec_problems) or "(none)",
                                           "hvla/configured": config.video_codec}),
             dg.AssetCheckResult(check_name="roundtrip", passed=bool(m.roundtrip.get("ok")),
-                                metadata={"hvla/result": dg.MetadataValue.json(m.roundtrip)}),
+                                metadata={"hvla/result": md_nested(m.roundtrip)}),
+            rights_check_result(lk, "robodm_cache", robodm_prefix(spec.name)),
         ],
     )

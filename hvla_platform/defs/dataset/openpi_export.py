@@ -4,6 +4,7 @@ openpi norm stats for absolute and delta actions) — partitioned by dataset rel
 
 import dagster as dg
 
+from hvla_platform.defs.automation.rights_flags import rights_check_result, rights_check_specs
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import release_partitions
 from hvla_platform.defs.resources import LakeResource
@@ -42,6 +43,7 @@ class OpenpiExportConfig(dg.Config):
                           description="norm_stats.json exists for absolute and delta actions at openpi's "
                                       "assets/<config>/<repo_id>/ path, finite, and its state statistics equal the "
                                       "release's norm stats."),
+        *rights_check_specs("openpi_export", release_partitions),
     ],
     metadata={"hvla/layer": "derived", "hvla/computed_from": "train_split_only", "hvla/canonical": "derived, disposable"},
 )
@@ -85,5 +87,6 @@ def openpi_export(context: dg.AssetExecutionContext, config: OpenpiExportConfig,
             dg.AssetCheckResult(check_name="norm_stats_at_openpi_path", passed=not stats_problems,
                                 metadata={"hvla/problems": "\n".join(stats_problems) or "(none)",
                                           "hvla/paths": dg.MetadataValue.json(m.norm_stats)}),
+            rights_check_result(lk, "openpi_export", b.prefix),
         ],
     )

@@ -2,9 +2,11 @@
 
 import dagster as dg
 
+from hvla_platform.defs.automation.rights_flags import rights_check_result, rights_check_specs
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
+from hvla_platform.lib.web.links import lake_file_url, mlflow_run_url
 
 # hvla_platform.lib.evaluation is imported inside the functions below: it imports the policy
 # (lib.training → JAX, flax), which the code server must not load (docs/deployment.md, "Training
@@ -69,7 +71,8 @@ def per_task_markdown(per_task: list[dict]) -> dg.MetadataValue | str:
     kinds={"html", "mlflow"},
     description="Eval report of the experiment's checkpoint: held-out action error vs a hold-position baseline; closed-loop success in the G1 simulator run with inspect-robots (hvla_openpi client → policy server on loopback, hvla_g1_reach embodiment with the robot client's action guard; EvalLog and HTML view under logs/inspect/), in and out of the training distribution separately, each with a 95% Wilson interval.",
     check_specs=[dg.AssetCheckSpec("metrics_finite", asset="eval_report", partitions_def=experiment_partitions,
-                                   description="The offline error metrics are finite numbers (the evaluation ran on real frames).")],
+                                   description="The offline error metrics are finite numbers (the evaluation ran on real frames).")]
+    + rights_check_specs("eval_report", experiment_partitions),
     metadata={"hvla/layer": "evaluation"},
 )
 def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lake: LakeResource,
@@ -100,7 +103,9 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": b.uri,
-            "hvla/report": dg.MetadataValue.url(b.uri.rstrip("/") + "/report.html"),
+            "hvla/report": dg.MetadataValue.url(lake_file_url(f"{b.prefix}/report.html")),
+            **({"hvla/mlflow_run": dg.MetadataValue.url(mlflow_run_url(b.manifest.mlflow_run_id))}
+               if b.manifest.mlflow_run_id else {}),
             "hvla/checkpoint": b.manifest.checkpoint,
             "hvla/heldout_episodes": ", ".join(b.manifest.episode_ids) or "(none)",
             "hvla/policy_mae_rad": pol_mae if pol_mae is not None else "n/a",
@@ -111,9 +116,9 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
             "hvla/closed_loop_per_task": per_task_markdown(closed.get("per_task") or []),
             "hvla/closed_loop_path": (closed.get("served_via") or {}).get("protocol", "not run"),
             "hvla/closed_loop_harness": (closed.get("served_via") or {}).get("harness", "not run"),
-            "hvla/inspect_eval_log": (dg.MetadataValue.url(b.uri.rstrip("/") + "/" + closed["inspect"]["eval_log"])
+            "hvla/inspect_eval_log": (dg.MetadataValue.url(lake_file_url(f"{b.prefix}/{closed['inspect']['eval_log']}"))
                                       if closed.get("inspect") else "not run"),
-            "hvla/inspect_eval_log_html": (dg.MetadataValue.url(b.uri.rstrip("/") + "/" + closed["inspect"]["html"])
+            "hvla/inspect_eval_log_html": (dg.MetadataValue.url(lake_file_url(f"{b.prefix}/{closed['inspect']['html']}"))
                                            if closed.get("inspect") else "not run"),
             "status": b.status,
             **lineage_metadata(lk, b.prefix),
@@ -122,5 +127,6 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalReportConfig, lak
         check_results=[dg.AssetCheckResult(
             check_name="metrics_finite",
             passed=isinstance(pol_mae, (int, float)) and isinstance(base_mae, (int, float)),
-            metadata={"hvla/policy_mae_rad": str(pol_mae), "hvla/baseline_mae_rad": str(base_mae)})],
+            metadata={"hvla/policy_mae_rad": str(pol_mae), "hvla/baseline_mae_rad": str(base_mae)}),
+            rights_check_result(lk, "eval_report", b.prefix)],
     )

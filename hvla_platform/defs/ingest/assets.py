@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from hvla_platform.defs.metadata import check_specs, episode_check, rights_metadata
+from hvla_platform.defs.metadata import INGEST_RUN_TAG, check_specs, episode_check, md_mapping, md_table, rights_metadata, tag_run
 from hvla_platform.defs.partitions import day_robot, raw_partitions
 from hvla_platform.defs.resources import LakeResource
 from hvla_platform.lib.core.keys import quarantine_prefix, raw_prefix
@@ -32,7 +32,9 @@ RAW_CHECKS = [
     metadata={"hvla/layer": "raw", "hvla/canonical": "source of truth"},
 )
 def raw_mcap(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Index and publish every episode landed for the partition; quarantine what fails (with the reason)."""
+    """Index and publish every episode landed for the partition; quarantine what fails (with the reason).
+    The run is tagged ``hvla/ingest=refused N`` (episodes quarantined plus uploads refused at landing
+    for the partition) or ``hvla/ingest=passed``."""
     day, robot = day_robot(context)
     lk = lake.get_lake()
     result = ingest_partition(lk, day, robot)
@@ -59,23 +61,26 @@ def raw_mcap(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
                       usable=len(usable), description=desc)
         for name, desc, _ in RAW_CHECKS
     ]
+    refused = len(result.episodes) - len(usable) + len(refusals)
+    tag_run(context, {INGEST_RUN_TAG: f"refused {refused}" if refused else "passed"})
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": lk.uri(raw_prefix(day, robot)),
             "dagster/row_count": len(result.episodes),
             "hvla/num_episodes": len(usable),
             "hvla/num_quarantined": len(result.episodes) - len(usable),
-            "hvla/quarantined": dg.MetadataValue.json({e.episode_id: e.reasons for e in result.episodes
-                                                       if not e.convertible}) if len(usable) < len(result.episodes) else "(none)",
+            "hvla/quarantined": md_mapping({e.episode_id: "; ".join(e.reasons) for e in result.episodes
+                                            if not e.convertible}, "episode", "why quarantined"),
             "hvla/episode_ids": ", ".join(e.episode_id for e in usable),
             "hvla/total_bytes": sum((e.index or {}).get("size_bytes", 0) for e in usable),
             "hvla/total_duration_s": round(sum((e.index or {}).get("duration_s", 0.0) for e in usable), 3),
             "hvla/operators": ", ".join(sorted({str(e.metadata.get("operator")) for e in usable})),
             "status": "cached" if statuses["cached"] == len(result.episodes) else "materialized",
             **{f"hvla/episodes_{k}": v for k, v in statuses.items()},
-            "hvla/landing_refusals": dg.MetadataValue.json(
-                [{"episode_id": r.episode_id, "status": r.status, "reason": r.reason, "evidence": lk.uri(r.evidence)}
-                 for r in refusals]) if refusals else "(none)",
+            "hvla/landing_refusals": dg.MetadataValue.md(md_table(
+                ["episode", "status", "reason", "evidence"],
+                [[r.episode_id or "(none named)", r.status, r.reason, lk.uri(r.evidence)] for r in refusals]))
+            if refusals else "(none)",
             **rights_metadata(rights),
         },
         check_results=checks,

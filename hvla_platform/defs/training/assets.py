@@ -9,12 +9,14 @@ code server and the run process never import the training stack (JAX, flax, opta
 
 import dagster as dg
 
+from hvla_platform.defs.automation.rights_flags import rights_check_result, rights_check_specs
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
 from hvla_platform.defs.training.launcher import TrainingLauncherResource
 from hvla_platform.defs.training.pipes_worker import LOSS_RATIO_MAX
 from hvla_platform.lib.core.manifest import CheckpointManifest, require_manifest
+from hvla_platform.lib.web.links import mlflow_run_url
 
 __all__ = ["LOSS_RATIO_MAX", "CheckpointConfig", "checkpoint"]
 
@@ -45,7 +47,8 @@ class CheckpointConfig(dg.Config):
     pool="training",
     description="Policy checkpoint (images + state → action chunk) trained with JAX on the release's Robo-DM cache, in its own process (Dagster Pipes).",
     check_specs=[dg.AssetCheckSpec("loss_fell", asset="checkpoint", partitions_def=experiment_partitions, blocking=True,
-                                   description=f"Final training loss ≤ {LOSS_RATIO_MAX} × initial loss.")],
+                                   description=f"Final training loss ≤ {LOSS_RATIO_MAX} × initial loss.")]
+    + rights_check_specs("checkpoint", experiment_partitions),
     metadata={"hvla/layer": "model"},
 )
 def checkpoint(context: dg.AssetExecutionContext, config: CheckpointConfig, lake: LakeResource,
@@ -71,6 +74,8 @@ def checkpoint(context: dg.AssetExecutionContext, config: CheckpointConfig, lake
         raise dg.Failure(description=f"the training process reported {len(prefixes)} checkpoints, expected 1")
     manifest = require_manifest(lk, prefixes[0], CheckpointManifest)
     return dg.MaterializeResult(
-        metadata={**reported.metadata, **lineage_metadata(lk, prefixes[0]), **rights_metadata(manifest.rights_obj)},
-        check_results=reported.check_results,
+        metadata={**reported.metadata, **lineage_metadata(lk, prefixes[0]), **rights_metadata(manifest.rights_obj),
+                  **({"hvla/mlflow_run": dg.MetadataValue.url(mlflow_run_url(manifest.mlflow_run_id))}
+                     if manifest.mlflow_run_id else {})},
+        check_results=[*reported.check_results, rights_check_result(lk, "checkpoint", prefixes[0])],
     )
