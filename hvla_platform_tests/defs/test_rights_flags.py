@@ -18,6 +18,7 @@ import pytest
 from hvla_platform.defs.automation.rights_flags import RIGHTS_CHECK, report_revocation, rights_check_result
 from hvla_platform.lib.core.lake import LocalLake
 from hvla_platform.lib.ops.revocation import revoke_consent
+from hvla_platform.lib.web.links import lake_file_url
 from hvla_platform_tests.lib.lineage.test_graph import CKPT, EXP, build_pipeline_lake
 
 REASON = "demonstrator withdrew consent (ticket 4711)"
@@ -58,6 +59,9 @@ def test_the_check_passed_on_materialization_and_fails_once_flagged(revoked):
         md = latest.metadata
         assert md["hvla/reason"].value == REASON and md["hvla/consent"].value == "consent-A"
         assert md["hvla/revocation"].value == res.record_key
+        # the record opens over HTTP on the lake web service, never as a file:// link
+        assert md["hvla/revocation_record"].value == lake_file_url(res.record_key)
+        assert lake_file_url(res.record_key).startswith("http://127.0.0.1:3001/lake/rights-revocations/")
         assert md["hvla/rights_flag"].value == ("retrain_required" if asset == "checkpoint" else "do_not_use")
     ck = _check_evals(inst, "checkpoint", EXP)[0]
     assert ck.metadata["hvla/flagged_artifact"].value == CKPT and CKPT in ck.description

@@ -28,6 +28,7 @@ import dagster as dg
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.withdrawals import artifact_flags, flag_summary
 from hvla_platform.lib.ops.flag_targets import FlagTarget, flag_targets, withdrawn_partitions
+from hvla_platform.lib.web.links import lake_file_url
 
 RIGHTS_CHECK = "rights_standing"
 RIGHTS_CHECK_DESCRIPTION = ("Fails (ERROR) while a consent withdrawal flags this partition's artifact do_not_use or "
@@ -44,7 +45,8 @@ def rights_check_specs(asset: str, partitions_def: dg.PartitionsDefinition | Non
 
 def flag_metadata(artifact: str, flag: dict[str, Any], lake: Lake | None = None) -> dict[str, Any]:
     """``hvla/`` metadata of a flag: status, consent, reason, by, at, revocation record (key and,
-    with ``lake``, URI), withdrawn episode ids, the flagged artifact."""
+    with ``lake``, its http link on the lake web service: ``hvla/revocation_record``), withdrawn
+    episode ids, the flagged artifact."""
     md: dict[str, Any] = {
         "hvla/rights_flag": str(flag.get("status")), "hvla/consent": str(flag.get("consent")),
         "hvla/reason": str(flag.get("reason")), "hvla/flagged_by": str(flag.get("by")),
@@ -53,7 +55,7 @@ def flag_metadata(artifact: str, flag: dict[str, Any], lake: Lake | None = None)
         "hvla/flagged_artifact": artifact,
     }
     if lake is not None and flag.get("revocation"):
-        md["hvla/revocation_uri"] = dg.MetadataValue.url(lake.uri(str(flag["revocation"])))
+        md["hvla/revocation_record"] = dg.MetadataValue.url(lake_file_url(str(flag["revocation"])))
     return md
 
 

@@ -11,6 +11,7 @@ videos are served here (URL scheme: :mod:`hvla_platform.lib.web.links`). Routes:
   chunks (nothing is held in memory whole). A folder key (``/lake/``, ``/lake/episodes-hdf5/``)
   lists its children as a small HTML index;
 - ``GET /healthz``: ``OK`` without authentication (load balancers, Kubernetes probes, ``hvla ui``);
+- ``GET /favicon.ico``: ``204`` (no icon; browsers ask on every page);
 - ``extra_routes``: other pages served next to these (the episode review pages).
 
 Read-only: the lake routes answer only ``GET``/``HEAD`` (anything else: ``405``, one line). Never
@@ -402,6 +403,8 @@ def build_app(lake: Lake, *, api_key: str | None = None, host: str = "127.0.0.1"
     routes: list[BaseRoute] = [
         Route("/", index, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        # browsers ask for it on every page; "no content" instead of a 404 in their console
+        Route("/favicon.ico", lambda request: Response(status_code=204), methods=["GET", "HEAD"]),
         Route("/lake", lambda request: RedirectResponse("/lake/", status_code=307), methods=["GET", "HEAD"]),
         Route("/lake/{key:path}", lake_key, methods=["GET", "HEAD"]),
         *extra_routes,

@@ -124,6 +124,11 @@ def test_writes_are_405(client):
     assert client.get(f"/lake/{REPORT}").content == REPORT_HTML  # untouched
 
 
+def test_the_browsers_favicon_request_is_no_content_not_an_error(client):
+    r = client.get("/favicon.ico")
+    assert r.status_code == 204 and r.content == b""
+
+
 def test_folders_list_their_children_and_the_index_links_the_reports(client):
     r = client.get("/lake/episodes-hdf5", follow_redirects=False)
     assert r.status_code == 307 and r.headers["location"] == "/lake/episodes-hdf5/"
