@@ -2,7 +2,7 @@
 key; headless Chromium (``lake_links.mjs``) opens it once with ``?key=``, clicks the QA report on
 the index page, sees the report over HTTP (not Chromium's "Not allowed to load local resource" for
 a ``file://`` link) and seeks the episode's H.264 video, which needs HTTP Range requests.
-Screenshots in ``test-artifacts/ui/`` (``HVLA_UI_ARTIFACTS``). Needs scripts/install_ui.sh; a missing
+Screenshots in ``test-artifacts/ui/lake-web/`` (under ``HVLA_UI_ARTIFACTS``). Needs scripts/install_ui.sh; a missing
 tool fails the test, it never skips."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_a_qa_report_link_opens_over_http_and_its_video_seeks(tmp_path):
     problems = _toolchain_problems()
     if problems:
         pytest.fail("browser test cannot run: " + "; ".join(problems) + f" — {INSTALL_HINT}", pytrace=False)
-    artifacts = Path(os.environ.get("HVLA_UI_ARTIFACTS", REPO_ROOT / "test-artifacts" / "ui")).resolve()
+    artifacts = Path(os.environ.get("HVLA_UI_ARTIFACTS", REPO_ROOT / "test-artifacts" / "ui")).resolve() / "lake-web"
     lake = LocalLake(tmp_path / "lake")
     lake.write_bytes(REPORT, REPORT_PAGE.encode())
     write_mp4(tmp_path / "ep.mp4", frames=40)  # 4 s at 10 fps

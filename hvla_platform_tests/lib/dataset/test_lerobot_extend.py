@@ -103,7 +103,10 @@ def test_incremental_equals_a_from_scratch_build_per_episode(versions):
         for stat in ("mean", "std", "min", "max", "q01", "q99", "count"):
             np.testing.assert_allclose(np.asarray(da.meta.stats[feat][stat]), np.asarray(db.meta.stats[feat][stat]),
                                        rtol=1e-6, atol=1e-9, err_msg=f"{feat} {stat}")
-    # decoded frames: the same pixels for the same episode frame (same encoder input and settings)
+    # decoded frames: the same picture for the same episode frame (same encoder input and settings).
+    # Not bit-equal: SVT-AV1 (LeRobot's default codec) is not bit-deterministic across encodes of the
+    # same input when the machine is loaded (seen in a parallel test run: 4 % of one keyframe's
+    # pixels differed by up to 6/255); a wrong frame, episode or camera differs by far more.
     pos_a = {e: i for i, e in ids_a.items()}
     pos_b = {e: i for i, e in ids_b.items()}
     for e in ("ep-a05", "ep-d02", "ep-h04", "ep-e06"):
@@ -113,7 +116,8 @@ def test_incremental_equals_a_from_scratch_build_per_episode(versions):
             ia, ib = da[fa + k], db[fb + k]
             assert int(ia["frame_index"]) == int(ib["frame_index"]) == k and ia["task"] == ib["task"]
             for cam in ("observation.images.head", "observation.images.wrist_right"):
-                np.testing.assert_array_equal(ia[cam].numpy(), ib[cam].numpy(), err_msg=f"{e} frame {k} {cam}")
+                diff = np.abs(ia[cam].numpy().astype(np.float64) - ib[cam].numpy().astype(np.float64))
+                assert diff.max() <= 12 / 255 and diff.mean() <= 0.5 / 255, (e, k, cam, diff.max(), diff.mean())
 
 
 def test_incremental_version_loads_and_passes_lerobot_doctor_and_timestamps(versions):
