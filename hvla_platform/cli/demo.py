@@ -76,9 +76,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if ckpts:
         echo(f"serve it:    .venv/bin/hvla serve --checkpoint {ckpts[-1]}   (openpi protocol, port 8000)")
         echo("robot:       .venv/bin/hvla deploy --port 8000   (the simulated G1 driven by the server)")
-    echo(f"MLflow:      {settings.mlflow_tracking_uri()}  (mlflow ui --backend-store-uri {settings.mlflow_tracking_uri()})")
+    echo(f"MLflow:      {settings.mlflow_tracking_uri()}")
     echo("Dagster UI:  .venv/bin/hvla ui   (then open http://127.0.0.1:3000 — asset graph, partitions, "
-          "owners, rights metadata and check results of this demo)")
+          "owners, rights metadata and check results of this demo; it also starts the MLflow UI on :5000 "
+          "and the episode review pages on http://127.0.0.1:3001/review/)")
     echo(f"\ndemo {'finished' if not failures else 'FAILED'} in {time.perf_counter() - t_start:.0f} s")
     return 0 if not failures else 1
 
