@@ -64,7 +64,8 @@ try {
   // play: the first video's currentTime advances, the others follow, the cursor moves
   const t0 = await page.evaluate(() => document.querySelector('video[data-camera]').currentTime);
   await page.locator('#play').click();
-  await page.waitForFunction((t) => document.querySelector('video[data-camera]').currentTime > t + 0.3, t0);
+  // every video past t0 + 0.3 s (waiting on the first alone, another may be read a few ms behind it)
+  await page.waitForFunction((t) => [...document.querySelectorAll('video[data-camera]')].every((v) => v.currentTime > t + 0.3), t0);
   await page.locator('#play').click(); // pause
   seen.after_play = await page.evaluate(() => ({
     videos: [...document.querySelectorAll('video[data-camera]')].map((v) => ({ camera: v.dataset.camera, t: v.currentTime, paused: v.paused })),

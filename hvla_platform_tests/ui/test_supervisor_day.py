@@ -182,8 +182,12 @@ def test_a_supervisors_day_from_a_red_partition_to_a_flagged_release(tmp_path, m
         for v in opened["videos"]:
             assert v["error"] is None and v["t"] == pytest.approx(start, abs=0.06) and v["duration"] > 1.9, v
         assert [m["check"] for m in opened["marks"]] == ["camera_frozen"]
-        # the videos played: time went on past the finding
-        assert all(t > seen["played"]["from"] + 0.3 for t in seen["played"]["to"]), seen["played"]
+        # the videos played: the clock video went on past the finding (the browser script waited for
+        # > 0.3 s) and every other video kept with it (the page pulls back a video 0.12 s adrift;
+        # read a moment later than the clock, a video may be a few ms behind it)
+        played = seen["played"]
+        assert played["to"][0] > played["from"] + 0.3, played
+        assert all(abs(t - played["to"][0]) <= 0.12 for t in played["to"]), played
         # rejected by the request's identity (the OS user running the loopback service)
         m = re.fullmatch(r"recorded: reject by (\S+) at (\S+)", seen["decision_status"])
         assert m and m[1] == seen["reviewer"], seen["decision_status"]
