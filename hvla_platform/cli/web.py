@@ -29,7 +29,7 @@ def _refused(reason: str) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     """Serve the lake over HTTP until interrupted (Ctrl-C / SIGTERM: uvicorn's graceful shutdown)."""
-    # deferred: uvicorn, starlette and the policy server's module (websockets, numpy) are needed by
+    # deferred: uvicorn, starlette and the review pages (numpy, h5py) are needed by
     # this verb only; every other `hvla` command starts without them
     import uvicorn  # noqa: PLC0415
 

@@ -1,9 +1,12 @@
-"""Network addresses: the one loopback rule the policy server and the lake web service share
-(off loopback both require an API key)."""
+"""Network rules the policy server and the lake web service share: what counts as loopback (off
+loopback both require an API key) and the key's authorization scheme."""
 
 from __future__ import annotations
 
 import ipaddress
+
+#: ``Authorization: Api-Key <key>``: the scheme of openpi's websocket client, which both services accept.
+API_KEY_SCHEME = "Api-Key"
 
 
 def is_loopback(host: str | None) -> bool:

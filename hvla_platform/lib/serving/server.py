@@ -52,7 +52,7 @@ import numpy as np
 import websockets
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 
-from hvla_platform.lib.core.net import is_loopback
+from hvla_platform.lib.core.net import API_KEY_SCHEME, is_loopback
 from hvla_platform.lib.serving import allocator, wire
 from hvla_platform.lib.serving.inference_log import InferenceLog
 
@@ -86,7 +86,6 @@ REQUEST_WORKERS = 4
 #: metadata keys never sent to clients: the server's own filesystem layout (``checkpoint`` and
 #: ``checkpoint_key`` identify the model).
 PRIVATE_METADATA_KEYS = frozenset({"checkpoint_dir"})
-API_KEY_SCHEME = "Api-Key"
 
 
 class ServablePolicy(Protocol):

@@ -53,8 +53,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hvla_platform.lib.core.keys import EPISODES, EVAL_REPORTS, RESTRICTED
 from hvla_platform.lib.core.lake import Lake, LocalLake, S3Lake, validate_key
 from hvla_platform.lib.core.suggest import did_you_mean
-from hvla_platform.lib.core.net import is_loopback
-from hvla_platform.lib.serving.server import API_KEY_SCHEME
+from hvla_platform.lib.core.net import API_KEY_SCHEME, is_loopback
+
 
 #: Cookie set by ``?key=``: an HMAC-SHA256 digest of the key (:func:`_cookie_value`), never the key.
 KEY_COOKIE = "hvla_web_key"
