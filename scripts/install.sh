@@ -7,6 +7,9 @@
 #     tests and benchmarks/policy_server.py (scripts/install_openpi_client.sh)
 #   - .venv-lerobot-v21: LeRobot 0.3.3, the v2.1 reader the openpi export is tested with
 #     (scripts/install_lerobot_v21.sh; torch & co. come from .venv)
+#   - .venv-rlds: TensorFlow + TensorFlow Datasets, in which seed 003's teleop targets are built as
+#     RLDS (scripts/install_rlds.sh; a runtime part, also in the production image: tensorflow-cpu
+#     2.21.0 needs h5py<3.15, .venv pins 3.16.0)
 #   - .venv with the pinned Python dependencies (see docs/environment.md for why torch, lerobot and
 #     robodm are installed the way they are)
 # PostgreSQL, the deployment tests' server, is installed and started by scripts/ensure_postgres.sh,
@@ -59,8 +62,12 @@ if [ "${HVLA_SKIP_TEST_TOOLS:-0}" != 1 ]; then
   fi
 fi
 
+# The RLDS venv is standalone (nothing shared with .venv), with its own stamp.
+./scripts/install_rlds.sh
+
 stamp="$VENV/.hvla-installed"
-want=$(cat requirements/*.txt pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
+want=$(cat requirements/runtime.txt requirements/lerobot.txt requirements/test.txt pyproject.toml scripts/install.sh \
+  | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/hvla" ]; then
   exit 0
 fi

@@ -8,6 +8,7 @@ quarantined, withdrawn or in conflict (``hvla ingest``; the summary table names 
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from hvla_platform.lib.core.lake import Lake
@@ -36,6 +37,18 @@ def refuse(command: str, exc: BaseException) -> int:
     reason = " ".join(str(exc).split()) or type(exc).__name__
     print(f"hvla {command}: {reason}", file=sys.stderr, flush=True)
     return EXIT_REFUSED
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed ``hvla`` command (``args.func(args)``) and return its exit code; a refusal
+    (:func:`is_refusal`) is printed in one line (:func:`refuse`) and returns :data:`EXIT_REFUSED`,
+    anything else raises with its traceback."""
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:
+        if is_refusal(exc):
+            return refuse(args.command, exc)
+        raise
 
 
 def open_env_lake() -> Lake:

@@ -17,7 +17,8 @@ from hvla_platform.lib.lineage.standing import annotate_hits, annotate_tree
 
 USAGE_TARGETS = ("upstream: an artifact prefix or URI (checkpoints/<config>/<exp>/<step>, eval-reports/<exp>/<step>, "
                  "robodm-cache/<release>, norm-stats/<release>, lerobot/<org>/<name>/<release>, ...); "
-                 "downstream: a raw episode id, its raw-mcap/ prefix or URI, consent:<id> or customer:<name>")
+                 "downstream: a raw episode id, its raw-mcap/ prefix or URI, consent:<id>, customer:<name> or "
+                 "checkpoint:<key> (the rollouts that checkpoint produced)")
 
 
 def add_lineage_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -26,7 +26,9 @@ from hvla_platform.cli.known import checkpoint_suggestion
 from hvla_platform.lib.core import settings
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.lake_config import lake_config_from_uri, open_lake
+from hvla_platform.lib.core.keys import UnsafeIdError, check_id
 from hvla_platform.lib.core.rights import SERVING_USES, RightsError
+from hvla_platform.lib.formats.recording.runtime_policy import load_runtime_policy
 from hvla_platform.lib.serving.inference_log import InferenceLog
 from hvla_platform.lib.serving.prompts import PromptCheckedPolicy, PromptWatch, checked_infer
 from hvla_platform.lib.serving.safety import EmergencyStop, SafetyLog, record_estop
@@ -206,7 +208,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             checked = _plausible(checked, bounds, ilog)
             try:
                 server = PolicyServer(checked, host=args.host, port=args.port, api_key=api_key,
-                                      metadata=server_metadata(policy.metadata, use=args.use, checkpoint_key=key),
+                                      metadata={**server_metadata(policy.metadata, use=args.use, checkpoint_key=key),
+                                                # which server produced a rollout's actions (rollout recordings)
+                                                "server_instance": ilog.instance},
                                       max_message_bytes=args.max_message_mb * 1024 * 1024,
                                       inference_log=ilog, allow_remote_without_key=args.allow_remote_without_key,
                                       standing=standing, idle_timeout_s=args.idle_timeout or None,
@@ -249,6 +253,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     The emergency stop is armed first (signals, stop-file watcher), before the seconds of imports
     and the connection, and every wait after it (connecting, each query) is abandoned within
     :func:`~hvla_platform.lib.serving.control_loop.bounded_query`'s poll slice once it is set.
+
+    With ``--record-rollout DIR --runtime-policy FILE`` every trial is recorded as a robot recording
+    under DIR whose rights come from the runtime-data policy
+    (:class:`~hvla_platform.lib.serving.rollout_recording.RolloutRecorder`, docs/rollouts.md); an
+    invalid policy is refused (exit 2, one line) before the robot connects.
     """
     if args.query_timeout is not None and not args.query_timeout > 0:
         _deploy_stopped(f"refused: --query-timeout must be > 0 s, got {args.query_timeout}")
@@ -257,6 +266,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         _deploy_stopped(f"refused: --max-clipped-steps must be >= 0 (0 = never), "
                         f"got {args.max_clipped_steps}")
         return EXIT_REFUSED
+    if (args.record_rollout is None) != (args.runtime_policy is None):
+        _deploy_stopped("refused: --record-rollout DIR and --runtime-policy FILE go together (a rollout's rights "
+                        "come from the deployment's runtime-data policy)")
+        return EXIT_REFUSED
+    runtime_policy = None
+    if args.runtime_policy is not None:
+        try:
+            runtime_policy = load_runtime_policy(args.runtime_policy)
+            check_id(args.robot_id, "--robot-id")
+        except (RightsError, UnsafeIdError) as exc:
+            _deploy_stopped(f"refused: {exc}")
+            return EXIT_REFUSED
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     log_path = Path(args.safety_log) if args.safety_log else settings.hvla_home() / "logs" / "robot" / f"safety-{stamp}.jsonl"
     slog = SafetyLog(log_path)
@@ -284,6 +305,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         QUERY_DEADLINE_FLOOR_S, RobotConfig, query_deadline_s, run_robot)
     # deferred: mujoco (the simulated robot), seconds to import
     from hvla_platform.lib.sim.env import ReachEnv, arm_joint_limits  # noqa: PLC0415
+    # deferred: the MCAP writer and the image encoder, only needed once the robot runs
+    from hvla_platform.lib.serving.rollout_recording import RolloutRecorder  # noqa: PLC0415
 
     slog.mode("connecting", server=url)
     api_key = read_api_key(args.api_key_file)
@@ -329,15 +352,24 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         _warn("deploy", warning)
         slog.write("prompt_warning", **warning)
 
+    env_factory, robot_log, recorder = (lambda: ReachEnv(control_hz=args.control_hz)), slog, None
+    if runtime_policy is not None:
+        recorder = RolloutRecorder(args.record_rollout, runtime_policy, robot_id=args.robot_id, server_url=url,
+                                   server_metadata=meta)
+        env_factory, robot_log = recorder.wrap_env(env_factory), recorder.wrap_safety_log(slog)
+    result = None
     try:
-        result = run_robot(checked_infer(client.infer, watch, unknown_prompt), meta, lambda: ReachEnv(control_hz=args.control_hz), arm_joint_limits(), cfg,
-                           estop=estop, safety_log=slog, stop_on_fault=True, log=echo)
+        result = run_robot(checked_infer(client.infer, watch, unknown_prompt), meta, env_factory, arm_joint_limits(), cfg,
+                           estop=estop, safety_log=robot_log, stop_on_fault=True, log=echo)
     except ValueError as exc:
         slog.mode("fault", error=str(exc))
         _deploy_stopped(f"fault: {exc}")
         return EXIT_FAULT
     finally:
         client.close(timeout_s=0.5)  # a hung server cannot hold the exit (its closing handshake)
+        if recorder is not None:
+            for folder in recorder.finish(result):
+                echo(f"rollout recorded: {folder} (land it with `hvla ingest {args.record_rollout} --materialize`)")
         slog.close()
     echo(f"{result['successes']}/{result['trials_run']} trial(s) succeeded "
           f"(stop reasons: {[t['stop_reason'] for t in result['per_trial']]}); "
@@ -422,4 +454,11 @@ def add_serving_parsers(sub: argparse._SubParsersAction) -> None:
                    help="stop as a fault after this many consecutive commands clipped by the action guard "
                         "(default 10 = 0.5 s at 20 Hz; 0 = never)")
     d.add_argument("--result-json", default=None, help="write the trial results here")
+    d.add_argument("--record-rollout", default=None, metavar="DIR",
+                   help="record each trial as a robot recording under DIR/<day>/<robot>/<episode>/ "
+                        "(ROS 2 MCAP + metadata.yaml; needs --runtime-policy; docs/rollouts.md)")
+    d.add_argument("--runtime-policy", default=None, metavar="FILE",
+                   help="the deployment's runtime-data policy (YAML): the recorded rollouts' rights, retention, "
+                        "redaction of private frames and the customer's permission to retrain")
+    d.add_argument("--robot-id", default="g1-deploy-001", help="robot id of recorded rollouts (default g1-deploy-001)")
     d.set_defaults(func=cmd_deploy)

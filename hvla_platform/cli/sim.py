@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from hvla_platform.cli.common import echo
+from hvla_platform.cli.common import echo, refuse
 
 
 def cmd_sim_record(args: argparse.Namespace) -> int:
@@ -17,6 +17,8 @@ def cmd_sim_record(args: argparse.Namespace) -> int:
     (``metadata.yaml`` names no profile); with ``--profile NAME`` that profile's robot, topics,
     message types, rates and cameras (``metadata.yaml`` names the profile).
     """
+    if getattr(args, "source", "robot") == "teleop":
+        return _record_teleop(args)
     # deferred: the simulator imports mujoco and loads the robot model
     from hvla_platform.lib.sim.recorder import record_episodes  # noqa: PLC0415
 
@@ -28,6 +30,29 @@ def cmd_sim_record(args: argparse.Namespace) -> int:
                             frames=args.frames, duration_s=args.duration)
     what = f"{args.profile} " if args.profile else ""
     echo(f"recorded {len(paths)} {what}episode(s) into {out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _record_teleop(args: argparse.Namespace) -> int:
+    """``hvla sim record --source teleop``: seed-003 teleop episode folders (UR5e + 2F-85 pick with a
+    failed first grasp and a correction; frame_NNNN.pkl + episode_meta.json + metadata.yaml).
+    ``--profile``, ``--task``, ``--frames`` and ``--duration`` do not apply: refused (exit 2)."""
+    given = [f"--{n}" for n, default in (("profile", None), ("task", None), ("frames", "rendered"), ("duration", None))
+             if getattr(args, n) != default]
+    if given:
+        return refuse("sim record", ValueError(f"{', '.join(given)} do(es) not apply to --source teleop (the teleop "
+                                               "pick is the ur5e_robotiq_2f85 profile's scripted episode)"))
+    # deferred: the simulator imports mujoco and loads the robot model
+    from hvla_platform.lib.sim.teleop_pick import record_teleop_episodes  # noqa: PLC0415
+
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    paths = record_teleop_episodes(out, episodes=args.episodes, seed=args.seed,
+                                   robot_ids=args.robot_ids.split(",") if args.robot_ids else None,
+                                   capture_days=args.capture_days.split(","))
+    for p in paths:
+        echo(f"  {p.name}: {sum(1 for _ in p.glob('frame_*.pkl'))} frames")
+    echo(f"recorded {len(paths)} seed-003 teleop episode(s) into {out} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -60,4 +85,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--robot-ids", default=None,
                    help="comma-separated robot ids (default g1-001,g1-002; with --profile <model>-001,<model>-002)")
     r.add_argument("--capture-days", default="2026-11-10,2026-11-11")
+    r.add_argument("--source", default="robot", choices=["robot", "teleop"],
+                   help="robot: ROS 2 MCAP recordings of a profile (default); teleop: seed-003 teleop episode folders "
+                        "(frame_NNNN.pkl + episode_meta.json + metadata.yaml) of the UR5e + 2F-85 picking a cube with a "
+                        "failed first grasp and a correction (docs/teleop.md; robot ids default to ur5e-001)")
     r.set_defaults(func=cmd_sim_record)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import dagster as dg
+import sqlalchemy.exc
 
 #: The dynamic partitions definition of raw_mcap and episodes_hdf5.
 RAW_PARTITIONS_NAME = "capture_day_robot"
@@ -50,13 +51,34 @@ def day_robot(context: dg.AssetExecutionContext) -> tuple[str, str]:
     return split_raw_partition_key(context.partition_key)
 
 
+def add_dynamic_partitions(instance: dg.DagsterInstance, name: str, keys: Iterable[str]) -> list[str]:
+    """Add the keys of dynamic partitions ``name`` the instance does not know yet, also when another
+    process adds some of them at the same moment (two ``hvla ingest`` of one partition on a fresh
+    home: the storage's unique constraint refused the second insert); the keys this call added, sorted.
+    """
+    new = sorted(set(keys) - set(instance.get_dynamic_partitions(name)))
+    if not new:
+        return []
+    try:
+        instance.add_dynamic_partitions(name, new)
+        return new
+    except sqlalchemy.exc.IntegrityError:  # another process added some of them in between: one by one
+        added = []
+        for key in new:
+            if instance.has_dynamic_partition(name, key):
+                continue
+            try:
+                instance.add_dynamic_partitions(name, [key])
+                added.append(key)
+            except sqlalchemy.exc.IntegrityError:
+                pass  # added by the other process meanwhile: known now, which is all that is asked
+        return added
+
+
 def register_raw_partitions(instance: dg.DagsterInstance, pairs: Iterable[tuple[str, str]]) -> list[str]:
-    """Add the ``day|robot`` partitions of ``pairs`` the instance does not know yet (idempotent);
-    the keys added, sorted."""
-    new = sorted({raw_partition_key(d, r) for d, r in pairs} - set(instance.get_dynamic_partitions(RAW_PARTITIONS_NAME)))
-    if new:
-        instance.add_dynamic_partitions(RAW_PARTITIONS_NAME, new)
-    return new
+    """Add the ``day|robot`` partitions of ``pairs`` the instance does not know yet (idempotent, safe
+    against a concurrent add); the keys added, sorted."""
+    return add_dynamic_partitions(instance, RAW_PARTITIONS_NAME, (raw_partition_key(d, r) for d, r in pairs))
 
 
 def migrate_raw_partitions(instance: dg.DagsterInstance, log: Callable[[str], None] = lambda _: None) -> list[str]:

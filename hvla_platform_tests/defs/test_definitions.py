@@ -7,6 +7,10 @@ from hvla_platform.definitions import defs
 EXPECTED = {
     "raw_mcap": "ingest", "episodes_hdf5": "processing", "lerobot_dataset": "dataset", "norm_stats": "dataset",
     "robodm_cache": "dataset", "openpi_export": "dataset", "checkpoint": "training", "eval_report": "evaluation",
+    # other sources (issue 17): seed-003 teleop episodes and their training targets, action-free human
+    # video and its bucket releases, mixtures of releases
+    "raw_teleop": "ingest", "teleop_target_lerobot": "dataset", "teleop_target_rlds": "dataset",
+    "raw_human_video": "ingest", "human_video_release": "dataset", "mixture_release": "dataset",
 }
 
 

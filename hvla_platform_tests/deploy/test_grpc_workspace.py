@@ -15,7 +15,10 @@ import yaml
 from hvla_platform_tests.deploy.conftest import DEPLOY, CodeServer, start_code_server, stop_code_server
 
 LIFECYCLE_ASSETS = {"raw_mcap", "episodes_hdf5", "lerobot_dataset", "norm_stats", "robodm_cache", "openpi_export",
-                    "checkpoint", "eval_report"}
+                    "checkpoint", "eval_report",
+                    # other sources (issue 17)
+                    "raw_teleop", "teleop_target_lerobot", "teleop_target_rlds", "raw_human_video",
+                    "human_video_release", "mixture_release"}
 
 
 @pytest.fixture(scope="module")

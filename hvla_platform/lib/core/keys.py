@@ -188,3 +188,84 @@ def openpi_export_prefix(release: str) -> str:
     """``openpi-exports/<release>``: the release's LeRobot v2.1 export for openpi (train split and
     held-out split as two datasets under ``lerobot/``, norm stats under ``assets/``)."""
     return f"{OPENPI_EXPORTS}/{release}"
+
+
+# Dataset mixtures over published releases (lib/dataset/mixture.py, docs/mixtures.md)
+MIXTURE_SPECS = "mixture-specs"
+MIXTURES = "mixtures"
+
+
+def mixture_spec_key(name: str) -> str:
+    """``mixture-specs/<name>.yaml``: a registered mixture spec."""
+    return f"{MIXTURE_SPECS}/{name}.yaml"
+
+
+def mixture_prefix(name: str, mixture_id: str) -> str:
+    """``mixtures/<name>/<mixture id>``: one immutable version of a mixture (id ``<name>`` for
+    version 0, ``<name>.<n>`` after, like release versions)."""
+    return f"{MIXTURES}/{name}/{mixture_id}"
+
+
+# Action-free human video (docs/human_video.md): landed and raw clips per capture day × device,
+# kept apart from the robot recordings' landing/ and raw-mcap/ so neither ingest sees the other's.
+HUMAN_VIDEO_LANDING = "landing-human-video"
+HUMAN_VIDEO_RAW = "raw-human-video"
+HUMAN_VIDEO_QUARANTINE = f"{QUARANTINE}/_human_video"
+
+
+def human_video_landing_prefix(day: str, device: str, clip: str | None = None) -> str:
+    """``landing-human-video/<day>/<device>[/<clip>]``."""
+    return "/".join([HUMAN_VIDEO_LANDING, day, device] + ([clip] if clip else []))
+
+
+def human_video_raw_prefix(day: str, device: str, clip: str | None = None) -> str:
+    """``raw-human-video/<day>/<device>[/<clip>]``: one write-once raw clip (MP4 + metadata + manifest)."""
+    return "/".join([HUMAN_VIDEO_RAW, day, device] + ([clip] if clip else []))
+
+
+def human_video_quarantine_prefix(day: str, device: str, clip: str) -> str:
+    """``quarantine/_human_video/<day>/<device>/<clip>``: why a landed clip was not published."""
+    return "/".join([HUMAN_VIDEO_QUARANTINE, day, device, clip])
+
+
+# Seed-003 teleop episodes (lib/ingest/teleop.py, docs/teleop.md): landed under landing/_teleop/,
+# published write-once under raw-teleop/, quarantined under quarantine/_teleop/, each
+# <day>/<robot>/<episode> as robot recordings are.
+RAW_TELEOP = "raw-teleop"
+TELEOP_LANDING = f"{LANDING}/_teleop"
+TELEOP_QUARANTINE = f"{QUARANTINE}/_teleop"
+
+
+def teleop_landing_prefix(day: str, robot: str, episode: str | None = None) -> str:
+    """``landing/_teleop/<day>/<robot>[/<episode>]``: a landed seed-003 teleop episode folder."""
+    return "/".join([TELEOP_LANDING, day, robot] + ([episode] if episode else []))
+
+
+def raw_teleop_prefix(day: str, robot: str, episode: str | None = None) -> str:
+    """``raw-teleop/<day>/<robot>[/<episode>]``: a write-once raw seed-003 teleop episode."""
+    return "/".join([RAW_TELEOP, day, robot] + ([episode] if episode else []))
+
+
+def teleop_quarantine_prefix(day: str, robot: str, episode: str) -> str:
+    """``quarantine/_teleop/<day>/<robot>/<episode>``: why a teleop episode is not usable."""
+    return "/".join([TELEOP_QUARANTINE, day, robot, episode])
+
+
+# Rollout telemetry (docs/rollouts.md): the before_retraining_from_runtime checklist of a landed rollout
+ROLLOUT_CHECKS = "rollout-checks"
+
+
+def rollout_check_prefix(day: str, robot: str, episode: str | None = None) -> str:
+    """``rollout-checks/<day>/<robot>[/<episode>]``: the checklist artifact of one rollout episode (its
+    inputs: the raw episode and the checkpoint that produced it)."""
+    return "/".join([ROLLOUT_CHECKS, day, robot] + ([episode] if episode else []))
+
+
+# RLDS (TensorFlow Datasets) exports of seed 003's teleop targets (lib/dataset/rlds_export.py)
+RLDS = "rlds"
+
+
+def rlds_prefix(dataset_name: str) -> str:
+    """``rlds/<dataset_name>``: a TFDS ``data_dir`` holding ``<dataset_name>/<version>/`` (read with
+    ``tfds.builder(dataset_name, data_dir=...)``) and the dataset card."""
+    return f"{RLDS}/{dataset_name}"

@@ -192,9 +192,23 @@ def build_manifest(
     if local_dir is not None:
         manifest["files"] = file_entries(local_dir, known_files)
     if extra:
-        manifest.update(extra)
-    parse_manifest(json.loads(json.dumps(manifest, default=str)), source=artifact_key)  # the model is the contract
+        manifest.update(_json_numbers(extra))
+    parse_manifest(json.loads(json.dumps(manifest, default=str, allow_nan=False)), source=artifact_key)  # the model is the contract
     return manifest
+
+
+def _json_numbers(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) replaced by None: JSON has no such numbers,
+    and a manifest holding ``NaN`` (Python's json writes it) is unreadable to strict parsers (orjson:
+    lineage would take the artifact for uncommitted). A QA metric that is undefined (e.g. the LDLJ of
+    a command that never moves) is then ``null``."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_numbers(v) for v in value]
+    return value
 
 
 def fingerprint(inputs: list[dict[str, Any]], config: dict[str, Any]) -> str:
@@ -319,6 +333,30 @@ class RawEpisodeManifest(ArtifactManifest):
     task: str | None = None
 
 
+class RawTeleopEpisodeManifest(ArtifactManifest):
+    """``raw-teleop/<day>/<robot>/<episode>/``: one write-once seed-003 teleop episode (ingest,
+    ``lib/ingest/teleop.py``; docs/teleop.md).
+
+    ``files`` lists every published file (frames, ``episode_meta.json``, ``metadata.yaml``, notes);
+    ``episode_sha256`` is the sha256 of the lines ``<relative path>\0<sha256>\n`` of the episode's
+    frames and ``episode_meta.json``; ``checks`` the raw checks' outcome at publication
+    (``{name: {"passed", "detail"}}``): an episode is usable downstream only when all passed."""
+
+    artifact_type: Literal["raw_teleop_episode"]
+    episode_sha256: str
+    capture_day: str
+    robot_id: str
+    num_frames: int
+    fps: float
+    phase_counts: dict[str, int]
+    skill_outcome: str
+    checks: dict[str, dict[str, Any]]
+    operator: str | None = None
+    site: str | None = None
+    customer: str | None = None
+    task: str | None = None
+
+
 class EpisodesManifest(ArtifactManifest):
     """``episodes-hdf5/<day>/<robot>/``: a partition's synchronised HDF5 episodes (processing).
 
@@ -365,6 +403,20 @@ class LeRobotDatasetManifest(ArtifactManifest):
     #: the release checks' findings (lib/dataset/release_qa.py ``ReleaseQA.to_dict()``: thresholds,
     #: previous_release, checks); {} in manifests older than release checks
     release_checks: dict[str, Any] = {}
+    #: action-free video releases (lib/dataset/video_release.py, docs/human_video.md): the learning
+    #: role every episode has (``manipulation`` / ``locomotion``); None for robot releases
+    bucket: str | None = None
+    #: False when the dataset has no ``action`` feature (video-only); robot releases have one
+    has_action: bool = True
+    #: where the frames come from: ``robot`` (recordings' cameras) or ``human_video`` (egocentric clips)
+    source_kind: str = "robot"
+    #: face blurring of a video release: {"detector", "blurred_clips": {clip: faces}, "kept_clips": [...]}
+    face_blur: dict[str, Any] = {}
+    #: how the frames were derived from their sources when not by a release spec; {} for spec
+    #: releases. Seed 003's teleop targets (lib/dataset/teleop_lerobot.py ``derivation_record``):
+    #: ``{"source": "teleop", "target", "phases", "stop_signal", "stop_signal_rule", "noop_rule",
+    #: "order", "options", "counts", "segments", "contributing_episode_ids"}``
+    derivation: dict[str, Any] = {}
 
 
 class NormStatsManifest(ArtifactManifest):
@@ -488,11 +540,148 @@ class OpenpiExportManifest(ArtifactManifest):
     problems: list[str]
 
 
+class RawHumanVideoManifest(ArtifactManifest):
+    """``raw-human-video/<day>/<device>/<clip>/``: one write-once action-free human video clip
+    (lib/ingest/human_video.py; docs/human_video.md).
+
+    A leaf for lineage like a raw episode: ``inputs`` is empty and the landed copy it was published
+    from is named by ``landing_key``. ``video_key`` / ``video_sha256`` name the MP4; ``probe`` is
+    :meth:`~hvla_platform.lib.formats.human_video.VideoProbe.to_dict`."""
+
+    artifact_type: Literal["raw_human_video_clip"]
+    clip_id: str
+    capture_day: str
+    device_id: str
+    video_key: str
+    video_sha256: str
+    landing_key: str
+    learning_role: Literal["manipulation", "locomotion"]
+    task: str
+    site: str | None = None
+    customer: str | None = None
+    demonstrator_consent_ref: str
+    probe: dict[str, Any]
+    #: the metadata's ``recorder`` block (simulated clips), None for a camera's own recording
+    recorder: dict[str, Any] | None = None
+
+
+
+
+class MixtureManifest(ArtifactManifest):
+    """``mixtures/<name>/<mixture id>/``: a weighted mixture of published LeRobot releases
+    (dataset; lib/dataset/mixture.py, docs/mixtures.md). The mixture copies no frame: its
+    ``inputs`` are the component releases (kind ``lerobot_dataset``, by lake key and manifest hash),
+    so lineage runs from a checkpoint trained on it through the mixture to every source.
+
+    Attributes:
+        mixture: the immutable version id (``<name>`` for version 0, ``<name>.<n>`` after).
+        name, version, repo_id, description: from the mixture spec.
+        intended_uses: the uses the spec asked for; every source allows each of them.
+        within_source: ``frames`` (every frame of a source equally likely) or ``episodes``.
+        fps, mixed_fps: the action sources' common fps (None when there is none, or when they
+            differ and the spec states ``mixed_fps: per_source``).
+        seed: the default seed of :class:`~hvla_platform.lib.dataset.mixture.MixtureSampler`.
+        sources: one entry per source, in spec order: ``{"name", "release", "requested",
+            "pinned", "prefix", "repo_id", "role", "role_from", "weight", "share", "natural_share",
+            "split", "fps", "num_episodes", "num_frames", "action_free", "losses",
+            "feature_map": {source feature: mixture feature}, "dims": {mixture feature: [d, D]},
+            "cameras": [mixture camera features], "unused_features": [...], "profile",
+            "robot_type"}`` (``share`` = weight / Σ weights, the effective sampling share;
+            ``natural_share`` = its frames / all frames).
+        target_features: the mixture's features as a trainer sees them: ``{name: {"dtype",
+            "shape", "mask": mask feature or None}}``, e.g. ``action`` (D,) float32 padded with
+            zeros, ``action_mask`` (D,) bool.
+        weights_table: path (in the artifact) of the per-episode sampling weights (Parquet,
+            ``core/tables.py`` :func:`~hvla_platform.lib.core.tables.mixture_weights_schema`).
+        num_episodes, num_frames: over all sources (the episodes the mixture samples).
+        cross_customer_grant: the grant under which the mixture mixes customers (or None).
+    """
+
+    artifact_type: Literal["mixture_release"]
+    mixture: str
+    name: str
+    version: int
+    repo_id: str
+    description: str = ""
+    intended_uses: list[str]
+    within_source: Literal["frames", "episodes"]
+    seed: int
+    sources: list[dict[str, Any]]
+    target_features: dict[str, dict[str, Any]]
+    weights_table: str
+    num_episodes: int
+    num_frames: int
+    fps: float | None  # the action sources' common fps; None without one or under mixed_fps: per_source
+    mixed_fps: Literal["refuse", "per_source"]
+    cross_customer_grant: dict[str, Any] | None = None
+
+
+class RolloutChecklistManifest(ArtifactManifest):
+    """``rollout-checks/<day>/<robot>/<episode>/``: seed 000's ``before_retraining_from_runtime``
+    checklist run on one landed rollout (ingest, lib/ingest/rollouts.py, docs/rollouts.md). Its
+    ``inputs`` are the raw episode (kind ``raw_mcap``) and the checkpoint that produced the rollout
+    (kind ``checkpoint``, restricted to the rollout's episode id), so lineage connects the two.
+
+    Attributes:
+        capture_day, robot_id, rollout_episode: the rollout's raw episode.
+        checkpoint_key, server_instance: who produced its actions (``None`` when not recorded).
+        outcome: ``success``, ``timeout``, ``fault`` or ``estop``; policy_id: the runtime-data policy.
+        retrain_permitted: every check passed and the customer permits retraining; otherwise the
+            rollout is incident evidence only and no release takes it.
+        checks: ``{check name: {"passed": bool, "detail": str}}``.
+    """
+
+    artifact_type: Literal["rollout_checklist"]
+    capture_day: str
+    robot_id: str
+    rollout_episode: str
+    checkpoint_key: str | None = None
+    server_instance: str | None = None
+    outcome: str
+    policy_id: str | None = None
+    retrain_permitted: bool
+    checks: dict[str, dict[str, Any]]
+
+
+class RldsDatasetManifest(ArtifactManifest):
+    """``rlds/<dataset_name>/``: a seed-003 teleop target as RLDS, a TFDS ``data_dir`` (dataset;
+    lib/dataset/rlds_export.py, docs/teleop_targets.md). ``inputs`` are the raw teleop episodes.
+
+    Attributes:
+        dataset_name: the TFDS builder name (``ur5e_vla_<target>``); ``dataset_version`` its version.
+        target: ``e2e`` | ``planner`` | ``correction``.
+        num_episodes, num_steps: as built; ``episode_names`` the training episodes in order.
+        image_size: side of the square JPEG images, pixels.
+        tasks: the language instructions.
+        language_embedding: what the schema's ``language_embedding`` holds (not computed here: NaN).
+        derivation: lib/dataset/teleop_lerobot.py ``derivation_record`` (rules, options, counts).
+        readback: the ``tfds.builder(...).as_dataset()`` read-back (``episodes``, ``problems``,
+            ``worst_image_mae``, ``jpeg_mae_tolerance``, ``seconds``, ``features``).
+        build_seconds: the TFDS build's wall time; ``packages`` the tensorflow / TFDS versions used.
+    """
+
+    artifact_type: Literal["rlds_dataset"]
+    dataset_name: str
+    dataset_version: str
+    target: str
+    num_episodes: int
+    num_steps: int
+    image_size: int
+    tasks: list[str]
+    episode_names: list[str]
+    language_embedding: str
+    derivation: dict[str, Any]
+    readback: dict[str, Any]
+    build_seconds: float
+    packages: dict[str, str | None]
+
+
 #: artifact type → its manifest model.
 MANIFEST_MODELS: dict[str, type[ArtifactManifest]] = {
     m.model_fields["artifact_type"].annotation.__args__[0]: m  # type: ignore[union-attr]
-    for m in (RawEpisodeManifest, EpisodesManifest, LeRobotDatasetManifest, NormStatsManifest, RoboDMCacheManifest,
-              CheckpointManifest, EvalReportManifest, OpenpiExportManifest)
+    for m in (RawEpisodeManifest, RawTeleopEpisodeManifest, RawHumanVideoManifest, RolloutChecklistManifest,
+              EpisodesManifest, LeRobotDatasetManifest, RldsDatasetManifest, MixtureManifest, NormStatsManifest,
+              RoboDMCacheManifest, CheckpointManifest, EvalReportManifest, OpenpiExportManifest)
 }
 
 M = TypeVar("M", bound=ArtifactManifest)

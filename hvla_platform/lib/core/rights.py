@@ -33,7 +33,12 @@ KNOWN_USES = (
     "staging_demo",
     "public_api",
     "third_party_resale",
+    # human video (docs/human_video.md): identifiable people (unblurred faces) may be used for
+    # training; without it every release blurs faces first. Robot recordings never list it.
+    "identifiable_people_training",
 )
+#: The allowed use that lets a release keep identifiable people (faces unblurred) in its frames.
+IDENTIFIABLE_PEOPLE_USE = "identifiable_people_training"
 #: Uses that are deployment (serving) targets, as opposed to training.
 SERVING_USES = ("lab_robot", "staging_demo", "public_api", "third_party_resale")
 
@@ -236,6 +241,18 @@ class Rights:
         """True if ``on`` is after :attr:`retention_until`."""
         return on > self.retention_until
 
+    @property
+    def identifiable_people_allowed(self) -> bool:
+        """True if the data may be used for training with identifiable people in it
+        (:data:`IDENTIFIABLE_PEOPLE_USE` among the allowed uses)."""
+        return IDENTIFIABLE_PEOPLE_USE in self.allowed_uses
+
+    @property
+    def requires_face_blur(self) -> bool:
+        """True if frames of this data must have faces blurred before any release: it contains
+        human video and does not allow identifiable people (docs/human_video.md)."""
+        return self.contains_human_video and not self.identifiable_people_allowed
+
 
 def combine_rights(inputs: Iterable[Rights]) -> Rights:
     """Rights of an artifact derived from ``inputs`` (intersection / union / earliest).
@@ -258,3 +275,24 @@ def combine_rights(inputs: Iterable[Rights]) -> Rights:
         contains_human_video=any(r.contains_human_video for r in items),
         contains_customer_environment=any(r.contains_customer_environment for r in items),
     )
+
+
+def uses_blocked(named: Mapping[str, Rights], uses: Iterable[str]) -> dict[str, list[str]]:
+    """Which of ``named`` (name → rights, e.g. the sources of a mixture) do not allow every use of
+    ``uses``: ``{name: [uses it does not allow, sorted]}``, only names that block something, in
+    the order of ``named``. Empty when every input allows every use (then
+    ``combine_rights(named.values()).allowed_uses`` holds ``uses``: the intersection).
+
+    Raises:
+        RightsError: a use in ``uses`` is not one of :data:`KNOWN_USES`.
+    """
+    wanted = list(dict.fromkeys(uses))
+    unknown = [u for u in wanted if u not in KNOWN_USES]
+    if unknown:
+        raise RightsError(f"unknown use(s) {unknown}; known: {list(KNOWN_USES)}")
+    out: dict[str, list[str]] = {}
+    for name, r in named.items():
+        missing = sorted(u for u in wanted if u not in r.allowed_uses)
+        if missing:
+            out[name] = missing
+    return out

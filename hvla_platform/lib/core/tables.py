@@ -772,3 +772,99 @@ def check_lineage_index(doc: Any, *, where: str) -> None:
         names.append(col.name)
     if problems:
         raise TableError(LINEAGE_INDEX_TABLE, where, problems, names)
+
+
+# ---- Mixture sampling weights ------------------------------------------------------------------
+MIXTURE_WEIGHTS_TABLE = "mixture sampling weights"
+#: Roles of a mixture's sources (lib/dataset/mixture.py ``ROLES``; the tests keep them equal).
+MIXTURE_ROLES = ("robot_teleop", "simulation", "human_video", "rollout")
+#: |Σ episode_weight − 1| a weights table may show (float64 rounding over many rows).
+WEIGHT_SUM_TOLERANCE = 1e-9
+
+
+@functools.cache
+def mixture_weights_schema() -> pa.DataFrameSchema:
+    """**Mixture sampling weights**, ``mixtures/<name>/<mixture id>/sampling_weights.parquet``, one
+    row per episode a mixture samples.
+
+    Producer: dataset (:func:`hvla_platform.lib.dataset.mixture.build_mixture`). Consumers: the
+    trainer's reader (:class:`hvla_platform.lib.dataset.mixture.MixtureSampler`), the
+    ``mixture_release`` asset's checks and the dataset card.
+
+    Columns (exactly these): ``source`` (the spec's source name, non-empty), ``release`` (the
+    component release's version id), ``role`` (one of :data:`MIXTURE_ROLES`), ``episode_index``
+    (int64 ≥ 0: LeRobot's index in the component dataset), ``episode_id`` (the platform's episode
+    id, null for a dataset without one), ``split`` (train / heldout), ``num_frames`` (int64 > 0),
+    ``dataset_from_index`` (int64 ≥ 0: LeRobot's global index of the episode's first frame, so
+    frame ``f`` is item ``dataset_from_index + f`` of the component ``LeRobotDataset``),
+    ``episode_weight`` (float64 in (0, 1]: probability that a draw lands in this episode),
+    ``frame_weight`` (float64 > 0: probability of each of its frames, = episode_weight /
+    num_frames), ``action_free`` (bool: the source has no action feature). Rows: ``(source,
+    episode_index)`` unique; Σ ``episode_weight`` = 1 within :data:`WEIGHT_SUM_TOLERANCE`.
+    """
+    pl, pa = _pl(), _pa()
+    return pa.DataFrameSchema(
+        {
+            "source": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
+            "release": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
+            "role": pa.Column(pl.String, pa.Check.isin(list(MIXTURE_ROLES))),
+            "episode_index": pa.Column(pl.Int64, pa.Check.ge(0)),
+            "episode_id": pa.Column(pl.String, nullable=True),
+            "split": pa.Column(pl.String, pa.Check.isin(list(SPLITS))),
+            "num_frames": pa.Column(pl.Int64, pa.Check.gt(0)),
+            "dataset_from_index": pa.Column(pl.Int64, pa.Check.ge(0)),
+            "episode_weight": pa.Column(pl.Float64, [pa.Check.gt(0.0), pa.Check.le(1.0)]),
+            "frame_weight": pa.Column(pl.Float64, pa.Check.gt(0.0)),
+            "action_free": pa.Column(pl.Boolean),
+        },
+        unique=["source", "episode_index"],
+        checks=[
+            _rows_satisfy(f"episode_weight must sum to 1 (within {WEIGHT_SUM_TOLERANCE:g})",
+                          lambda: (pl.col("episode_weight").sum() - 1.0).abs() <= WEIGHT_SUM_TOLERANCE),
+            _rows_satisfy("frame_weight must equal episode_weight / num_frames",
+                          lambda: ((pl.col("frame_weight") * pl.col("num_frames") - pl.col("episode_weight")).abs()
+                                   <= 1e-12)),
+        ],
+        strict=True, name=MIXTURE_WEIGHTS_TABLE)
+
+
+def check_mixture_weights(table: Any, *, where: str) -> pl.DataFrame:
+    """Validate a mixture's sampling-weights table given as a polars DataFrame or a pyarrow Table;
+    returns it as a polars DataFrame.
+
+    Raises:
+        TableError: naming ``where``, the columns and the rows (sources) at fault.
+    """
+    pl = _pl()
+    frame = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
+    return _validate(mixture_weights_schema(), frame, table=MIXTURE_WEIGHTS_TABLE, where=where, id_column="source")
+
+
+def read_mixture_weights(path: str | Path) -> pl.DataFrame:
+    """Read a mixture's ``sampling_weights.parquet`` with polars and validate it.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        TableError: the file is not Parquet or does not match :func:`mixture_weights_schema`.
+    """
+    return read_parquet_table(path, MIXTURE_WEIGHTS_TABLE, check_mixture_weights)
+
+
+def read_parquet_table(path: str | Path, table: str, check: Callable[..., pl.DataFrame]) -> pl.DataFrame:
+    """Read a Parquet table handed between stages with polars and validate it with ``check(frame,
+    where=<path>)`` (one of the ``check_*`` functions above); returns the validated frame.
+
+    Raises:
+        FileNotFoundError: there is no such file (the message names ``table``).
+        TableError: the file is not Parquet, or whatever ``check`` raises.
+    """
+    pl = _pl()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{table} {path} does not exist")
+    try:
+        frame = pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TableError(table, str(path), [f"not readable as Parquet: {_short(first)}"]) from exc
+    return check(frame, where=str(path))

@@ -16,6 +16,10 @@ from typing import Any
 from hvla_platform.lib.core.keys import AUDIT, FLAGS, PARTITION_INDEX, RAW, REVOCATIONS, flag_key
 from hvla_platform.lib.core.lake import Lake
 
+#: artifact type of a robot's raw MCAP episode: what a revocation record's episode withdrew unless its
+#: ``episode_info`` names another raw type (``raw_teleop_episode``, ``raw_human_video_clip``)
+RAW_MCAP_TYPE = "raw_mcap_episode"
+
 
 def now_utc() -> dt.datetime:
     """The current time in UTC (timezone-aware)."""
@@ -40,8 +44,12 @@ def withdrawn_episode_records(lake: Lake) -> dict[str, dict[str, Any]]:
 
     Returns:
         ``{episode_id: {"consent", "reason", "at", "by", "revocation" (the record's lake key),
-        "capture_day", "robot_id"}}``; ``capture_day``/``robot_id`` are ``None`` for records written
-        before revocations stored them (``episode_info``; :func:`hvla_platform.lib.ops.revocation.revoke_consent`).
+        "capture_day", "robot_id", "device_id", "raw_type", "raw_key"}}``; ``capture_day``/``robot_id``
+        are ``None`` for records written before revocations stored them (``episode_info``;
+        :func:`hvla_platform.lib.ops.revocation.revoke_consent`). ``raw_type`` is the withdrawn raw
+        leaf's artifact type: ``raw_mcap_episode`` (also for records older than the other sources),
+        ``raw_teleop_episode`` (``robot_id`` set) or ``raw_human_video_clip`` (a clip: ``device_id``
+        set, ``robot_id`` ``None``); ``raw_key`` its raw prefix when recorded, else ``None``.
     """
     out: dict[str, dict[str, Any]] = {}
     for key in lake.list_keys(REVOCATIONS):
@@ -51,7 +59,9 @@ def withdrawn_episode_records(lake: Lake) -> dict[str, dict[str, Any]]:
             where = info.get(ep) or {}
             out.setdefault(ep, {"consent": rec["consent"], "reason": rec["reason"], "at": rec["at"],
                                 "by": rec.get("by"), "revocation": key,
-                                "capture_day": where.get("capture_day"), "robot_id": where.get("robot_id")})
+                                "capture_day": where.get("capture_day"), "robot_id": where.get("robot_id"),
+                                "device_id": where.get("device_id"),
+                                "raw_type": where.get("raw_type", RAW_MCAP_TYPE), "raw_key": where.get("raw_key")})
     return out
 
 
@@ -59,7 +69,9 @@ def partition_withdrawals(lake: Lake, day: str, robot: str) -> str | None:
     """Why a raw partition has no landed episodes left, when withdrawals explain it, else ``None``.
 
     An episode belongs to the partition when its revocation record says so (``episode_info``) or
-    the partition's last index (``raw-mcap/<day>/<robot>/_partition.json``) lists it.
+    the partition's last index (``raw-mcap/<day>/<robot>/_partition.json``) lists it. Only robot
+    MCAP episodes count (``raw_type`` ``raw_mcap_episode``): a withdrawn teleop episode of the same
+    robot and day lives under ``raw-teleop/``, not in this partition.
 
     Returns:
         ``withdrawn: <n> episodes of this partition were withdrawn (consent <id>, <reason>[; …])``
@@ -71,8 +83,8 @@ def partition_withdrawals(lake: Lake, day: str, robot: str) -> str | None:
     index_key = f"{RAW}/{day}/{robot}/{PARTITION_INDEX}"
     listed = {str(r.get("episode_id")) for r in lake.read_json(index_key).get("episodes", [])
               if isinstance(r, dict)} if lake.exists(index_key) else set()
-    hit = {e: r for e, r in recs.items()
-           if (r.get("capture_day"), r.get("robot_id")) == (day, robot) or e in listed}
+    hit = {e: r for e, r in recs.items() if r.get("raw_type") == RAW_MCAP_TYPE
+           and ((r.get("capture_day"), r.get("robot_id")) == (day, robot) or e in listed)}
     if not hit:
         return None
     why = sorted({(r["consent"], r["reason"], r["revocation"]) for r in hit.values()})

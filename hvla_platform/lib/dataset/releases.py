@@ -13,6 +13,7 @@ import h5py
 from hvla_platform.lib.core.keys import EPISODES, LEROBOT, episodes_prefix
 from hvla_platform.lib.formats.recording.profile import DEFAULT_PROFILE
 from hvla_platform.lib.ingest.raw import read_partition_index
+from hvla_platform.lib.ingest.rollouts import rollout_exclusions
 from hvla_platform.lib.core.manifest import LeRobotDatasetManifest, load_manifest, manifest_sha256
 from hvla_platform.lib.processing.qa.decisions import latest_decisions
 from hvla_platform.lib.core.withdrawals import revoked_episodes
@@ -136,7 +137,10 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
     episodes of another robot profile than ``spec.profile`` (their HDF5 ``profile`` attribute, see
     :func:`episode_profile`; the reason starts with :data:`OTHER_PROFILE`: a release does not mix
     profiles); episodes past their retention date (``today`` > ``retention_until``, so expired data
-    never enters a new release); episodes a supervisor rejected; episodes whose quality score is
+    never enters a new release); rollouts of a deployed policy whose ``before_retraining_from_runtime``
+    checklist did not pass, e.g. without the customer's permission to retrain (the reason starts with
+    ``rollout_incident_evidence_only``: :func:`~hvla_platform.lib.ingest.rollouts.rollout_exclusions`);
+    episodes a supervisor rejected; episodes whose quality score is
     below ``spec.min_quality`` or that failed a QA gate, unless a supervisor approved them (then
     they are included and listed in ``approved``).
 
@@ -171,6 +175,9 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
         # (the same key it wrote into the file); rows of older conversions lack it, so the file is read
         profiles = {c["file"]: str(c["profile"]) for c in conversions
                     if c["status"] == "converted" and c.get("profile")}
+        # rollouts without the customer's permission (or a passed checklist) are incident evidence only
+        incident_only = rollout_exclusions(lake, day, robot, [c["episode_id"] for c in conversions
+                                                               if c["status"] == "converted"])
         unread = [c["file"] for c in conversions
                   if c["status"] == "converted" and c["episode_id"] not in revoked and c["file"] not in profiles]
         if unread:
@@ -183,6 +190,9 @@ def select_episodes(lake: Lake, spec: ReleaseSpec, *, today: dt.date | None = No
                 continue
             if ep in revoked:
                 sel.excluded[ep] = revoked[ep]
+                continue
+            if ep in incident_only:
+                sel.excluded[ep] = incident_only[ep]
                 continue
             ep_profile = profiles[conv["file"]]
             if profile_name(ep_profile) != spec.profile:

@@ -25,9 +25,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from hvla_platform.lib.core.keys import RELEASE_SPECS, RELEASE_VERSIONS, lerobot_release_prefix, release_version_key, spec_key
+from hvla_platform.lib.core.keys import (
+    RELEASE_SPECS,
+    RELEASE_VERSIONS,
+    lerobot_release_prefix,
+    norm_stats_prefix,
+    release_version_key,
+    robodm_prefix,
+    spec_key,
+)
 from hvla_platform.lib.core.lake import ArtifactNotFoundError, Lake
-from hvla_platform.lib.core.manifest import LeRobotDatasetManifest, load_manifest
+from hvla_platform.lib.core.manifest import LeRobotDatasetManifest, NormStatsManifest, RoboDMCacheManifest, load_manifest
+from hvla_platform.lib.core.withdrawals import artifact_flags
 from hvla_platform.lib.core.suggest import UnknownIdError, did_you_mean
 from hvla_platform.lib.dataset.spec import ReleaseSpec
 
@@ -129,6 +138,20 @@ def latest_version(lake: Lake, spec_name: str) -> tuple[VersionRecord, LeRobotDa
         m = version_manifest(lake, record)
         if m is not None:
             return record, m
+    return None
+
+
+def newest_trainable_version(lake: Lake, spec_name: str) -> str | None:
+    """The newest published version of ``spec_name`` that training can start from: its Robo-DM
+    cache and norm stats are built and neither is flagged (withdrawn). ``None`` when there is none.
+    Rights are not judged here (the ``checkpoint`` asset refuses what they forbid)."""
+    for record in reversed(list_versions(lake, spec_name)):
+        if version_manifest(lake, record) is None:
+            continue
+        parts = ((robodm_prefix(record.release), RoboDMCacheManifest),
+                 (norm_stats_prefix(record.release), NormStatsManifest))
+        if all(load_manifest(lake, p, cls) is not None and not artifact_flags(lake, p) for p, cls in parts):
+            return record.release
     return None
 
 

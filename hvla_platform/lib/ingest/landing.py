@@ -23,6 +23,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import yaml
 
@@ -114,7 +115,10 @@ def recording_files(rec: Path) -> list[Path]:
     return out
 
 
-def _symlinks(rec: Path) -> list[str]:
+def symlinks(rec: Path) -> list[str]:
+    """Paths (relative to ``rec``, POSIX, sorted) of the symbolic links in a recording folder: its
+    own entries and those of rosbag2 bag directories in it. A source whose folder has any is
+    refused (:func:`reject`): a link could point anywhere on the host."""
     links = [p.relative_to(rec).as_posix() for p in sorted(rec.iterdir()) if p.is_symlink()]
     for d in sorted(rec.iterdir()):
         if d.is_dir() and not d.is_symlink() and _rosbag2_dir(d):
@@ -182,8 +186,39 @@ def _identity_hint(metadata: object) -> dict[str, str]:
     return out
 
 
-def _reject(lake: Lake, rec: Path, reason: str, source: str | None = None,
-            metadata: object = None) -> LandingResult:
+def keep_files(lake: Lake, prefix: str, files: list[tuple[Path, str]]) -> None:
+    """Copy ``files`` — ``(local path, path relative to the source folder)`` — to
+    ``<prefix>/<relative path>`` with write-once objects, keeping an object already there (the same
+    file kept by an earlier run): how rejected and quarantined sources keep their evidence.
+
+    Raises:
+        OSError: a file cannot be read or the lake cannot be written.
+    """
+    for p, rel in files:
+        try:
+            lake.put_file(p, f"{prefix}/{rel}", write_once=True)
+        except ObjectExistsError:
+            pass  # the same file was kept by an earlier run
+
+
+def reject(lake: Lake, rec: Path, reason: str, source: str | None = None,
+           metadata: object = None) -> LandingResult:
+    """Refuse a source folder at landing: copy its regular files (symbolic links never followed)
+    to ``quarantine/_rejected/<digest>/files/`` and write ``reason.json`` there (``source``,
+    ``stage: landing``, the one-line ``reason``, ``at`` UTC, the ``files`` kept, and whichever of
+    ``capture_day`` / ``robot_id`` / ``episode_id`` the parsed ``metadata`` names safely).
+
+    ``<digest>`` is the first 16 hex digits of the sha256 over each file's relative path and
+    sha256, so the same folder refused twice is kept once. Used for robot recordings, teleop
+    episode folders and human video clips alike.
+
+    Returns:
+        A ``rejected`` :class:`LandingResult` whose ``evidence`` is the
+        ``quarantine/_rejected/<digest>`` prefix.
+
+    Raises:
+        OSError: a file cannot be read or the lake cannot be written.
+    """
     h = hashlib.sha256()
     # regular files only: a symbolic link could point anywhere on the host
     files = [(p, p.relative_to(rec).as_posix()) for p in recording_files(rec)]
@@ -191,11 +226,7 @@ def _reject(lake: Lake, rec: Path, reason: str, source: str | None = None,
         h.update(rel.encode())
         h.update(sha256_file(p).encode())
     prefix = f"{REJECTED}/{h.hexdigest()[:16]}"
-    for p, rel in files:
-        try:
-            lake.put_file(p, f"{prefix}/files/{rel}", write_once=True)
-        except ObjectExistsError:
-            pass  # identical rejected recording already kept
+    keep_files(lake, f"{prefix}/files", files)  # an identical rejected folder may already be kept
     hint = _identity_hint(metadata)
     lake.write_json(f"{prefix}/reason.json", {
         "source": source or str(rec), "stage": "landing", "reason": reason,
@@ -205,6 +236,50 @@ def _reject(lake: Lake, rec: Path, reason: str, source: str | None = None,
     return LandingResult(source=source or str(rec), status="rejected", reason=reason,
                          capture_day=hint.get("capture_day"), robot_id=hint.get("robot_id"),
                          episode_id=hint.get("episode_id"), evidence=prefix)
+
+
+def read_landing_metadata(lake: Lake, rec: Path, meta_path: Path, shown: str, source: str | None, *,
+                          identify: Callable[[Any], tuple[str, str, str]] = read_identity,
+                          hint: bool = True) -> tuple[Any, tuple[str, str, str]] | LandingResult:
+    """Parse a source folder's ``metadata.yaml`` (``meta_path``) and the ids it lands under.
+
+    ``identify`` turns the parsed YAML into ``(capture_day, partition id, unit id)``
+    (:func:`read_identity` for robot recordings and teleop episodes) or raises
+    :class:`~hvla_platform.lib.core.keys.UnsafeIdError`. ``hint``: a rejection for unsafe ids keeps
+    the ids the metadata names safely in robot-recording form (:func:`reject`'s ``metadata``).
+
+    Returns:
+        ``(metadata, ids)``, or the ``rejected`` :class:`LandingResult` (:func:`reject`: the file
+        cannot be read or parsed — ``<shown>/<file>: cannot read metadata.yaml: <error>`` — or an
+        id is missing or unsafe).
+
+    Raises:
+        OSError: the lake cannot be written.
+    """
+    try:
+        metadata = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
+        return metadata, identify(metadata)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return reject(lake, rec, f"{shown}/{meta_path.name}: cannot read metadata.yaml: {type(exc).__name__}: {exc}",
+                      source)
+    except UnsafeIdError as exc:
+        return reject(lake, rec, f"{shown}/{meta_path.name}: {exc}", source, metadata if hint else None)
+
+
+def start_landing(lake: Lake, shown: str, ids: tuple[str, str, str], metadata: Any,
+                  withdrawals: Withdrawals | None, noun: str = "episode") -> LandingResult:
+    """The :class:`LandingResult` of a source folder whose metadata names ``ids`` =
+    ``(capture_day, partition id, unit id)``: ``withdrawn`` (with the reason ``<shown>: <noun>
+    <id> was not landed: <why>``) when the unit, or a consent its metadata declares, was withdrawn
+    (``withdrawals``, read from the lake when None), else ``already_landed`` until
+    :func:`land_files` says otherwise."""
+    day, part, unit = ids
+    result = LandingResult(source=shown, status="already_landed", capture_day=day, robot_id=part, episode_id=unit)
+    withdrawn = (withdrawals or Withdrawals.load(lake)).reason(unit, metadata)
+    if withdrawn:
+        result.status = "withdrawn"
+        result.reason = f"{shown}: {noun} {unit} was not landed: {withdrawn}"
+    return result
 
 
 def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
@@ -227,83 +302,117 @@ def land_recording(lake: Lake, rec: str | Path, *, source: str | None = None,
     rec = Path(rec)
     shown = source or str(rec)
     meta_path = rec / METADATA
-    links = _symlinks(rec)
+    links = symlinks(rec)
     if links:
-        return _reject(lake, rec, f"{shown}: {links} are symbolic links; a recording must consist of regular files",
-                       source)
+        return reject(lake, rec, f"{shown}: {links} are symbolic links; a recording must consist of regular files",
+                      source)
     if not meta_path.is_file():
         bag_names = [p.relative_to(rec).as_posix() for p in recording_files(rec) if p.name != NOTES]
-        return _reject(lake, rec, f"{shown}: no metadata.yaml beside {bag_names}; a recording needs one "
-                                  "(episode_id, robot.id, capture_date and the rights block)", source)
-    try:
-        metadata = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
-        day, robot, episode = read_identity(metadata)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        return _reject(lake, rec, f"{shown}/{METADATA}: cannot read metadata.yaml: {type(exc).__name__}: {exc}", source)
-    except UnsafeIdError as exc:
-        return _reject(lake, rec, f"{shown}/{METADATA}: {exc}", source, metadata)
+        return reject(lake, rec, f"{shown}: no metadata.yaml beside {bag_names}; a recording needs one "
+                                 "(episode_id, robot.id, capture_date and the rights block)", source)
+    read = read_landing_metadata(lake, rec, meta_path, shown, source)
+    if isinstance(read, LandingResult):
+        return read
+    metadata, (day, robot, episode) = read
     layout, problem = _bag_problem(rec, shown)
     if layout is None:
-        return _reject(lake, rec, problem, source, metadata)
-    result = LandingResult(source=shown, status="already_landed", capture_day=day, robot_id=robot, episode_id=episode)
-    withdrawn = (withdrawals or Withdrawals.load(lake)).reason(episode, metadata)
-    if withdrawn:
-        result.status = "withdrawn"
-        result.reason = f"{shown}: episode {episode} was not landed: {withdrawn}"
+        return reject(lake, rec, problem, source, metadata)
+    result = start_landing(lake, shown, (day, robot, episode), metadata, withdrawals)
+    if result.status == "withdrawn":
         return result
     files = layout.all_files + ([rec / NOTES] if (rec / NOTES).is_file() else []) + [meta_path]
-    prefix = landing_prefix(day, robot, episode)
-    for p in files:  # check every name before copying anything
-        rel = p.relative_to(rec).as_posix()
+    pairs = [(p, p.relative_to(rec).as_posix()) for p in files]
+    problem = unsafe_file_name(pairs, shown)  # check every name before copying anything
+    if problem:
+        return reject(lake, rec, problem, source, metadata)
+    result.status, result.reason = land_files(lake, landing_prefix(day, robot, episode), pairs, shown)
+    return result
+
+
+def unsafe_file_name(files: list[tuple[Path, str]], shown: str) -> str:
+    """``<shown>/<relative path>: <why>`` for the first of ``files`` — ``(local path, path relative
+    to the source folder)`` — with a path segment that is not a safe id
+    (:func:`~hvla_platform.lib.core.keys.check_id`), ``""`` when every name is safe."""
+    for _, rel in files:
         try:
             for part in rel.split("/"):
                 check_id(part, "file name")
         except UnsafeIdError as exc:
-            return _reject(lake, rec, f"{shown}/{rel}: {exc}", source, metadata)
-    for p in files:  # metadata.yaml last: it marks the episode complete
-        rel = p.relative_to(rec).as_posix()
+            return f"{shown}/{rel}: {exc}"
+    return ""
+
+
+def land_files(lake: Lake, prefix: str, files: list[tuple[Path, str]], shown: str) -> tuple[str, str]:
+    """The write-once landing copy of one source folder: each of ``files`` — ``(local path, path
+    relative to the folder)``, in order, the completion marker (``metadata.yaml``) **last** — to
+    ``<prefix>/<relative path>``.
+
+    An object already there with the same sha256 is kept; one with other content stops the copy
+    (nothing is replaced: landing is write-once). ``shown`` names the folder in the reason.
+
+    Returns:
+        ``(status, reason)``: ``("landed", "")`` when at least one file was copied,
+        ``("already_landed", "")`` when every file was there already, or ``("conflict", "<key>
+        already landed with different content; ...")``.
+
+    Raises:
+        OSError: a file cannot be read or the lake cannot be written.
+    """
+    status = "already_landed"
+    for p, rel in files:
         key = f"{prefix}/{rel}"
         try:
             lake.put_file(p, key, write_once=True)
-            result.status = "landed"
+            status = "landed"
         except ObjectExistsError:
             if lake.sha256(key) != sha256_file(p):
-                result.status = "conflict"
-                result.reason = (f"{key} already landed with different content; the new file "
-                                 f"{shown}/{rel} was not copied (landing is write-once)")
-                return result
-    return result
+                return "conflict", (f"{key} already landed with different content; the new file "
+                                    f"{shown}/{rel} was not copied (landing is write-once)")
+    return status, ""
+
+
+def complete_landings(lake: Lake, root: str, marker: str = METADATA) -> list[tuple[str, str, str]]:
+    """``(capture_day, partition id, unit id)`` of every unit landed completely under ``root``:
+    keys ``<root>/<day>/<partition id>/<unit id>/<marker>`` (the marker, ``metadata.yaml``, is
+    written last by :func:`land_files`), in key order. Deeper or shallower keys are ignored (so
+    ``landing/_teleop/...`` is not a robot recording of ``landing/``)."""
+    out = []
+    for key in lake.list_keys(root):
+        segs = key[len(root) + 1:].split("/")
+        if len(segs) == 4 and segs[3] == marker:
+            out.append((segs[0], segs[1], segs[2]))
+    return out
+
+
+def complete_partitions(lake: Lake, root: str, marker: str = METADATA) -> list[tuple[str, str]]:
+    """Sorted ``(capture_day, partition id)`` pairs under ``root`` with at least one unit landed
+    completely (:func:`complete_landings`)."""
+    return sorted({(day, part) for day, part, _ in complete_landings(lake, root, marker)})
+
+
+def complete_units(lake: Lake, prefix: str, marker: str = METADATA) -> list[str]:
+    """Sorted ids of the units landed completely directly under ``prefix`` (one partition:
+    ``<prefix>/<unit id>/<marker>`` present)."""
+    return sorted({rest[0] for key in lake.list_keys(prefix)
+                   if len(rest := key[len(prefix) + 1:].split("/")) == 2 and rest[1] == marker})
 
 
 def list_landing_partitions(lake: Lake) -> list[tuple[str, str]]:
     """(capture_day, robot_id) pairs that have at least one complete landed episode."""
-    parts = set()
-    for key in lake.list_keys(LANDING):
-        segs = key.split("/")
-        if len(segs) == 5 and segs[4] == METADATA:
-            parts.add((segs[1], segs[2]))
-    return sorted(parts)
+    return complete_partitions(lake, LANDING)
 
 
 def list_landed_episodes(lake: Lake, day: str, robot: str) -> list[str]:
     """Episode ids landed completely (``metadata.yaml`` present) in a partition, sorted."""
-    eps = set()
-    prefix = landing_prefix(day, robot)
-    for key in lake.list_keys(prefix):
-        rest = key[len(prefix) + 1:].split("/")
-        if len(rest) == 2 and rest[1] == METADATA:
-            eps.add(rest[0])
-    return sorted(eps)
+    return complete_units(lake, landing_prefix(day, robot))
 
 
 def landed_episodes(lake: Lake) -> dict[str, tuple[str, str]]:
     """``{episode_id: (capture_day, robot_id)}`` of every episode landed completely (its
     ``metadata.yaml`` present) anywhere in the landing area: the episodes the lake knows."""
     out: dict[str, tuple[str, str]] = {}
-    for key in lake.list_keys(LANDING):
-        segs = key.split("/")
-        if len(segs) == 5 and segs[4] == METADATA:
-            out.setdefault(segs[3], (segs[1], segs[2]))
+    for day, robot, episode in complete_landings(lake, LANDING):
+        out.setdefault(episode, (day, robot))
     return out
 
 

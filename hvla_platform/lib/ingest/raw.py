@@ -43,11 +43,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar, TypeVar
 
 import yaml
 
-from hvla_platform.lib.ingest.landing import METADATA, NOTES, list_landed_episodes, read_identity
+from hvla_platform.lib.ingest.landing import METADATA, NOTES, keep_files, list_landed_episodes, read_identity
 from hvla_platform.lib.core.keys import (
     PARTITION_INDEX,
     UnsafeIdError,
@@ -71,10 +71,89 @@ from hvla_platform.lib.core.tables import check_partition_index
 from hvla_platform.lib.core.withdrawals import partition_withdrawals
 
 RAW_CHECKS = ("readable", "required_topics", "monotonic", "rights")
+_Outcome = TypeVar("_Outcome")
+_Result = TypeVar("_Result")
+
+
+class CheckedOutcome:
+    """What every source's raw ingest concludes about one landed unit (robot episode, teleop
+    episode, human video clip): the shared part of :class:`EpisodeOutcome`,
+    ``teleop.TeleopOutcome`` and ``human_video.ClipOutcome``.
+
+    A mixin for dataclasses that have ``status`` (``published``, ``cached``, ``quarantined`` or
+    ``conflict``) and ``checks`` (check name → ``{"passed": bool, "detail": str}``).
+    :attr:`usable` is written by :meth:`to_dict` under :attr:`usable_key`.
+    """
+
+    status: str
+    checks: dict[str, dict[str, Any]]
+    #: The key under which :meth:`to_dict` writes :attr:`usable`.
+    usable_key: ClassVar[str] = "usable"
+
+    @property
+    def usable(self) -> bool:
+        """True if the unit is in raw (published or cached) and every check passed."""
+        return self.status in ("published", "cached") and all(c["passed"] for c in self.checks.values())
+
+    @property
+    def reasons(self) -> list[str]:
+        """``<check>: <detail>`` of each failed check, in check order."""
+        return [f"{name}: {c['detail']}" for name, c in self.checks.items() if not c["passed"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: the dataclass fields, :attr:`usable` under :attr:`usable_key`, and ``reasons``."""
+        fields = asdict(self)  # type: ignore[call-overload]  # a mixin: ``self`` is a dataclass instance
+        return {**fields, self.usable_key: self.usable, "reasons": self.reasons}
+
+
+def publish_retained(lake: Lake, prefix: str, files: list[tuple[Path, str]], rights: Rights, *,
+                     digest: tuple[str, str] | None = None) -> str:
+    """Write-once upload of a unit's raw files — ``(local path, path relative to the unit)`` — to
+    ``<prefix>/<relative path>``, WORM where the store enforces it (S3 Object Lock: kept until
+    ``rights.retention_until``; :meth:`~hvla_platform.lib.core.lake.Lake.put_file_retained`).
+
+    ``digest`` = ``(manifest field, content sha256)``: when the unit's manifest is already
+    published, nothing is uploaded and the answer is ``"cached"`` if its field holds that sha256,
+    ``"conflict"`` otherwise. An object already there with the same sha256 (a previous run crashed
+    before its manifest) is kept; the first object with other content stops the upload
+    (``"conflict"``: nothing is replaced).
+
+    Returns:
+        ``""`` when every file is in place (the caller then writes the manifest last:
+        :func:`commit_manifest`), else ``"cached"`` or ``"conflict"``.
+
+    Raises:
+        OSError: a file cannot be read or the lake cannot be written.
+    """
+    if digest is not None:
+        existing = lake.read_manifest(prefix)
+        if existing is not None:
+            return "cached" if existing.get(digest[0]) == digest[1] else "conflict"
+    for p, rel in files:
+        try:
+            lake.put_file_retained(p, f"{prefix}/{rel}", retain_until=rights.retention_until)
+        except ObjectExistsError:
+            if lake.sha256(f"{prefix}/{rel}") != sha256_file(p):
+                return "conflict"
+    return ""
+
+
+def commit_manifest(lake: Lake, prefix: str, manifest: dict[str, Any]) -> str:
+    """Write a raw unit's manifest, the commit marker written after its files, write-once:
+    ``"published"``, or ``"cached"`` when a concurrent or earlier run already committed it.
+
+    Raises:
+        OSError: the lake cannot be written.
+    """
+    try:
+        lake.write_json(lake.manifest_key(prefix), manifest, write_once=True)
+    except ObjectExistsError:
+        return "cached"
+    return "published"
 
 
 @dataclass
-class EpisodeOutcome:
+class EpisodeOutcome(CheckedOutcome):
     """What ingest concluded about one landed episode.
 
     ``status``: ``published`` (newly in raw), ``cached`` (already in raw, same sha256),
@@ -93,23 +172,12 @@ class EpisodeOutcome:
     rights: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     index: dict[str, Any] | None = None
+    usable_key: ClassVar[str] = "convertible"
 
     @property
     def convertible(self) -> bool:
-        """True if every raw check passed (the episode may be converted to HDF5)."""
-        return self.status in ("published", "cached") and all(c["passed"] for c in self.checks.values())
-
-    @property
-    def reasons(self) -> list[str]:
-        """Human-readable reasons of the failed checks."""
-        return [f"{name}: {c['detail']}" for name, c in self.checks.items() if not c["passed"]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form, with the derived ``convertible`` flag and ``reasons``."""
-        d = asdict(self)
-        d["convertible"] = self.convertible
-        d["reasons"] = self.reasons
-        return d
+        """True if every raw check passed (the episode may be converted to HDF5): :attr:`usable`."""
+        return self.usable
 
 
 def _profile_name(metadata: dict) -> str | None:
@@ -149,6 +217,38 @@ def _shown(path: str | Path, root: Path) -> str:
         return p.name
 
 
+def check_rights(metadata_path: Path, source: str, *, shown: str,
+                 contract: Callable[[dict], None] | None = None,
+                 ) -> tuple[dict[str, Any], Rights | None, dict]:
+    """The ``rights`` raw check of a landed unit's ``metadata.yaml`` (robot episodes, teleop
+    episodes): validated strictly (:func:`parse_recording_metadata`; an unknown or misspelled key
+    is named with ``source`` and the closest valid key), then its rights block parsed
+    (:meth:`Rights.from_episode_metadata`), then ``contract(metadata)``, the source's own rules
+    (raising :class:`~hvla_platform.lib.core.rights.RightsError` with the one-line reason).
+
+    Returns:
+        ``(check, rights or None, metadata mapping)``: ``check`` is ``{"passed": True, "detail":
+        "allowed uses: [...]"}`` or ``{"passed": False, "detail": <reason>}`` (a strict-contract
+        reason starts with ``source``, any other with ``shown``); ``rights`` is the parsed block
+        even when ``contract`` then failed; ``metadata`` is ``{}`` when the YAML is not a mapping.
+        Never raises for bad input.
+    """
+    metadata: dict = {}
+    rights = None
+    try:
+        loaded = yaml.safe_load(metadata_path.read_text(encoding="utf-8"))
+        metadata = loaded if isinstance(loaded, dict) else {}
+        parse_recording_metadata(loaded, source=source)
+        rights = Rights.from_episode_metadata(loaded)
+        if contract is not None:
+            contract(metadata)
+        return {"passed": True, "detail": f"allowed uses: {sorted(rights.allowed_uses)}"}, rights, metadata
+    except RecordingMetadataError as exc:  # its message starts with the file
+        return {"passed": False, "detail": str(exc)}, rights, metadata
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RightsError) as exc:
+        return {"passed": False, "detail": f"{shown}: {exc}"}, rights, metadata
+
+
 def evaluate_episode(bag_path: Path, metadata_path: Path, *, metadata_source: str | None = None,
                      ) -> tuple[dict[str, dict[str, Any]], BagIndex | None, Rights | None, dict]:
     """Run the raw checks on local copies of one episode's files.
@@ -166,18 +266,8 @@ def evaluate_episode(bag_path: Path, metadata_path: Path, *, metadata_source: st
     (relative to the recording folder).
     """
     checks: dict[str, dict[str, Any]] = {}
-    metadata: dict = {}
-    rights = None
-    try:
-        loaded = yaml.safe_load(metadata_path.read_text(encoding="utf-8"))
-        metadata = loaded if isinstance(loaded, dict) else {}
-        parse_recording_metadata(loaded, source=metadata_source or metadata_path.name)
-        rights = Rights.from_episode_metadata(loaded)
-        checks["rights"] = {"passed": True, "detail": f"allowed uses: {sorted(rights.allowed_uses)}"}
-    except RecordingMetadataError as exc:  # its message starts with the file
-        checks["rights"] = {"passed": False, "detail": str(exc)}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RightsError) as exc:
-        checks["rights"] = {"passed": False, "detail": f"{metadata_path.name}: {exc}"}
+    checks["rights"], rights, metadata = check_rights(metadata_path, metadata_source or metadata_path.name,
+                                                      shown=metadata_path.name)
     root = bag_path if bag_path.is_dir() else bag_path.parent
     idx = None
     try:
@@ -203,11 +293,7 @@ def _quarantine(lake: Lake, day: str, robot: str, outcome: EpisodeOutcome, local
     under ``files/<relative path>``)."""
     prefix = quarantine_prefix(day, robot, outcome.episode_id)
     if copy_files:
-        for p, rel in local_files:
-            try:
-                lake.put_file(p, f"{prefix}/files/{rel}", write_once=True)
-            except ObjectExistsError:
-                pass  # the same landed file was quarantined by an earlier run
+        keep_files(lake, f"{prefix}/files", local_files)  # the same landed files may be kept already
     lake.write_json(f"{prefix}/reason.json", {
         "episode_id": outcome.episode_id, "capture_day": day, "robot_id": robot, "stage": "raw_mcap",
         "status": outcome.status, "reasons": outcome.reasons, "sha256": outcome.sha256,
@@ -221,17 +307,9 @@ def _publish_raw(lake: Lake, day: str, robot: str, ep: str, files: list[tuple[Pa
     """Write-once publish of ``files`` (``(local path, path relative to the episode)``, the bag's
     files first); returns ``published``, ``cached`` or ``conflict``."""
     prefix = raw_prefix(day, robot, ep)
-    existing = lake.read_manifest(prefix)
-    if existing is not None:
-        return "cached" if existing.get("mcap_sha256") == idx.sha256 else "conflict"
-    for p, rel in files:
-        try:
-            # WORM where the store enforces it (S3 Object Lock): kept until the rights' retention date
-            lake.put_file_retained(p, f"{prefix}/{rel}", retain_until=rights.retention_until)
-        except ObjectExistsError:
-            # a previous run crashed before its manifest; keep the object if it is identical
-            if lake.sha256(f"{prefix}/{rel}") != sha256_file(p):
-                return "conflict"
+    status = publish_retained(lake, prefix, files, rights, digest=("mcap_sha256", idx.sha256))
+    if status:
+        return status
     first = idx.data_files[0].path
     mcap_key = f"{prefix}/{first}"
     lake.write_json(f"{prefix}/index.json", {**idx.to_dict(), "path": mcap_key})  # not the local copy's path
@@ -253,11 +331,7 @@ def _publish_raw(lake: Lake, day: str, robot: str, ep: str, files: list[tuple[Pa
                "operator": metadata.get("operator"), "site": metadata.get("site"),
                "customer": metadata.get("customer"), "task": metadata.get("task"), **extra_files},
     )
-    try:
-        lake.write_json(lake.manifest_key(prefix), manifest, write_once=True)
-    except ObjectExistsError:
-        return "cached"
-    return "published"
+    return commit_manifest(lake, prefix, manifest)
 
 
 def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
@@ -326,9 +400,48 @@ def ingest_episode(lake: Lake, day: str, robot: str, ep: str) -> EpisodeOutcome:
         return outcome
 
 
+def ingest_each(units: list[str], ingest_one: Callable[[str], _Outcome], nothing_landed: str) -> list[_Outcome]:
+    """``[ingest_one(unit) for unit in units]``, the completely landed units of one partition in
+    order: the loop every source's partition ingest runs.
+
+    Raises:
+        ValueError: ``units`` is empty; the message is ``nothing_landed`` (it names where the landed
+            units were expected).
+    """
+    if not units:
+        raise ValueError(nothing_landed)
+    return [ingest_one(unit) for unit in units]
+
+
+def ingest_landed_partition(lake: Lake, day: str, part: str, *, landing: Callable[[str, str], str],
+                            raw: Callable[[str, str], str], landed: Callable[[Lake, str, str], list[str]],
+                            ingest_one: Callable[[Lake, str, str, str], Any],
+                            result: Callable[[str, str, list[Any]], _Result], what: str, unit: str) -> _Result:
+    """One partition's raw ingest for the teleop and human video sources: ``ingest_one(lake, day,
+    part, id)`` for each id of ``landed(lake, day, part)`` (:func:`ingest_each`), gathered as
+    ``result(day, part, outcomes)``, whose ``to_dict()`` is written to
+    ``<raw(day, part)>/_partition.json``; returns that result.
+
+    ``landing(day, part)`` is the partition's landing prefix; ``what`` (plural, e.g. ``clips``)
+    and ``unit`` (e.g. ``clip``) word the error.
+
+    Raises:
+        ValueError: nothing landed completely: ``no complete <what> landed for partition
+            <day>|<part> (expected <landing URI>/<unit>/metadata.yaml)``.
+        OSError: the lake cannot be read or written.
+    """
+    missing = (f"no complete {what} landed for partition {day}|{part} "
+               f"(expected {lake.uri(landing(day, part))}/<{unit}>/{METADATA})")
+    outcomes = ingest_each(landed(lake, day, part), lambda u: ingest_one(lake, day, part, u), missing)
+    out = result(day, part, outcomes)
+    lake.write_json(f"{raw(day, part)}/{PARTITION_INDEX}", out.to_dict())  # type: ignore[attr-defined]
+    return out
+
+
 @dataclass
 class PartitionIngestResult:
-    """Outcome of :func:`ingest_partition` for one (capture_day, robot_id) partition."""
+    """Outcome of :func:`ingest_partition` for one (capture_day, robot_id) partition (also the
+    form of ``teleop.TeleopPartitionResult``: the same ``_partition.json`` shape)."""
 
     capture_day: str
     robot_id: str
@@ -359,9 +472,10 @@ def ingest_partition(lake: Lake, day: str, robot: str) -> PartitionIngestResult:
         withdrawn = partition_withdrawals(lake, day, robot)
         if withdrawn is not None:
             raise ValueError(f"partition {day}|{robot} {withdrawn}; nothing left to ingest")
-        raise ValueError(f"no complete episodes landed for partition {day}|{robot} "
-                         f"(expected {lake.uri(landing_prefix(day, robot))}/<episode>/metadata.yaml)")
-    result = PartitionIngestResult(day, robot, [ingest_episode(lake, day, robot, ep) for ep in episodes])
+    result = PartitionIngestResult(day, robot, ingest_each(
+        episodes, lambda ep: ingest_episode(lake, day, robot, ep),
+        f"no complete episodes landed for partition {day}|{robot} "
+        f"(expected {lake.uri(landing_prefix(day, robot))}/<episode>/metadata.yaml)"))
     key = f"{raw_prefix(day, robot)}/{PARTITION_INDEX}"
     lake.write_json(key, check_partition_index(result.to_dict(), where=lake.uri(key), capture_day=day,
                                                robot_id=robot))

@@ -1,7 +1,8 @@
 """Downstream lineage: every artifact that contains or was derived from given raw episodes.
 
-A query names raw episodes (an episode id, a raw prefix or URI, ``consent:<id>``,
-``customer:<name>``; :func:`query_episodes`); the matching set is propagated through all artifacts
+A query names raw leaves -- robot MCAP and teleop episodes, human video clips
+(:data:`~.records.RAW_TYPES`) -- by id, raw prefix or URI, ``consent:<id>``, ``customer:<name>``
+(:func:`query_episodes`); the matching set is propagated through all artifacts
 once (memoised per artifact), intersecting with each input edge's episode ids.
 """
 
@@ -14,7 +15,7 @@ from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.suggest import did_you_mean
 from hvla_platform.lib.core.withdrawals import withdrawn_episode_records
 from hvla_platform.lib.lineage.index import LineageIndex, gc_paused, load_index
-from hvla_platform.lib.lineage.records import RAW_TYPE, TYPE_ORDER, LineageError
+from hvla_platform.lib.lineage.records import PRODUCED_BY_KIND, RAW_TYPES, ROLLOUT_TYPE, TYPE_ORDER, LineageError
 from hvla_platform.lib.lineage.upstream import uri_function
 
 
@@ -46,18 +47,22 @@ class DownstreamHit:
 
 
 def query_episodes(index: LineageIndex, query: str, lake: Lake | None = None) -> set[str]:
-    """The raw episode ids a downstream query names.
+    """The raw episode (and clip) ids a downstream query names; every raw source counts
+    (:data:`~.records.RAW_TYPES`: robot MCAP and teleop episodes, human video clips).
 
     ``consent:<id>``: raw episodes whose rights list the consent, and (given ``lake``) the episodes
     a revocation of that consent withdrew (``rights-revocations/``); ``customer:<name>``: whose
-    ``customer`` or rights ``customers`` name it; otherwise a raw episode id, raw prefix, key or URI.
+    ``customer`` or rights ``customers`` name it; ``checkpoint:<key>``: the rollouts the checkpoint
+    produced (:func:`rollouts_of`); otherwise a raw episode id, raw prefix, key or URI.
 
     Raises:
         LineageError: an episode/prefix/URI that names no raw episode, or a consent or customer no
         raw episode in the lake carries; the message names the closest known id ("did you mean").
     """
     q = query.strip()
-    raws = [r for r in index.records.values() if r.type == RAW_TYPE]
+    if q.startswith("checkpoint:"):
+        return rollouts_of(index, q[len("checkpoint:"):], lake)
+    raws = [r for r in index.records.values() if r.type in RAW_TYPES]
     if q.startswith("consent:"):
         cid = q[len("consent:"):]
         found = {e for r in raws if cid in (r.rights.get("consent_refs") or []) for e in r.episode_ids}
@@ -85,10 +90,33 @@ def query_episodes(index: LineageIndex, query: str, lake: Lake | None = None) ->
                            f"episode{did_you_mean(q, index.raw_by_episode)} (use consent:<id> or customer:<name> "
                            "for those)") from None
     rec = index.records[key]
-    if rec.type != RAW_TYPE:
-        raise LineageError(f"{query!r} is a {rec.type} ({key}), not a raw episode; downstream takes a raw episode, "
-                           "consent:<id> or customer:<name>")
+    if rec.type not in RAW_TYPES:
+        raise LineageError(f"{query!r} is a {rec.type} ({key}), not a raw episode; downstream takes a raw episode "
+                           "(robot or teleop) or human video clip, "
+                           "consent:<id> or customer:<name>"
+                           + (f" (checkpoint:{key} for the rollouts it produced)" if rec.type == "checkpoint" else ""))
     return set(rec.episode_ids)
+
+
+def rollouts_of(index: LineageIndex, checkpoint: str, lake: Lake | None = None) -> set[str]:
+    """The raw rollout episodes a checkpoint produced: the episodes of every rollout checklist
+    (``rollout_checklist``, lib/ingest/rollouts.py) whose ``checkpoint`` input is ``checkpoint``
+    (a lake prefix or URI of a checkpoint in this lake, or the key a rollout recorded for a checkpoint
+    this lake does not hold).
+
+    Raises:
+        LineageError: no rollout in this lake was produced by that checkpoint.
+    """
+    try:
+        key = index.find(checkpoint, lake)
+    except LineageError:
+        key = checkpoint.strip().rstrip("/")
+    found = {ep for r in index.records.values() if r.type == ROLLOUT_TYPE
+             for e in r.inputs if e.kind == PRODUCED_BY_KIND and e.key == key for ep in (e.episode_ids or r.episode_ids)}
+    if not found:
+        raise LineageError(f"no rollout in this lake was produced by checkpoint {key!r} (rollouts are recorded with "
+                           "`hvla deploy --record-rollout` and checked once their raw partition is ingested)")
+    return found
 
 
 def downstream(lake: Lake, query: str, *, index: LineageIndex | None = None,
@@ -97,8 +125,8 @@ def downstream(lake: Lake, query: str, *, index: LineageIndex | None = None,
 
     Args:
         lake: the lake to read (any backend; a copy works).
-        query: a raw episode id, its raw prefix/URI, ``consent:<id>`` or ``customer:<name>``
-            (see :func:`query_episodes`).
+        query: a raw episode id, its raw prefix/URI, ``consent:<id>``, ``customer:<name>`` or
+            ``checkpoint:<key>`` (the rollouts it produced, :func:`rollouts_of`; see :func:`query_episodes`).
         index: a prebuilt :func:`load_index`.
         include_raw: also list the matching raw episodes themselves.
 
@@ -123,8 +151,8 @@ def _downstream(lake: Lake, query: str, index: LineageIndex, include_raw: bool) 
     memo: dict[str, frozenset[str]] = {}
     empty: frozenset[str] = frozenset()
     records, resolved, resolve = index.records, index._resolved, index.resolve
-    for key, rec in records.items():  # raw episodes are leaves: their answer is direct
-        if rec.type == RAW_TYPE:
+    for key, rec in records.items():  # raw episodes and clips are leaves: their answer is direct
+        if rec.type in RAW_TYPES:
             eps = rec.episode_ids
             memo[key] = (frozenset(eps) if eps[0] in wanted else empty) if len(eps) == 1 else \
                 (frozenset(wanted.intersection(eps)) or empty)
@@ -160,7 +188,7 @@ def _downstream(lake: Lake, query: str, index: LineageIndex, include_raw: bool) 
     hits = []
     uri = uri_function(lake)
     for key, rec in records.items():
-        if rec.type == RAW_TYPE and not include_raw:
+        if rec.type in RAW_TYPES and not include_raw:
             continue
         d = memo.get(key)
         if d is None:

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 from hvla_platform.lib.core.lake import MANIFEST_NAME, Lake, LocalLake
 from hvla_platform.lib.core.suggest import did_you_mean
 from hvla_platform.lib.core.tables import TableError
-from hvla_platform.lib.lineage.records import RAW_TYPE, ArtifactRecord, Edge, LineageError, strip_root
+from hvla_platform.lib.lineage.records import RAW_TYPES, ArtifactRecord, Edge, LineageError, strip_root
 from hvla_platform.lib.lineage.scan import IO_THREADS, local_stamps, object_stamps, read_records, read_shard_objects
 from hvla_platform.lib.lineage.shards import (INDEX_PREFIX, RACY_NS, Entries, ShardError, Stamp, decode_shard,
                                               encode_shard, shard_from_key, shard_key, shard_of)
@@ -98,9 +98,11 @@ class LineageIndex:
 
     @property
     def raw_by_episode(self) -> dict[str, str]:
-        """raw episode id → raw artifact prefix."""
+        """raw episode id → raw artifact prefix (every raw source: robot MCAP and teleop episodes,
+        human video clips; :data:`~.records.RAW_TYPES`)."""
         if self._raw_by_episode is None:
-            self._raw_by_episode = {e: r.key for r in self.records.values() if r.type == RAW_TYPE for e in r.episode_ids}
+            self._raw_by_episode = {e: r.key for r in self.records.values() if r.type in RAW_TYPES
+                                    for e in r.episode_ids}
         return self._raw_by_episode
 
     def find(self, artifact: str, lake: Lake | None = None) -> str:

@@ -15,24 +15,54 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from hvla_platform.lib.core.keys import HUMAN_VIDEO_RAW, RAW, RAW_TELEOP
 from hvla_platform.lib.core.manifest import upgrade_v1
 
 #: Order in which artifact types appear in results (raw first).
 TYPE_ORDER = {
     "raw_mcap_episode": 0,
+    "raw_teleop_episode": 0,  # a seed-003 teleop episode (lib/ingest/teleop.py): a raw leaf too
     "episodes_hdf5": 1,
     "lerobot_dataset": 2,
+    "rlds_dataset": 2,  # a seed-003 teleop target as RLDS (lib/dataset/rlds_export.py): beside its LeRobot twin
     "norm_stats": 3,
     "robodm_cache": 4,
     "openpi_export": 5,
+    "mixture_release": 5,  # a mixture of releases (lib/dataset/mixture.py): beside the other release derivatives
+    "rollout_checklist": 6,  # a deployed checkpoint's rollout, checked (lib/ingest/rollouts.py): beside its checkpoint
     "checkpoint": 6,
     "eval_report": 7,
+    "raw_human_video_clip": 0,  # a leaf like a raw episode (docs/human_video.md)
 }
 RAW_TYPE = "raw_mcap_episode"
+TELEOP_TYPE = "raw_teleop_episode"
+CLIP_TYPE = "raw_human_video_clip"
+#: Raw artifact types whose landing inputs are not followed (the leaves of every upstream tree).
+LEAF_TYPES = frozenset({RAW_TYPE, TELEOP_TYPE, CLIP_TYPE})
+#: Every raw source is a raw leaf: robot MCAP episodes (rollouts included), seed-003 teleop episodes
+#: (lib/ingest/teleop.py) and action-free human video clips (lib/ingest/human_video.py). Upstream
+#: stops at them, downstream starts from them, consent withdrawal withdraws them.
+RAW_TYPES = LEAF_TYPES
+#: raw type -> the lake root its objects live under (``<root>/<day>/<robot or device>/<id>/``).
+RAW_ROOTS = {RAW_TYPE: RAW, TELEOP_TYPE: RAW_TELEOP, CLIP_TYPE: HUMAN_VIDEO_RAW}
+#: raw type -> the manifest field holding the sha256 a raw node shows (the recorded content: the
+#: MCAP file, the teleop episode's digest of its frames and meta, the clip's MP4).
+RAW_CONTENT_SHA = {RAW_TYPE: "mcap_sha256", TELEOP_TYPE: "episode_sha256", CLIP_TYPE: "video_sha256"}
 #: Type-specific manifest fields copied into :attr:`ArtifactRecord.info`.
 INFO_FIELDS = ("capture_day", "robot_id", "operator", "site", "customer", "task", "mcap_sha256", "release",
                "repo_id", "experiment", "step", "config_name", "checkpoint", "partitions", "computed_from",
-               "heldout_episode_ids", "serving_allowed", "serving_blocked", "mlflow_run_id", "created_at")
+               "heldout_episode_ids", "serving_allowed", "serving_blocked", "mlflow_run_id", "created_at",
+               "mixture")
+
+#: Rollout checklists (lib/ingest/rollouts.py): which rollout, produced by which checkpoint and server.
+INFO_FIELDS += ("rollout_episode", "checkpoint_key", "server_instance", "outcome", "retrain_permitted")
+#: Input kind of the checkpoint that produced a rollout (a rollout checklist's input).
+PRODUCED_BY_KIND = "checkpoint"
+ROLLOUT_TYPE = "rollout_checklist"
+#: Human video clips (lib/ingest/human_video.py): which camera, which LAM bucket.
+INFO_FIELDS += ("device_id", "learning_role")
+#: Content digests of the other raw sources (what their raw node shows as ``sha256``).
+INFO_FIELDS += ("episode_sha256", "video_sha256")
 
 
 class LineageError(LookupError):
@@ -128,7 +158,7 @@ def record_from_manifest(key: str, manifest: dict[str, Any], roots: Iterable[str
         return (k, "") if k is not None else (None, ref)
 
     edges = []
-    if manifest.get("artifact_type") != RAW_TYPE:  # a raw episode is a leaf: its landing input is not followed
+    if manifest.get("artifact_type") not in LEAF_TYPES:  # a raw episode is a leaf: its landing input is not followed
         for i in view.get("inputs") or []:
             k, outside = key_of(i.get("key", i.get("uri")))
             edges.append(Edge(k, outside, str(i.get("sha256", "")), str(i.get("kind", "")),
@@ -145,3 +175,16 @@ def record_from_manifest(key: str, manifest: dict[str, Any], roots: Iterable[str
         code_version=str(manifest.get("code_version", "")), config=manifest.get("config") or {},
         rights=manifest.get("rights") or {}, episode_ids=list(manifest.get("episode_ids") or []),
         info=info, files=files, inputs=edges)
+
+
+def raw_key_location(key: str) -> tuple[str, str, str] | None:
+    """``(raw type, capture day, robot or device id)`` of a key under a raw root
+    (``raw-mcap/<day>/<robot>/<episode>[/file]``, ``raw-teleop/<day>/<robot>/<episode>[/…]``,
+    ``raw-human-video/<day>/<device>/<clip>[/…]``; :data:`RAW_ROOTS`), or ``None`` for any other key."""
+    parts = key.split("/")
+    if len(parts) < 4:
+        return None
+    for typ, root in RAW_ROOTS.items():
+        if parts[0] == root:
+            return typ, parts[1], parts[2]
+    return None

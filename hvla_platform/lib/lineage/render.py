@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from hvla_platform.lib.lineage.downstream import DownstreamHit
-from hvla_platform.lib.lineage.records import RAW_TYPE
+from hvla_platform.lib.lineage.records import CLIP_TYPE, RAW_TYPE, RAW_TYPES, TELEOP_TYPE
 from hvla_platform.lib.lineage.standing import UpstreamSummary, flag_note
 from hvla_platform.lib.lineage.upstream import LineageNode
 
@@ -39,11 +39,19 @@ def _withdrawal_text(withdrawn: dict[str, Any]) -> str:
 
 def _node_line(n: LineageNode) -> str:
     label = n.key or n.uri
-    if n.type == RAW_TYPE:
+    if n.type in RAW_TYPES:
         i, r = n.info, n.rights
-        parts = [f"raw {', '.join(n.episode_ids)}", f"mcap sha256 {n.sha256}", f"robot {i.get('robot_id', '?')}",
-                 f"day {i.get('capture_day', '?')}", f"operator {i.get('operator', '?')}", f"site {i.get('site', '?')}",
-                 f"consents {','.join(r.get('consent_refs') or []) or '-'}",
+        if n.type == CLIP_TYPE:  # an action-free human video clip: a camera device and a demonstrator, no robot
+            who = [f"raw clip {', '.join(n.episode_ids)}", f"video sha256 {n.sha256}",
+                   f"device {i.get('device_id', '?')}", f"day {i.get('capture_day', '?')}",
+                   f"role {i.get('learning_role', '?')}"]
+        else:
+            kind = {RAW_TYPE: "raw", TELEOP_TYPE: "raw teleop"}[n.type]
+            content = {RAW_TYPE: "mcap", TELEOP_TYPE: "episode"}[n.type]
+            who = [f"{kind} {', '.join(n.episode_ids)}", f"{content} sha256 {n.sha256}",
+                   f"robot {i.get('robot_id', '?')}", f"day {i.get('capture_day', '?')}",
+                   f"operator {i.get('operator', '?')}"]
+        parts = [*who, f"site {i.get('site', '?')}", f"consents {','.join(r.get('consent_refs') or []) or '-'}",
                  f"licenses {','.join(r.get('licenses') or []) or '-'}"]
         line = " | ".join(parts)
         if n.withdrawn:  # kept in the lake (raw policy keep), but withdrawn
@@ -77,7 +85,7 @@ def render_tree(node: LineageNode, *, max_children: int | None = None, show_conf
 
     def rec(n: LineageNode, prefix: str, child_prefix: str) -> None:
         lines.append(prefix + _node_line(n))
-        if show_config and n.type != RAW_TYPE and n.config and not n.repeated:
+        if show_config and n.type not in RAW_TYPES and n.config and not n.repeated:
             cfg = ", ".join(f"{k}={_short(v)}" for k, v in sorted(n.config.items()))
             lines.append(child_prefix + ("│   " if n.children else "    ") + f"config: {cfg}")
         kids = n.children if max_children is None else n.children[:max_children]
@@ -91,9 +99,14 @@ def render_tree(node: LineageNode, *, max_children: int | None = None, show_conf
     if summary is not None:
         lines.append(summary.line())
         return "\n".join(lines)
-    raws = node.raw_episodes()
-    lines.append(f"= {len(raws)} raw episode(s) from {len({r.info.get('robot_id') for r in raws})} robot(s), "
-                 f"{len({r.info.get('capture_day') for r in raws})} capture day(s)")
+    leaves = node.raw_episodes()
+    raws = [r for r in leaves if r.type != CLIP_TYPE]
+    clips = [r for r in leaves if r.type == CLIP_TYPE]
+    line = (f"= {len(raws)} raw episode(s) from {len({r.info.get('robot_id') for r in raws})} robot(s), "
+            f"{len({r.info.get('capture_day') for r in leaves})} capture day(s)")
+    if clips:
+        line += f", {len(clips)} human video clip(s) from {len({r.info.get('device_id') for r in clips})} device(s)"
+    lines.append(line)
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""Upstream lineage: the tree of what an artifact was built from, down to the raw MCAP episodes.
+"""Upstream lineage: the tree of what an artifact was built from, down to the raw leaves (robot MCAP
+and teleop episodes, human video clips).
 
 Queries are graph walks over the in-memory records of a :class:`~.index.LineageIndex`: the walk
 follows the input edges of the visited nodes, restricted by the episode ids each edge records, so a
@@ -17,7 +18,7 @@ from urllib.parse import quote
 
 from hvla_platform.lib.core.lake import Lake, LocalLake
 from hvla_platform.lib.lineage.index import LineageIndex, gc_paused, load_index
-from hvla_platform.lib.lineage.records import RAW_TYPE, TYPE_ORDER, ArtifactRecord, Edge
+from hvla_platform.lib.lineage.records import RAW_CONTENT_SHA, RAW_TYPE, RAW_TYPES, TYPE_ORDER, ArtifactRecord, Edge
 
 
 @dataclass(slots=True)
@@ -25,13 +26,16 @@ class LineageNode:
     """One artifact in an upstream tree.
 
     Attributes:
-        type: artifact type (``checkpoint``, ``raw_mcap_episode``...; ``missing`` if the input is
+        type: artifact type (``checkpoint``, ``raw_mcap_episode``, ``raw_teleop_episode``,
+            ``raw_human_video_clip``...; ``missing`` if the input is
             not in the lake, ``external`` if its URI is outside the lake).
         key: lake prefix ("" for external), as the manifests record it.
         uri: its URI in the queried lake, for display (computed from the lake: a copied lake's
             answer differs from the original's only in these URIs); for ``external``, the URI a
             version-1 manifest recorded.
-        sha256: raw episodes: the MCAP file's sha256; others: sha256 of the canonical manifest.
+        sha256: raw leaves: the recorded content's sha256 (robot episodes: the MCAP file's; teleop
+            episodes: ``episode_sha256``, the digest of their frames and meta; clips: the MP4's);
+            others: sha256 of the canonical manifest.
         manifest_sha256: sha256 of the canonical manifest.
         recorded_sha256: what the consumer (parent node) recorded for this input (one per input edge;
             a release records one sha256 per HDF5 file it read from a partition). Empty at the root.
@@ -42,7 +46,7 @@ class LineageNode:
         info: type-specific fields (raw: robot_id, capture_day, operator, site, customer, task,
             mcap_key, mcap_uri (display, in the queried lake), mcap_sha256; checkpoints: experiment,
             step...).
-        children: inputs (empty for raw episodes and for ``repeated`` nodes).
+        children: inputs (empty for raw leaves and for ``repeated`` nodes).
         repeated: this artifact, with the same episodes, was already expanded earlier in the tree.
         flag: the artifact's consent-withdrawal flag (``do_not_use`` / ``retrain_required`` with
             consent, reason and revocation record), or ``None``; set by
@@ -83,10 +87,11 @@ class LineageNode:
             yield from c.walk()
 
     def raw_episodes(self) -> list["LineageNode"]:
-        """The distinct raw-episode leaves of the tree (one node per raw prefix), sorted by episode id."""
+        """The distinct raw leaves of the tree (robot and teleop episodes, human video clips; one node
+        per raw prefix), sorted by episode id."""
         seen: dict[str, LineageNode] = {}
         for n in self.walk():
-            if n.type == RAW_TYPE and n.key not in seen:
+            if n.type in RAW_TYPES and n.key not in seen:
                 seen[n.key] = n
         return sorted(seen.values(), key=lambda n: (n.episode_ids, n.key))
 
@@ -108,10 +113,10 @@ def _node(uri: Any, rec: ArtifactRecord, episodes: set[str] | None) -> LineageNo
     eps = sorted(episodes) if episodes is not None else sorted(rec.episode_ids)
     info = dict(rec.info)
     sha = rec.manifest_sha256
-    if rec.type == RAW_TYPE:
-        sha = str(rec.info.get("mcap_sha256", sha))
+    if rec.type in RAW_TYPES:
+        sha = str(rec.info.get(RAW_CONTENT_SHA[rec.type]) or sha)
         mk = info.get("mcap_key")
-        if mk:
+        if mk and rec.type == RAW_TYPE:
             info["mcap_uri"] = uri(mk)
     else:
         info.pop("mcap_key", None)
@@ -125,7 +130,7 @@ def _edge_matches(rec: ArtifactRecord, sub: str, e: Edge) -> bool:
 
 
 def upstream(lake: Lake, artifact: str, *, index: LineageIndex | None = None) -> LineageNode:
-    """The lineage tree of ``artifact`` down to the raw MCAP episodes.
+    """The lineage tree of ``artifact`` down to its raw leaves (:data:`~.records.RAW_TYPES`).
 
     Args:
         lake: the lake to read (any backend; a copy works).
@@ -162,7 +167,7 @@ def _upstream(lake: Lake, artifact: str, index: LineageIndex) -> LineageNode:
             node.repeated = True
             return node
         expanded.add(memo_key)
-        if rec.type == RAW_TYPE:
+        if rec.type in RAW_TYPES:
             return node
         groups: dict[str, tuple[set[str] | None, list[tuple[str, Edge]]]] = {}
         missing: list[Edge] = []
@@ -203,7 +208,7 @@ def _upstream(lake: Lake, artifact: str, index: LineageIndex) -> LineageNode:
                 child.sha256_matches = all(_edge_matches(index.records[target], sub, e) for sub, e in edges)
             node.children.append(child)
         for e in missing:
-            if rec.type == RAW_TYPE:
+            if rec.type in RAW_TYPES:
                 continue
             eps = e.episode_ids if episodes is None else sorted(episodes.intersection(e.episode_ids)) if e.episode_ids else sorted(episodes)
             if e.episode_ids and not eps:

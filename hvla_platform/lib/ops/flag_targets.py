@@ -22,7 +22,29 @@ from hvla_platform.lib.dataset.versions import parse_version_id
 
 #: artifact type -> the manifest field holding the asset partition key
 PARTITION_FIELD = {"lerobot_dataset": "release", "norm_stats": "release", "robodm_cache": "release",
-                   "openpi_export": "release", "checkpoint": "experiment", "eval_report": "experiment"}
+                   "openpi_export": "release", "checkpoint": "experiment", "eval_report": "experiment",
+                   "rlds_dataset": "target", "mixture_release": "name"}
+
+#: artifact type -> its asset when the asset is named otherwise (issue 17's sources)
+ASSET_OF_TYPE = {"rlds_dataset": "teleop_target_rlds"}
+
+
+def asset_partition(m: dict[str, Any]) -> tuple[str, str | None]:
+    """(asset name, partition key or None) of a manifest. LeRobot datasets that are not built from a
+    release spec belong to other assets: seed 003's teleop targets (``derivation.source: teleop``,
+    partitioned by target) and the human-video bucket releases (``source_kind: human_video``,
+    partitioned by bucket)."""
+    kind = str(m["artifact_type"])
+    if kind == "lerobot_dataset":
+        derivation = m.get("derivation") or {}
+        if derivation.get("source") == "teleop":
+            return "teleop_target_lerobot", derivation.get("target")
+        if m.get("source_kind") == "human_video":
+            return "human_video_release", m.get("bucket")
+    part = m.get(PARTITION_FIELD[kind])
+    if part and PARTITION_FIELD[kind] == "release":  # a version id <spec>[.<n>]: the partition is the spec name
+        part = parse_version_id(str(part))[0]
+    return ASSET_OF_TYPE.get(kind, kind), (str(part) if part else None)
 
 
 @dataclass(frozen=True)
@@ -30,7 +52,8 @@ class FlagTarget:
     """One asset partition carrying a withdrawal's flag.
 
     Attributes:
-        asset: the Dagster asset name (= the manifest's ``artifact_type``).
+        asset: the Dagster asset name (the manifest's ``artifact_type``, except for the teleop
+            targets, the RLDS datasets and the human-video releases: :func:`asset_partition`).
         partition: the partition key string (release version, experiment, or ``<day>|<robot>``).
         artifact: the flagged lake prefix.
         flag: the flag record (:func:`hvla_platform.lib.core.withdrawals.artifact_flags`).
@@ -48,12 +71,10 @@ def flag_target(lake: Lake, artifact: str, flag: dict[str, Any]) -> FlagTarget |
     m = lake.read_manifest(artifact)
     if not m or m.get("artifact_type") not in PARTITION_FIELD:
         return None
-    part = m.get(PARTITION_FIELD[m["artifact_type"]])
+    asset, part = asset_partition(m)
     if not part:
         return None
-    if PARTITION_FIELD[m["artifact_type"]] == "release":  # a version id <spec>[.<n>]: the partition is the spec name
-        part = parse_version_id(str(part))[0]
-    return FlagTarget(str(m["artifact_type"]), str(part), artifact, flag)
+    return FlagTarget(asset, part, artifact, flag)
 
 
 def flag_targets(lake: Lake, artifacts: list[str] | None = None) -> list[FlagTarget]:
@@ -84,11 +105,15 @@ class WithdrawnPartition:
 
 
 def withdrawn_partitions(lake: Lake, episodes: list[str] | None = None) -> list[WithdrawnPartition]:
-    """Raw partitions holding withdrawn episodes (all, or only those holding one of ``episodes``),
-    located by the revocation records' ``episode_info``; sorted by partition."""
+    """Raw robot-recording partitions (``raw_mcap`` / ``episodes_hdf5``) holding withdrawn episodes
+    (all, or only those holding one of ``episodes``), located by the revocation records'
+    ``episode_info``; sorted by partition. Withdrawn teleop episodes and human video clips
+    (``raw_type`` other than ``raw_mcap_episode``) have no such partition and are left out."""
     recs = withdrawn_episode_records(lake)
     by_part: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for e, r in recs.items():
+        if r.get("raw_type", "raw_mcap_episode") != "raw_mcap_episode":
+            continue
         if r.get("capture_day") and r.get("robot_id"):
             by_part.setdefault((r["capture_day"], r["robot_id"]), {})[e] = r
     out = []

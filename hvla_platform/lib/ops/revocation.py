@@ -4,7 +4,11 @@
 (``audit/<UTC time>-<id>.json``, write-once objects):
 
 1. records the request (``rights-revocations/<consent>/<time>.json``) with the affected raw
-   episodes and every impacted artifact, found by :func:`hvla_platform.lib.lineage.graph.downstream`;
+   episodes and every impacted artifact, found by :func:`hvla_platform.lib.lineage.graph.downstream`.
+   Every raw source is withdrawn the same way (:data:`~hvla_platform.lib.lineage.records.RAW_TYPES`):
+   robot MCAP episodes (``raw-mcap/``, rollouts included), seed-003 teleop episodes (``raw-teleop/``,
+   landed under ``landing/_teleop/``) and human video clips (``raw-human-video/``, landed under
+   ``landing-human-video/``);
 2. marks the impacted releases, norm stats, caches, checkpoints and eval reports *not to be used*
    (``flags/<artifact key>.json``; :func:`artifact_flags` reads them — serving refuses a flagged
    checkpoint, training refuses a flagged release), checkpoints as ``retrain_required``;
@@ -15,7 +19,9 @@
 4. from then on every release leaves the episodes out (:func:`revoked_episodes`, used by release
    selection) — and, when ``rebuild``, rebuilds (or removes, when all its episodes are withdrawn)
    each affected HDF5 partition, and rebuilds each impacted release as a new version
-   ``<release>-r<N>`` with its norm stats and Robo-DM cache.
+   ``<release>-r<N>`` with its norm stats and Robo-DM cache. Only robot releases built from a
+   release spec are rebuilt: the teleop targets (LeRobot and RLDS), human video bucket releases and
+   mixtures are flagged, not rebuilt; their next build leaves the withdrawn leaves out.
 
 :func:`plan_revocation` computes all of this without changing anything (``hvla rights revoke
 --dry-run``); :func:`revoke_consent` carries out exactly that plan. The revocation record keeps
@@ -34,7 +40,8 @@ from typing import Callable
 
 import yaml
 
-from hvla_platform.lib.core.keys import LANDING, QUARANTINE, RAW, RESTRICTED, REVOCATIONS, flag_key, spec_key
+from hvla_platform.lib.core.keys import (HUMAN_VIDEO_LANDING, LANDING, QUARANTINE, RESTRICTED, REVOCATIONS, flag_key,
+                                         spec_key)
 from hvla_platform.lib.core.lake import Lake
 from hvla_platform.lib.core.manifest import EpisodesManifest, LeRobotDatasetManifest, require_manifest
 from hvla_platform.lib.core.withdrawals import audit, now_utc, withdrawn_episode_records
@@ -44,12 +51,20 @@ from hvla_platform.lib.dataset.openpi_export import build_openpi_export
 from hvla_platform.lib.dataset.releases import register_release
 from hvla_platform.lib.dataset.robodm_build import build_cache
 from hvla_platform.lib.dataset.versions import load_release_version
-from hvla_platform.lib.lineage.graph import RAW_TYPE, DownstreamHit, LineageError, downstream, load_index
+from hvla_platform.lib.lineage.graph import DownstreamHit, LineageError, downstream, load_index
+from hvla_platform.lib.lineage.records import CLIP_TYPE, RAW_ROOTS, RAW_TYPE, RAW_TYPES
+from hvla_platform.lib.ops.flag_targets import asset_partition
 from hvla_platform.lib.processing.build import convert_partition
 
 RAW_POLICIES = ("restrict", "delete", "keep")
 _CONSENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_LAYER_ORDER = ("lerobot_dataset", "norm_stats", "robodm_cache", "openpi_export", "checkpoint", "eval_report")
+#: derived artifact types a withdrawal flags, in the order they are flagged and listed (releases of
+#: every source, the teleop targets' RLDS twins, release derivatives, mixtures, then training)
+_LAYER_ORDER = ("lerobot_dataset", "rlds_dataset", "norm_stats", "robodm_cache", "openpi_export", "mixture_release",
+                "checkpoint", "eval_report")
+#: where a withdrawn leaf's objects are found: every raw root, the robot / teleop landing area
+#: (``landing/``, teleop under ``landing/_teleop/``), the clips' landing area and every quarantine
+_OBJECT_ROOTS = (*RAW_ROOTS.values(), LANDING, HUMAN_VIDEO_LANDING, QUARANTINE)
 
 
 class RevocationError(ValueError):
@@ -86,15 +101,25 @@ class RevocationPlan:
 
     Attributes:
         consent, reason, by, raw_policy: the request.
-        episodes: the withdrawn raw episode ids (sorted).
+        episodes: the withdrawn raw leaf ids (sorted): robot MCAP episodes, teleop episodes and
+            human video clips alike (every type of :data:`~hvla_platform.lib.lineage.records.RAW_TYPES`).
         episode_info: ``{episode_id: {"capture_day", "robot_id"}}`` (from the raw manifests; kept in
-            the revocation record so lineage can still count them once their raw objects are gone).
-        flags: ``{artifact key: (artifact type, "do_not_use" | "retrain_required")}``, in layer order.
-        raw_partitions: ``{"<day>|<robot>": [withdrawn episode ids]}``.
+            the revocation record so lineage can still count them once their raw objects are gone);
+            a teleop episode adds ``"raw_type": "raw_teleop_episode", "raw_key"``, a clip has
+            ``"device_id"`` instead of ``robot_id`` and ``"raw_type": "raw_human_video_clip", "raw_key"``.
+        flags: ``{artifact key: (artifact type, "do_not_use" | "retrain_required")}``, in layer order:
+            releases of every source (robot spec releases, teleop targets, human video buckets),
+            RLDS datasets, norm stats, caches, openpi exports, mixtures, checkpoints, eval reports.
+        raw_partitions: ``{"<day>|<robot>": [withdrawn episode ids]}`` for robot MCAP episodes (the
+            ``raw_mcap`` partitions); ``{"raw-teleop:<day>|<robot>" | "raw-human-video:<day>|<device>":
+            [ids]}`` for the other sources.
         raw_objects: ``{episode_id: [lake keys]}``: the raw, landing and quarantine objects
             ``raw_policy`` moves to ``restricted/`` (``restrict``), deletes (``delete``) or keeps (``keep``).
         partitions: ``{episodes-hdf5 key: "rebuild" | "remove"}`` (empty without rebuild).
-        releases: ``{release version: the new version name}`` to rebuild (empty without rebuild).
+        releases: ``{release version: the new version name}`` to rebuild (empty without rebuild):
+            robot releases built from a release spec only; the teleop targets, human video bucket
+            releases, RLDS datasets and mixtures are flagged, not rebuilt (their next build leaves
+            the withdrawn leaves out: their raw objects are gone and the loaders skip withdrawn ids).
     """
 
     consent: str
@@ -120,6 +145,32 @@ def _check_request(consent: str, reason: str, raw_policy: str) -> None:
         raise RevocationError(f"raw_policy must be one of {RAW_POLICIES}, got {raw_policy!r}")
 
 
+def _episode_info(h: DownstreamHit) -> dict[str, str | None]:
+    """What the revocation record keeps of a withdrawn raw leaf (hit of type in ``RAW_TYPES``): robot
+    MCAP episodes as before (``capture_day``, ``robot_id``); other sources also name their raw type and
+    key, clips their camera ``device_id`` (no robot)."""
+    if h.type == RAW_TYPE:
+        return {"capture_day": h.info.get("capture_day"), "robot_id": h.info.get("robot_id")}
+    who = {"device_id": h.info.get("device_id")} if h.type == CLIP_TYPE else {"robot_id": h.info.get("robot_id")}
+    return {"capture_day": h.info.get("capture_day"), **who, "raw_type": h.type, "raw_key": h.key}
+
+
+def _raw_partition(info: dict[str, str | None]) -> str:
+    """The raw partition of a withdrawn leaf as :attr:`RevocationPlan.raw_partitions` names it."""
+    raw_type = info.get("raw_type", RAW_TYPE)
+    if raw_type == RAW_TYPE:
+        return f"{info['capture_day']}|{info['robot_id']}"
+    return f"{RAW_ROOTS[str(raw_type)]}:{info['capture_day']}|{info.get('device_id') or info.get('robot_id')}"
+
+
+def _spec_release(lake: Lake, key: str) -> bool:
+    """Whether the LeRobot dataset at ``key`` is a robot release built from a release spec (the
+    ``lerobot_dataset`` asset, rebuilt as ``<release>-r<N>``), not a seed-003 teleop target or a
+    human video bucket release (other assets; :func:`~hvla_platform.lib.ops.flag_targets.asset_partition`)."""
+    m = lake.read_manifest(key)
+    return bool(m) and asset_partition(m)[0] == "lerobot_dataset"
+
+
 def plan_revocation(lake: Lake, consent: str, *, reason: str, by: str | None = None, raw_policy: str = "restrict",
                     rebuild: bool = True, persist_index: bool = True) -> RevocationPlan:
     """What :func:`revoke_consent` with these arguments would change.
@@ -139,19 +190,21 @@ def plan_revocation(lake: Lake, consent: str, *, reason: str, by: str | None = N
     episodes = sorted({e for h in hits for e in h.episode_ids})
     if not episodes:
         raise RevocationError(f"no episode carries consent {consent!r}")
-    if not any(h.type == RAW_TYPE and h.key.startswith(f"{RAW}/") for h in hits):
+    if not any(h.type in RAW_TYPES and h.key.startswith(f"{RAW_ROOTS[h.type]}/") for h in hits):
         # only the revocation records (and copies under restricted/) name them now
         prior = sorted({r["revocation"] for e, r in withdrawn_episode_records(lake).items() if e in episodes})
         raise RevocationError(f"consent {consent!r} was already withdrawn ({', '.join(prior)}): no raw episode "
                               "carries it any more")
-    info = {e: {"capture_day": h.info.get("capture_day"), "robot_id": h.info.get("robot_id")}
-            for h in hits if h.type == RAW_TYPE for e in h.episode_ids}
+    info: dict[str, dict[str, str | None]] = {}
+    for h in sorted((h for h in hits if h.type in RAW_TYPES), key=lambda h: not h.key.startswith(f"{RAW_ROOTS[h.type]}/")):
+        for e in h.episode_ids:  # the live raw leaf first, a restricted/ copy only for what it alone names
+            info.setdefault(e, _episode_info(h))
     impacted = sorted((h for h in hits if h.type in _LAYER_ORDER), key=lambda h: (_LAYER_ORDER.index(h.type), h.key))
     raw_partitions: dict[str, list[str]] = {}
     for e in episodes:
         if e in info:
-            raw_partitions.setdefault(f"{info[e]['capture_day']}|{info[e]['robot_id']}", []).append(e)
-    listed = [k for prefix in (RAW, LANDING, QUARANTINE) for k in lake.list_keys(prefix)]
+            raw_partitions.setdefault(_raw_partition(info[e]), []).append(e)
+    listed = [k for prefix in _OBJECT_ROOTS for k in lake.list_keys(prefix)]
     partitions: dict[str, str] = {}
     releases: dict[str, str] = {}
     if rebuild:
@@ -161,7 +214,7 @@ def plan_revocation(lake: Lake, consent: str, *, reason: str, by: str | None = N
                 partitions[h.key] = "remove" if every else "rebuild"
         taken: set[str] = set()
         for h in impacted:
-            if h.type == "lerobot_dataset":
+            if h.type == "lerobot_dataset" and _spec_release(lake, h.key):
                 old = require_manifest(lake, h.key, LeRobotDatasetManifest).release
                 releases[old] = _next_release_name(lake, load_release_version(lake, old).spec_name, taken)
                 taken.add(releases[old])

@@ -81,6 +81,19 @@ def test_build_manifest_refuses_a_field_its_model_does_not_declare():
                        config={}, rights=RIGHTS, extra={k: v for k, v in NORM_EXTRA.items() if k != "customers"})
 
 
+def test_an_undefined_metric_is_written_as_null_so_the_manifest_stays_json():
+    """The LDLJ of a command that never moves is NaN; Python's json would write ``NaN``, which orjson
+    (the lineage index) refuses, so the partition silently dropped out of lineage."""
+    m = build_manifest(artifact_type="episodes_hdf5", artifact_key="episodes-hdf5/2026-11-10/g1-001", inputs=INPUTS,
+                       config={}, rights=RIGHTS,
+                       extra={"capture_day": "2026-11-10", "robot_id": "g1-001", "skipped": [],
+                              "conversions": [{"episode_id": "e1", "qa_metrics": {"ldlj": float("nan"),
+                                                                                   "rms_jerk": 0.0,
+                                                                                   "peak": float("inf")}}]})
+    text = json.dumps(m, allow_nan=False)
+    assert json.loads(text)["conversions"][0]["qa_metrics"] == {"ldlj": None, "rms_jerk": 0.0, "peak": None}
+
+
 def test_readers_go_through_the_model(lake):
     publish_if_changed(lake, "norm-stats/x-v1", artifact_type="norm_stats", inputs=INPUTS, config={},
                        rights=RIGHTS, write=_writer([]))
@@ -104,8 +117,9 @@ def test_readers_go_through_the_model(lake):
 
 
 def test_every_artifact_type_has_a_model_and_unknown_types_are_refused():
-    assert sorted(MANIFEST_MODELS) == ["checkpoint", "episodes_hdf5", "eval_report", "lerobot_dataset", "norm_stats",
-                                       "openpi_export", "raw_mcap_episode", "robodm_cache"]
+    assert sorted(MANIFEST_MODELS) == ["checkpoint", "episodes_hdf5", "eval_report", "lerobot_dataset", "mixture_release",
+                                       "norm_stats", "openpi_export", "raw_human_video_clip", "raw_mcap_episode",
+                                       "raw_teleop_episode", "rlds_dataset", "robodm_cache", "rollout_checklist"]
     with pytest.raises(ManifestError, match="unknown artifact_type 'dataset'"):
         parse_manifest({"schema_version": 1, "artifact_type": "dataset"}, source="x")
 

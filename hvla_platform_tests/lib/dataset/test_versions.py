@@ -243,3 +243,31 @@ def test_incremental_versions_share_files_with_their_base_and_every_manifest_has
         root = lake.path(m.artifact_key)
         assert all(sha256_file(root / f.path) == f.sha256 and (root / f.path).stat().st_size == f.bytes
                    for f in m.files), m.release
+
+
+def test_the_newest_trainable_version_skips_unbuilt_and_flagged_ones(tmp_path):
+    from hvla_platform.lib.core.keys import flag_key, robodm_prefix
+    from hvla_platform.lib.dataset.norm_stats_build import build_norm_stats
+    from hvla_platform.lib.dataset.robodm_build import build_cache
+    from hvla_platform.lib.dataset.versions import newest_trainable_version
+
+    lake = LocalLake(tmp_path / "lake")
+    _land(lake, tmp_path, DAY1, ["ep-a1", "ep-a2", "ep-a3"])
+    register_release(lake, SPEC)
+    first = build_release(lake, load_release(lake, "ver-v1")).spec
+    assert newest_trainable_version(lake, "ver-v1") is None  # published, but no cache or norm stats
+    build_norm_stats(lake, first)
+    build_cache(lake, first)
+    assert newest_trainable_version(lake, "ver-v1") == first.name
+    _land(lake, tmp_path, DAY2, ["ep-b1", "ep-b2"])
+    second = build_release(lake, load_release(lake, "ver-v1")).spec
+    assert second.name != first.name
+    assert newest_trainable_version(lake, "ver-v1") == first.name  # the new version is not trainable yet
+    build_norm_stats(lake, second)
+    build_cache(lake, second)
+    assert newest_trainable_version(lake, "ver-v1") == second.name
+    # a consent revocation flags the newest version's cache: the launchpad falls back to the older one
+    lake.write_json(flag_key(robodm_prefix(second.name)), {"status": "do_not_use", "consent": "c-1",
+                                                            "reason": "withdrawn", "episode_ids": ["ep-b1"]})
+    assert newest_trainable_version(lake, "ver-v1") == first.name
+    assert newest_trainable_version(lake, "no-such-release") is None

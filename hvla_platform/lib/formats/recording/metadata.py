@@ -29,6 +29,10 @@ Example (what :func:`hvla_platform.lib.sim.recorder.record_episode` writes)::
              retention_until: '2031-11-10', contains_human_video: false,
              contains_customer_environment: false}
 
+A rollout of a deployed policy (``hvla deploy --record-rollout``) also has ``source: rollout`` and a
+``rollout`` block (:class:`RolloutInfo`: checkpoint, server instance, outcome, incident label,
+redaction applied, the deployment's runtime-data policy; docs/rollouts.md).
+
 Only the identity (``episode_id``, ``capture_date``, ``robot.id`` or ``robot_id``) is required by
 this model; every other section is optional, but when present it may hold only the keys below.
 The rights block's values, and whether it is there at all, are checked by
@@ -44,6 +48,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from hvla_platform.lib.core.contracts import StrictModel, iso_date_to_str, validate_document
 from hvla_platform.lib.core.rights import RightsBlock, RightsError
+from hvla_platform.lib.formats.recording.runtime_policy import RuntimeDataPolicy
 
 _Day = Annotated[str, BeforeValidator(iso_date_to_str)]
 _Number = Annotated[float, Field(strict=True)]
@@ -102,6 +107,49 @@ class OutcomeInfo(StrictModel):
     min_distance_m: _Number | None = Field(default=None, description="closest fingertip-object distance, metres")
 
 
+class RolloutRedaction(StrictModel):
+    """``rollout.redaction``: what the robot did to private frames (the policy's rule, applied)."""
+
+    rule: Literal["blackout", "drop"]
+    cameras: list[str]
+    windows_s: list[tuple[float, float]]
+    frames_redacted: Annotated[int, Field(strict=True, ge=0)] = Field(description="frames blacked out or dropped")
+
+
+class RolloutIncident(StrictModel):
+    """``rollout.incident``: the label of a rollout that ended in a fault or an emergency stop."""
+
+    kind: Literal["fault", "estop"]
+    cause: str = Field(min_length=1, description="why it stopped (the fault's cause, the stop's reason)")
+
+
+class RolloutInfo(StrictModel):
+    """``rollout``: provenance of a recording made by ``hvla deploy --record-rollout`` (``source: rollout``).
+
+    The rights of such a recording come from ``runtime_policy`` (the deployment's runtime-data
+    policy, :mod:`.runtime_policy`), not from the training data of the checkpoint that acted.
+    """
+
+    checkpoint: str | None = Field(default=None, description="the checkpoint id the server named")
+    checkpoint_key: str | None = Field(default=None, description="its lake key (checkpoints/<config>/<exp>/<step>)")
+    server_instance: str | None = Field(default=None, description="the policy server instance (inference log 'instance')")
+    server: str = Field(description="the server's URL as the robot connected to it")
+    serving_use: str | None = None
+    trial: Annotated[int, Field(strict=True, ge=0)]
+    seed: Annotated[int, Field(strict=True)]
+    start_ns: Annotated[int, Field(strict=True, ge=0)] = Field(description="rollout start, ns since the Unix epoch")
+    outcome: Literal["success", "timeout", "fault", "estop"]
+    cause: str | None = Field(default=None, description="the fault's cause or the stop's reason")
+    incident: RolloutIncident | None = None
+    safety_topic: str = Field(description="topic of the safety events (std_msgs/String JSON)")
+    redaction: RolloutRedaction | None = None
+    runtime_policy: RuntimeDataPolicy
+
+
+#: ``source`` of a recording made by ``hvla deploy --record-rollout`` (with a ``rollout`` block).
+ROLLOUT_SOURCE = "rollout"
+
+
 class RecordingMetadata(StrictModel):
     """The contract of a recording's ``metadata.yaml`` (see the module docstring).
 
@@ -124,6 +172,11 @@ class RecordingMetadata(StrictModel):
     duration_s: Annotated[float, Field(strict=True, ge=0.0)] | None = None
     outcome: OutcomeInfo | None = None
     rights: RightsBlock | None = Field(default=None, description="the rights block (see core.rights)")
+    rollout: RolloutInfo | None = Field(default=None, description="provenance of a deployed policy's rollout")
+    format: Literal["seed003_pkl"] | None = Field(
+        default=None, description="what the folder holds beside metadata.yaml when it is not a bag: seed003_pkl = a "
+                                  "seed-003 teleop episode (frame_NNNN.pkl + episode_meta.json, docs/teleop.md); "
+                                  "absent = a robot recording with one bag (docs/recordings.md)")
 
     @property
     def profile_name(self) -> str | None:

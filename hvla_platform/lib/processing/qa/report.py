@@ -189,8 +189,10 @@ def write_qa_report(out_dir: Path, *, partition: str, conversions: Sequence[dict
         thumbs = "".join(f"<figure><img src='{e(t['path'])}' width='128'><figcaption>{e(t['check'])} · frame "
                          f"{t['frame']} · {e(t['camera'])}</figcaption></figure>" for t in thumbnails.get(r["episode_id"], []))
         m = r.get("qa_metrics", {})
-        extra = (f"<p>RMS jerk {m.get('rms_jerk', float('nan')):.1f} rad/s³, LDLJ {m.get('ldlj', float('nan')):.2f}, "
-                 f"tracking error median {m.get('tracking_error_median_rad', float('nan')):.4f} rad</p>") if m else ""
+        # a metric read back from a manifest is null where it was undefined (NaN has no JSON form)
+        num = {k: float("nan") if m.get(k) is None else m[k] for k in ("rms_jerk", "ldlj", "tracking_error_median_rad")}
+        extra = (f"<p>RMS jerk {num['rms_jerk']:.1f} rad/s³, LDLJ {num['ldlj']:.2f}, "
+                 f"tracking error median {num['tracking_error_median_rad']:.4f} rad</p>") if m else ""
         extra += _camera_stats(m)
         score_txt = "" if r.get("quality_score") is None else f" — score {r['quality_score']:.3f}"
         details.append(f"<h3>{e(r['episode_id'])} — {e(r['status'])}{score_txt}</h3>"
