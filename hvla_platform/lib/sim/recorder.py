@@ -293,6 +293,28 @@ def _record(out_root: Path, prof: RobotProfile, sim: RobotSim, *, named: bool, e
     return folder
 
 
+def round_robin_ids(kind: str, episodes: int, capture_days: list[str], robot_ids: list[str],
+                    ) -> list[tuple[str, str, str]]:
+    """``(capture_day, robot_id, episode_id)`` of episodes ``0 … episodes-1`` spread round-robin
+    over the partitions ``capture_days`` × ``robot_ids`` (day-major); ids are
+    ``<kind>-<YYYYMMDD>-<robot_id>-<NNN>`` with a counter per partition starting at 001. Episode
+    ``i`` of the list is the one the simulators seed ``seed * 1000 + i``.
+
+    Raises:
+        ValueError: ``episodes`` < 1 or an empty id list.
+    """
+    if episodes < 1 or not robot_ids or not capture_days:
+        raise ValueError("need episodes >= 1 and at least one robot id and capture day")
+    parts = [(d, r) for d in capture_days for r in robot_ids]
+    counters: dict[tuple[str, str], int] = {}
+    out = []
+    for i in range(episodes):
+        day, robot = parts[i % len(parts)]
+        counters[(day, robot)] = counters.get((day, robot), 0) + 1
+        out.append((day, robot, f"{kind}-{day.replace('-', '')}-{robot}-{counters[(day, robot)]:03d}"))
+    return out
+
+
 def record_episodes(out_root: Path, *, episodes: int, seed: int, task: str | None = None,
                     robot_ids: list[str] | None = None, capture_days: list[str] | None = None,
                     progress: Callable[[str], None] | None = None, profile: str | RobotProfile | None = None,
@@ -309,18 +331,11 @@ def record_episodes(out_root: Path, *, episodes: int, seed: int, task: str | Non
         ValueError: ``episodes`` < 1 or empty id lists (and as :func:`record_episode`).
     """
     robot_ids = robot_ids or default_robot_ids(profile)
-    capture_days = capture_days or ["2026-11-10", "2026-11-11"]
-    if episodes < 1 or not robot_ids or not capture_days:
-        raise ValueError("need episodes >= 1 and at least one robot id and capture day")
-    parts = [(d, r) for d in capture_days for r in robot_ids]
-    counters: dict[tuple[str, str], int] = {}
+    plan = round_robin_ids("ep", episodes, capture_days or ["2026-11-10", "2026-11-11"], robot_ids)
     sim = make_sim(profile)
     out = []
     try:
-        for i in range(episodes):
-            day, robot = parts[i % len(parts)]
-            counters[(day, robot)] = counters.get((day, robot), 0) + 1
-            ep = f"ep-{day.replace('-', '')}-{robot}-{counters[(day, robot)]:03d}"
+        for i, (day, robot, ep) in enumerate(plan):
             k = robot_ids.index(robot) + 1
             folder = record_episode(Path(out_root), episode_id=ep, robot_id=robot, capture_day=day,
                                     seed=seed * 1000 + i, task=task, site=f"sim-lab-{robot}", sim=sim,
