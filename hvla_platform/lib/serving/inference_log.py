@@ -107,6 +107,8 @@ class InferenceLog:
         self._pending: collections.deque = collections.deque()
         self._wake = threading.Event()
         self._closed = False
+        with self._lock:  # today's file now: a partial last line a crash left is cut off at once
+            self._open_for(time.time())
         self._writer = threading.Thread(target=_writer_loop, args=(weakref.ref(self), self._wake),
                                         name="inference-log-writer", daemon=True)
         self._writer.start()
@@ -143,6 +145,10 @@ class InferenceLog:
             self._drop()
             return
         self._pending.append((t, conn, seq, latency_ms, infer_ms, request_bytes, action_shape))
+
+    def next_is_sampled(self) -> bool:
+        """Whether the next :meth:`record_ok` stores its observation (sampling on and that request due)."""
+        return self.sample_every > 0 and (self._count + 1) % self.sample_every == 0
 
     def request(self, *, t: float, conn: int, seq: int, latency_ms: float, infer_ms: float | None,
                 request_bytes: int, action_shape: list[int] | tuple[int, ...] | None, status: str, error: str = "",
@@ -357,6 +363,13 @@ def _frozen(observation: Mapping[str, Any]) -> dict[str, Any]:
     read-only arrays (the server's zero-copy views of immutable message bytes) are kept as they are,
     writable ones are copied."""
     return {k: (v.copy() if isinstance(v, np.ndarray) and v.flags.writeable else v) for k, v in observation.items()}
+
+
+def detached(observation: Mapping[str, Any]) -> dict[str, Any]:
+    """A shallow copy of ``observation`` holding no view of another buffer: arrays that do not own
+    their data (the server's zero-copy views of a message) are copied, so the message can be freed
+    while the copy waits to be stored."""
+    return {k: (v.copy() if isinstance(v, np.ndarray) and not v.flags.owndata else v) for k, v in observation.items()}
 
 
 def _cut_partial_tail(path: Path) -> int:

@@ -20,7 +20,10 @@ a connection cap (``503``) and a per-peer cap (``429``), browser ``Origin`` head
 allowed (``403``), at most one frame waiting per connection beyond the one being handled
 (websockets' ``max_queue``, :data:`RECEIVE_QUEUE_FRAMES`) and :data:`WRITE_LIMIT_BYTES` of unsent data before a send
 waits (``write_limit``), a client that does not take a reply within ``send_timeout_s`` dropped, an
-idle connection closed after ``idle_timeout_s``. Each request is decoded, inferred and encoded on a
+idle connection closed after ``idle_timeout_s``, and one message over 1 MiB in the server at a time
+(:mod:`hvla_platform.lib.serving.large_messages`: others wait with their sockets paused, a sender
+that takes over 5 s to deliver one is dropped, payloads are handed to the parser without a copy and
+leave memory once handled). Each request is decoded, inferred and encoded on a
 worker thread (a pool of :data:`REQUEST_WORKERS`; the decoder's element and depth limits bound what
 one message can cost), inference one request at a time under a lock as in openpi (one model, one
 device), so the event loop keeps moving every other client's bytes.
@@ -44,6 +47,7 @@ import http
 import itertools
 import logging
 import ssl
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, Protocol
@@ -54,7 +58,8 @@ from websockets.asyncio.server import Request, Response, ServerConnection, serve
 
 from hvla_platform.lib.core.net import API_KEY_SCHEME, is_loopback
 from hvla_platform.lib.serving import allocator, wire
-from hvla_platform.lib.serving.inference_log import InferenceLog
+from hvla_platform.lib.serving.inference_log import InferenceLog, detached
+from hvla_platform.lib.serving.large_messages import LargeMessageGate, hand_off_reader, payload_assembler
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +88,12 @@ RECEIVE_QUEUE_FRAMES = 0
 WRITE_LIMIT_BYTES = 64 * 1024
 #: worker threads that decode, infer and encode requests (inference itself is serialized).
 REQUEST_WORKERS = 4
+#: seconds a thread may hold the GIL while another waits for it (``sys.setswitchinterval``; Python's
+#: default is 0.005), set by :meth:`PolicyServer.serve_forever` for its process. A robot's request
+#: passes the GIL between the event loop and a worker thread three times; while another client's
+#: message is being decoded on a worker (msgpack hooks in Python), each pass could wait the whole
+#: interval: 1 ms keeps those waits short (issue 15's abuse benchmark).
+SWITCH_INTERVAL_S: float | None = 0.001
 #: metadata keys never sent to clients: the server's own filesystem layout (``checkpoint`` and
 #: ``checkpoint_key`` identify the model).
 PRIVATE_METADATA_KEYS = frozenset({"checkpoint_dir"})
@@ -128,15 +139,95 @@ class _Watch:
 
 
 class _Connection(ServerConnection):
-    """websockets' server connection that gives back its connection slot (global and per peer) when
-    its TCP connection ends, whether or not the handshake completed (``create_connection`` hook)."""
+    """websockets' server connection (``create_connection`` hook) that gives back its connection slot
+    (global and per peer) when its TCP connection ends, whether or not the handshake completed, and
+    takes part in the server's :class:`~hvla_platform.lib.serving.large_messages.LargeMessageGate`
+    once its handshake is accepted (``gate``). Its reader hands whole payloads to the frame parser
+    without a copy (:func:`~hvla_platform.lib.serving.large_messages.hand_off_reader`). Reading is
+    paused while websockets' receive queue is full or the gate is taken, resumed when neither holds."""
 
     release: Callable[[], None] | None = None
+    gate: LargeMessageGate | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        hand_off_reader(self.protocol.reader)
+        # a large payload's buffer is allocated only while this connection holds the gate
+        self.protocol.reader.may_fill = lambda: self.gate is None or self.gate.holder is self
+        self._paused_for: set[str] = set()  # "queue" (websockets), "gate", "handling"
+        self.handling_bytes = 0  # size of the large message its handler holds, else 0
+        self._large_frames: list[Any] = []  # parsed frames over the gate's threshold (see handling_large)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        payload_assembler(self.recv_messages)  # created by connection_made
+        self.recv_messages.pause = lambda: self._pause("queue")
+        self.recv_messages.resume = lambda: self._resume("queue")
+
+    def _pause(self, reason: str) -> None:
+        self._paused_for.add(reason)
+        self.transport.pause_reading()
+
+    def _resume(self, reason: str) -> None:
+        self._paused_for.discard(reason)
+        if not self._paused_for:
+            self.transport.resume_reading()
+
+    def gate_pause(self) -> None:
+        """Stop reading until the large-message gate is this connection's."""
+        self._pause("gate")
+
+    def gate_resume(self) -> None:
+        """The gate is this connection's: read again unless something else holds reading."""
+        self._resume("gate")
+
+    def pending_bytes(self) -> int:
+        """Bytes of this connection's messages in the server: its stream buffer, its frames queued
+        for the handler and the large message its handler holds."""
+        return (self.protocol.reader.buffered + sum(len(f.data) for f in self.recv_messages.frames.queue)
+                + self.handling_bytes)
+
+    def handling_large(self, size: int) -> None:
+        """The handler took a message of ``size`` bytes: over the gate's threshold, stop reading
+        until :meth:`handled` (one large message per connection at a time) and hold the gate.
+
+        websockets' frame parser keeps its last frame in a local variable until the next frame is
+        parsed, so a connection's last large message would stay in memory while it idles (64 idle
+        connections × 16 MiB): the frames handed to the handler drop their payload here, leaving
+        the handler's ``message`` its only holder."""
+        if self._large_frames:
+            queued = {id(f) for f in self.recv_messages.frames.queue}
+            for frame in self._large_frames:
+                if id(frame) not in queued:
+                    frame.data = b""
+            self._large_frames = [f for f in self._large_frames if id(f) in queued]
+        if self.gate is not None and size > self.gate.threshold_bytes:
+            self.handling_bytes = size
+            self._pause("handling")
+            self.gate.update(self, self.pending_bytes(), handling=True)
+
+    def handled(self) -> None:
+        """The handler is done with its large message (decoded and inferred): give the gate back."""
+        if self.handling_bytes:
+            self.handling_bytes = 0
+            self._resume("handling")
+            self.gate.update(self, self.pending_bytes())
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.gate is not None:
+            threshold = self.gate.threshold_bytes
+            for frame in self.recv_messages.frames.queue:
+                if len(frame.data) > threshold and all(f is not frame for f in self._large_frames):
+                    self._large_frames.append(frame)
+            self.gate.update(self, self.pending_bytes(), handling=bool(self.handling_bytes))
 
     def connection_lost(self, exc: Exception | None) -> None:
         try:
             super().connection_lost(exc)
         finally:
+            if self.gate is not None:
+                self.gate.forget(self)
             release, self.release = self.release, None
             if release is not None:
                 release()
@@ -159,6 +250,9 @@ class PolicyServer:
         allowed_origins: ``Origin`` header values accepted (browsers send one; other clients do
             not): a handshake carrying any other origin is refused with HTTP 403.
         ssl_context: serve ``wss://`` with this context (:func:`tls_context`); None: plain ``ws://``.
+        large_message_gate: the one-large-message-at-a-time gate
+            (:class:`~hvla_platform.lib.serving.large_messages.LargeMessageGate`; default: 1 MiB
+            threshold, 5 s to finish a large message).
         inference_log: where requests are logged (None: not logged).
         standing: the checkpoint's revocation standing (:class:`hvla_platform.lib.serving.standing.Standing`):
             a cheap call returning None or the refusal reason, asked on each new connection (HTTP 403)
@@ -177,7 +271,7 @@ class PolicyServer:
                  max_connections_per_peer: int = DEFAULT_MAX_CONNECTIONS_PER_PEER,
                  idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
                  send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S, allowed_origins: Iterable[str] = (),
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None, large_message_gate: LargeMessageGate | None = None):
         if not is_loopback(host) and not api_key and not allow_remote_without_key:
             raise ValueError(f"refusing to listen on {host!r} without an API key: anyone on the network could "
                              "drive the policy. Set an API key, bind to 127.0.0.1, or allow it explicitly.")
@@ -214,6 +308,7 @@ class PolicyServer:
         self._start_error: BaseException | None = None
         self._heap_kept: bool | None = None  # None: not attempted (start_in_thread)
         self._standing = standing
+        self._gate = large_message_gate if large_message_gate is not None else LargeMessageGate()
 
     @property
     def port(self) -> int:
@@ -274,6 +369,8 @@ class PolicyServer:
         self._active += 1
         self._per_peer[ip] = self._per_peer.get(ip, 0) + 1
         connection.release = lambda: self._release(ip)
+        if isinstance(connection, _Connection):
+            connection.gate = self._gate
         return None
 
     def _release(self, ip: str) -> None:
@@ -309,6 +406,13 @@ class PolicyServer:
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
+            slow = self._gate.overdue()
+            if slow is not None:
+                watch = self._watches.get(slow)
+                if watch is not None and watch.dropped is None:
+                    watch.dropped = (f"a message over {self._gate.threshold_bytes} bytes took more than "
+                                     f"{self._gate.timeout_s:g} s to arrive (large-message timeout): connection dropped")
+                slow.transport.abort()
             for ws, watch in list(self._watches.items()):
                 if watch.dropped is not None:
                     continue
@@ -389,37 +493,49 @@ class PolicyServer:
                 watch.waiting_since = monotonic()  # the idle clock runs only while waiting for a request
                 message = await ws.recv()
                 watch.waiting_since = None
+                size = len(message)
+                ws.handling_large(size)
                 t0 = perf_counter()
                 arrived = now()
                 seq += 1
                 obs, infer_ms = None, None
                 revoked = self._standing() if self._standing is not None else None
                 if revoked:  # the checkpoint was flagged while serving: answer no more requests
+                    message = None
+                    ws.handled()
                     await self._fail_request(ws, f"hvla policy server: request {seq}: refused: {revoked}",
                                              "checkpoint revoked", status="revoked", conn=conn, seq=seq,
-                                             arrived=arrived, size=len(message), latency_ms=0.0)
+                                             arrived=arrived, size=size, latency_ms=0.0)
                     return
                 try:  # decoding, inference and encoding on a worker thread: the event loop keeps serving
                     reply, obs, infer_ms, shape = await loop.run_in_executor(executor, answer, message,
                                                                              prev_total_ms, packer)
                 except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame, never a crash
+                    message = None
+                    ws.handled()
                     if not isinstance(exc, (ValueError, KeyError)):
                         logger.exception("request %d on connection %d failed", seq, conn)
                     await self._fail_request(ws, _error_text(exc, seq), "request rejected", status="error",
-                                             conn=conn, seq=seq, arrived=arrived, size=len(message),
+                                             conn=conn, seq=seq, arrived=arrived, size=size,
                                              latency_ms=(perf_counter() - t0) * 1e3, infer_ms=infer_ms,
                                              observation=obs)
                     return
+                if ws.handling_bytes:
+                    # A large message leaves memory (and gives back the gate) before its reply is sent:
+                    # a send that waits for a slow reader must not keep it. A sampled observation is copied.
+                    obs = detached(obs) if log and log.next_is_sampled() else None
+                    message = None
+                    ws.handled()
                 dropped = await self._send(ws, reply)
                 prev_total_ms = (perf_counter() - t0) * 1000.0
                 if dropped is not None:  # computed but not delivered: still logged, saying so
                     if log:
                         log.request(t=arrived, conn=conn, seq=seq, latency_ms=prev_total_ms, infer_ms=infer_ms,
-                                    request_bytes=len(message), action_shape=shape, status="ok",
+                                    request_bytes=size, action_shape=shape, status="ok",
                                     error=f"reply not delivered: {dropped}", delivered=False)
                     return
                 if log:  # a bounded append; the log's writer thread formats and writes it
-                    log.record_ok(arrived, conn, seq, prev_total_ms, infer_ms, len(message), shape, obs)
+                    log.record_ok(arrived, conn, seq, prev_total_ms, infer_ms, size, shape, obs)
                 # Release this request's buffers before waiting for the next one (the observation's
                 # arrays are views of the message): the allocator then reuses their memory instead
                 # of faulting in fresh pages for the next message.
@@ -427,6 +543,7 @@ class PolicyServer:
         except websockets.ConnectionClosed:
             pass
         finally:
+            ws.handled()  # a revoked or closed connection gives the gate back before its close handshake
             self._watches.pop(ws, None)
             if log:
                 why = watch.dropped  # the server ended the connection itself (idle, slow reader)
@@ -439,6 +556,8 @@ class PolicyServer:
         # Everything loaded so far (libraries, the model) lives as long as the server: move it out of
         # the cyclic GC's reach so collections triggered by request handling do not rescan it.
         gc.freeze()
+        if self._gate.call_later is None:  # a large-message cool-down ends on this loop
+            self._gate.call_later = asyncio.get_running_loop().call_later
         # Transport settings as openpi's server: no compression (permessage-deflate costs CPU on
         # camera frames that do not compress), websockets' default keepalive pings (20 s interval,
         # 20 s timeout: a vanished peer is closed within 40 s) and handshake timeout (10 s, which also
@@ -490,6 +609,8 @@ class PolicyServer:
 
         if keep_heap:
             self._heap_kept = allocator.keep_heap()
+        if SWITCH_INTERVAL_S is not None:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
 
         async def main() -> None:
             self._loop = asyncio.get_running_loop()

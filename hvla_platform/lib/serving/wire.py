@@ -277,12 +277,12 @@ def _fast_array(buf: bytes, pos: int) -> tuple[np.ndarray, int]:
     end = pos + size
     hit = _HEADERS.get(size)
     if hit is not None and buf.startswith(hit[0], end):  # this exact header was validated before
-        return np.ndarray(hit[1], hit[2], buf, pos), end + len(hit[0])
+        return _view(hit[1], hit[2], buf, pos), end + len(hit[0])
     if end > len(buf) or not buf.startswith(_DTYPE_KEY, end):
         raise _SlowPath
     start, n = _str_len(buf, end + 7)
     p = start + n
-    dt = _dtype(buf[start:p], "message")  # WireError: the slow path reports it with the key
+    dt = _dtype(bytes(buf[start:p]), "message")  # WireError: the slow path reports it with the key
     if not buf.startswith(_SHAPE_KEY, p):
         raise _SlowPath
     c = buf[p + 7]
@@ -311,8 +311,16 @@ def _fast_array(buf: bytes, pos: int) -> tuple[np.ndarray, int]:
         raise _SlowPath
     shape_t = tuple(shape)
     if len(_HEADERS) < 64:
-        _HEADERS[size] = (buf[end:p], shape_t, dt)
-    return np.ndarray(shape_t, dt, buf, pos), p
+        _HEADERS[size] = (bytes(buf[end:p]), shape_t, dt)
+    return _view(shape_t, dt, buf, pos), p
+
+
+def _view(shape: tuple, dtype: np.dtype, buf: bytes | bytearray, pos: int) -> np.ndarray:
+    """A read-only array of ``shape``/``dtype`` over ``buf`` from byte ``pos``, without a copy."""
+    a = np.ndarray(shape, dtype, buf, pos)
+    if a.flags.writeable:  # a bytearray (the server's in-place unmasked payload): read-only all the same
+        a.flags.writeable = False
+    return a
 
 
 def _fast_value(buf: bytes, pos: int, depth: int, budget: list[int]) -> tuple[Any, int]:
@@ -420,24 +428,26 @@ def _walk(obj: Any, where: str) -> Any:
     return obj
 
 
-def unpack(data: bytes) -> Any:
+def unpack(data: bytes | bytearray | memoryview) -> Any:
     """Decode one openpi msgpack-numpy message.
 
     Returns:
         The message with arrays as read-only ``np.ndarray`` views (of ``data`` itself when it is a
-        ``bytes`` object in openpi's layout, else of msgpack's copy) and map keys as ``str``.
+        ``bytes`` or ``bytearray`` object in openpi's layout, else of msgpack's copy) and map keys
+        as ``str``. A ``bytearray`` must not change while the arrays live (the server's in-place
+        unmasked payloads belong to the request alone).
 
     Raises:
         WireError: not msgpack, trailing bytes, nesting deeper than :data:`MAX_DEPTH`, more than
             :data:`MAX_ELEMENTS` elements, a disallowed dtype, data/shape mismatch or non-string map
             keys (the message names the key).
     """
-    if type(data) is bytes:
+    if type(data) is bytes or isinstance(data, bytearray):
         try:
             return _fast_decode(data)
         except _SlowPath:
             pass  # msgpack's decoder decides (and names what is wrong)
-    elif not isinstance(data, (bytearray, memoryview)):
+    elif not isinstance(data, memoryview):
         raise WireError(f"expected a binary frame, got {type(data).__name__}")
     try:
         return _unpackb(data, _hook)

@@ -102,6 +102,19 @@ def test_a_torn_last_line_is_ignored_by_readers_and_cut_off_on_reopen(tmp_path):
     assert [(r["conn"], r["seq"]) for r in requests(lines)] == [(1, 1), (1, 2), (2, 1)]
 
 
+def test_reopening_cuts_a_torn_last_line_before_anything_is_logged(tmp_path):
+    # a server that restarts after a crash and is stopped before its first request
+    log = InferenceLog(tmp_path, checkpoint="c")
+    log.record_ok(time.time(), 1, 1, 1.0, 0.5, 10, (2, 2))
+    log.close()
+    with open(log.path, "ab") as fh:
+        fh.write(b'{"event": "request", "t": "2026-')
+    InferenceLog(tmp_path, checkpoint="c").close()
+    lines = [json.loads(ln) for ln in log.path.read_text().splitlines()]
+    assert log.path.read_bytes().endswith(b"\n")
+    assert [ln["event"] for ln in lines] == ["request", "recovered"]
+
+
 WRITER = textwrap.dedent("""
     import sys, time
     from hvla_platform.lib.serving.inference_log import InferenceLog

@@ -210,3 +210,15 @@ def test_fast_and_slow_paths_agree_on_corrupted_messages():
             accepted += fast[0] == "ok"
             refused += fast[0] == "error"
     assert accepted > 300 and refused > 300  # both outcomes were exercised
+
+
+def test_a_bytearray_message_decodes_to_read_only_views_of_it():
+    # the server's large payloads are unmasked in place and decoded from that buffer (issue 15)
+    obs = {"observation/image": np.arange(224 * 224 * 3, dtype=np.uint8).reshape(224, 224, 3),
+           "observation/state": np.arange(32, dtype=np.float32), "prompt": "reach"}
+    buf = bytearray(pack(obs))
+    out = unpack(buf)
+    for key in ("observation/image", "observation/state"):
+        assert np.array_equal(out[key], obs[key]) and not out[key].flags.writeable
+        assert np.shares_memory(out[key], np.frombuffer(buf, np.uint8))  # no copy
+    assert out["prompt"] == "reach"
