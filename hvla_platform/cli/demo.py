@@ -56,8 +56,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     add_partitions(inst, "experiment", [args.exp])
     t0 = time.perf_counter()
     o = run_job(defs, inst, "training_job", args.exp,
-                run_config=training_run_config(release, args.steps, args.seed, args.trials, args.config_name),
-                tags={"hvla/stage": "training"})
+                run_config=training_run_config(release, args.steps, args.seed, args.trials, args.config_name))
     print_outcome(o, echo)
     echo(f"    ({time.perf_counter() - t0:.1f} s)")
     if not o.success:

@@ -79,8 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           run_config=training_run_config(args.release, args.steps, args.seed, args.trials,
                                                          args.config_name, backend=backend,
                                                          lerobot_policy=lerobot_policy,
-                                                         learning_rate=args.learning_rate),
-                          tags={"hvla/stage": "training"})[1]
+                                                         learning_rate=args.learning_rate))[1]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -23,8 +23,10 @@ def test_root_instance_is_sqlite_under_dagster_home(tmp_path, monkeypatch):
     with dg.DagsterInstance.get() as inst:
         assert isinstance(inst.run_storage, SqliteRunStorage)
         assert isinstance(inst.run_coordinator, QueuedRunCoordinator)
-        limits = inst.get_concurrency_config().run_queue_config.tag_concurrency_limits
-        assert {"key": "hvla/stage", "value": "training", "limit": 1} in limits
+        conc = inst.get_concurrency_config()
+        assert conc.run_queue_config.max_concurrent_runs == 2
+        # one run per stage at a time, by the stage's pool (every asset is in one)
+        assert conc.pool_config.default_pool_limit == 1 and conc.pool_config.pool_granularity.value == "run"
         assert inst.telemetry_enabled is False
     assert (home / "history" / "runs.db").is_file() and (home / "schedules" / "schedules.db").is_file()
 

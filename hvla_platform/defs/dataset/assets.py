@@ -7,6 +7,7 @@ from hvla_platform.defs.metadata import fmt_value, lineage_metadata, md_mapping,
 from hvla_platform.defs.automation.rights_flags import rights_check_result, rights_check_specs
 from hvla_platform.defs.partitions import release_partitions
 from hvla_platform.defs.resources import LakeResource
+from hvla_platform.defs.stages import RELEASE
 from hvla_platform.lib.dataset.lerobot_release import schema_diff
 from hvla_platform.lib.dataset.norm_stats_build import MIN_STD, build_norm_stats, load_norm_stats
 from hvla_platform.lib.dataset.build import build_release
@@ -111,6 +112,7 @@ class ReleaseConfig(dg.Config):
     group_name="dataset",
     owners=["team:dataset-curation"],
     kinds={"lerobot", "parquet", "mp4"},
+    pool=RELEASE,
     description="LeRobot v3.0 dataset release (Parquet + MP4), written with LeRobot's own writer, with a rights dataset card.",
     check_specs=[
         dg.AssetCheckSpec("episode_count", asset="lerobot_dataset", partitions_def=release_partitions, blocking=True,
@@ -198,6 +200,7 @@ def lerobot_dataset(context: dg.AssetExecutionContext, config: ReleaseConfig, la
     group_name="dataset",
     owners=["team:ml-training"],
     kinds={"json"},
+    pool=RELEASE,
     description="openpi norm_stats.json (mean, std, q01, q99 of state and actions) from the release's train split only.",
     check_specs=[
         dg.AssetCheckSpec("finite", asset="norm_stats", partitions_def=release_partitions, blocking=True, description="Every statistic is finite."),
@@ -250,6 +253,7 @@ class RoboDMConfig(dg.Config):
     group_name="dataset",
     owners=["team:ml-training"],
     kinds={"robodm", "parquet"},
+    pool=RELEASE,
     description="Robo-DM .vla training cache (one file per episode) + manifest.parquet, built from the release's source HDF5 frames (libx264; size stated as hvla/bytes_ratio of the release).",
     check_specs=[
         dg.AssetCheckSpec("one_file_per_episode", asset="robodm_cache", partitions_def=release_partitions, blocking=True,

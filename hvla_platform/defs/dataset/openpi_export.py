@@ -8,6 +8,7 @@ from hvla_platform.defs.automation.rights_flags import rights_check_result, righ
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import release_partitions
 from hvla_platform.defs.resources import LakeResource
+from hvla_platform.defs.stages import RELEASE
 from hvla_platform.lib.core.keys import openpi_export_prefix
 from hvla_platform.lib.core.manifest import LeRobotDatasetManifest, require_manifest
 from hvla_platform.lib.dataset.norm_stats_build import load_norm_stats
@@ -30,6 +31,7 @@ class OpenpiExportConfig(dg.Config):
     group_name="dataset",
     owners=["team:ml-training"],
     kinds={"lerobot", "parquet", "mp4", "json"},
+    pool=RELEASE,
     description="openpi-ready export of the release: LeRobot v2.1 (what openpi's LeRobot reads) with the train split "
                 "as the dataset and the held-out split apart, laid out for HF_LEROBOT_HOME, and openpi norm_stats.json "
                 "for absolute and delta action chunks at assets/<config>[_delta]/<repo_id>/.",

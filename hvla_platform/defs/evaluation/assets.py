@@ -6,6 +6,7 @@ from hvla_platform.defs.automation.rights_flags import rights_check_result, righ
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
+from hvla_platform.defs.stages import TRAINING
 from hvla_platform.lib.web.links import lake_file_url, mlflow_run_url
 
 # hvla_platform.lib.evaluation is imported inside the functions below: it imports the policy
@@ -69,6 +70,7 @@ def per_task_markdown(per_task: list[dict]) -> dg.MetadataValue | str:
     group_name="evaluation",
     owners=["team:ml-evaluation"],
     kinds={"html", "mlflow"},
+    pool=TRAINING,
     description="Eval report of the experiment's checkpoint: held-out action error vs a hold-position baseline; closed-loop success in the G1 simulator run with inspect-robots (hvla_openpi client → policy server on loopback, hvla_g1_reach embodiment with the robot client's action guard; EvalLog and HTML view under logs/inspect/), in and out of the training distribution separately, each with a 95% Wilson interval.",
     check_specs=[dg.AssetCheckSpec("metrics_finite", asset="eval_report", partitions_def=experiment_partitions,
                                    description="The offline error metrics are finite numbers (the evaluation ran on real frames).")]

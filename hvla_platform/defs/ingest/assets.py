@@ -6,6 +6,7 @@ import dagster as dg
 from hvla_platform.defs.metadata import INGEST_RUN_TAG, check_specs, episode_check, md_mapping, md_table, rights_metadata, tag_run
 from hvla_platform.defs.partitions import day_robot, raw_partitions
 from hvla_platform.defs.resources import LakeResource
+from hvla_platform.defs.stages import INGEST
 from hvla_platform.lib.core.keys import quarantine_prefix, raw_prefix
 from hvla_platform.lib.ingest.raw import ingest_partition
 from hvla_platform.lib.ingest.refusals import list_refusals
@@ -27,6 +28,7 @@ RAW_CHECKS = [
     group_name="ingest",
     owners=["team:data-collection"],
     kinds={"mcap", "ros2"},
+    pool=INGEST,
     description="Raw robot logs (MCAP, ROS 2) of one capture day × robot, indexed and published write-once.",
     check_specs=check_specs("raw_mcap", RAW_CHECKS, raw_partitions),
     metadata={"hvla/layer": "raw", "hvla/canonical": "source of truth"},

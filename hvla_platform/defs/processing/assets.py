@@ -10,6 +10,7 @@ from hvla_platform.defs.metadata import (QA_RUN_TAG, ReviewUrl, check_specs, epi
                                          rights_metadata, tag_run)
 from hvla_platform.defs.partitions import day_robot, raw_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
+from hvla_platform.defs.stages import INGEST
 from hvla_platform.lib.formats.recording.profile import load_profile
 from hvla_platform.lib.processing.convert import SyncConfig
 from hvla_platform.lib.processing.build import PROCESSING_CHECKS, convert_partition
@@ -189,6 +190,7 @@ def _fps_metadata(cfg: SyncConfig, converted: list) -> float | str:
     group_name="processing",
     owners=["team:data-platform"],
     kinds={"hdf5"},
+    pool=INGEST,
     description="Per-episode HDF5: state, action, locomotion command (robots that walk), extras and camera frames (kept compressed) synchronised at the robot profile's fps, with episode QA.",
     check_specs=check_specs("episodes_hdf5", PROCESSING_CHECK_SPECS + QA_CHECK_SPECS, raw_partitions),
     metadata={"hvla/layer": "processed", "hvla/canonical": "derived, rebuildable"},

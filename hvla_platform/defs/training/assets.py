@@ -13,6 +13,7 @@ from hvla_platform.defs.automation.rights_flags import rights_check_result, righ
 from hvla_platform.defs.metadata import lineage_metadata, rights_metadata
 from hvla_platform.defs.partitions import experiment_partitions
 from hvla_platform.defs.resources import LakeResource, MlflowResource
+from hvla_platform.defs.stages import TRAINING
 from hvla_platform.defs.training.launcher import TrainingLauncherResource
 from hvla_platform.defs.training.pipes_worker import LOSS_RATIO_MAX
 from hvla_platform.lib.core.manifest import CheckpointManifest, require_manifest
@@ -44,7 +45,7 @@ class CheckpointConfig(dg.Config):
     group_name="training",
     owners=["team:ml-training"],
     kinds={"jax", "mlflow"},
-    pool="training",
+    pool=TRAINING,
     description="Policy checkpoint (images + state → action chunk) trained with JAX on the release's Robo-DM cache, in its own process (Dagster Pipes).",
     check_specs=[dg.AssetCheckSpec("loss_fell", asset="checkpoint", partitions_def=experiment_partitions, blocking=True,
                                    description=f"Final training loss ≤ {LOSS_RATIO_MAX} × initial loss.")]
