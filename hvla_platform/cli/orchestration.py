@@ -8,6 +8,7 @@ materialization and check result of the demo is visible in the UI afterwards.
 import hashlib
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,13 @@ from typing import Any, Callable
 
 import dagster as dg
 
-from hvla_platform.defs.partitions import migrate_raw_partitions
+from hvla_platform.cli.run_origin import code_location_job_origin, recorded_under
+from hvla_platform.defs.automation.failure_alerts import run_alert
+from hvla_platform.defs.partitions import add_dynamic_partitions, migrate_raw_partitions
 from hvla_platform.lib.core import settings, tracking
+from hvla_platform.lib.core.lake_config import open_lake
 from hvla_platform.lib.core.locking import file_lock, owner_alive, owner_token
+from hvla_platform.lib.ops.alerts import deliver_alert
 from hvla_platform.lib.core.settings import REPO_ROOT
 
 
@@ -68,6 +73,8 @@ def load_defs() -> dg.Definitions:
 #: Run tag naming the process that executes a run in process (``host:pid:start``, see
 #: :func:`~hvla_platform.lib.core.locking.owner_token`).
 OWNER_TAG = "hvla/owner"
+#: Dagster's tag on a re-executed run naming the run it re-executes.
+PARENT_RUN_TAG = "dagster/parent_run_id"
 #: Run statuses of a run that holds its partition (and the run queue's limits).
 IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
@@ -94,7 +101,9 @@ def fail_dead_runs(inst: dg.DagsterInstance, echo: Callable[[str], None] = print
     failed = []
     for run in inst.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
         token = run.tags.get(OWNER_TAG)
-        if not token or owner_alive(token) is not False:
+        # a re-execution (from the UI, or the daemon's retry) of an hvla run inherits its tags, owner
+        # included, but is launched and watched like any other run: never executed in process by hvla
+        if not token or PARENT_RUN_TAG in run.tags or owner_alive(token) is not False:
             continue
         inst.report_run_failed(run, message=(
             f"hvla: the process that executed this run in process ({token}) is gone (killed or crashed); "
@@ -139,11 +148,8 @@ def partition_lock(inst: dg.DagsterInstance, partition: str, *, timeout: float):
 
 
 def add_partitions(inst: dg.DagsterInstance, name: str, keys: list[str]) -> None:
-    """Register dynamic partition keys (idempotent)."""
-    existing = set(inst.get_dynamic_partitions(name))
-    new = [k for k in keys if k not in existing]
-    if new:
-        inst.add_dynamic_partitions(name, new)
+    """Register dynamic partition keys (idempotent, safe against a concurrent add)."""
+    add_dynamic_partitions(inst, name, keys)
 
 
 @dataclass
@@ -170,7 +176,9 @@ def run_job(defs: dg.Definitions, inst: dg.DagsterInstance, job_name: str, parti
     One run per partition at a time: this waits for the partition's run in progress, if any
     (another ``hvla`` command's: a file lock; one the daemon launched: the instance's runs), up to
     ``HVLA_PARTITION_WAIT_SECONDS`` (default 3600). The run is tagged with this process
-    (:data:`OWNER_TAG`) so that a later command can tell it died.
+    (:data:`OWNER_TAG`) so that a later command can tell it died, and recorded under the code
+    location's job origin (:mod:`hvla_platform.cli.run_origin`), so that the UI lists it in its
+    Overview timeline and can re-execute it like the runs the daemon launched.
 
     ``log_level`` is the console logger's level (the full DEBUG event stream is in the instance's
     event log either way, visible in the UI)."""
@@ -180,8 +188,14 @@ def run_job(defs: dg.Definitions, inst: dg.DagsterInstance, job_name: str, parti
     key = str(partition_key)
     with partition_lock(inst, key, timeout=timeout):
         wait_for_partition(inst, key, timeout=timeout)
-        res = job.execute_in_process(instance=inst, partition_key=partition_key, run_config=config,
-                                     raise_on_error=False, tags={**(tags or {}), OWNER_TAG: owner_token()})
+        # recorded under the code location, as the daemon's runs are: in the UI's Overview timeline
+        with recorded_under(inst, code_location_job_origin(job_name)):
+            res = job.execute_in_process(instance=inst, partition_key=partition_key, run_config=config,
+                                         raise_on_error=False,
+                                         tags={"hvla/trigger": "hvla command line", **(tags or {}),
+                                               OWNER_TAG: owner_token()})
+    if not res.success:
+        alert_failed_run(inst, res.dagster_run)
     out = JobOutcome(job=job_name, partition=str(partition_key), success=res.success, run_id=res.run_id)
     for ev in res.all_events:
         if ev.event_type_value == "ASSET_MATERIALIZATION":
@@ -198,6 +212,22 @@ def run_job(defs: dg.Definitions, inst: dg.DagsterInstance, job_name: str, parti
             err = ev.event_specific_data.error
             out.error += f"{ev.step_key}: {err.message.strip() if err else 'failed'}\n"
     return out
+
+
+def alert_failed_run(inst: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Alert a failed run ``hvla`` executed in process exactly as the daemon's ``run_failure_alerts``
+    sensor alerts a run it sees fail (the lake record ``alerts/<day>/<run_id>.json``, the hook and
+    the webhook: ``hvla_platform.lib.ops.alerts``), which does not see in-process runs. A delivery
+    that fails is one warning line on stderr; the command's own outcome is unchanged."""
+    try:
+        delivery = deliver_alert(open_lake(), run_alert(inst, run))
+    except Exception as exc:  # noqa: BLE001 - said on stderr; the run's own failure is what the command reports
+        print(f"warning: the failure alert of run {run.run_id[:8]} was not recorded: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+        return
+    for err in delivery.errors:
+        print(f"warning: alert hook point failed (the lake record {delivery.record_key} stands): {err}",
+              file=sys.stderr, flush=True)
 
 
 def print_outcome(o: JobOutcome, echo: Callable[[str], None] = print) -> None:

@@ -44,7 +44,7 @@ from hvla_platform_tests.fixtures.planted import DAY, ROBOT, Planted
 from hvla_platform_tests.fixtures.recordings import default_rights, write_recording
 from hvla_platform_tests.procs import stop
 from hvla_platform_tests.ui.browser_script import run_browser_script
-from hvla_platform_tests.ui.dagster_ui import REPO_ROOT, DagsterUI, instance_env
+from hvla_platform_tests.ui.dagster_ui import REPO_ROOT, DagsterUI, graphql, instance_env
 from hvla_platform_tests.ui.test_browser import CHROMIUM, INSTALL_HINT, _toolchain_problems
 
 pytestmark = pytest.mark.browser
@@ -98,6 +98,11 @@ def start_web(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     return web, "http://127.0.0.1:" + line.split("http://127.0.0.1:")[1].split()[0]
 
 
+#: The runs ``hvla`` executed in process, with the fields the UI's Overview timeline reads.
+CLI_RUNS_QUERY = """{ runsOrError(filter: {tags: [{key: "hvla/trigger", value: "hvla command line"}]}) {
+  ... on Runs { results { runId pipelineName repositoryOrigin { repositoryLocationName repositoryName } } } } }"""
+
+
 def test_a_supervisors_day_from_a_red_partition_to_a_flagged_release(tmp_path, monkeypatch):
     problems = _toolchain_problems()
     if problems:
@@ -129,6 +134,11 @@ def test_a_supervisors_day_from_a_red_partition_to_a_flagged_release(tmp_path, m
         cli_log.write_text(f"$ hvla ingest {recordings} --materialize  (exit {ingest.returncode})\n{out}\n")
         assert ingest.returncode == 0, out[-3000:]
         assert "check episodes_hdf5.camera_frozen: FAILED (ERROR)" in out
+        # the command line's run is in the UI's Overview timeline, which lists a run under its job by
+        # the run's code-location origin (dagster-ui `useRunsForTimeline` skips a run without one)
+        cli_runs = graphql(ui.base_url, CLI_RUNS_QUERY)["runsOrError"]["results"]
+        assert [(r["pipelineName"], r["repositoryOrigin"]) for r in cli_runs] == [
+            ("ingest_job", {"repositoryLocationName": "hvla_platform", "repositoryName": "__repository__"})], cli_runs
 
         # ---- 1. the UI: red check, readable summary, report over HTTP, review page, rejection -----
         seen = run_browser_script("supervisor_day.mjs", [

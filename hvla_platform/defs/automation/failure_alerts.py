@@ -18,11 +18,14 @@ def _root_cause(error) -> str:
     return error.message.strip()
 
 
-def failure_alert(context: dg.RunFailureSensorContext) -> dict:
-    """The alert of one failed run: job, partition, trigger, failed steps with their errors."""
-    run = context.dagster_run
-    steps = [f"{e.step_key}: {_root_cause(e.event_specific_data.error)}" for e in context.get_step_failure_events()]
-    record = context.instance.get_run_record_by_id(run.run_id)
+def run_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure_message: str = "") -> dict:
+    """The alert of one failed run, whoever launched it (the daemon's sensor, or ``hvla`` for the
+    runs it executes in process): ``{run_id, job, partition, trigger, error, failed_steps,
+    failed_at}`` — the failed steps with their root errors, else ``failure_message``."""
+    failures = [r.dagster_event for r in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+                if r.dagster_event is not None]
+    steps = [f"{e.step_key}: {_root_cause(e.event_specific_data.error)}" for e in failures]
+    record = instance.get_run_record_by_id(run.run_id)
     end = record.end_time if record and record.end_time else dt.datetime.now(dt.timezone.utc).timestamp()
     return {
         "run_id": run.run_id,
@@ -30,10 +33,15 @@ def failure_alert(context: dg.RunFailureSensorContext) -> dict:
         "partition": run.tags.get("dagster/partition", ""),
         "trigger": run.tags.get("hvla/trigger") or run.tags.get("dagster/sensor_name")
         or run.tags.get("dagster/schedule_name") or "manual",
-        "error": "\n".join(steps) or (context.failure_event.message or "run failed"),
+        "error": "\n".join(steps) or failure_message or "run failed",
         "failed_steps": [s.split(":", 1)[0] for s in steps],
         "failed_at": dt.datetime.fromtimestamp(end, dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def failure_alert(context: dg.RunFailureSensorContext) -> dict:
+    """The alert of the failed run of a run-failure sensor's ``context`` (:func:`run_alert`)."""
+    return run_alert(context.instance, context.dagster_run, context.failure_event.message or "")
 
 
 @dg.run_failure_sensor(
