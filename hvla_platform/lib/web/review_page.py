@@ -214,8 +214,9 @@ _EPISODE_JS = r"""
   const btn = document.getElementById('play'), status = document.getElementById('player-status');
   let playing = false, base = 0, startedAt = 0, lastCursor = -1, lastCursorAt = 0;
   const clamp = (t) => Math.max(0, Math.min(dur, Number(t) || 0));
-  const now = () => master ? master.currentTime
-    : (playing ? clamp(base + (performance.now() - startedAt) / 1000) : base);
+  // the timeline's time by the wall clock since play (or where it was paused)
+  const clockTime = () => playing ? clamp(base + (performance.now() - startedAt) / 1000) : base;
+  const now = () => master ? master.currentTime : clockTime();
   const plots = [...document.querySelectorAll('.plot')];
   function say(msg) { status.textContent = msg; }
   function render(t, force) {
@@ -261,7 +262,9 @@ _EPISODE_JS = r"""
     if (el) { ev.preventDefault(); seek(el.dataset.t); }
   });
   videos.forEach((v) => {
-    v.addEventListener('loadedmetadata', () => { v.currentTime = playing ? now() : base; });
+    // a video that (re)loads takes the timeline's time from the wall clock, not from the first video:
+    // when that one is the video (re)loading, its currentTime has just gone back to 0
+    v.addEventListener('loadedmetadata', () => { v.currentTime = clockTime(); });
     v.addEventListener('error', () => say(`camera ${v.dataset.camera}: the video did not load (${v.error && v.error.message || 'error'})`));
   });
 
