@@ -1,8 +1,23 @@
 """Shared fixtures: a real S3 server (SeaweedFS) over HTTP, checkpoints."""
 
+from pathlib import Path
+
 import pytest
 
 from hvla_platform_tests.fixtures.seaweedfs import seaweedfs_s3
+from hvla_platform_tests.machine_lock import hold
+
+UI_TESTS = Path(__file__).resolve().parent / "ui"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def machine_share(request):
+    """The machine test lock for the module (:mod:`hvla_platform_tests.machine_lock`): exclusive for
+    the Dagster UI and browser tests under ``ui/``, shared for every other module, so that a UI test
+    never runs beside another test (of this or another pytest-xdist worker)."""
+    exclusive = UI_TESTS in Path(str(request.fspath)).resolve().parents
+    with hold(exclusive=exclusive):
+        yield
 
 
 @pytest.fixture(scope="session")

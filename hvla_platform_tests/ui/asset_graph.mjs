@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { launchChromium, stepRecorder } from './chromium.mjs';
+import { launchChromium, stepRecorder, closeChromium } from './chromium.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -44,7 +44,7 @@ function innermost(page, ...locators) {
 }
 
 /** Wait until `locator` matches at least `n` elements (lists render in pieces). */
-async function waitForCount(locator, n, what, timeoutMs = 30_000) {
+async function waitForCount(locator, n, what, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
   let count = await locator.count();
   while (count < n) {
@@ -56,7 +56,7 @@ async function waitForCount(locator, n, what, timeoutMs = 30_000) {
 }
 
 /** Wait until the number of elements `locator` matches is non-zero and stays put for 0.5 s. */
-async function settledCount(locator, timeoutMs = 30_000) {
+async function settledCount(locator, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
   let last = -1;
   for (;;) {
@@ -79,7 +79,7 @@ async function readMetadataTable(table) {
 }
 
 const { context, page, consoleErrors, userDataDir } = await launchChromium(opt.chromium, {
-  viewport: { width: 1600, height: 1100 }, timeoutMs: 30_000, profilePrefix: 'hvla-ui-chromium-',
+  viewport: { width: 1600, height: 1100 }, timeoutMs: 60_000, profilePrefix: 'hvla-ui-chromium-',
 });
 
 // Dagster OSS shows a "Join the Dagster community" dialog once per browser profile, at a moment
@@ -269,13 +269,14 @@ try {
   result.failed_at_url = page.url();
   log(`FAILED: ${String(err).split('\n')[0]}`);
   try {
+    // what the page showed (a spinner, an error box, an empty graph), for a failure seen only in CI
+    result.page_text = (await page.locator('body').innerText({ timeout: 5_000 })).slice(0, 1500);
     await screenshot(page, 'error');
     fs.writeFileSync(path.join(OUT, 'error-page.html'), await page.content());
   } catch (e) { log(`could not capture the failing page: ${e}`); }
 } finally {
   result.console_errors = consoleErrors.slice(0, 20);
-  await context.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await closeChromium(context, userDataDir);
 }
 fs.writeFileSync(path.join(OUT, 'ui-result.json'), JSON.stringify(result, null, 2));
 process.stdout.write(JSON.stringify(result) + '\n');

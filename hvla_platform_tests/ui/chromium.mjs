@@ -41,3 +41,15 @@ export function stepRecorder(outDir, tag, { fullPage = false } = {}) {
   }
   return { log, screenshot };
 }
+
+/** Close the browser and remove its profile, waiting at most `timeoutMs` for Chromium to close
+ * (a browser busy decoding video has been seen to spin in `close()`); the Python side kills
+ * whatever of the run is left (browser_script.py). */
+export async function closeChromium(context, userDataDir, timeoutMs = 15_000) {
+  let timer;
+  const gaveUp = new Promise((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs); });
+  const outcome = await Promise.race([context.close().then(() => 'closed', () => 'closed'), gaveUp]);
+  clearTimeout(timer);
+  if (outcome === 'timeout') console.error(`[chromium] close() did not return in ${timeoutMs / 1000} s; leaving the kill to the caller`);
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}

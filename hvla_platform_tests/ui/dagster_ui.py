@@ -12,8 +12,8 @@ Used by ``test_browser.py``; also runnable by hand to look at the same UI the te
 
 from __future__ import annotations
 
-import json
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -22,8 +22,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
+from hvla_platform_tests.machine_lock import hold
 from hvla_platform_tests.procs import wait_group_gone
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +124,7 @@ class DagsterUI:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}
         self._files = []
+        self._lock = None
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         out = open(self.logs / f"{name}.log", "wb")
@@ -133,10 +136,16 @@ class DagsterUI:
     def start(self, timeout: float = 120.0) -> "DagsterUI":
         """Initialise the instance (as ``hvla ui`` does), start both processes and wait until the
         code location is loaded and the daemon that dequeues runs reports healthy. Raises
-        ``RuntimeError`` (naming the log) otherwise, after stopping whatever it started."""
+        ``RuntimeError`` (naming the log) otherwise, after stopping whatever it started.
+
+        Waits first (without a bound: pytest-timeout ends a test that waits too long) until it holds
+        the machine test lock exclusively (:mod:`hvla_platform_tests.machine_lock`: no other test
+        runs beside a Dagster UI); held until :meth:`stop`."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        initialise_instance(self.home, self.logs / "init.log")
+        self._lock = ExitStack()
+        self._lock.enter_context(hold(exclusive=True))
         try:
+            initialise_instance(self.home, self.logs / "init.log")
             return self._start(timeout)
         except BaseException:
             self.stop()
@@ -208,6 +217,9 @@ class DagsterUI:
         for f in self._files:
             f.close()
         self._files.clear()
+        if self._lock is not None:  # the machine test lock
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> "DagsterUI":
         return self.start()

@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { launchChromium } from './chromium.mjs';
+import { launchChromium, closeChromium } from './chromium.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -66,8 +66,7 @@ try {
 } finally {
   result.console_errors = consoleErrors;
   result.failed = failed;
-  await context.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await closeChromium(context, userDataDir);
 }
 console.log(JSON.stringify(result));
 process.exit(failed ? 1 : 0);

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { launchChromium, stepRecorder } from './chromium.mjs';
+import { launchChromium, stepRecorder, closeChromium } from './chromium.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -125,8 +125,7 @@ try {
     fs.writeFileSync(path.join(OUT, 'error-page.html'), await page.content());
   } catch { /* the page is gone: the error above says why */ }
 } finally {
-  await context.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await closeChromium(context, userDataDir);
 }
 fs.writeFileSync(path.join(OUT, 'review-result.json'), JSON.stringify(seen, null, 2));
 console.log(JSON.stringify(seen));

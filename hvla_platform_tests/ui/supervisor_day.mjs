@@ -20,7 +20,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { launchChromium, stepRecorder } from './chromium.mjs';
+import { launchChromium, stepRecorder, closeChromium } from './chromium.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -103,7 +103,7 @@ async function openCheck(page, check) {
 }
 
 const { context, page, consoleErrors, userDataDir } = await launchChromium(opt.chromium, {
-  viewport: { width: 1600, height: 1100 }, timeoutMs: 30_000, profilePrefix: 'hvla-supervisor-chromium-',
+  viewport: { width: 1600, height: 1100 }, timeoutMs: 60_000, profilePrefix: 'hvla-supervisor-chromium-',
   extraArgs: ['--autoplay-policy=no-user-gesture-required'],
 });
 // Dagster OSS's "Join the Dagster community" dialog comes once per profile at a time of its own
@@ -235,13 +235,13 @@ try {
   seen.failed_at_url = page.url();
   log(`FAILED: ${String(err).split('\n')[0]}`);
   try {
+    seen.page_text = (await page.locator('body').innerText({ timeout: 5_000 })).slice(0, 1500);
     await screenshot(page, 'error');
     fs.writeFileSync(path.join(OUT, `error-page-${opt.phase}.html`), await page.content());
   } catch (e) { log(`could not capture the failing page: ${e}`); }
 } finally {
   seen.console_errors = consoleErrors.slice(0, 20);
-  await context.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await closeChromium(context, userDataDir);
 }
 fs.writeFileSync(path.join(OUT, `supervisor-${opt.phase}.json`), JSON.stringify(seen, null, 2));
 process.stdout.write(JSON.stringify(seen) + '\n');

@@ -43,7 +43,7 @@ def launch_ingest(base_url: str) -> str:
     params = {"selector": {"repositoryLocationName": "hvla_platform", "repositoryName": "__repository__",
                            "pipelineName": "ingest_job"},
               "executionMetadata": {"tags": [{"key": "dagster/partition", "value": f"{day}|{robot}"}]}}
-    res = graphql(base_url, LAUNCH, variables={"p": params}, timeout=60)["launchPipelineExecution"]
+    res = graphql(base_url, LAUNCH, variables={"p": params}, timeout=180)["launchPipelineExecution"]
     assert res["__typename"] == "LaunchRunSuccess", res
     return res["run"]["runId"]
 

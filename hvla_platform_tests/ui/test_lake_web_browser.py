@@ -18,7 +18,8 @@ import pytest
 from hvla_platform.lib.core.lake import LocalLake
 from hvla_platform_tests.lib.web.test_app import PARTITION, REPORT, VIDEO, write_mp4
 from hvla_platform_tests.procs import stop
-from hvla_platform_tests.ui.dagster_ui import REPO_ROOT, UI_DIR
+from hvla_platform_tests.ui.browser_script import run_node
+from hvla_platform_tests.ui.dagster_ui import REPO_ROOT
 from hvla_platform_tests.ui.test_browser import CHROMIUM, INSTALL_HINT, _toolchain_problems
 
 pytestmark = pytest.mark.browser
@@ -46,9 +47,8 @@ def test_a_qa_report_link_opens_over_http_and_its_video_seeks(tmp_path):
         line = server.stdout.readline()
         assert " on http://127.0.0.1:" in line, line
         base = "http://127.0.0.1:" + line.split("http://127.0.0.1:")[1].split()[0]
-        proc = subprocess.run(["node", str(UI_DIR / "lake_links.mjs"), "--base-url", base, "--key", KEY,
-                               "--artifacts", str(artifacts), "--chromium", CHROMIUM],
-                              cwd=UI_DIR, capture_output=True, text=True, timeout=90)
+        proc, _ = run_node("lake_links.mjs", ["--base-url", base, "--key", KEY, "--artifacts", str(artifacts),
+                                              "--chromium", CHROMIUM], timeout=90)
     finally:
         stop(server)
     assert proc.stdout.strip(), proc.stderr
