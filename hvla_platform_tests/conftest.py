@@ -8,6 +8,8 @@ from hvla_platform_tests.fixtures.seaweedfs import seaweedfs_s3
 from hvla_platform_tests.machine_lock import hold
 
 UI_TESTS = Path(__file__).resolve().parent / "ui"
+#: Modules under ``ui/`` that start no Dagster UI and no browser (the browser runner's own test).
+UI_SHARED = {"test_browser_script.py"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -15,7 +17,8 @@ def machine_share(request):
     """The machine test lock for the module (:mod:`hvla_platform_tests.machine_lock`): exclusive for
     the Dagster UI and browser tests under ``ui/``, shared for every other module, so that a UI test
     never runs beside another test (of this or another pytest-xdist worker)."""
-    exclusive = UI_TESTS in Path(str(request.fspath)).resolve().parents
+    path = Path(str(request.fspath)).resolve()
+    exclusive = UI_TESTS in path.parents and path.name not in UI_SHARED
     with hold(exclusive=exclusive):
         yield
 

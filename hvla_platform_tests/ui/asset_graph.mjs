@@ -101,7 +101,17 @@ try {
   await page.getByText('Global asset lineage', { exact: true }).waitFor();
   const assetNodes = page.locator('[class*="AssetNode_assetNodeContainer"]');
   const groupNodes = page.locator('[class*="CollapsedGroupNode_collapsedGroupNodeBox"]');
-  await assetNodes.or(groupNodes).first().waitFor();
+  try {
+    await assetNodes.or(groupNodes).first().waitFor();
+  } catch (e) {
+    // Seen once in CI, never here (~2 s alone or after the whole suite): no node within 60 s.
+    // Keep what the page showed, then reload once, as a person would; a second miss fails.
+    result.graph_reloaded = (await page.locator('body').innerText({ timeout: 5_000 }).catch(() => '')).slice(0, 1500);
+    log(`no graph node after 60 s; the page showed: ${JSON.stringify(result.graph_reloaded.slice(0, 300))}; reloading once`);
+    await screenshot(page, 'asset-graph-not-drawn');
+    await page.reload();
+    await assetNodes.or(groupNodes).first().waitFor();
+  }
   if (await groupNodes.count()) {
     log('graph settings → "Expand all groups"');
     // the gear among the graph's zoom controls (the navigation has a "Settings" entry too)
