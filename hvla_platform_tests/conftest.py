@@ -5,11 +5,40 @@ from pathlib import Path
 import pytest
 
 from hvla_platform_tests.fixtures.seaweedfs import seaweedfs_s3
+from hvla_platform_tests.heartbeat import Heartbeat, interval_from_env
 from hvla_platform_tests.machine_lock import hold
 
 UI_TESTS = Path(__file__).resolve().parent / "ui"
 #: Modules under ``ui/`` that start no Dagster UI and no browser (the browser runner's own test).
 UI_SHARED = {"test_browser_script.py"}
+
+_heartbeat: list[Heartbeat] = []
+
+
+def pytest_configure(config):
+    """Start the heartbeat (:mod:`hvla_platform_tests.heartbeat`) in the controlling process only
+    (a pytest-xdist worker has ``workerinput``)."""
+    interval = interval_from_env()
+    if hasattr(config, "workerinput") or interval == 0:
+        return
+    beat = Heartbeat(interval)
+    beat.start()
+    _heartbeat.append(beat)
+
+
+def pytest_unconfigure(config):
+    while _heartbeat:
+        _heartbeat.pop().stop()
+
+
+def pytest_runtest_logstart(nodeid, location):
+    for beat in _heartbeat:
+        beat.test_started(nodeid)
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    for beat in _heartbeat:
+        beat.test_finished(nodeid)
 
 
 @pytest.fixture(scope="module", autouse=True)
