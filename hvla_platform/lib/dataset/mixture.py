@@ -315,10 +315,13 @@ def _episode_rows(lake: Lake, m: LeRobotDatasetManifest, split: str, source: str
     keys = sorted(k for k in lake.list_keys(f"{m.artifact_key}/meta/episodes") if k.endswith(".parquet"))
     rows: dict[int, tuple[int, int]] = {}
     for key in keys:
-        # an Arrow buffer, not a Python file object: Arrow's reader threads then never need the GIL to
-        # let go of the file, which aborted the process ("terminate called without an active
-        # exception") when their last reference went at interpreter exit (apache/arrow#34314)
-        t = pq.read_table(pa.BufferReader(lake.read_bytes(key)), columns=["episode_index", "length", "dataset_from_index"])
+        # read on this thread (ParquetFile, use_threads=False), not with pq.read_table: read_table's
+        # dataset scanner lets go of the buffer (which wraps the Python bytes, so letting go takes the
+        # GIL) on one of Arrow's pool threads, after it returns; when the process exited right after
+        # (a refused mixture) that thread met interpreter shutdown and aborted the process
+        # ("terminate called without an active exception", exit 134; apache/arrow#34314)
+        t = pq.ParquetFile(pa.BufferReader(lake.read_bytes(key))).read(
+            columns=["episode_index", "length", "dataset_from_index"], use_threads=False)
         for i, n, start in zip(*(t.column(c).to_pylist() for c in ("episode_index", "length", "dataset_from_index"))):
             rows[int(i)] = (int(n), int(start))
     if len(rows) != m.num_episodes:
