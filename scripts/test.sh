@@ -26,9 +26,13 @@ done
 # Dagster UI and browser tests on two workers, then those alone, in one process; they must not run
 # beside another test (on two cores they were starved), and waiting for the other worker's module to
 # end left a core idle. Both phases run whatever the first's outcome; either failing fails this.
+# Each phase has an overall bound (HVLA_TEST_PHASE1_S, default 1 h; HVLA_TEST_PHASE2_S, default
+# 25 min; ~15 and ~3.5 min on an idle 2-core machine): at the bound pytest gets SIGINT and prints
+# where it was and its summary, so a stuck run fails with a reason instead of at CI's own limit.
+bounded() { timeout --foreground -s INT -k 120 "$1" "${@:2}"; }
 rc=0
-"${pytest[@]}" --ignore=hvla_platform_tests/ui "$@" || rc=$?
+bounded "${HVLA_TEST_PHASE1_S:-3600}" "${pytest[@]}" --ignore=hvla_platform_tests/ui "$@" || rc=$?
 echo "[test] the Dagster UI and browser tests, alone"
-.venv/bin/python -m pytest -n 0 hvla_platform_tests/ui "$@" || rc2=$?
+bounded "${HVLA_TEST_PHASE2_S:-1500}" .venv/bin/python -m pytest -n 0 hvla_platform_tests/ui "$@" || rc2=$?
 if [ "$rc" = 0 ]; then rc=${rc2:-0}; fi
 exit "$rc"

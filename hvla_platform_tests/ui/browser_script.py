@@ -57,9 +57,20 @@ def run_node(script: str, args: list[str], *, timeout: float) -> tuple[subproces
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        busiest = busiest_processes()
         _kill(processes_marked(marker))
-        out, err = proc.communicate()
-        err += f"\n{script} timed out after {timeout:.0f} s; the busiest processes then:\n{busiest_processes()}"
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # node's own group (it started a session of its own)
+        except ProcessLookupError:
+            pass
+        try:  # bounded: a process that dropped the marker may still hold the pipes open
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            for pipe in (proc.stdout, proc.stderr):
+                pipe.close()
+            proc.wait(timeout=10)
+            out, err = "", "(the output pipes stayed open 30 s after the kill; output lost)"
+        err += f"\n{script} timed out after {timeout:.0f} s; the busiest processes then:\n{busiest}"
     leftovers = processes_marked(marker)
     _kill(leftovers)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), leftovers
