@@ -30,6 +30,9 @@ from hvla_platform.lib.formats.recording.profile import load_profile
 from hvla_platform.lib.sim.recorder import record_episode
 from hvla_platform_tests.fixtures.lakes import land_and_convert
 
+#: End to end (every profile and storage format through to a release): run early (conftest.py).
+pytestmark = pytest.mark.e2e
+
 DAY = "2026-11-20"
 #: profile → (robot id, frames mode, episode seconds, episodes)
 PLAN = {

@@ -23,6 +23,9 @@ from hvla_platform.lib.core.lake import LocalLake
 from hvla_platform.lib.core.manifest import LeRobotDatasetManifest, require_manifest
 from hvla_platform_tests.paths import REPO_ROOT
 
+#: End to end (ingest → release → training → serving): run early (conftest.py).
+pytestmark = pytest.mark.e2e
+
 HVLA = [sys.executable, "-m", "hvla_platform.cli"]
 #: The demo's release spec and recordings (what ``hvla demo`` builds).
 RELEASE_SPEC = REPO_ROOT / "releases" / "g1-reach-v1.yaml"
