@@ -44,8 +44,9 @@ def pytest_runtest_logfinish(nodeid, location):
 def pytest_collection_modifyitems(session, config, items):
     """Modules holding an end-to-end test (marker ``e2e``, the suite's longest modules: 50–110 s
     each on an idle 2-core machine) run first, the rest keep their order: collected last (they sit
-    at the top level), they kept one worker busy minutes after the other had run out of work. The
-    order is the same in every pytest-xdist worker, as xdist requires."""
+    at the top level) and handed out last by xdist's default order (most tests first; scripts/test.sh
+    passes ``--no-loadscope-reorder``), they kept one worker busy after the other had run out of
+    work. The order is the same in every pytest-xdist worker, as xdist requires."""
     heavy = {item.path for item in items if item.get_closest_marker("e2e")}
     items.sort(key=lambda item: item.path not in heavy)  # stable: within each group, collection order
 

@@ -17,7 +17,9 @@ if [ "${HVLA_TEST_WORKERS:-2}" != "0" ]; then
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}" \
          OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 fi
-pytest=(.venv/bin/python -m pytest -n "${HVLA_TEST_WORKERS:-2}" --dist loadfile)
+# --no-loadscope-reorder: files are handed out in collection order (end-to-end modules first,
+# conftest.py), not by their number of tests, which put the few-test, longest modules last.
+pytest=(.venv/bin/python -m pytest -n "${HVLA_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder)
 # Given test paths (any argument not starting with "-"), run just those, in one pytest.
 for arg in "$@"; do
   if [ "${arg#-}" = "$arg" ]; then exec "${pytest[@]}" "$@"; fi
