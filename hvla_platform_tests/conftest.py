@@ -42,7 +42,7 @@ def pytest_runtest_logfinish(nodeid, location):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Modules holding an end-to-end test (marker ``e2e``, the suite's longest modules: 50–110 s
+    """Modules holding an end-to-end test (marker ``e2e``, the suite's longest modules: 50–150 s
     each on an idle 2-core machine) run first, the rest keep their order: collected last (they sit
     at the top level) and handed out last by xdist's default order (most tests first; scripts/test.sh
     passes ``--no-loadscope-reorder``), they kept one worker busy after the other had run out of
