@@ -46,10 +46,13 @@ def busiest_processes(n: int = 8) -> str:
     return "\n".join(line[:160] for line in out[: n + 1])
 
 
-def run_node(script: str, args: list[str], *, timeout: float) -> tuple[subprocess.CompletedProcess, list[int]]:
+def run_node(script: str, args: list[str], *, timeout: float,
+             pipe_grace: float = 30.0) -> tuple[subprocess.CompletedProcess, list[int]]:
     """Run ``node <UI_DIR/script> <args>``; its completed process and the pids of browser processes
     that outlived it (killed, SIGKILL). On the timeout the run is killed and the completed process
-    has returncode ``-9`` and stderr ending with ``timed out after N s``."""
+    has returncode ``-9`` and stderr ending with ``timed out after N s``; its output is read for at
+    most ``pipe_grace`` seconds more (a process without the marker may hold the pipes open), after
+    which it is given up as lost."""
     marker = uuid.uuid4().hex
     env = {**os.environ, MARKER_VAR: marker}
     proc = subprocess.Popen(["node", str(UI_DIR / script), *args], cwd=UI_DIR, env=env, stdout=subprocess.PIPE,
@@ -64,12 +67,12 @@ def run_node(script: str, args: list[str], *, timeout: float) -> tuple[subproces
         except ProcessLookupError:
             pass
         try:  # bounded: a process that dropped the marker may still hold the pipes open
-            out, err = proc.communicate(timeout=30)
+            out, err = proc.communicate(timeout=pipe_grace)
         except subprocess.TimeoutExpired:
             for pipe in (proc.stdout, proc.stderr):
                 pipe.close()
             proc.wait(timeout=10)
-            out, err = "", "(the output pipes stayed open 30 s after the kill; output lost)"
+            out, err = "", f"(the output pipes stayed open {pipe_grace:.0f} s after the kill; output lost)"
         err += f"\n{script} timed out after {timeout:.0f} s; the busiest processes then:\n{busiest}"
     leftovers = processes_marked(marker)
     _kill(leftovers)

@@ -5,6 +5,8 @@ killed at its timeout with the reason in its stderr."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -50,3 +52,27 @@ def test_a_script_that_hangs_is_killed_at_its_timeout_with_the_reason(tmp_path):
     assert time.monotonic() - started < 30
     assert proc.returncode == -9
     assert "hang.mjs timed out after 3 s; the busiest processes then:" in proc.stderr
+
+
+def test_a_hung_script_whose_unmarked_child_holds_the_pipes_returns_at_the_pipe_grace(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "hold_pipes.mjs"
+    script.write_text("import { spawn } from 'node:child_process';\n"
+                      "import { writeFileSync } from 'node:fs';\n"
+                      "const env = { ...process.env }; delete env.HVLA_BROWSER_RUN;\n"
+                      "const c = spawn('sleep', ['120'], { detached: true, stdio: ['ignore', 'inherit', 'inherit'], env });\n"
+                      f"writeFileSync({json.dumps(str(pid_file))}, String(c.pid));\n"
+                      "setInterval(() => {}, 1000);\n")
+    try:
+        started = time.monotonic()
+        proc, _ = run_node(str(script), [], timeout=3, pipe_grace=2)
+        assert time.monotonic() - started < 30
+        assert proc.returncode == -9
+        assert "(the output pipes stayed open 2 s after the kill; output lost)" in proc.stderr
+        assert "hold_pipes.mjs timed out after 3 s" in proc.stderr
+    finally:
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
